@@ -1,0 +1,72 @@
+"""taskq: a Redis-backed task queue that never loses a task.
+
+    from taskq_core import TaskQueue
+
+    tq = TaskQueue("redis://127.0.0.1:6379/0")
+
+    @tq.task(queue="high", max_retries=5)
+    def send_email(to: str) -> None: ...
+
+    handle = send_email.enqueue("ada@example.com")
+    handle.result(timeout=10)
+
+Run workers with ``taskq worker --app myapp:tq``.
+"""
+
+from __future__ import annotations
+
+from .app import TaskQueue
+from .clock import ManualClock, SystemClock
+from .errors import (
+    ConfigurationError,
+    DuplicateTask,
+    InvalidName,
+    InvalidOption,
+    MissingExtra,
+    NotJSONSerializable,
+    PayloadTooLarge,
+    ResultTimeout,
+    Retry,
+    TaskFailed,
+    TaskNotFound,
+    TaskqError,
+    TaskqValueError,
+    TaskTimeout,
+    UnknownTask,
+)
+from .handle import STATUSES, TaskHandle
+from .retry import RetryPolicy
+from .settings import Settings
+from .task import Signature, Task
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STATUSES",
+    "ConfigurationError",
+    "DuplicateTask",
+    "InvalidName",
+    "InvalidOption",
+    "ManualClock",
+    "MissingExtra",
+    "NotJSONSerializable",
+    "PayloadTooLarge",
+    "ResultTimeout",
+    "Retry",
+    "RetryPolicy",
+    "Settings",
+    "Signature",
+    "SystemClock",
+    "Task",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskQueue",
+    "TaskTimeout",
+    "TaskqError",
+    "TaskqValueError",
+    "UnknownTask",
+    "Worker",
+    "__version__",
+]

@@ -1,0 +1,308 @@
+"""The application object."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from .brokers.base import Broker, EnqueueItem
+from .brokers.base import Settings as BrokerSettings
+from .clock import Clock, SystemClock
+from .errors import DuplicateTask, InvalidOption, UnknownTask
+from .handle import TaskHandle
+from .message import Message
+from .retry import RetryPolicy
+from .settings import Settings
+from .task import EnqueueOptions, Signature, Task
+from .validation import (
+    check_json,
+    check_positive,
+    check_queue_name,
+    check_retries,
+    check_task_name,
+    check_timeout,
+)
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The broker a settings object names: ``memory://`` or a Redis URL."""
+    bs = BrokerSettings(
+        lease_ms=int(settings.worker.lease_seconds * 1000),
+        max_deliveries=settings.worker.max_deliveries,
+        result_ttl_ms=int(settings.result_ttl * 1000),
+        idempotency_ttl_ms=int(settings.idempotency_ttl * 1000),
+    )
+    if settings.broker_url.startswith("memory://"):
+        from .brokers.memory import MemoryBroker
+
+        return MemoryBroker(bs, url=settings.broker_url)
+    from .brokers.redis import RedisBroker
+
+    return RedisBroker(
+        settings.broker_url,
+        prefix=settings.key_prefix,
+        settings=bs,
+        max_connections=settings.broker.max_connections,
+        socket_timeout=settings.broker.socket_timeout,
+    )
+
+
+class TaskQueue:
+    """Configuration, task registry and broker of one application.
+
+    ``TaskQueue("redis://127.0.0.1:6379/0", key_prefix="shop", worker={"concurrency": 8})``
+    takes the built-in defaults and the arguments given; :meth:`from_config` also reads
+    configuration files and ``TASKQ_*`` environment variables.
+    """
+
+    def __init__(
+        self,
+        broker: str | Broker | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None:
+        if settings is None:
+            if isinstance(broker, str):
+                options["broker_url"] = broker
+            settings = Settings(**options)
+        elif options or isinstance(broker, str):
+            raise InvalidOption("pass either settings=... or individual options, not both")
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.broker: Broker = (
+            broker
+            if broker is not None and not isinstance(broker, str)
+            else (make_broker(settings))
+        )
+        self.registry: dict[str, Task[Any, Any]] = {}
+        self._imported = False
+
+    @classmethod
+    def from_config(cls, config_file: str | None = None, **overrides: Any) -> TaskQueue:
+        """Settings from defaults, files, ``TASKQ_*`` variables, then ``overrides``."""
+        from .config import load_settings
+
+        return cls(settings=load_settings(config_file, overrides))
+
+    def __repr__(self) -> str:
+        return f"TaskQueue({self.broker!r}, tasks={len(self.registry)})"
+
+    # -- registration
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        retry_backoff_max: float | None = None,
+        retry_jitter: float | None = None,
+        retry_on: Sequence[type[BaseException]] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        retry_backoff_max: float | None = None,
+        retry_jitter: float | None = None,
+        retry_on: Sequence[type[BaseException]] | None = None,
+        timeout: float | None = None,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function (plain or ``async def``) as a task.
+
+        Used bare (``@tq.task``) or with options (``@tq.task(queue="high", max_retries=5)``).
+        The name defaults to ``module.qualname``; it is what messages carry, so keep it
+        stable when you move code (or pass ``name=``).
+        """
+        r = self.settings.retry
+        if retry_jitter is not None and not 0 <= check_positive(retry_jitter, "retry_jitter") <= 1:
+            raise InvalidOption(f"retry_jitter must be between 0 and 1, got {retry_jitter!r}")
+        policy = RetryPolicy(
+            max_retries=check_retries(max_retries) if max_retries is not None else r.max_retries,
+            backoff=(
+                check_positive(retry_backoff, "retry_backoff")
+                if retry_backoff is not None
+                else r.backoff
+            ),
+            backoff_max=(
+                check_positive(retry_backoff_max, "retry_backoff_max")
+                if retry_backoff_max is not None
+                else r.backoff_max
+            ),
+            jitter=retry_jitter if retry_jitter is not None else r.jitter,
+            retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+        )
+        task_timeout = check_timeout(timeout) if timeout is not None else self.settings.task_timeout
+        task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            task_name = check_task_name(name or f"{f.__module__}.{f.__qualname__}")
+            existing = self.registry.get(task_name)
+            if existing is not None and existing.fn is not f:
+                raise DuplicateTask(
+                    f"task name {task_name!r} is already registered to "
+                    f"{existing.fn.__module__}.{existing.fn.__qualname__}"
+                )
+            t: Task[P, R] = Task(
+                self, f, name=task_name, queue=task_queue, policy=policy, timeout=task_timeout
+            )
+            self.registry[task_name] = t
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise UnknownTask(
+                f"no task named {name[:200]!r} is registered"
+                + (f" (known: {', '.join(sorted(self.registry)[:20])})" if self.registry else "")
+            ) from None
+
+    def load_imports(self) -> None:
+        """Import the modules in ``settings.imports`` and the ``taskq.tasks`` entry points.
+
+        Entry points name a module, or a callable that receives this TaskQueue.
+        """
+        if self._imported:
+            return
+        self._imported = True
+        for module in self.settings.imports:
+            importlib.import_module(module)
+        for ep in entry_points(group="taskq.tasks"):
+            loaded = ep.load()
+            if callable(loaded):
+                loaded(self)
+
+    # -- enqueueing
+
+    def signature(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """A registered task by name, with arguments and options (for the CLI and bulk)."""
+        return Signature(
+            self.get_task(name), tuple(args), dict(kwargs or {}), EnqueueOptions.make(**options)
+        )
+
+    def _items(self, signatures: Sequence[Signature]) -> tuple[list[EnqueueItem], int]:
+        now = self.clock.time()
+        now_ms = int(now * 1000)
+        limit = self.settings.max_payload_bytes
+        items: list[EnqueueItem] = []
+        for sig in signatures:
+            task, o = sig.task, sig.options
+            if task.app is not self and self.registry.get(task.name) is not task:
+                raise UnknownTask(f"task {task.name!r} is not registered with this TaskQueue")
+            check_json(sig.args, "args")
+            check_json(sig.kwargs, "kwargs")
+            due_ms = 0
+            if o.delay is not None:
+                due_ms = now_ms + int(o.delay * 1000)
+            elif o.eta is not None:
+                due_ms = int(o.eta * 1000)
+            queue = o.queue or task.queue
+            task_id = o.task_id or uuid.uuid4().hex
+            body = Message(
+                id=task_id,
+                task=task.name,
+                queue=queue,
+                args=list(sig.args),
+                kwargs=sig.kwargs,
+                enqueued_at=now_ms,
+                due_at=due_ms or None,
+                max_retries=o.max_retries,
+                timeout=o.timeout,
+                idempotency_key=o.idempotency_key,
+                trace=_current_trace(),
+            ).encode(limit)
+            items.append(EnqueueItem(queue, task_id, task.name, body, due_ms, o.idempotency_key))
+        return items, now_ms
+
+    def enqueue_many(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
+        """Enqueue many tasks in one round trip; every one is checked before any is sent."""
+        items, now_ms = self._items(signatures)
+        ids = self.broker.enqueue(items, now_ms)
+        return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
+
+    async def enqueue_many_async(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
+        """The async form of :meth:`enqueue_many`."""
+        items, now_ms = self._items(signatures)
+        ids = await self.broker.enqueue_async(items, now_ms)
+        return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
+
+    def enqueue(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TaskHandle:
+        """Enqueue a registered task by name."""
+        return self.enqueue_many([self.signature(name, args, kwargs, **options)])[0]
+
+    # -- looking tasks up
+
+    def handle(self, task_id: str, queue: str | None = None) -> TaskHandle:
+        return TaskHandle(self, task_id, queue or self.settings.default_queue)
+
+    def find(self, task_id: str) -> TaskHandle | None:
+        """The handle of a task given only its id, searching every known queue."""
+        queues = dict.fromkeys([*self.settings.queues, *self.broker.known_queues()])
+        for q in queues:
+            if self.broker.get(q, task_id) is not None:
+                return TaskHandle(self, task_id, q)
+        return None
+
+    def queues(self) -> list[str]:
+        """Configured queues first (in priority order), then any other queue seen."""
+        return list(dict.fromkeys([*self.settings.queues, *self.broker.known_queues()]))
+
+    # -- workers
+
+    def worker(self, **options: Any) -> Worker:
+        """A :class:`~taskq_core.worker.Worker` for this application."""
+        from .worker import Worker
+
+        return Worker(self, **options)
+
+    def close(self) -> None:
+        self.broker.close()
+
+    async def aclose(self) -> None:
+        await self.broker.aclose()
+
+
+def _current_trace() -> dict[str, str] | None:
+    """Trace context of the current request or span, carried into the task."""
+    from .context import current_trace
+
+    return current_trace()

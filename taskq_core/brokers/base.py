@@ -1,0 +1,186 @@
+"""The broker interface.
+
+A broker stores queues and moves tasks through their states, each change in one atomic step.
+Two implementations pass one contract suite (``tests/core/test_broker_contract.py``): Redis
+(the product) and in-memory (users' tests and ``taskq demo``). The interface speaks in
+ids, bytes and integer milliseconds, never in framework or Redis types, so that a SQL
+backend could implement it too.
+
+Every operation exists in a blocking form (web handlers, the CLI, the lease renewer
+thread) and an ``async`` form (async producers and the worker loop); both are built from
+one description of the operation, so their logic is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+T = TypeVar("T")
+OutcomeKind = Literal["ok", "retry", "failed", "dead"]
+
+
+@dataclass(slots=True)
+class EnqueueItem:
+    """One task to add. ``due_ms`` 0 means now."""
+
+    queue: str
+    id: str
+    task: str
+    body: bytes
+    due_ms: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A leased task: ``fence`` must be presented to settle, renew or release it."""
+
+    queue: str
+    id: str
+    fence: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class FetchResult:
+    deliveries: list[Delivery]
+    next_due_ms: int | None  # earliest delayed task across the fetched queues
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one delivery ended. ``record`` is the JSON stored as its result or error."""
+
+    queue: str
+    id: str
+    fence: int
+    kind: OutcomeKind
+    task: str = ""
+    record: bytes = b""
+    retry_due_ms: int = 0
+    retry_body: bytes = b""
+
+
+@dataclass(slots=True)
+class Lease:
+    queue: str
+    id: str
+    fence: int
+
+
+@dataclass(slots=True)
+class DeadTask:
+    id: str
+    queue: str
+    dead_at_ms: int
+    state: str  # failed | dead
+    message: bytes | None
+    error: bytes | None
+
+
+@dataclass(slots=True)
+class TaskState:
+    """What the broker knows of one task: a live state and/or a final record."""
+
+    id: str
+    queue: str
+    state: str | None  # queued | scheduled | running | failed | dead, None when settled
+    record: bytes | None  # the result or error record, while its TTL lasts
+    message: bytes | None
+    deliveries: int = 0
+
+
+@dataclass(slots=True)
+class QueueInfo:
+    name: str
+    ready: int
+    delayed: int
+    leased: int
+    dead: int
+    oldest_enqueued_ms: int | None
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Settings:
+    """The knobs a broker operation needs (milliseconds)."""
+
+    lease_ms: int = 15_000
+    max_deliveries: int = 5
+    result_ttl_ms: int = 86_400_000
+    idempotency_ttl_ms: int = 86_400_000
+
+
+class Broker(Protocol):
+    """What the core needs from a broker; see the module docstring."""
+
+    url: str
+
+    # -- producers
+    def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]: ...
+    async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]: ...
+
+    # -- workers
+    def fetch(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]: ...
+    async def fetch_async(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]: ...
+    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool: ...
+    def settle(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]: ...
+    async def settle_async(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]: ...
+    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]: ...
+    def release(self, leases: Sequence[Lease]) -> int: ...
+    async def release_async(self, leases: Sequence[Lease]) -> int: ...
+
+    # -- handles and administration
+    def get(self, queue: str, task_id: str) -> TaskState | None: ...
+    async def get_async(self, queue: str, task_id: str) -> TaskState | None: ...
+    def cancel(self, queue: str, task_id: str, record: bytes) -> str: ...
+    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str: ...
+    def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]: ...
+    def dead_retry(self, queue: str, ids: Sequence[str]) -> int: ...
+    def dead_purge(self, queue: str, ids: Sequence[str]) -> int: ...
+    def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]: ...
+    def wait_for(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
+    ) -> T | None: ...
+    async def wait_for_async(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], Awaitable[T | None]]
+    ) -> T | None: ...
+    def known_queues(self) -> list[str]: ...
+    def ping(self) -> float: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+def parse_stats(raw: dict[Any, Any]) -> dict[str, int]:
+    """Decode a stats hash read from a broker."""
+    out: dict[str, int] = {}
+    for k, v in raw.items():
+        key = k.decode() if isinstance(k, bytes) else str(k)
+        out[key] = int(v)
+    return out

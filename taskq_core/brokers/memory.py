@@ -1,0 +1,533 @@
+"""The in-memory broker: the Redis broker's semantics in one process, for users' tests and
+``taskq demo``. Each method below does under one lock what the Lua script of the same name
+does in Redis; the shared contract suite holds both to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import orjson
+
+from .base import (
+    DeadTask,
+    Delivery,
+    EnqueueItem,
+    FetchResult,
+    Lease,
+    Outcome,
+    QueueInfo,
+    Settings,
+    TaskState,
+)
+
+T = TypeVar("T")
+
+
+class _Scored:
+    """A sorted set: member -> score, with ordered access by score."""
+
+    def __init__(self) -> None:
+        self.score: dict[str, int] = {}
+        self._order: list[tuple[int, str]] = []
+
+    def add(self, member: str, score: int) -> None:
+        self.remove(member)
+        self.score[member] = score
+        bisect.insort(self._order, (score, member))
+
+    def remove(self, member: str) -> bool:
+        old = self.score.pop(member, None)
+        if old is None:
+            return False
+        i = bisect.bisect_left(self._order, (old, member))
+        del self._order[i]
+        return True
+
+    def upto(self, limit_score: int, count: int) -> list[str]:
+        out: list[str] = []
+        for s, m in self._order:
+            if s > limit_score or len(out) >= count:
+                break
+            out.append(m)
+        return out
+
+    def first(self) -> tuple[int, str] | None:
+        return self._order[0] if self._order else None
+
+    def page(self, offset: int, limit: int) -> list[tuple[str, int]]:
+        return [(m, s) for s, m in self._order[offset : offset + limit]]
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def __contains__(self, member: object) -> bool:
+        return member in self.score
+
+
+@dataclass
+class _Queue:
+    ready: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
+    delayed: _Scored = field(default_factory=_Scored)
+    leased: _Scored = field(default_factory=_Scored)
+    msg: dict[str, bytes] = field(default_factory=dict)
+    state: dict[str, str] = field(default_factory=dict)
+    fence: dict[str, int] = field(default_factory=dict)
+    unack: dict[str, int] = field(default_factory=dict)
+    dead: _Scored = field(default_factory=_Scored)
+    error: dict[str, bytes] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    wake: bool = False
+
+    def incr(self, name: str, by: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + by
+
+
+class MemoryBroker:
+    """Tasks held in this process. Thread-safe; usable from several event loops."""
+
+    def __init__(self, settings: Settings | None = None, url: str = "memory://") -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self._lock = threading.Lock()
+        self._queues: dict[str, _Queue] = {}
+        self._results: dict[tuple[str, str], tuple[bytes, int]] = {}  # -> (record, expiry)
+        self._idem: dict[tuple[str, str], tuple[str, int]] = {}
+        self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[None]]]
+        self._waiters = []
+        self._now_ms = 0  # latest time seen, for expiring results
+        self._done = threading.Condition(threading.Lock())
+        self._generation = 0
+        self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker({self.url!r})"
+
+    def _q(self, name: str) -> _Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = _Queue()
+        return q
+
+    def _wake(self, name: str, q: _Queue) -> None:
+        # hand the token straight to a sleeper if there is one, else keep it (as LPUSH wake)
+        for i, (names, loop, fut) in enumerate(self._waiters):
+            if name in names and not fut.done():
+                del self._waiters[i]
+                loop.call_soon_threadsafe(_resolve, fut)
+                return
+        q.wake = True
+
+    def _result(self, queue: str, task_id: str) -> bytes | None:
+        hit = self._results.get((queue, task_id))
+        if hit is None:
+            return None
+        if hit[1] <= self._now_ms:
+            del self._results[(queue, task_id)]
+            return None
+        return hit[0]
+
+    def _set_result(self, queue: str, task_id: str, record: bytes, now_ms: int) -> None:
+        self._results[(queue, task_id)] = (record, now_ms + self.settings.result_ttl_ms)
+
+    def _tick(self, now_ms: int) -> None:
+        self._now_ms = max(self._now_ms, now_ms)
+
+    # -- producers (enqueue.lua)
+
+    def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
+        out: list[str] = []
+        with self._lock:
+            self._tick(now_ms)
+            woken: set[str] = set()
+            for item in items:
+                q = self._q(item.queue)
+                if item.idempotency_key is not None:
+                    ikey = (item.queue, item.idempotency_key)
+                    earlier = self._idem.get(ikey)
+                    if earlier is not None and earlier[1] > now_ms:
+                        out.append(earlier[0])
+                        continue
+                    self._idem[ikey] = (item.id, now_ms + self.settings.idempotency_ttl_ms)
+                q.msg[item.id] = item.body
+                if item.due_ms > now_ms:
+                    q.delayed.add(item.id, item.due_ms)
+                    q.state[item.id] = "scheduled"
+                else:
+                    q.ready.appendleft(item.id)
+                    q.state[item.id] = "queued"
+                q.incr("enqueued")
+                q.incr("enqueued|" + item.task)
+                out.append(item.id)
+                woken.add(item.queue)
+            for name in woken:
+                self._wake(name, self._q(name))
+        return out
+
+    async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
+        return self.enqueue(items, now_ms)
+
+    # -- workers (fetch.lua, settle.lua, renew.lua, release.lua)
+
+    def fetch(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        stale = self.settle(outcomes, now_ms, stats) if (outcomes or stats) else []
+        s = self.settings
+        deliveries: list[Delivery] = []
+        next_due: int | None = None
+        with self._lock:
+            self._tick(now_ms)
+            for name in queues:
+                q = self._q(name)
+                for tid in q.leased.upto(now_ms, 100):
+                    q.leased.remove(tid)
+                    q.incr("lease_expired")
+                    u = q.unack.get(tid, 0)
+                    if u >= s.max_deliveries:
+                        q.dead.add(tid, now_ms)
+                        q.state[tid] = "dead"
+                        q.unack.pop(tid, None)
+                        q.error[tid] = orjson.dumps(
+                            {
+                                "status": "dead",
+                                "error": {
+                                    "type": "PoisonTask",
+                                    "message": f"delivered {u} times without finishing; "
+                                    "its worker died or froze each time",
+                                    "traceback": "",
+                                },
+                                "attempts": u,
+                                "finished_at": now_ms,
+                            }
+                        )
+                        q.incr("dead")
+                        self._announce()
+                    else:
+                        q.ready.append(tid)
+                        q.state[tid] = "queued"
+                for tid in q.delayed.upto(now_ms, 1000):
+                    q.delayed.remove(tid)
+                    q.ready.appendleft(tid)
+                    q.state[tid] = "queued"
+                deadline = now_ms + s.lease_ms
+                while len(deliveries) < want and q.ready:
+                    tid = q.ready.pop()
+                    body = q.msg.get(tid)
+                    if body is None:
+                        q.incr("orphans")
+                        continue
+                    f = q.fence[tid] = q.fence.get(tid, 0) + 1
+                    q.unack[tid] = q.unack.get(tid, 0) + 1
+                    q.state[tid] = "running"
+                    q.leased.add(tid, deadline)
+                    deliveries.append(Delivery(name, tid, f, body))
+                first = q.delayed.first()
+                if first is not None and (next_due is None or first[0] < next_due):
+                    next_due = first[0]
+            if len(deliveries) >= want:
+                for name in queues:
+                    if self._q(name).ready:
+                        self._wake(name, self._q(name))
+                        break
+        return FetchResult(deliveries, next_due), stale
+
+    async def fetch_async(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        return self.fetch(queues, want, now_ms, outcomes, stats)
+
+    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool:
+        if timeout <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        names = frozenset(queues)
+        with self._lock:
+            for name in queues:
+                q = self._q(name)
+                if q.wake:
+                    q.wake = False
+                    return True
+            fut: asyncio.Future[None] = loop.create_future()
+            entry = (names, loop, fut)
+            self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
+
+    def settle(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        stale: list[Outcome] = []
+        with self._lock:
+            self._tick(now_ms)
+            woken: set[str] = set()
+            for o in outcomes:
+                q = self._q(o.queue)
+                if q.fence.get(o.id) != o.fence or o.id not in q.leased:
+                    stale.append(o)
+                    q.incr("stale_acks")
+                    continue
+                q.leased.remove(o.id)
+                q.unack.pop(o.id, None)
+                q.incr(o.kind)
+                q.incr(f"{o.kind}|{o.task}")
+                if o.kind == "ok":
+                    self._set_result(o.queue, o.id, o.record, now_ms)
+                    self._announce()
+                    q.msg.pop(o.id, None)
+                    q.state.pop(o.id, None)
+                    q.fence.pop(o.id, None)
+                elif o.kind == "retry":
+                    q.msg[o.id] = o.retry_body
+                    if o.retry_due_ms > now_ms:
+                        q.delayed.add(o.id, o.retry_due_ms)
+                        q.state[o.id] = "scheduled"
+                    else:
+                        q.ready.appendleft(o.id)
+                        q.state[o.id] = "queued"
+                    woken.add(o.queue)
+                else:
+                    q.dead.add(o.id, now_ms)
+                    q.state[o.id] = o.kind
+                    q.error[o.id] = o.record
+                    self._set_result(o.queue, o.id, o.record, now_ms)
+                    self._announce()
+            for name, fields in (stats or {}).items():
+                q = self._q(name)
+                for key, value in fields.items():
+                    q.incr(key, value)
+            for name in woken:
+                self._wake(name, self._q(name))
+        return stale
+
+    async def settle_async(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        return self.settle(outcomes, now_ms, stats)
+
+    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
+        lost: list[Lease] = []
+        with self._lock:
+            for lease in leases:
+                q = self._q(lease.queue)
+                if q.fence.get(lease.id) == lease.fence and lease.id in q.leased:
+                    q.leased.add(lease.id, now_ms + self.settings.lease_ms)
+                else:
+                    lost.append(lease)
+        return lost
+
+    def release(self, leases: Sequence[Lease]) -> int:
+        n = 0
+        with self._lock:
+            for lease in leases:
+                q = self._q(lease.queue)
+                if q.fence.get(lease.id) == lease.fence and q.leased.remove(lease.id):
+                    q.ready.append(lease.id)
+                    q.state[lease.id] = "queued"
+                    q.unack[lease.id] = q.unack.get(lease.id, 0) - 1
+                    q.incr("released")
+                    self._wake(lease.queue, q)
+                    n += 1
+        return n
+
+    async def release_async(self, leases: Sequence[Lease]) -> int:
+        return self.release(leases)
+
+    # -- handles and administration (cancel.lua, dead_retry.lua, dead_purge.lua)
+
+    def get(self, queue: str, task_id: str) -> TaskState | None:
+        with self._lock:
+            q = self._q(queue)
+            record = self._result(queue, task_id)
+            state = q.state.get(task_id)
+            if record is None and state is None:
+                return None
+            if record is None:
+                record = q.error.get(task_id)
+            return TaskState(
+                task_id, queue, state, record, q.msg.get(task_id), q.fence.get(task_id, 0)
+            )
+
+    async def get_async(self, queue: str, task_id: str) -> TaskState | None:
+        return self.get(queue, task_id)
+
+    def cancel(self, queue: str, task_id: str, record: bytes) -> str:
+        with self._lock:
+            q = self._q(queue)
+            state = q.state.get(task_id)
+            if state == "queued":
+                q.ready.remove(task_id)  # state and list agree under the lock
+            elif state == "scheduled":
+                q.delayed.remove(task_id)
+            else:
+                return state or ""
+            for d in (q.msg, q.state, q.fence, q.unack):
+                d.pop(task_id, None)
+            self._set_result(queue, task_id, record, self._now_ms)
+            q.incr("cancelled")
+            self._announce()
+            return "cancelled"
+
+    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str:
+        return self.cancel(queue, task_id, record)
+
+    def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
+        with self._lock:
+            q = self._q(queue)
+            return [
+                DeadTask(tid, queue, at, q.state.get(tid, "dead"), q.msg.get(tid), q.error.get(tid))
+                for tid, at in q.dead.page(offset, limit)
+            ]
+
+    def dead_retry(self, queue: str, ids: Sequence[str]) -> int:
+        n = 0
+        with self._lock:
+            q = self._q(queue)
+            for tid in ids:
+                if q.dead.remove(tid):
+                    q.error.pop(tid, None)
+                    self._results.pop((queue, tid), None)
+                    if tid in q.msg:
+                        q.ready.append(tid)
+                        q.state[tid] = "queued"
+                        n += 1
+                    else:
+                        q.state.pop(tid, None)
+            if n:
+                q.incr("dead_retried", n)
+                self._wake(queue, q)
+        return n
+
+    def dead_purge(self, queue: str, ids: Sequence[str]) -> int:
+        n = 0
+        with self._lock:
+            q = self._q(queue)
+            for tid in ids:
+                if q.dead.remove(tid):
+                    for d in (q.msg, q.state, q.fence, q.unack, q.error):
+                        d.pop(tid, None)
+                    n += 1
+            if n:
+                q.incr("dead_purged", n)
+        return n
+
+    def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]:
+        from ..message import BadMessage, decode
+
+        out = []
+        with self._lock:
+            for name in queues:
+                q = self._q(name)
+                oldest = None
+                if q.ready:
+                    body = q.msg.get(q.ready[-1])
+                    if body is not None:
+                        try:
+                            oldest = decode(body).enqueued_at
+                        except BadMessage:
+                            oldest = None
+                out.append(
+                    QueueInfo(
+                        name,
+                        len(q.ready),
+                        len(q.delayed),
+                        len(q.leased),
+                        len(q.dead),
+                        oldest,
+                        dict(q.stats),
+                    )
+                )
+        return out
+
+    def _announce(self) -> None:
+        # called with the lock held whenever a task reaches a final state
+        with self._done:
+            self._generation += 1
+            self._done.notify_all()
+        for loop, fut in self._done_waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+        self._done_waiters.clear()
+
+    def wait_for(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
+    ) -> T | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._done:
+                seen = self._generation
+            found = check()
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with self._done:
+                if self._generation == seen:
+                    self._done.wait(min(remaining, 1.0))
+
+    async def wait_for_async(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._done_waiters.append((loop, fut))
+            found = await check()
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, min(remaining, 1.0))
+
+    def known_queues(self) -> list[str]:
+        with self._lock:
+            return sorted(self._queues)
+
+    def ping(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,341 @@
+"""The Redis broker: plans from :mod:`redis_plans`, run by a blocking or an asyncio client.
+
+One connection pool per process for blocking calls and one per event loop for async calls
+(redis-py's asyncio connections belong to the loop that opened them). hiredis parses replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from ..keys import Keys
+from . import scripts
+from .base import (
+    DeadTask,
+    EnqueueItem,
+    FetchResult,
+    Lease,
+    Outcome,
+    QueueInfo,
+    Settings,
+    TaskState,
+)
+from .redis_plans import Call, Plan, Plans
+
+T = TypeVar("T")
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, NoScriptError) or (
+        isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
+    )
+
+
+class RedisBroker:
+    """Tasks stored in Redis. ``url`` is a ``redis://`` or ``rediss://`` URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "taskq",
+        settings: Settings | None = None,
+        max_connections: int = 64,
+        socket_timeout: float | None = 10.0,
+    ) -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self.keys = Keys(prefix)
+        self.plans = Plans(self.keys, self.settings)
+        self._options: dict[str, Any] = {
+            "max_connections": max_connections,
+            "socket_connect_timeout": 5.0,
+            "health_check_interval": 30,
+        }
+        self._socket_timeout = socket_timeout
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, **self._options
+        )
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        from ..redact import redact_url
+
+        return f"RedisBroker({redact_url(self.url)!r}, prefix={self.keys.prefix!r})"
+
+    # -- running plans
+
+    def aclient(self) -> aioredis.Redis:
+        """The asyncio client of the running loop."""
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            # no socket timeout: blocking reads (BLPOP) carry their own timeout
+            client = aioredis.Redis.from_url(self.url, **self._options)
+            self._async[loop] = client
+        return client
+
+    def run(self, plan: Plan[T]) -> T:
+        """Run a plan with the blocking client, in one round trip."""
+        commands = [c.command() if isinstance(c, Call) else c for c in plan.commands]
+        if not commands:
+            return plan.parse([])
+        if len(commands) == 1:
+            try:
+                replies = [self.client.execute_command(*commands[0])]
+            except NoScriptError:
+                self._load_scripts()
+                replies = [self.client.execute_command(*commands[0])]
+            return plan.parse(replies)
+        pipe = self.client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        replies = pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        if missing:
+            # the server lost its scripts (restart, SCRIPT FLUSH): the refused calls did
+            # nothing, so they are sent again once the scripts are loaded
+            self._load_scripts()
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                pipe.execute_command(*commands[i])
+            for i, r in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = r
+        _raise_errors(replies)
+        return plan.parse(replies)
+
+    async def run_async(self, plan: Plan[T]) -> T:
+        """Run a plan with the asyncio client of the running loop, in one round trip."""
+        commands = [c.command() if isinstance(c, Call) else c for c in plan.commands]
+        if not commands:
+            return plan.parse([])
+        client = self.aclient()
+        if len(commands) == 1:
+            try:
+                replies = [await client.execute_command(*commands[0])]
+            except NoScriptError:
+                await self._load_scripts_async()
+                replies = [await client.execute_command(*commands[0])]
+            return plan.parse(replies)
+        pipe = client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        replies = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        if missing:
+            await self._load_scripts_async()
+            pipe = client.pipeline(transaction=False)
+            for i in missing:
+                pipe.execute_command(*commands[i])
+            for i, r in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = r
+        _raise_errors(replies)
+        return plan.parse(replies)
+
+    def _load_scripts(self) -> None:
+        for s in scripts.ALL:
+            self.client.script_load(s.source)
+
+    async def _load_scripts_async(self) -> None:
+        client = self.aclient()
+        for s in scripts.ALL:
+            await client.script_load(s.source)
+
+    # -- producers
+
+    def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
+        return self.run(self.plans.enqueue(items, now_ms))
+
+    async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
+        return await self.run_async(self.plans.enqueue(items, now_ms))
+
+    # -- workers
+
+    def fetch(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        return self.run(self.plans.fetch(queues, want, now_ms, outcomes, stats))
+
+    async def fetch_async(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        return await self.run_async(self.plans.fetch(queues, want, now_ms, outcomes, stats))
+
+    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a wake token arrives on one of ``queues`` or ``timeout`` passes."""
+        if timeout <= 0:
+            return False
+        keys = [self.keys.wake(q) for q in queues]
+        # BLPOP takes seconds with millisecond resolution; 0 would block forever
+        reply = await self.aclient().blpop(keys, timeout=max(timeout, 0.001))
+        return reply is not None
+
+    def settle(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        return self.run(self.plans.settle(outcomes, now_ms, stats))
+
+    async def settle_async(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        return await self.run_async(self.plans.settle(outcomes, now_ms, stats))
+
+    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
+        return self.run(self.plans.renew(leases, now_ms))
+
+    def release(self, leases: Sequence[Lease]) -> int:
+        return self.run(self.plans.release(leases))
+
+    async def release_async(self, leases: Sequence[Lease]) -> int:
+        return await self.run_async(self.plans.release(leases))
+
+    # -- handles and administration
+
+    def get(self, queue: str, task_id: str) -> TaskState | None:
+        return self.run(self.plans.get(queue, task_id))
+
+    async def get_async(self, queue: str, task_id: str) -> TaskState | None:
+        return await self.run_async(self.plans.get(queue, task_id))
+
+    def cancel(self, queue: str, task_id: str, record: bytes) -> str:
+        return self.run(self.plans.cancel(queue, task_id, record))
+
+    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str:
+        return await self.run_async(self.plans.cancel(queue, task_id, record))
+
+    def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
+        page = self.run(self.plans.dead_page(queue, offset, limit))
+        return self.run(self.plans.dead_details(queue, page))
+
+    def dead_retry(self, queue: str, ids: Sequence[str]) -> int:
+        return self.run(self.plans.dead_retry(queue, ids)) if ids else 0
+
+    def dead_purge(self, queue: str, ids: Sequence[str]) -> int:
+        return self.run(self.plans.dead_purge(queue, ids)) if ids else 0
+
+    def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]:
+        rows = self.run(self.plans.queue_info(queues))
+        oldest = [(info.name, oid) for info, oid in rows if oid is not None]
+        bodies = self.run(self.plans.messages(oldest)) if oldest else []
+        enqueued = dict(zip((q for q, _ in oldest), bodies, strict=True))
+        out = []
+        for info, _ in rows:
+            body = enqueued.get(info.name)
+            if body:
+                from ..message import BadMessage, decode
+
+                try:
+                    info.oldest_enqueued_ms = decode(body).enqueued_at
+                except BadMessage:
+                    info.oldest_enqueued_ms = None
+            out.append(info)
+        return out
+
+    def wait_for(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
+    ) -> T | None:
+        """Call ``check`` until it returns something, waking on the queue's announcements of
+        settled tasks rather than polling; ``None`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        ps = self.client.pubsub()
+        try:
+            ps.subscribe(self.keys.done_channel(queue))
+            # the subscription must be live before the first check, or a result that
+            # lands in between would go unannounced to us
+            while (m := ps.get_message(timeout=5.0)) is not None and m["type"] != "subscribe":
+                pass
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    # re-check every few seconds too: an announcement can be missed while
+                    # the connection is re-established
+                    m = ps.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5.0))
+                    if m is None or task_id.encode() in m["data"].split():
+                        break
+        finally:
+            ps.close()
+
+    async def wait_for_async(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        """The async form of :meth:`wait_for`."""
+        deadline = time.monotonic() + timeout
+        ps = self.aclient().pubsub()
+        try:
+            await ps.subscribe(self.keys.done_channel(queue))
+            while (m := await ps.get_message(timeout=5.0)) is not None and m["type"] != "subscribe":
+                pass
+            while True:
+                found = await check()
+                if found is not None:
+                    return found
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    m = await ps.get_message(
+                        ignore_subscribe_messages=True, timeout=min(remaining, 5.0)
+                    )
+                    if m is None or task_id.encode() in m["data"].split():
+                        break
+        finally:
+            await ps.aclose()
+
+    def known_queues(self) -> list[str]:
+        members: Any = self.client.smembers(self.keys.queues())
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        start = time.perf_counter()
+        self.client.ping()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def aclose(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - called outside a loop
+            return
+        client = self._async.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+
+def _raise_errors(replies: list[Any]) -> None:
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r

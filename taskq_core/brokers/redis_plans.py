@@ -1,0 +1,328 @@
+"""Each Redis operation described once, as a plan: the commands to send in one round trip
+and a function that turns the replies into a result. ``RedisBroker`` runs a plan with the
+blocking client or the asyncio client; nothing here does I/O, so the sync and async paths
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ..keys import Keys
+from . import scripts
+from .base import (
+    DeadTask,
+    Delivery,
+    EnqueueItem,
+    FetchResult,
+    Lease,
+    Outcome,
+    QueueInfo,
+    Settings,
+    TaskState,
+    parse_stats,
+)
+
+T = TypeVar("T")
+Command = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Call:
+    """A script call; the runner sends it as EVALSHA and loads the script if needed."""
+
+    script: scripts.Script
+    keys: list[str]
+    args: list[Any]
+
+    def command(self) -> Command:
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+@dataclass(slots=True)
+class Plan(Generic[T]):
+    commands: list[Call | Command]
+    parse: Callable[[list[Any]], T]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _group(items: Sequence[Any]) -> dict[str, list[int]]:
+    """Indexes of items grouped by their ``queue``, keeping first-seen queue order."""
+    groups: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.queue, []).append(i)
+    return groups
+
+
+class Plans:
+    """Builds plans for one key prefix and one set of broker settings."""
+
+    def __init__(self, keys: Keys, settings: Settings) -> None:
+        self.keys = keys
+        self.settings = settings
+        self._qkeys: dict[str, list[str]] = {}
+        self.seen_queues: set[str] = set()
+
+    def qkeys(self, queue: str) -> list[str]:
+        k = self._qkeys.get(queue)
+        if k is None:
+            k = self._qkeys[queue] = self.keys.queue(queue)
+        return k
+
+    # -- producers
+
+    def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> Plan[list[str]]:
+        groups = _group(items)
+        commands: list[Call | Command] = []
+        new_queues = [q for q in groups if q not in self.seen_queues]
+        for queue, idx in groups.items():
+            keys = list(self.qkeys(queue))
+            args: list[Any] = [now_ms, self.settings.idempotency_ttl_ms, len(idx)]
+            for i in idx:
+                item = items[i]
+                ik = 0
+                if item.idempotency_key is not None:
+                    keys.append(self.keys.idempotency(queue, item.idempotency_key))
+                    ik = len(keys)
+                args += (item.id, item.task, item.body, item.due_ms, ik)
+            commands.append(Call(scripts.ENQUEUE, keys, args))
+        if new_queues:
+            # recorded once per process per queue, so listings find custom queues
+            commands.append(("SADD", self.keys.queues(), *new_queues))
+
+        def parse(replies: list[Any]) -> list[str]:
+            self.seen_queues.update(new_queues)
+            out = [""] * len(items)
+            for (_, idx), reply in zip(groups.items(), replies, strict=False):
+                for i, task_id in zip(idx, reply, strict=True):
+                    out[i] = _s(task_id)
+            return out
+
+        return Plan(commands, parse)
+
+    # -- workers
+
+    def _settle_calls(
+        self, outcomes: Sequence[Outcome], now_ms: int, stats: dict[str, dict[str, int]] | None
+    ) -> tuple[list[Call | Command], list[list[int]]]:
+        groups = _group(outcomes)
+        for queue in stats or {}:
+            groups.setdefault(queue, [])
+        commands: list[Call | Command] = []
+        order: list[list[int]] = []
+        for queue, idx in groups.items():
+            keys = list(self.qkeys(queue))
+            queue_stats = (stats or {}).get(queue, {})
+            args: list[Any] = [now_ms, self.settings.result_ttl_ms, len(idx), len(queue_stats)]
+            for i in idx:
+                o = outcomes[i]
+                keys.append(self.keys.result(queue, o.id))
+                extra = b"%d|%s" % (o.retry_due_ms, o.retry_body) if o.kind == "retry" else b""
+                args += (o.id, o.fence, o.kind, o.task, o.record, extra)
+            for name, value in queue_stats.items():
+                args += (name, value)
+            commands.append(Call(scripts.SETTLE, keys, args))
+            order.append(idx)
+        return commands, order
+
+    def settle(
+        self, outcomes: Sequence[Outcome], now_ms: int, stats: dict[str, dict[str, int]] | None
+    ) -> Plan[list[Outcome]]:
+        commands, order = self._settle_calls(outcomes, now_ms, stats)
+
+        def parse(replies: list[Any]) -> list[Outcome]:
+            return _stale(outcomes, order, replies)
+
+        return Plan(commands, parse)
+
+    def fetch(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome],
+        stats: dict[str, dict[str, int]] | None,
+    ) -> Plan[tuple[FetchResult, list[Outcome]]]:
+        """Settle finished work and lease new work in one round trip."""
+        commands, order = (
+            self._settle_calls(outcomes, now_ms, stats) if (outcomes or stats) else ([], [])
+        )
+        keys: list[str] = []
+        for q in queues:
+            keys += self.qkeys(q)
+        s = self.settings
+        commands.append(
+            Call(scripts.FETCH, keys, [now_ms, s.lease_ms, want, s.max_deliveries, len(queues)])
+        )
+        n_settle = len(order)
+
+        def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
+            stale = _stale(outcomes, order, replies[:n_settle])
+            reply = replies[n_settle]
+            deliveries = [
+                Delivery(queues[int(reply[i])], _s(reply[i + 1]), int(reply[i + 2]), reply[i + 3])
+                for i in range(1, len(reply), 4)
+            ]
+            next_due = int(reply[0])
+            return FetchResult(deliveries, next_due if next_due >= 0 else None), stale
+
+        return Plan(commands, parse)
+
+    def renew(self, leases: Sequence[Lease], now_ms: int) -> Plan[list[Lease]]:
+        groups = _group(leases)
+        commands: list[Call | Command] = []
+        for queue, idx in groups.items():
+            args: list[Any] = [now_ms, self.settings.lease_ms]
+            for i in idx:
+                args += (leases[i].id, leases[i].fence)
+            commands.append(Call(scripts.RENEW, self.qkeys(queue), args))
+
+        def parse(replies: list[Any]) -> list[Lease]:
+            lost: list[Lease] = []
+            for (queue, idx), reply in zip(groups.items(), replies, strict=True):
+                gone = {_s(x) for x in reply}
+                lost += [
+                    leases[i] for i in idx if leases[i].id in gone and leases[i].queue == queue
+                ]
+            return lost
+
+        return Plan(commands, parse)
+
+    def release(self, leases: Sequence[Lease]) -> Plan[int]:
+        groups = _group(leases)
+        commands: list[Call | Command] = []
+        for queue, idx in groups.items():
+            args: list[Any] = []
+            for i in idx:
+                args += (leases[i].id, leases[i].fence)
+            commands.append(Call(scripts.RELEASE, self.qkeys(queue), args))
+        return Plan(commands, lambda replies: sum(int(r) for r in replies))
+
+    # -- handles and administration
+
+    def get(self, queue: str, task_id: str) -> Plan[TaskState | None]:
+        k = self.qkeys(queue)
+        commands: list[Call | Command] = [
+            ("GET", self.keys.result(queue, task_id)),
+            ("HGET", k[4], task_id),  # state
+            ("HGET", k[3], task_id),  # msg
+            ("HGET", k[5], task_id),  # fence
+            ("HGET", k[8], task_id),  # error
+        ]
+
+        def parse(r: list[Any]) -> TaskState | None:
+            record, state, message, fence, error = r
+            if record is None and state is None:
+                return None
+            if record is None and error is not None:
+                record = error
+            return TaskState(
+                task_id,
+                queue,
+                _s(state) if state is not None else None,
+                record,
+                message,
+                int(fence or 0),
+            )
+
+        return Plan(commands, parse)
+
+    def cancel(self, queue: str, task_id: str, record: bytes) -> Plan[str]:
+        keys = [*self.qkeys(queue), self.keys.result(queue, task_id)]
+        call = Call(scripts.CANCEL, keys, [task_id, self.settings.result_ttl_ms, record])
+        return Plan([call], lambda r: _s(r[0]))
+
+    def dead_page(self, queue: str, offset: int, limit: int) -> Plan[list[tuple[str, int]]]:
+        dead = self.qkeys(queue)[7]
+        return Plan(
+            [("ZRANGE", dead, offset, offset + limit - 1, "WITHSCORES")],
+            lambda r: [(_s(m), int(float(sc))) for m, sc in _pairs(r[0])],
+        )
+
+    def dead_details(self, queue: str, page: list[tuple[str, int]]) -> Plan[list[DeadTask]]:
+        k = self.qkeys(queue)
+        ids = [i for i, _ in page]
+        if not ids:
+            return Plan([], lambda r: [])
+        commands: list[Call | Command] = [
+            ("HMGET", k[3], *ids),
+            ("HMGET", k[8], *ids),
+            ("HMGET", k[4], *ids),
+        ]
+
+        def parse(r: list[Any]) -> list[DeadTask]:
+            msgs, errors, states = r
+            return [
+                DeadTask(i, queue, at, _s(st) if st else "dead", m, e)
+                for (i, at), m, e, st in zip(page, msgs, errors, states, strict=True)
+            ]
+
+        return Plan(commands, parse)
+
+    def dead_retry(self, queue: str, ids: Sequence[str]) -> Plan[int]:
+        keys = [*self.qkeys(queue), *(self.keys.result(queue, i) for i in ids)]
+        return Plan([Call(scripts.DEAD_RETRY, keys, list(ids))], lambda r: int(r[0]))
+
+    def dead_purge(self, queue: str, ids: Sequence[str]) -> Plan[int]:
+        return Plan([Call(scripts.DEAD_PURGE, self.qkeys(queue), list(ids))], lambda r: int(r[0]))
+
+    def queue_info(self, queues: Sequence[str]) -> Plan[list[tuple[QueueInfo, str | None]]]:
+        commands: list[Call | Command] = []
+        for q in queues:
+            k = self.qkeys(q)
+            commands += [
+                ("LLEN", k[0]),
+                ("ZCARD", k[1]),
+                ("ZCARD", k[2]),
+                ("ZCARD", k[7]),
+                ("LINDEX", k[0], -1),
+                ("HGETALL", k[9]),
+            ]
+
+        def parse(r: list[Any]) -> list[tuple[QueueInfo, str | None]]:
+            out = []
+            for n, q in enumerate(queues):
+                ready, delayed, leased, dead, oldest, stats = r[n * 6 : n * 6 + 6]
+                info = QueueInfo(
+                    q,
+                    int(ready),
+                    int(delayed),
+                    int(leased),
+                    int(dead),
+                    None,
+                    parse_stats(_as_dict(stats)),
+                )
+                out.append((info, _s(oldest) if oldest is not None else None))
+            return out
+
+        return Plan(commands, parse)
+
+    def messages(self, pairs: Sequence[tuple[str, str]]) -> Plan[list[bytes | None]]:
+        commands: list[Call | Command] = [("HGET", self.qkeys(q)[3], i) for q, i in pairs]
+        return Plan(commands, list)
+
+
+def _stale(
+    outcomes: Sequence[Outcome], order: list[list[int]], replies: list[Any]
+) -> list[Outcome]:
+    stale: list[Outcome] = []
+    for idx, reply in zip(order, replies, strict=True):
+        stale += [outcomes[idx[int(pos) - 1]] for pos in reply]
+    return stale
+
+
+def _pairs(flat: Any) -> list[tuple[Any, Any]]:
+    if flat and isinstance(flat[0], list | tuple):
+        return [(a, b) for a, b in flat]
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _as_dict(raw: Any) -> dict[Any, Any]:
+    if isinstance(raw, dict):
+        return raw
+    return dict(_pairs(raw))

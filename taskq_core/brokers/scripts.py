@@ -1,0 +1,39 @@
+"""The Lua scripts, loaded once from the package and addressed by SHA1."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str
+
+
+def _load(name: str) -> Script:
+    source = resources.files("taskq_core").joinpath("lua", f"{name}.lua").read_bytes()
+    return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
+
+
+ENQUEUE = _load("enqueue")
+FETCH = _load("fetch")
+SETTLE = _load("settle")
+RENEW = _load("renew")
+RELEASE = _load("release")
+CANCEL = _load("cancel")
+DEAD_RETRY = _load("dead_retry")
+DEAD_PURGE = _load("dead_purge")
+ALL: tuple[Script, ...] = (
+    ENQUEUE,
+    FETCH,
+    SETTLE,
+    RENEW,
+    RELEASE,
+    CANCEL,
+    DEAD_RETRY,
+    DEAD_PURGE,
+)

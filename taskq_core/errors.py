@@ -1,0 +1,94 @@
+"""Exceptions raised by taskq.
+
+Every error raised for bad input derives from :class:`TaskqValueError` (itself a
+``ValueError``) and is raised before anything is written to the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskqError(Exception):
+    """Base class of every taskq exception."""
+
+
+class TaskqValueError(TaskqError, ValueError):
+    """Bad input: raised before anything is written."""
+
+
+class InvalidName(TaskqValueError):
+    """A task, queue or key prefix name is empty, too long or has forbidden characters."""
+
+
+class UnknownTask(TaskqValueError):
+    """A task name that is not in the registry."""
+
+
+class DuplicateTask(TaskqValueError):
+    """Two functions registered under one task name."""
+
+
+class NotJSONSerializable(TaskqValueError):
+    """An argument (or result) that JSON cannot carry; the message names its path."""
+
+
+class PayloadTooLarge(TaskqValueError):
+    """An encoded message over the configured payload limit."""
+
+
+class InvalidOption(TaskqValueError):
+    """A bad enqueue or task option (delay, ETA, retries, timeout, ...)."""
+
+
+class ConfigurationError(TaskqValueError):
+    """A bad configuration value; the message names the key and where it came from."""
+
+
+class TaskTimeout(TaskqError):
+    """Raised inside a task that ran past its soft time limit."""
+
+
+class Retry(TaskqError):
+    """Raise from a task to have it retried, optionally after ``delay`` seconds.
+
+    ``Retry()`` uses the task's backoff policy; ``Retry(delay=30)`` waits 30 s. Either way
+    the retry counts against the task's ``max_retries``.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        if delay is not None and not (delay >= 0 and delay != float("inf")):
+            raise InvalidOption(f"Retry(delay=...) must be a finite number >= 0, got {delay!r}")
+        self.delay = delay
+        self.reason = reason
+
+
+class TaskFailed(TaskqError):
+    """Raised by ``handle.result()`` when the task failed, was dead-lettered or cancelled."""
+
+    def __init__(self, task_id: str, status: str, error: dict[str, Any] | None) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.error = error or {}
+        kind = self.error.get("type", status)
+        message = self.error.get("message", "")
+        super().__init__(f"task {task_id} {status}: {kind}: {message}".rstrip(": "))
+
+
+class ResultTimeout(TaskqError, TimeoutError):
+    """``handle.result(timeout=...)`` waited and the task had not finished."""
+
+
+class TaskNotFound(TaskqError, LookupError):
+    """No task with that id (never existed, or its result expired)."""
+
+
+class MissingExtra(ImportError):
+    """An optional integration whose framework is not installed."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module} needs an optional dependency: install it with pip install 'taskq[{extra}]'"
+        )
+        self.extra = extra

@@ -1,0 +1,139 @@
+"""Handles: what ``enqueue`` returns, to follow a task to its result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import ResultTimeout, TaskFailed, TaskNotFound
+
+if TYPE_CHECKING:
+    from .app import TaskQueue
+    from .brokers.base import TaskState
+
+#: every status a task can have; ``unknown`` when the broker has no trace of it
+STATUSES = ("queued", "scheduled", "running", "succeeded", "failed", "dead", "cancelled")
+FINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
+
+
+def describe(state: TaskState | None) -> dict[str, Any] | None:
+    """A plain, JSON-safe description of a task (the CLI and HTTP routes show this)."""
+    if state is None:
+        return None
+    record: dict[str, Any] = orjson.loads(state.record) if state.record else {}
+    message: dict[str, Any] = orjson.loads(state.message) if state.message else {}
+    status = state.state or record.get("status", "unknown")
+    if state.state in ("failed", "dead") and record.get("status") in ("failed", "dead"):
+        status = record["status"]
+    out: dict[str, Any] = {
+        "id": state.id,
+        "queue": state.queue,
+        "status": status,
+        "task": message.get("task", record.get("task")),
+        "deliveries": state.deliveries,
+        "attempts": record.get("attempts", message.get("attempt", 0)),
+        "enqueued_at": message.get("enqueued_at", record.get("enqueued_at")),
+        "finished_at": record.get("finished_at"),
+    }
+    if "result" in record:
+        out["result"] = record["result"]
+    if "error" in record:
+        out["error"] = record["error"]
+    return out
+
+
+class TaskHandle:
+    """A task in the broker. Cheap to create: it holds only the id and queue."""
+
+    __slots__ = ("app", "id", "queue")
+
+    def __init__(self, app: TaskQueue, task_id: str, queue: str) -> None:
+        self.app = app
+        self.id = task_id
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(id={self.id!r}, queue={self.queue!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and (other.id, other.queue) == (self.id, self.queue)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.queue))
+
+    # -- blocking
+
+    def info(self) -> dict[str, Any]:
+        """Status, attempts, result or error; raises :class:`TaskNotFound`."""
+        found = describe(self.app.broker.get(self.queue, self.id))
+        if found is None:
+            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r} (or its result expired)")
+        return found
+
+    def status(self) -> str:
+        found = describe(self.app.broker.get(self.queue, self.id))
+        return "unknown" if found is None else str(found["status"])
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to finish (without polling) and return its result.
+
+        Raises :class:`TaskFailed` if it failed, was dead-lettered or cancelled, and
+        :class:`ResultTimeout` if it has not finished within ``timeout`` seconds.
+        """
+
+        def check() -> dict[str, Any] | None:
+            d = describe(self.app.broker.get(self.queue, self.id))
+            return d if d is not None and d["status"] in FINAL else None
+
+        done = self.app.broker.wait_for(self.queue, self.id, _forever(timeout), check)
+        return _outcome(self.id, done, timeout)
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is still queued or scheduled; True if it was."""
+        return self.app.broker.cancel(self.queue, self.id, _cancel_record(self.app)) == "cancelled"
+
+    # -- async
+
+    async def info_async(self) -> dict[str, Any]:
+        found = describe(await self.app.broker.get_async(self.queue, self.id))
+        if found is None:
+            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r} (or its result expired)")
+        return found
+
+    async def status_async(self) -> str:
+        found = describe(await self.app.broker.get_async(self.queue, self.id))
+        return "unknown" if found is None else str(found["status"])
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """The async form of :meth:`result`."""
+
+        async def check() -> dict[str, Any] | None:
+            d = describe(await self.app.broker.get_async(self.queue, self.id))
+            return d if d is not None and d["status"] in FINAL else None
+
+        done = await self.app.broker.wait_for_async(self.queue, self.id, _forever(timeout), check)
+        return _outcome(self.id, done, timeout)
+
+    async def cancel_async(self) -> bool:
+        record = _cancel_record(self.app)
+        return await self.app.broker.cancel_async(self.queue, self.id, record) == "cancelled"
+
+
+def _forever(timeout: float | None) -> float:
+    return 10 * 365 * 86_400.0 if timeout is None else max(0.0, timeout)
+
+
+def _outcome(task_id: str, done: dict[str, Any] | None, timeout: float | None) -> Any:
+    if done is None:
+        raise ResultTimeout(f"task {task_id} did not finish within {timeout} s")
+    if done["status"] == "succeeded":
+        return done.get("result")
+    raise TaskFailed(task_id, done["status"], done.get("error"))
+
+
+def _cancel_record(app: TaskQueue) -> bytes:
+    return orjson.dumps({"status": "cancelled", "finished_at": int(app.clock.time() * 1000)})
+
+
+__all__ = ["FINAL", "STATUSES", "TaskHandle", "describe"]

@@ -1,0 +1,23 @@
+-- Cancel a queued or scheduled task. KEYS[1..11]: the queue's keys; KEYS[12]: its result key.
+-- ARGV: id, result_ttl_ms, record (JSON). Returns 'cancelled', or the state that prevented it
+-- ('running', 'failed', 'dead') or '' when the task is unknown here.
+local ready, delayed, msg, state, fence, unack = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id = ARGV[1]
+local s = redis.call('HGET', state, id)
+if s == 'queued' then
+  redis.call('LREM', ready, 0, id)
+elseif s == 'scheduled' then
+  redis.call('ZREM', delayed, id)
+elseif s then
+  return s
+else
+  return ''
+end
+redis.call('HDEL', msg, id)
+redis.call('HDEL', state, id)
+redis.call('HDEL', fence, id)
+redis.call('HDEL', unack, id)
+redis.call('SET', KEYS[12], ARGV[3], 'PX', tonumber(ARGV[2]))
+redis.call('HINCRBY', KEYS[10], 'cancelled', 1)
+redis.call('PUBLISH', string.sub(KEYS[1], 1, -6) .. 'done', id)
+return 'cancelled'

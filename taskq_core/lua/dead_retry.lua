@@ -1,0 +1,23 @@
+-- Move dead-lettered tasks back to the front of their queue.
+-- KEYS[1..11]: the queue's keys; KEYS[12..]: the result key of each task. ARGV: ids.
+-- Returns how many were moved.
+local ready, msg, state, dead, err, wake = KEYS[1], KEYS[4], KEYS[5], KEYS[8], KEYS[9], KEYS[11]
+local n = 0
+for i, id in ipairs(ARGV) do
+  if redis.call('ZREM', dead, id) == 1 then
+    redis.call('HDEL', err, id)
+    redis.call('DEL', KEYS[11 + i])
+    if redis.call('HEXISTS', msg, id) == 1 then
+      redis.call('RPUSH', ready, id)
+      redis.call('HSET', state, id, 'queued')
+      n = n + 1
+    else
+      redis.call('HDEL', state, id)
+    end
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[10], 'dead_retried', n)
+  if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
+end
+return n

@@ -1,0 +1,96 @@
+-- Lease up to `want` tasks from several queues in strict priority order, atomically.
+-- Also re-queues tasks whose lease lapsed (dead-lettering those delivered max_deliveries
+-- times without an outcome) and promotes delayed tasks that are due.
+-- KEYS: 11 keys per queue, queues in priority order.
+-- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
+-- Returns {next_due_ms or -1, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local maxd = tonumber(ARGV[4])
+local nq = tonumber(ARGV[5])
+local out = {-1}
+local got = 0
+local next_due = -1
+for q = 0, nq - 1 do
+  local k = q * 11
+  local ready, delayed, leased, msg, state = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local fence, unack, dead, err, stats = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+  -- 1. leases that lapsed: the worker died or froze
+  local dead_ids = {}
+  local lapsed = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(lapsed) do
+    redis.call('ZREM', leased, id)
+    redis.call('HINCRBY', stats, 'lease_expired', 1)
+    local u = tonumber(redis.call('HGET', unack, id) or '0')
+    if u >= maxd then
+      redis.call('ZADD', dead, now, id)
+      redis.call('HSET', state, id, 'dead')
+      redis.call('HDEL', unack, id)
+      redis.call('HSET', err, id, cjson.encode({
+        status = 'dead',
+        error = {
+          type = 'PoisonTask',
+          message = 'delivered ' .. u .. ' times without finishing; its worker died or froze each time',
+          traceback = '',
+        },
+        attempts = u,
+        finished_at = now,
+      }))
+      dead_ids[#dead_ids + 1] = id
+      redis.call('HINCRBY', stats, 'dead', 1)
+    else
+      redis.call('RPUSH', ready, id)
+      redis.call('HSET', state, id, 'queued')
+    end
+  end
+  if #dead_ids > 0 then redis.call('PUBLISH', string.sub(KEYS[k + 1], 1, -6) .. 'done', table.concat(dead_ids, ' ')) end
+  -- 2. delayed tasks that are due
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed, id)
+    redis.call('LPUSH', ready, id)
+    redis.call('HSET', state, id, 'queued')
+  end
+  -- 3. lease what is ready, highest priority first
+  if got < want then
+    local ids = redis.call('RPOP', ready, want - got)
+    if ids then
+      local deadline = now + lease
+      for _, id in ipairs(ids) do
+        local body = redis.call('HGET', msg, id)
+        if body then
+          local f = redis.call('HINCRBY', fence, id, 1)
+          redis.call('HINCRBY', unack, id, 1)
+          redis.call('HSET', state, id, 'running')
+          redis.call('ZADD', leased, deadline, id)
+          out[#out + 1] = q
+          out[#out + 1] = id
+          out[#out + 1] = f
+          out[#out + 1] = body
+          got = got + 1
+        else
+          -- an id without a message (a cancel raced a hand-back): nothing to run
+          redis.call('HINCRBY', stats, 'orphans', 1)
+        end
+      end
+    end
+  end
+  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local d = tonumber(first[2])
+    if next_due < 0 or d < next_due then next_due = d end
+  end
+end
+-- pass the baton: if work remains, make sure one sleeper wakes up for it
+if got >= want then
+  for q = 0, nq - 1 do
+    if redis.call('LLEN', KEYS[q * 11 + 1]) > 0 then
+      local wake = KEYS[q * 11 + 11]
+      if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
+      break
+    end
+  end
+end
+out[1] = next_due
+return out

@@ -1,0 +1,15 @@
+-- Extend the leases a worker still holds, with fencing.
+-- KEYS[1..11]: the queue's keys. ARGV: now_ms, lease_ms, then pairs id, fence.
+-- Returns the ids whose lease was lost (re-leased to another worker, or settled).
+local leased, fence = KEYS[3], KEYS[6]
+local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', fence, id) == ARGV[i + 1] and redis.call('ZSCORE', leased, id) then
+    redis.call('ZADD', leased, 'XX', deadline, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

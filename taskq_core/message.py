@@ -1,0 +1,113 @@
+"""The message envelope: what travels through the broker for each task.
+
+A message is a JSON object with a version field ``v``. It carries data only: the task is
+looked up by name in the worker's registry, never imported from the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import PayloadTooLarge
+
+VERSION = 1
+
+
+@dataclass(slots=True)
+class Message:
+    """One task to run. Times are epoch milliseconds."""
+
+    id: str
+    task: str
+    queue: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0  # executions that ended in a failure so far (retries taken)
+    enqueued_at: int = 0
+    due_at: int | None = None
+    max_retries: int | None = None  # None: the task's own setting
+    timeout: float | None = None  # None: the task's own setting
+    idempotency_key: str | None = None
+    trace: dict[str, str] | None = None  # W3C trace context and correlation id
+    headers: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "v": VERSION,
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "attempt": self.attempt,
+            "enqueued_at": self.enqueued_at,
+        }
+        # optional fields are left out when unset: smaller messages, faster parsing
+        for name in ("due_at", "max_retries", "timeout", "idempotency_key", "trace", "headers"):
+            value = getattr(self, name)
+            if value is not None:
+                d[name] = value
+        return d
+
+    def encode(self, limit: int | None = None) -> bytes:
+        """The JSON bytes; raises :class:`PayloadTooLarge` past ``limit`` bytes."""
+        data = orjson.dumps(self.to_dict())
+        if limit is not None and len(data) > limit:
+            raise PayloadTooLarge(
+                f"task {self.task!r} message is {len(data)} bytes, over the limit of {limit} "
+                "(settings: max_payload_bytes); pass a reference (an id, a URL) instead"
+            )
+        return data
+
+
+class BadMessage(ValueError):
+    """A message that cannot be decoded; its reason goes to the dead-letter queue."""
+
+
+_REQUIRED: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("id", str),
+    ("task", str),
+    ("queue", str),
+    ("args", list),
+    ("kwargs", dict),
+    ("attempt", int),
+    ("enqueued_at", int),
+)
+
+
+def decode(data: bytes | str, limit: int | None = None) -> Message:
+    """Parse and check a message; raises :class:`BadMessage` with the reason."""
+    if limit is not None and len(data) > limit:
+        raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
+    try:
+        d = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage(f"message is not valid JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise BadMessage(f"message is a JSON {type(d).__name__}, not an object")
+    if d.get("v") != VERSION:
+        raise BadMessage(f"message version {d.get('v')!r} is not supported (expected {VERSION})")
+    for name, kind in _REQUIRED:
+        if not isinstance(d.get(name), kind):
+            raise BadMessage(f"message field {name!r} is missing or not a {kind}")
+    try:
+        return Message(
+            id=d["id"],
+            task=d["task"],
+            queue=d["queue"],
+            args=d["args"],
+            kwargs=d["kwargs"],
+            attempt=d["attempt"],
+            enqueued_at=d["enqueued_at"],
+            due_at=d.get("due_at"),
+            max_retries=d.get("max_retries"),
+            timeout=d.get("timeout"),
+            idempotency_key=d.get("idempotency_key"),
+            trace=d.get("trace"),
+            headers=d.get("headers"),
+        )
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise BadMessage(str(exc)) from None

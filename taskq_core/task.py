@@ -1,0 +1,153 @@
+"""Registered tasks and the ways to enqueue them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .retry import RetryPolicy
+from .validation import (
+    check_delay,
+    check_eta,
+    check_name,
+    check_queue_name,
+    check_retries,
+    check_timeout,
+)
+
+if TYPE_CHECKING:
+    from .app import TaskQueue
+    from .handle import TaskHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Per-enqueue choices; every field is checked when the options are made."""
+
+    queue: str | None = None
+    delay: float | None = None
+    eta: float | None = None  # epoch seconds
+    idempotency_key: str | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    task_id: str | None = None
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        task_id: str | None = None,
+    ) -> EnqueueOptions:
+        if delay is not None and eta is not None:
+            from .errors import InvalidOption
+
+            raise InvalidOption("give either delay or eta, not both")
+        return cls(
+            queue=check_queue_name(queue) if queue is not None else None,
+            delay=check_delay(delay),
+            eta=check_eta(eta),
+            idempotency_key=(
+                check_name("idempotency key", idempotency_key, 200)
+                if idempotency_key is not None
+                else None
+            ),
+            max_retries=check_retries(max_retries) if max_retries is not None else None,
+            timeout=check_timeout(timeout),
+            task_id=check_name("task id", task_id, 100) if task_id is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A task with its arguments and options, ready to enqueue (alone or in bulk)."""
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: EnqueueOptions
+
+    def enqueue(self) -> TaskHandle:
+        return self.task.app.enqueue_many([self])[0]
+
+    async def enqueue_async(self) -> TaskHandle:
+        return (await self.task.app.enqueue_many_async([self]))[0]
+
+
+class Task(Generic[P, R]):
+    """A function registered with a :class:`~taskq_core.TaskQueue`.
+
+    Calling it runs the function here and now; ``enqueue`` sends it to a worker.
+    """
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        fn: Callable[P, R],
+        *,
+        name: str,
+        queue: str,
+        policy: RetryPolicy,
+        timeout: float | None,
+        options: EnqueueOptions | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.policy = policy
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._options = options or EnqueueOptions()
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def options(self, **options: Any) -> Task[P, R]:
+        """A copy with enqueue options set: ``queue``, ``delay``, ``eta``,
+        ``idempotency_key``, ``max_retries``, ``timeout``, ``task_id``."""
+        merged = EnqueueOptions.make(**options)
+        base = self._options
+        combined = replace(
+            base,
+            **{f: getattr(merged, f) for f in merged.__slots__ if getattr(merged, f) is not None},
+        )
+        return Task(
+            self.app,
+            self.fn,
+            name=self.name,
+            queue=self.queue,
+            policy=self.policy,
+            timeout=self.timeout,
+            options=combined,
+        )
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """This task with these arguments, for :meth:`TaskQueue.enqueue_many`."""
+        return Signature(self, args, kwargs, self._options)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Send the task to a worker; returns once the broker has stored it."""
+        return self.app.enqueue_many([Signature(self, args, kwargs, self._options)])[0]
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """The same as :meth:`enqueue`, natively async (no thread hop)."""
+        sig = Signature(self, args, kwargs, self._options)
+        return (await self.app.enqueue_many_async([sig]))[0]

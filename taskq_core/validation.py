@@ -1,0 +1,128 @@
+"""Checks on everything a user hands to taskq, made before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import InvalidName, InvalidOption, NotJSONSerializable
+
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
+MAX_TASK_NAME = 200
+MAX_QUEUE_NAME = 64
+MAX_DEPTH = 64
+
+
+def check_name(kind: str, value: object, max_len: int) -> str:
+    """Return ``value`` if it is a valid name, else raise :class:`InvalidName`."""
+    if not isinstance(value, str):
+        raise InvalidName(f"{kind} name must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= max_len:
+        raise InvalidName(f"{kind} name must be 1 to {max_len} characters, got {len(value)}")
+    if not _NAME.fullmatch(value):
+        raise InvalidName(f"{kind} name {value[:80]!r} may only use letters, digits and _ . : -")
+    return value
+
+
+def check_task_name(value: object) -> str:
+    return check_name("task", value, MAX_TASK_NAME)
+
+
+def check_queue_name(value: object) -> str:
+    return check_name("queue", value, MAX_QUEUE_NAME)
+
+
+def check_json(value: Any, path: str) -> None:
+    """Raise :class:`NotJSONSerializable` naming the path of the first value JSON cannot carry.
+
+    Accepted: ``None``, ``bool``, ``int``, finite ``float``, ``str``, lists and tuples of
+    those, and dicts with ``str`` keys; at most 64 levels deep. Everything else (sets, bytes,
+    datetimes, arbitrary objects, NaN, infinities) is refused rather than silently converted.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        v, p, depth = stack.pop()
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            continue
+        if t is float:
+            if math.isfinite(v):
+                continue
+            raise NotJSONSerializable(f"{p} is {v!r}: JSON has no NaN or infinity")
+        if depth >= MAX_DEPTH:
+            raise NotJSONSerializable(f"{p} is nested deeper than {MAX_DEPTH} levels")
+        if t is list or t is tuple:
+            stack.extend((item, f"{p}[{i}]", depth + 1) for i, item in enumerate(v))
+        elif t is dict:
+            for key, item in v.items():
+                if type(key) is not str:
+                    raise NotJSONSerializable(
+                        f"{p} has a key {key!r} of type {type(key).__name__}: JSON keys are strings"
+                    )
+                stack.append((item, f"{p}[{json.dumps(key)}]", depth + 1))
+        else:
+            raise NotJSONSerializable(
+                f"{p} is a {t.__name__}, which JSON cannot carry "
+                "(use str, int, float, bool, None, list or dict)"
+            )
+
+
+def check_delay(delay: float | timedelta | None) -> float | None:
+    """Seconds of delay, or ``None``; refuses negative, NaN and infinite delays."""
+    if delay is None:
+        return None
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise InvalidOption(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidOption(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+    return seconds
+
+
+def check_eta(eta: datetime | None) -> float | None:
+    """Epoch seconds of an aware datetime, or ``None``; naive datetimes are refused."""
+    if eta is None:
+        return None
+    if not isinstance(eta, datetime):
+        raise InvalidOption(f"eta must be a datetime, got {type(eta).__name__}")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise InvalidOption(
+            "eta must be timezone-aware (e.g. datetime.now(timezone.utc)); got a naive datetime"
+        )
+    return eta.timestamp()
+
+
+def check_retries(value: object, key: str = "max_retries") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidOption(f"{key} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_timeout(value: object, key: str = "timeout") -> float | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidOption(f"{key} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def check_positive(value: object, key: str) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidOption(f"{key} must be a finite number >= 0, got {value!r}")
+    return float(value)

@@ -1,0 +1,571 @@
+"""The worker: one process, one asyncio loop.
+
+``async def`` tasks run on the loop, plain functions on a bounded thread pool. The loop
+leases as many tasks as it has free slots, and settles finished ones in the same round
+trip, so under load a task costs a fraction of a round trip. A separate thread renews the
+leases, so a task that blocks the loop or its thread does not lose its lease; a frozen or
+killed process does, and its tasks go back to their queues.
+
+Embedding: ``run()`` blocks, ``await async_run()`` runs in the caller's loop (pass
+``handle_signals=False`` when the host owns the signals), ``close()`` / ``stop()`` stop it,
+and ``burst=True`` exits once there is nothing left to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .brokers.base import Delivery, Lease, Outcome
+from .context import reset_trace, set_trace
+from .errors import NotJSONSerializable, Retry, TaskTimeout
+from .message import BadMessage, Message, decode
+from .redact import redact_text
+from .threads import Interruptible
+from .validation import check_json, check_queue_name
+
+if TYPE_CHECKING:
+    from .app import TaskQueue
+    from .task import Task
+
+log = logging.getLogger("taskq.worker")
+
+
+@dataclass(slots=True)
+class _Running:
+    lease: Lease
+    task: asyncio.Task[None] | None = None
+    name: str = ""
+    started: float = 0.0
+
+
+@dataclass(slots=True)
+class WorkerCounts:
+    """What this worker process has done (heartbeats and tests read it)."""
+
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    stale: int = 0
+    lost_leases: int = 0
+    released: int = 0
+    timed_out: int = 0
+    by_task: dict[str, int] = field(default_factory=dict)
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return {
+        "type": name,
+        "message": redact_text(str(exc)),
+        "traceback": redact_text("".join(traceback.format_exception(exc))),
+    }
+
+
+class Worker:
+    """Runs tasks from the given queues, highest priority first."""
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        sync_threads: int | None = None,
+        burst: bool = False,
+        handle_signals: bool = True,
+        grace_period: float | None = None,
+    ) -> None:
+        ws = app.settings.worker
+        self.app = app
+        self.queues = [check_queue_name(q) for q in (queues or app.settings.worker_queues())]
+        self.concurrency = concurrency or ws.concurrency
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.sync_threads = sync_threads or ws.sync_threads or self.concurrency
+        self.burst = burst
+        self.handle_signals = handle_signals
+        self.grace_period = ws.grace_period if grace_period is None else grace_period
+        self.renew_every = ws.renew_every
+        self.payload_limit = app.settings.max_payload_bytes
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.counts = WorkerCounts()
+        self.started_at = 0.0
+        self._held: dict[tuple[str, str], _Running] = {}
+        self._outbox: list[Outcome] = []
+        self._stats: dict[str, dict[str, int]] = {}
+        self._stopping = False
+        self._signals = 0
+        self._slot_freed: asyncio.Event | None = None
+        self._outbox_ready: asyncio.Event | None = None
+        self._idle_wait: asyncio.Task[bool] | None = None
+        self._blocking = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._renew_stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.stragglers = 0  # sync tasks still running in threads when the worker returned
+
+    def __repr__(self) -> str:
+        return f"Worker({self.id}, queues={self.queues}, concurrency={self.concurrency})"
+
+    # -- running
+
+    def run(self) -> None:
+        """Run until stopped (SIGTERM/SIGINT, :meth:`stop`, or burst mode running dry)."""
+        asyncio.run(self.async_run())
+
+    async def async_run(self) -> None:
+        """Run in the current event loop until stopped."""
+        self._loop = loop = asyncio.get_running_loop()
+        self._slot_freed = asyncio.Event()
+        self._outbox_ready = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.sync_threads, thread_name_prefix="taskq-sync")
+        self.app.load_imports()
+        self.started_at = time.time()
+        installed: list[signal.Signals] = []
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    installed.append(sig)
+        self._renew_stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="taskq-lease", daemon=True)
+        self._renewer.start()
+        settler = asyncio.create_task(self._settle_loop())
+        log.info(
+            "worker %s started: queues=%s concurrency=%d", self.id, self.queues, self.concurrency
+        )
+        try:
+            await self._fetch_loop()
+            await self._drain()
+        finally:
+            settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settler
+            self._renew_stop.set()
+            self._renewer.join(timeout=5)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            self.stragglers = sum(
+                1 for r in self._held.values() if r.task is None or not r.task.done()
+            )
+            # threads still inside sync tasks cannot be killed; do not wait for them
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.id)
+
+    def stop(self) -> None:
+        """Stop fetching; running tasks get the grace period. Safe from the loop's thread."""
+        self._stopping = True
+        if self._idle_wait is not None:
+            self._idle_wait.cancel()
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    async def close(self) -> None:
+        """Stop and hand back at once whatever is still running."""
+        self.grace_period = 0
+        self.stop()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "worker %s: %s, finishing running tasks (grace %.1fs)",
+                self.id,
+                signal.Signals(sig).name,
+                self.grace_period,
+            )
+            self.stop()
+        else:
+            log.info("worker %s: second signal, handing back running tasks now", self.id)
+            self.grace_period = 0
+            self.stop()
+            if self._drain_wait is not None:
+                self._drain_wait.cancel()
+
+    _drain_wait: asyncio.Task[Any] | None = None
+
+    # -- the loops
+
+    def _now_ms(self) -> int:
+        return int(self.app.clock.time() * 1000)
+
+    def _take_outbox(self) -> tuple[list[Outcome], dict[str, dict[str, int]] | None]:
+        out, stats = self._outbox, self._stats
+        self._outbox, self._stats = [], {}
+        return out, (stats or None)
+
+    def _restore_outbox(self, out: list[Outcome], stats: dict[str, dict[str, int]] | None) -> None:
+        # a round trip failed: nothing settled may be dropped, so it goes back for the next one
+        self._outbox[:0] = out
+        for q, fields in (stats or {}).items():
+            mine = self._stats.setdefault(q, {})
+            for k, v in fields.items():
+                mine[k] = mine.get(k, 0) + v
+
+    async def _fetch_loop(self) -> None:
+        broker = self.app.broker
+        assert self._slot_freed is not None
+        backoff = 0.05
+        while not self._stopping:
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            outcomes, stats = self._take_outbox()
+            now_ms = self._now_ms()
+            try:
+                result, stale = await broker.fetch_async(self.queues, free, now_ms, outcomes, stats)
+            except Exception as exc:
+                self._restore_outbox(outcomes, stats)
+                log.warning(
+                    "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            self._note_stale(stale)
+            for d in result.deliveries:
+                self._start(d)
+            if result.deliveries or self._outbox:
+                continue
+            if self.burst and not self._held:
+                return
+            timeout = self.renew_every
+            if result.next_due_ms is not None:
+                timeout = min(timeout, max(0.001, (result.next_due_ms - now_ms) / 1000))
+            self._blocking = True
+            self._idle_wait = asyncio.ensure_future(broker.wait_async(self.queues, timeout))
+            try:
+                await self._idle_wait
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+            except Exception as exc:
+                log.warning(
+                    "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
+                )
+                await asyncio.sleep(backoff)
+            finally:
+                self._blocking = False
+                self._idle_wait = None
+
+    async def _settle_loop(self) -> None:
+        """Settles finished tasks while the fetch loop sleeps (otherwise it does it)."""
+        assert self._outbox_ready is not None
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            if self._blocking or self._stopping:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        outcomes, stats = self._take_outbox()
+        if not outcomes and not stats:
+            return
+        try:
+            stale = await self.app.broker.settle_async(outcomes, self._now_ms(), stats)
+        except Exception as exc:
+            self._restore_outbox(outcomes, stats)
+            log.warning(
+                "worker %s: broker error while settling: %s", self.id, redact_text(str(exc))
+            )
+            return
+        self._note_stale(stale)
+
+    async def _drain(self) -> None:
+        """After the fetch loop ends: wait out the grace period, hand back the rest."""
+        running = [r.task for r in self._held.values() if r.task is not None]
+        if running and self.grace_period > 0:
+            self._drain_wait = asyncio.ensure_future(
+                asyncio.wait(running, timeout=self.grace_period)
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_wait
+            self._drain_wait = None
+        leftover = [r for r in self._held.values() if r.task is None or not r.task.done()]
+        if leftover:
+            leases = [r.lease for r in leftover]
+            try:
+                n = await self.app.broker.release_async(leases)
+                self.counts.released += n
+                log.info("worker %s: handed back %d running task(s)", self.id, n)
+            except Exception as exc:
+                log.error(
+                    "worker %s: could not hand back %d task(s), their leases will lapse: %s",
+                    self.id,
+                    len(leases),
+                    redact_text(str(exc)),
+                )
+            for r in leftover:
+                if r.task is not None:
+                    r.task.cancel()
+            # cancelled async tasks must not settle; sync ones are refused by their fence
+            await asyncio.sleep(0)
+        for _ in range(3):
+            await self._flush()
+            if not self._outbox:
+                break
+            await asyncio.sleep(0.2)
+
+    def _note_stale(self, stale: list[Outcome]) -> None:
+        for o in stale:
+            self.counts.stale += 1
+            log.warning(
+                "worker %s: outcome of task %s refused: its lease was lost and it was "
+                "delivered again",
+                self.id,
+                o.id,
+            )
+
+    def _renew_loop(self) -> None:
+        """Renews leases from a thread of its own, whatever the loop or the tasks are doing."""
+        broker = self.app.broker
+        while not self._renew_stop.wait(self.renew_every):
+            leases = [r.lease for r in self._held.copy().values()]
+            if not leases:
+                continue
+            try:
+                lost = broker.renew(leases, self._now_ms())
+            except Exception as exc:
+                log.warning("worker %s: could not renew leases: %s", self.id, redact_text(str(exc)))
+                continue
+            if lost:
+                self.counts.lost_leases += len(lost)
+                log.warning("worker %s: lost the lease of %d task(s)", self.id, len(lost))
+
+    # -- one task
+
+    def _start(self, d: Delivery) -> None:
+        r = _Running(Lease(d.queue, d.id, d.fence), started=time.monotonic())
+        self._held[(d.queue, d.id)] = r
+        self.counts.started += 1
+        r.task = asyncio.ensure_future(self._execute(d, r))
+
+    def _finish(
+        self,
+        r: _Running,
+        kind: str,
+        record: dict[str, Any],
+        retry_due_ms: int = 0,
+        retry_body: bytes = b"",
+    ) -> None:
+        lease = r.lease
+        self._held.pop((lease.queue, lease.id), None)
+        try:
+            data = orjson.dumps(record)
+        except TypeError as exc:  # pragma: no cover - results are checked before
+            data = orjson.dumps({**record, "result": None, "error": _error(exc)})
+        self._outbox.append(
+            Outcome(
+                lease.queue,
+                lease.id,
+                lease.fence,
+                kind,  # type: ignore[arg-type]
+                r.name,
+                data,
+                retry_due_ms,
+                retry_body,
+            )
+        )
+        setattr(
+            self.counts,
+            {"ok": "succeeded", "retry": "retried"}.get(kind, kind),
+            getattr(self.counts, {"ok": "succeeded", "retry": "retried"}.get(kind, kind)) + 1,
+        )
+        assert self._slot_freed is not None
+        assert self._outbox_ready is not None
+        self._slot_freed.set()
+        self._outbox_ready.set()
+
+    async def _execute(self, d: Delivery, r: _Running) -> None:
+        now_ms = self._now_ms()
+        base = {"worker": self.id, "started_at": now_ms}
+        try:
+            msg = decode(d.body, self.payload_limit)
+        except BadMessage as exc:
+            self._finish(
+                r,
+                "dead",
+                {
+                    **base,
+                    "status": "dead",
+                    "finished_at": now_ms,
+                    "error": {"type": "BadMessage", "message": str(exc), "traceback": ""},
+                },
+            )
+            return
+        r.name = msg.task
+        task = self.app.registry.get(msg.task)
+        if task is None:
+            self._finish(
+                r,
+                "dead",
+                {
+                    **base,
+                    "status": "dead",
+                    "task": msg.task,
+                    "finished_at": now_ms,
+                    "attempts": msg.attempt + 1,
+                    "error": {
+                        "type": "UnknownTask",
+                        "traceback": "",
+                        "message": f"no task named {msg.task!r} is registered in this worker",
+                    },
+                },
+            )
+            return
+        timeout = msg.timeout if msg.timeout is not None else task.timeout
+        token = set_trace(msg.trace)
+        try:
+            if task.is_async:
+                coro = task.fn(*msg.args, **msg.kwargs)
+                if timeout is None:
+                    value = await coro
+                else:
+                    try:
+                        value = await asyncio.wait_for(coro, timeout)
+                    except TimeoutError:
+                        raise TaskTimeout(
+                            f"task {task.name} ran past its soft time limit of {timeout:g}s"
+                        ) from None
+            else:
+                value = await self._run_sync(task, msg, timeout)
+            check_json(value, "result")
+        except asyncio.CancelledError:
+            raise  # the worker is shutting down: the lease is handed back, not settled
+        except BaseException as exc:
+            self._failed(r, task, msg, exc, base)
+            return
+        finally:
+            reset_trace(token)
+        self._finish(
+            r,
+            "ok",
+            {
+                **base,
+                "status": "succeeded",
+                "task": msg.task,
+                "result": value,
+                "attempts": msg.attempt + 1,
+                "finished_at": self._now_ms(),
+            },
+        )
+
+    async def _run_sync(self, task: Task[Any, Any], msg: Message, timeout: float | None) -> Any:
+        assert self._loop is not None
+        assert self._executor is not None
+        call = Interruptible()
+        trace = msg.trace
+
+        def run() -> Any:
+            token = set_trace(trace)
+            try:
+                return call.run(task.fn, msg.args, msg.kwargs)
+            finally:
+                reset_trace(token)
+
+        fut = self._loop.run_in_executor(self._executor, run)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        call.interrupt(TaskTimeout)
+        self.counts.timed_out += 1
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(fut), 1.0)
+        if not fut.done():
+            log.warning(
+                "worker %s: sync task %s did not stop after its soft time limit (blocked "
+                "in C code?); its thread stays busy until it returns",
+                self.id,
+                msg.id,
+            )
+        raise TaskTimeout(f"task {task.name} ran past its soft time limit of {timeout:g}s")
+
+    def _failed(
+        self,
+        r: _Running,
+        task: Task[Any, Any],
+        msg: Message,
+        exc: BaseException,
+        base: dict[str, Any],
+    ) -> None:
+        if isinstance(exc, NotJSONSerializable):
+            exc = NotJSONSerializable(f"task {task.name} returned a value JSON cannot carry: {exc}")
+        max_retries = msg.max_retries if msg.max_retries is not None else task.policy.max_retries
+        retryable = not isinstance(exc, NotJSONSerializable) and (
+            isinstance(exc, (Retry, task.policy.retry_on))
+        )
+        now_ms = self._now_ms()
+        err = _error(exc)
+        if retryable and msg.attempt < max_retries:
+            n = msg.attempt + 1
+            if isinstance(exc, Retry) and exc.delay is not None:
+                delay = exc.delay
+            else:
+                delay = task.policy.delay(n)
+            msg.attempt = n
+            msg.due_at = now_ms + int(delay * 1000)
+            headers = dict(msg.headers or {})
+            headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
+            msg.headers = headers
+            self._finish(r, "retry", {}, msg.due_at, msg.encode())
+            log.info(
+                "task %s (%s) failed with %s, retry %d/%d in %.2fs",
+                msg.id,
+                msg.task,
+                err["type"],
+                n,
+                max_retries,
+                delay,
+            )
+            return
+        if isinstance(exc, Retry):
+            err["message"] = (
+                f"retry requested but max_retries ({max_retries}) is exhausted: " + err["message"]
+            )
+        self._finish(
+            r,
+            "failed",
+            {
+                **base,
+                "status": "failed",
+                "task": msg.task,
+                "error": err,
+                "attempts": msg.attempt + 1,
+                "finished_at": now_ms,
+            },
+        )
+        log.info(
+            "task %s (%s) failed after %d attempt(s): %s: %s",
+            msg.id,
+            msg.task,
+            msg.attempt + 1,
+            err["type"],
+            err["message"][:200],
+        )
