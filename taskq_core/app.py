@@ -14,6 +14,7 @@ from .clock import Clock, SystemClock
 from .errors import DuplicateTask, InvalidOption, UnknownTask
 from .handle import TaskHandle
 from .message import Message
+from .middleware import Middleware
 from .retry import RetryPolicy
 from .settings import Settings
 from .task import EnqueueOptions, Signature, Task
@@ -86,6 +87,8 @@ class TaskQueue:
             else (make_broker(settings))
         )
         self.registry: dict[str, Task[Any, Any]] = {}
+        #: task middleware every worker of this application runs (see middleware.py)
+        self.middleware: list[Middleware] = []
         self._imported = False
 
     @classmethod

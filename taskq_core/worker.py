@@ -32,6 +32,7 @@ from .brokers.base import Delivery, Lease, Outcome
 from .context import reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
+from .middleware import Middleware, TaskEvent, call_hooks, wrapped
 from .redact import redact_text
 from .threads import Interruptible
 from .validation import check_json, check_queue_name
@@ -48,7 +49,9 @@ class _Running:
     lease: Lease
     task: asyncio.Task[None] | None = None
     name: str = ""
-    started: float = 0.0
+    started: float = 0.0  # monotonic
+    started_ms: int = 0  # wall clock, for wait times
+    message: Message | None = None
 
 
 @dataclass(slots=True)
@@ -65,6 +68,9 @@ class WorkerCounts:
     released: int = 0
     timed_out: int = 0
     by_task: dict[str, int] = field(default_factory=dict)
+
+
+_COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
 
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -94,6 +100,7 @@ class Worker:
         burst: bool = False,
         handle_signals: bool = True,
         grace_period: float | None = None,
+        middleware: list[Middleware] | None = None,
     ) -> None:
         ws = app.settings.worker
         self.app = app
@@ -109,6 +116,7 @@ class Worker:
         self.payload_limit = app.settings.max_payload_bytes
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.counts = WorkerCounts()
+        self.middleware: list[Middleware] = [*app.middleware, *(middleware or [])]
         self.started_at = 0.0
         self._held: dict[tuple[str, str], _Running] = {}
         self._outbox: list[Outcome] = []
@@ -152,6 +160,8 @@ class Worker:
         self._renewer = threading.Thread(target=self._renew_loop, name="taskq-lease", daemon=True)
         self._renewer.start()
         settler = asyncio.create_task(self._settle_loop())
+        ticker = asyncio.create_task(self._tick_loop())
+        call_hooks(self.middleware, "worker_started", self)
         log.info(
             "worker %s started: queues=%s concurrency=%d", self.id, self.queues, self.concurrency
         )
@@ -159,9 +169,11 @@ class Worker:
             await self._fetch_loop()
             await self._drain()
         finally:
-            settler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await settler
+            call_hooks(self.middleware, "worker_stopping", self)
+            for t in (settler, ticker):
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
             self._renew_stop.set()
             self._renewer.join(timeout=5)
             for sig in installed:
@@ -272,6 +284,34 @@ class Worker:
                 self._blocking = False
                 self._idle_wait = None
 
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every)
+            call_hooks(self.middleware, "tick", self)
+
+    def add_stat(self, queue: str, name: str, n: int = 1) -> None:
+        """Add ``n`` to a counter of ``queue``; written with the next settle round trip."""
+        fields = self._stats.setdefault(queue, {})
+        fields[name] = fields.get(name, 0) + n
+
+    @property
+    def busy(self) -> int:
+        """Slots in use."""
+        return len(self._held)
+
+    def current(self) -> list[dict[str, Any]]:
+        """The tasks running now: id, queue, task name, seconds running."""
+        now = time.monotonic()
+        return [
+            {
+                "id": r.lease.id,
+                "queue": r.lease.queue,
+                "task": r.name,
+                "running_for": round(now - r.started, 3),
+            }
+            for r in self._held.copy().values()
+        ]
+
     async def _settle_loop(self) -> None:
         """Settles finished tasks while the fetch loop sleeps (otherwise it does it)."""
         assert self._outbox_ready is not None
@@ -359,7 +399,9 @@ class Worker:
     # -- one task
 
     def _start(self, d: Delivery) -> None:
-        r = _Running(Lease(d.queue, d.id, d.fence), started=time.monotonic())
+        r = _Running(
+            Lease(d.queue, d.id, d.fence), started=time.monotonic(), started_ms=self._now_ms()
+        )
         self._held[(d.queue, d.id)] = r
         self.counts.started += 1
         r.task = asyncio.ensure_future(self._execute(d, r))
@@ -371,8 +413,22 @@ class Worker:
         record: dict[str, Any],
         retry_due_ms: int = 0,
         retry_body: bytes = b"",
+        *,
+        error: dict[str, str] | None = None,
+        timed_out: bool = False,
     ) -> None:
         lease = r.lease
+        if self.middleware and r.message is not None:
+            m = r.message
+            event = TaskEvent(
+                m,
+                kind,
+                time.monotonic() - r.started,
+                max(0.0, (r.started_ms - (m.due_at or m.enqueued_at)) / 1000),
+                error,
+                timed_out,
+            )
+            call_hooks(self.middleware, "after_task", self, event)
         self._held.pop((lease.queue, lease.id), None)
         try:
             data = orjson.dumps(record)
@@ -390,11 +446,8 @@ class Worker:
                 retry_body,
             )
         )
-        setattr(
-            self.counts,
-            {"ok": "succeeded", "retry": "retried"}.get(kind, kind),
-            getattr(self.counts, {"ok": "succeeded", "retry": "retried"}.get(kind, kind)) + 1,
-        )
+        counter = _COUNTER[kind]
+        setattr(self.counts, counter, getattr(self.counts, counter) + 1)
         assert self._slot_freed is not None
         assert self._outbox_ready is not None
         self._slot_freed.set()
@@ -437,20 +490,24 @@ class Worker:
                 },
             )
             return
+        r.message = msg
+        if self.middleware:
+            call_hooks(self.middleware, "before_task", self, msg)
         timeout = msg.timeout if msg.timeout is not None else task.timeout
         token = set_trace(msg.trace)
         try:
             if task.is_async:
-                coro = task.fn(*msg.args, **msg.kwargs)
-                if timeout is None:
-                    value = await coro
-                else:
-                    try:
-                        value = await asyncio.wait_for(coro, timeout)
-                    except TimeoutError:
-                        raise TaskTimeout(
-                            f"task {task.name} ran past its soft time limit of {timeout:g}s"
-                        ) from None
+                with wrapped(self.middleware, msg):
+                    coro = task.fn(*msg.args, **msg.kwargs)
+                    if timeout is None:
+                        value = await coro
+                    else:
+                        try:
+                            value = await asyncio.wait_for(coro, timeout)
+                        except TimeoutError:
+                            raise TaskTimeout(
+                                f"task {task.name} ran past its soft time limit of {timeout:g}s"
+                            ) from None
             else:
                 value = await self._run_sync(task, msg, timeout)
             check_json(value, "result")
@@ -480,10 +537,13 @@ class Worker:
         call = Interruptible()
         trace = msg.trace
 
+        hooks = self.middleware
+
         def run() -> Any:
             token = set_trace(trace)
             try:
-                return call.run(task.fn, msg.args, msg.kwargs)
+                with wrapped(hooks, msg):
+                    return call.run(task.fn, msg.args, msg.kwargs)
             finally:
                 reset_trace(token)
 
@@ -534,7 +594,9 @@ class Worker:
             headers = dict(msg.headers or {})
             headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
             msg.headers = headers
-            self._finish(r, "retry", {}, msg.due_at, msg.encode())
+            self._finish(
+                r, "retry", {}, msg.due_at, msg.encode(), err, isinstance(exc, TaskTimeout)
+            )
             log.info(
                 "task %s (%s) failed with %s, retry %d/%d in %.2fs",
                 msg.id,
@@ -560,6 +622,8 @@ class Worker:
                 "attempts": msg.attempt + 1,
                 "finished_at": now_ms,
             },
+            error=err,
+            timed_out=isinstance(exc, TaskTimeout),
         )
         log.info(
             "task %s (%s) failed after %d attempt(s): %s: %s",

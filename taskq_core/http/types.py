@@ -1,0 +1,65 @@
+"""The neutral request, response and route types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request as an adapter hands it over.
+
+    ``path`` is relative to the mount point (``/health``, ``/jobs/abc``); ``query`` maps each
+    parameter to its values; header names are lower-case; ``native`` is the framework's own
+    request object, passed only to the application's auth callable.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, list[str]] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    native: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @classmethod
+    def json(cls, status: int, data: Any, headers: Mapping[str, str] | None = None) -> Response:
+        h = {"content-type": "application/json", "cache-control": "no-store"}
+        h.update(headers or {})
+        return cls(status, h, orjson.dumps(data))
+
+    @classmethod
+    def text(
+        cls, status: int, text: str, content_type: str = "text/plain; charset=utf-8"
+    ) -> Response:
+        return cls(
+            status, {"content-type": content_type, "cache-control": "no-store"}, text.encode()
+        )
+
+
+#: ``auth(request) -> bool``: may this request use the routes that change state?
+AuthCallable = Callable[[Request], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: ``path`` may hold ``{name}`` parameters; ``admin`` routes need auth."""
+
+    method: str
+    path: str
+    name: str
+    handler: Callable[..., Response]
+    admin: bool = False
+    summary: str = ""
+    response_schema: dict[str, Any] | None = None
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)

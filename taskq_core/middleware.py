@@ -1,0 +1,80 @@
+"""Task middleware: the hooks through which metrics, tracing, logging and framework glue
+watch and wrap task execution, so none of them is a special case inside the worker.
+
+Hooks are documented no-ops. ``before_*`` hooks run in registration order, ``after_*`` hooks
+in reverse. A hook that raises is logged and ignored: it never fails a task or the worker.
+``wrap`` hooks (for context managers such as a Flask app context) compose around the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .message import Message
+    from .worker import Worker
+
+log = logging.getLogger("taskq.middleware")
+
+
+@dataclass(slots=True)
+class TaskEvent:
+    """What an ``after_task`` hook learns about one execution."""
+
+    message: Message
+    outcome: str  # ok | retry | failed | dead
+    runtime: float  # seconds spent running the task
+    wait: float  # seconds from enqueue (or due time) to start
+    error: dict[str, str] | None = None
+    timed_out: bool = False
+
+
+class Middleware:
+    """Base class: override the hooks you need."""
+
+    def worker_started(self, worker: Worker) -> None:
+        """The worker's loop is running (called in the loop)."""
+
+    def worker_stopping(self, worker: Worker) -> None:
+        """The worker has stopped fetching and is about to return."""
+
+    def tick(self, worker: Worker) -> None:
+        """Called from the loop about every ``renew_interval`` seconds (heartbeats)."""
+
+    def before_task(self, worker: Worker, message: Message) -> None:
+        """A delivery is about to run (in the loop, before the task's thread or coroutine)."""
+
+    def after_task(self, worker: Worker, event: TaskEvent) -> None:
+        """A delivery ended; its outcome is about to be settled in the broker."""
+
+    @contextlib.contextmanager
+    def wrap(self, message: Message) -> Iterator[None]:
+        """Context around the task's own code, entered where it runs (its thread for a sync
+        task, the loop for an async one)."""
+        yield
+
+
+def call_hooks(hooks: list[Middleware], name: str, *args: Any) -> None:
+    """Call ``name`` on each hook in order (reverse for ``after_*``), logging failures."""
+    ordered = reversed(hooks) if name.startswith("after") else hooks
+    for h in ordered:
+        try:
+            getattr(h, name)(*args)
+        except Exception:
+            log.exception("middleware %s.%s failed", type(h).__name__, name)
+
+
+@contextlib.contextmanager
+def wrapped(hooks: list[Middleware], message: Message) -> Iterator[None]:
+    """Enter every hook's ``wrap`` context, first hook outermost."""
+    with contextlib.ExitStack() as stack:
+        for h in hooks:
+            try:
+                stack.enter_context(h.wrap(message))
+            except Exception:
+                log.exception("middleware %s.wrap failed", type(h).__name__)
+        yield
