@@ -404,7 +404,24 @@ class Worker:
         )
         self._held[(d.queue, d.id)] = r
         self.counts.started += 1
-        r.task = asyncio.ensure_future(self._execute(d, r))
+        r.task = asyncio.ensure_future(self._guarded(d, r))
+
+    async def _guarded(self, d: Delivery, r: _Running) -> None:
+        try:
+            await self._execute(d, r)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # a bug of ours (or of a middleware) must not hold the slot or lose the task:
+            # the task goes back to its queue and the slot is freed
+            log.exception(
+                "worker %s: internal error around task %s; handing it back", self.id, d.id
+            )
+            if self._held.pop((d.queue, d.id), None) is not None:
+                with contextlib.suppress(Exception):
+                    await self.app.broker.release_async([r.lease])
+                assert self._slot_freed is not None
+                self._slot_freed.set()
 
     def _finish(
         self,
@@ -595,7 +612,13 @@ class Worker:
             headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
             msg.headers = headers
             self._finish(
-                r, "retry", {}, msg.due_at, msg.encode(), err, isinstance(exc, TaskTimeout)
+                r,
+                "retry",
+                {},
+                msg.due_at,
+                msg.encode(),
+                error=err,
+                timed_out=isinstance(exc, TaskTimeout),
             )
             log.info(
                 "task %s (%s) failed with %s, retry %d/%d in %.2fs",
