@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -163,7 +164,7 @@ class TaskQueue:
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            task_name = check_task_name(name or f"{f.__module__}.{f.__qualname__}")
+            task_name = check_task_name(name or _default_name(f))
             existing = self.registry.get(task_name)
             if existing is not None and existing.fn is not f:
                 raise DuplicateTask(
@@ -302,6 +303,16 @@ class TaskQueue:
 
     async def aclose(self) -> None:
         await self.broker.aclose()
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname``, with ``<locals>`` parts dropped and other odd characters
+    replaced, so functions defined inside functions register too."""
+    qualname = fn.__qualname__.replace("<locals>.", "")
+    return _ODD.sub("_", f"{fn.__module__}.{qualname}")
+
+
+_ODD = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
 def _current_trace() -> dict[str, str] | None:

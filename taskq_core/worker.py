@@ -140,7 +140,14 @@ class Worker:
 
     def run(self) -> None:
         """Run until stopped (SIGTERM/SIGINT, :meth:`stop`, or burst mode running dry)."""
-        asyncio.run(self.async_run())
+        asyncio.run(self._run_owned())
+
+    async def _run_owned(self) -> None:
+        # this loop is ours: close the broker's connections of it when done
+        try:
+            await self.async_run()
+        finally:
+            await self.app.broker.aclose()
 
     async def async_run(self) -> None:
         """Run in the current event loop until stopped."""
@@ -273,7 +280,9 @@ class Worker:
             try:
                 await self._idle_wait
             except asyncio.CancelledError:
-                if not self._stopping:
+                # our own nudge (stop, or burst mode running dry) cancels only the wait
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
                     raise
             except Exception as exc:
                 log.warning(
@@ -469,6 +478,8 @@ class Worker:
         assert self._outbox_ready is not None
         self._slot_freed.set()
         self._outbox_ready.set()
+        if self.burst and not self._held and self._idle_wait is not None:
+            self._idle_wait.cancel()
 
     async def _execute(self, d: Delivery, r: _Running) -> None:
         now_ms = self._now_ms()
