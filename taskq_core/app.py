@@ -27,6 +27,7 @@ from .validation import (
     check_task_name,
     check_timeout,
 )
+from .web import active_scope
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -254,12 +255,23 @@ class TaskQueue:
     def enqueue_many(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """Enqueue many tasks in one round trip; every one is checked before any is sent."""
         items, now_ms = self._items(signatures)
+        if (scope := active_scope()) is not None and scope.app is self:
+            scope.note(len(items))
+            if scope.defer:
+                # held until the request succeeds; ids were made here, so handles are valid
+                scope.hold(items)
+                return [TaskHandle(self, it.id, it.queue) for it in items]
         ids = self.broker.enqueue(items, now_ms)
         return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
 
     async def enqueue_many_async(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """The async form of :meth:`enqueue_many`."""
         items, now_ms = self._items(signatures)
+        if (scope := active_scope()) is not None and scope.app is self:
+            scope.note(len(items))
+            if scope.defer:
+                scope.hold(items)
+                return [TaskHandle(self, it.id, it.queue) for it in items]
         ids = await self.broker.enqueue_async(items, now_ms)
         return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
 

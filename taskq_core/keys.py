@@ -54,6 +54,10 @@ class Keys:
         """Pub/sub channel on which scripts announce tasks that reached a final state."""
         return f"{self.prefix}:{{{queue}}}:done"
 
+    def counters(self, group: str) -> str:
+        """HASH of free-form counters (e.g. enqueues per web route)."""
+        return f"{self.prefix}:counters:{group}"
+
     def queues(self) -> str:
         """SET of every queue name ever used under this prefix (for listings)."""
         return f"{self.prefix}:queues"

@@ -104,6 +104,7 @@ class MemoryBroker:
         self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[None]]]
         self._waiters = []
         self._now_ms = 0  # latest time seen, for expiring results
+        self._counters: dict[str, dict[str, int]] = {}
         self._done = threading.Condition(threading.Lock())
         self._generation = 0
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -513,6 +514,19 @@ class MemoryBroker:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, min(remaining, 1.0))
+
+    def incr_counters(self, group: str, counts: dict[str, int]) -> None:
+        with self._lock:
+            mine = self._counters.setdefault(group, {})
+            for k, v in counts.items():
+                mine[k] = mine.get(k, 0) + v
+
+    async def incr_counters_async(self, group: str, counts: dict[str, int]) -> None:
+        self.incr_counters(group, counts)
+
+    def read_counters(self, group: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters.get(group, {}))
 
     def known_queues(self) -> list[str]:
         with self._lock:

@@ -312,6 +312,15 @@ class RedisBroker:
         finally:
             await ps.aclose()
 
+    def incr_counters(self, group: str, counts: dict[str, int]) -> None:
+        self.run(self.plans.incr_counters(group, counts))
+
+    async def incr_counters_async(self, group: str, counts: dict[str, int]) -> None:
+        await self.run_async(self.plans.incr_counters(group, counts))
+
+    def read_counters(self, group: str) -> dict[str, int]:
+        return self.run(self.plans.read_counters(group))
+
     def known_queues(self) -> list[str]:
         members: Any = self.client.smembers(self.keys.queues())
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)

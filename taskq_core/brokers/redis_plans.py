@@ -302,6 +302,13 @@ class Plans:
 
         return Plan(commands, parse)
 
+    def incr_counters(self, group: str, counts: dict[str, int]) -> Plan[None]:
+        key = self.keys.counters(group)
+        return Plan([("HINCRBY", key, k, v) for k, v in counts.items()], lambda r: None)
+
+    def read_counters(self, group: str) -> Plan[dict[str, int]]:
+        return Plan([("HGETALL", self.keys.counters(group))], lambda r: parse_stats(_as_dict(r[0])))
+
     def messages(self, pairs: Sequence[tuple[str, str]]) -> Plan[list[bytes | None]]:
         commands: list[Call | Command] = [("HGET", self.qkeys(q)[3], i) for q, i in pairs]
         return Plan(commands, list)
