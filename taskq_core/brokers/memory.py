@@ -103,7 +103,6 @@ class MemoryBroker:
         self._idem: dict[tuple[str, str], tuple[str, int]] = {}
         self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[None]]]
         self._waiters = []
-        self._now_ms = 0  # latest time seen, for expiring results
         self._counters: dict[str, dict[str, int]] = {}
         self._done = threading.Condition(threading.Lock())
         self._generation = 0
@@ -131,33 +130,30 @@ class MemoryBroker:
         hit = self._results.get((queue, task_id))
         if hit is None:
             return None
-        if hit[1] <= self._now_ms:
+        if hit[1] <= _mono_ms():
             del self._results[(queue, task_id)]
             return None
         return hit[0]
 
-    def _set_result(self, queue: str, task_id: str, record: bytes, now_ms: int) -> None:
-        self._results[(queue, task_id)] = (record, now_ms + self.settings.result_ttl_ms)
-
-    def _tick(self, now_ms: int) -> None:
-        self._now_ms = max(self._now_ms, now_ms)
+    def _set_result(self, queue: str, task_id: str, record: bytes) -> None:
+        # TTLs run on real time, as Redis's PX does, whatever clock the caller uses
+        self._results[(queue, task_id)] = (record, _mono_ms() + self.settings.result_ttl_ms)
 
     # -- producers (enqueue.lua)
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
         out: list[str] = []
         with self._lock:
-            self._tick(now_ms)
             woken: set[str] = set()
             for item in items:
                 q = self._q(item.queue)
                 if item.idempotency_key is not None:
                     ikey = (item.queue, item.idempotency_key)
                     earlier = self._idem.get(ikey)
-                    if earlier is not None and earlier[1] > now_ms:
+                    if earlier is not None and earlier[1] > _mono_ms():
                         out.append(earlier[0])
                         continue
-                    self._idem[ikey] = (item.id, now_ms + self.settings.idempotency_ttl_ms)
+                    self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
                 q.msg[item.id] = item.body
                 if item.due_ms > now_ms:
                     q.delayed.add(item.id, item.due_ms)
@@ -191,7 +187,6 @@ class MemoryBroker:
         deliveries: list[Delivery] = []
         next_due: int | None = None
         with self._lock:
-            self._tick(now_ms)
             for name in queues:
                 q = self._q(name)
                 for tid in q.leased.upto(now_ms, 100):
@@ -288,7 +283,6 @@ class MemoryBroker:
     ) -> list[Outcome]:
         stale: list[Outcome] = []
         with self._lock:
-            self._tick(now_ms)
             woken: set[str] = set()
             for o in outcomes:
                 q = self._q(o.queue)
@@ -301,7 +295,7 @@ class MemoryBroker:
                 q.incr(o.kind)
                 q.incr(f"{o.kind}|{o.task}")
                 if o.kind == "ok":
-                    self._set_result(o.queue, o.id, o.record, now_ms)
+                    self._set_result(o.queue, o.id, o.record)
                     self._announce()
                     q.msg.pop(o.id, None)
                     q.state.pop(o.id, None)
@@ -319,7 +313,7 @@ class MemoryBroker:
                     q.dead.add(o.id, now_ms)
                     q.state[o.id] = o.kind
                     q.error[o.id] = o.record
-                    self._set_result(o.queue, o.id, o.record, now_ms)
+                    self._set_result(o.queue, o.id, o.record)
                     self._announce()
             for name, fields in (stats or {}).items():
                 q = self._q(name)
@@ -395,7 +389,7 @@ class MemoryBroker:
                 return state or ""
             for d in (q.msg, q.state, q.fence, q.unack):
                 d.pop(task_id, None)
-            self._set_result(queue, task_id, record, self._now_ms)
+            self._set_result(queue, task_id, record)
             q.incr("cancelled")
             self._announce()
             return "cancelled"
@@ -540,6 +534,10 @@ class MemoryBroker:
 
     async def aclose(self) -> None:
         return None
+
+
+def _mono_ms() -> int:
+    return int(time.monotonic() * 1000)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -1,0 +1,307 @@
+"""The broker contract: every test runs against Redis (a real server) and the in-memory
+broker, and both must behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from taskq_core.brokers.base import Broker, EnqueueItem, Lease, Outcome, Settings
+from taskq_core.brokers.memory import MemoryBroker
+from taskq_core.brokers.redis import RedisBroker
+
+Q = ["high", "default", "low"]
+T0 = 1_800_000_000_000  # a fixed "now" in ms: the broker takes time from its caller
+
+
+@pytest.fixture
+def broker(broker_kind: str, redis_url: str, prefix: str) -> Iterator[Broker]:
+    settings = Settings(
+        lease_ms=10_000, max_deliveries=3, result_ttl_ms=60_000, idempotency_ttl_ms=60_000
+    )
+    b: Broker
+    if broker_kind == "redis":
+        b = RedisBroker(redis_url, prefix=prefix, settings=settings)
+    else:
+        b = MemoryBroker(settings)
+    yield b
+    b.close()
+
+
+def item(
+    i: int | str, queue: str = "default", due_ms: int = 0, key: str | None = None
+) -> EnqueueItem:
+    return EnqueueItem(queue, f"t{i}", "job", orjson.dumps({"n": i}), due_ms, key)
+
+
+def ids(broker: Broker, want: int, now: int = T0, queues: list[str] = Q) -> list[str]:
+    result, _ = broker.fetch(queues, want, now)
+    return [d.id for d in result.deliveries]
+
+
+def test_enqueue_then_fetch_fifo(broker: Broker) -> None:
+    assert broker.enqueue([item(1), item(2), item(3)], T0) == ["t1", "t2", "t3"]
+    result, stale = broker.fetch(Q, 10, T0)
+    assert [d.id for d in result.deliveries] == ["t1", "t2", "t3"]
+    assert [d.fence for d in result.deliveries] == [1, 1, 1]
+    assert orjson.loads(result.deliveries[0].body) == {"n": 1}
+    assert stale == []
+    assert ids(broker, 10) == []
+
+
+def test_strict_priority_across_queues(broker: Broker) -> None:
+    broker.enqueue([item("l1", "low"), item("d1"), item("h1", "high"), item("l2", "low")], T0)
+    broker.enqueue([item("h2", "high")], T0)
+    assert ids(broker, 1) == ["th1"]
+    assert ids(broker, 2) == ["th2", "td1"]
+    assert ids(broker, 5) == ["tl1", "tl2"]
+
+
+def test_fetch_respects_want(broker: Broker) -> None:
+    broker.enqueue([item(i) for i in range(5)], T0)
+    assert len(ids(broker, 2)) == 2
+    assert len(ids(broker, 10)) == 3
+
+
+def test_delayed_tasks_wait_until_due(broker: Broker) -> None:
+    broker.enqueue([item("late", due_ms=T0 + 5_000), item("later", due_ms=T0 + 9_000)], T0)
+    assert broker.get("default", "tlate").state == "scheduled"  # type: ignore[union-attr]
+    result, _ = broker.fetch(Q, 10, T0)
+    assert result.deliveries == []
+    assert result.next_due_ms == T0 + 5_000
+    assert ids(broker, 10, T0 + 5_000) == ["tlate"]
+    assert ids(broker, 10, T0 + 9_001) == ["tlater"]
+
+
+def test_settle_ok_stores_result_and_clears_task(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    assert broker.get("default", "t1").state == "running"  # type: ignore[union-attr]
+    record = orjson.dumps({"status": "succeeded", "result": 42})
+    assert broker.settle([Outcome("default", "t1", d.fence, "ok", "job", record)], T0) == []
+    state = broker.get("default", "t1")
+    assert state is not None
+    assert state.state is None
+    assert orjson.loads(state.record or b"") == {"status": "succeeded", "result": 42}
+    info = broker.queue_info(["default"])[0]
+    assert (info.ready, info.leased, info.delayed, info.dead) == (0, 0, 0, 0)
+    assert info.stats["ok"] == 1
+    assert info.stats["ok|job"] == 1
+    assert info.stats["enqueued"] == 1
+
+
+def test_stale_settle_is_refused_and_counted(broker: Broker) -> None:
+    """Fencing: a worker whose lease lapsed and was re-leased cannot settle the task."""
+    broker.enqueue([item(1)], T0)
+    (first,) = broker.fetch(Q, 1, T0)[0].deliveries
+    # the lease lapses (worker frozen); another fetch re-leases the task with a new fence
+    (second,) = broker.fetch(Q, 1, T0 + 10_001)[0].deliveries
+    assert second.id == first.id
+    assert second.fence == first.fence + 1
+    late = Outcome("default", "t1", first.fence, "ok", "job", b'{"status":"succeeded","result":1}')
+    assert broker.settle([late], T0 + 10_002) == [late]
+    assert broker.get("default", "t1").state == "running"  # type: ignore[union-attr]
+    good = Outcome("default", "t1", second.fence, "ok", "job", b'{"status":"succeeded","result":2}')
+    assert broker.settle([good], T0 + 10_003) == []
+    assert orjson.loads(broker.get("default", "t1").record or b"")["result"] == 2  # type: ignore[union-attr]
+    # and the first worker cannot settle it afterwards either
+    assert broker.settle([late], T0 + 10_004) == [late]
+    stats = broker.queue_info(["default"])[0].stats
+    assert stats["stale_acks"] == 2
+    assert stats["ok"] == 1
+
+
+def test_lapsed_lease_goes_back_to_the_front(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2)], T0)
+    (d1,) = broker.fetch(Q, 1, T0)[0].deliveries
+    assert d1.id == "t1"
+    # before the deadline nothing moves; after it, t1 is first in line again
+    assert ids(broker, 1, T0 + 9_999) == ["t2"]
+    assert ids(broker, 1, T0 + 10_001) == ["t1"]
+    assert broker.queue_info(["default"])[0].stats["lease_expired"] == 1
+
+
+def test_renew_extends_and_reports_lost(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2)], T0)
+    d1, _ = broker.fetch(Q, 2, T0)[0].deliveries
+    lost = broker.renew([Lease("default", "t1", d1.fence), Lease("default", "t2", 99)], T0 + 9_000)
+    assert [lease.id for lease in lost] == ["t2"]
+    # t1's lease now runs to T0 + 19_000, t2's lapsed at T0 + 10_000
+    assert ids(broker, 5, T0 + 12_000) == ["t2"]
+    assert ids(broker, 5, T0 + 18_000) == []
+
+
+def test_poison_task_dead_lettered_after_max_deliveries(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    now = T0
+    for n in range(1, 4):
+        (d,) = broker.fetch(Q, 1, now)[0].deliveries
+        assert d.fence == n
+        now += 10_001  # the worker dies each time: the lease lapses
+    assert ids(broker, 1, now) == []  # third lapse: max_deliveries (3) reached
+    state = broker.get("default", "t1")
+    assert state is not None
+    assert state.state == "dead"
+    record = orjson.loads(state.record or b"")
+    assert record["error"]["type"] == "PoisonTask"
+    assert "3 times" in record["error"]["message"]
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert dead.id == "t1"
+    assert dead.message is not None
+
+
+def test_release_hands_back_without_counting_a_delivery(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    now = T0
+    for _ in range(5):  # more than max_deliveries, but every one was handed back cleanly
+        (d,) = broker.fetch(Q, 1, now)[0].deliveries
+        assert broker.release([Lease("default", d.id, d.fence)]) == 1
+        now += 1
+    assert broker.release([Lease("default", "t1", 1)]) == 0  # stale fence: refused
+    (d,) = broker.fetch(Q, 1, now)[0].deliveries
+    assert d.fence == 6
+    assert broker.get("default", "t1").state == "running"  # type: ignore[union-attr]
+
+
+def test_retry_outcome_reschedules_with_new_message(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    retry = Outcome("default", "t1", d.fence, "retry", "job", b"{}", T0 + 3_000, b'{"n":"again"}')
+    assert broker.settle([retry], T0) == []
+    assert broker.get("default", "t1").state == "scheduled"  # type: ignore[union-attr]
+    assert ids(broker, 1, T0 + 2_999) == []
+    result, _ = broker.fetch(Q, 1, T0 + 3_000)
+    assert orjson.loads(result.deliveries[0].body) == {"n": "again"}
+    assert broker.queue_info(["default"])[0].stats["retry"] == 1
+
+
+def test_failed_outcome_goes_to_dead_letter_and_back(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    record = orjson.dumps({"status": "failed", "error": {"type": "ValueError", "message": "x"}})
+    broker.settle([Outcome("default", "t1", d.fence, "failed", "job", record)], T0)
+    state = broker.get("default", "t1")
+    assert state is not None
+    assert state.state == "failed"
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert (dead.id, dead.state) == ("t1", "failed")
+    assert orjson.loads(dead.error or b"")["error"]["type"] == "ValueError"
+    assert broker.dead_retry("default", ["t1", "nope"]) == 1
+    assert broker.dead_list("default", 0, 10) == []
+    assert ids(broker, 1, T0 + 1) == ["t1"]
+
+
+def test_dead_purge(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    broker.settle([Outcome("default", "t1", d.fence, "dead", "job", b'{"status":"dead"}')], T0)
+    assert broker.dead_purge("default", ["t1"]) == 1
+    assert broker.dead_purge("default", ["t1"]) == 0
+    assert broker.get("default", "t1") is None or broker.get("default", "t1").state is None  # type: ignore[union-attr]
+    assert broker.dead_retry("default", ["t1"]) == 0
+
+
+def test_idempotency_key_returns_first_task(broker: Broker) -> None:
+    first = broker.enqueue([item(1, key="order-7")], T0)
+    again = broker.enqueue([item(2, key="order-7"), item(3, key="order-8")], T0 + 1)
+    assert first == ["t1"]
+    assert again == ["t1", "t3"]
+    assert ids(broker, 10, T0 + 2) == ["t1", "t3"]
+    assert broker.queue_info(["default"])[0].stats["enqueued"] == 2
+
+
+def test_cancel_queued_and_scheduled_but_not_running(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2, due_ms=T0 + 60_000), item(3)], T0)
+    rec = b'{"status":"cancelled"}'
+    assert broker.cancel("default", "t1", rec) == "cancelled"
+    assert broker.cancel("default", "t2", rec) == "cancelled"
+    assert broker.cancel("default", "t2", rec) == ""
+    (d,) = broker.fetch(Q, 5, T0 + 120_000)[0].deliveries
+    assert d.id == "t3"
+    assert broker.cancel("default", "t3", rec) == "running"
+    assert orjson.loads(broker.get("default", "t1").record or b"") == {"status": "cancelled"}  # type: ignore[union-attr]
+
+
+def test_settle_and_fetch_in_one_call(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2)], T0)
+    (d1,) = broker.fetch(Q, 1, T0)[0].deliveries
+    ok = Outcome("default", "t1", d1.fence, "ok", "job", b'{"status":"succeeded"}')
+    result, stale = broker.fetch(Q, 1, T0, [ok], {"default": {"custom|x": 5}})
+    assert [d.id for d in result.deliveries] == ["t2"]
+    assert stale == []
+    stats = broker.queue_info(["default"])[0].stats
+    assert stats["ok"] == 1
+    assert stats["custom|x"] == 5
+
+
+def test_queue_info_counts(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2), item(3, due_ms=T0 + 1000)], T0 - 500)
+    broker.fetch(Q, 1, T0)
+    (info,) = broker.queue_info(["default"])
+    assert (info.ready, info.delayed, info.leased, info.dead) == (1, 1, 1, 0)
+    assert info.oldest_enqueued_ms is None  # our test bodies carry no envelope
+
+
+def test_counters(broker: Broker) -> None:
+    broker.incr_counters("routes", {"/a": 2, "/b": 1})
+    broker.incr_counters("routes", {"/a": 1})
+    assert broker.read_counters("routes") == {"/a": 3, "/b": 1}
+
+
+async def test_async_forms_match(broker: Broker) -> None:
+    assert await broker.enqueue_async([item(1)], T0) == ["t1"]
+    result, _ = await broker.fetch_async(Q, 5, T0)
+    (d,) = result.deliveries
+    ok = Outcome("default", "t1", d.fence, "ok", "job", b'{"status":"succeeded","result":7}')
+    assert await broker.settle_async([ok], T0) == []
+    state = await broker.get_async("default", "t1")
+    assert state is not None
+    assert orjson.loads(state.record or b"")["result"] == 7
+    assert await broker.cancel_async("default", "t1", b"{}") == ""
+    await broker.aclose()
+
+
+async def test_idle_wait_wakes_on_enqueue(broker: Broker) -> None:
+    """An idle worker blocks on the broker and is woken by an enqueue, not a poll."""
+    broker.fetch(Q, 1, T0)  # consume any token left from before
+    await broker.wait_async(Q, 0.01)
+    waiter = asyncio.ensure_future(broker.wait_async(Q, 10))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.to_thread(broker.enqueue, [item(1, "low")], T0)
+    assert await asyncio.wait_for(waiter, 5) is True
+    assert loop.time() - start < 1.0
+    await broker.aclose()
+
+
+async def test_idle_wait_times_out(broker: Broker) -> None:
+    broker.fetch(Q, 1, T0)
+    await broker.wait_async(Q, 0.01)
+    assert await broker.wait_async(Q, 0.05) is False
+    await broker.aclose()
+
+
+def test_wait_for_wakes_on_settle(broker: Broker) -> None:
+    import threading
+
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+
+    def check() -> bytes | None:
+        state = broker.get("default", "t1")
+        return state.record if state is not None and state.state is None else None
+
+    timer = threading.Timer(
+        0.2, broker.settle, args=([Outcome("default", "t1", d.fence, "ok", "job", b'"done"')], T0)
+    )
+    timer.start()
+    try:
+        assert broker.wait_for("default", "t1", 5.0, check) == b'"done"'
+    finally:
+        timer.join()
+    assert broker.wait_for("default", "t2", 0.1, lambda: None) is None
