@@ -127,6 +127,7 @@ class Worker:
         self._outbox_ready: asyncio.Event | None = None
         self._idle_wait: asyncio.Task[bool] | None = None
         self._blocking = False
+        self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._renew_stop = threading.Event()
@@ -154,6 +155,7 @@ class Worker:
         self._loop = loop = asyncio.get_running_loop()
         self._slot_freed = asyncio.Event()
         self._outbox_ready = asyncio.Event()
+        self._settler_exit = False
         self._executor = ThreadPoolExecutor(self.sync_threads, thread_name_prefix="taskq-sync")
         self.app.load_imports()
         self.started_at = time.time()
@@ -177,10 +179,14 @@ class Worker:
             await self._drain()
         finally:
             call_hooks(self.middleware, "worker_stopping", self)
-            for t in (settler, ticker):
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            # the settler is asked to finish rather than cancelled: cancelling it in the
+            # middle of a Redis call could lose an outcome (and redis-py may swallow it)
+            self._settler_exit = True
+            self._outbox_ready.set()
+            await settler
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             self._renew_stop.set()
             self._renewer.join(timeout=5)
             for sig in installed:
@@ -324,7 +330,7 @@ class Worker:
     async def _settle_loop(self) -> None:
         """Settles finished tasks while the fetch loop sleeps (otherwise it does it)."""
         assert self._outbox_ready is not None
-        while True:
+        while not self._settler_exit:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             if self._blocking or self._stopping:

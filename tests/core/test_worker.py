@@ -1,0 +1,325 @@
+"""The worker on both brokers: retries and backoff on a controllable clock, soft time limits,
+strict priority, and messages that cannot run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from taskq_core import ManualClock, Retry, TaskFailed, TaskQueue
+from taskq_core.brokers.base import EnqueueItem
+from taskq_core.message import decode
+
+START = 1_800_000_000.0
+
+
+def burst(tq: TaskQueue, **options: Any) -> None:
+    tq.worker(burst=True, handle_signals=False, **options).run()
+
+
+def due_in(tq: TaskQueue, queue: str, task_id: str) -> float:
+    """Seconds from the clock's now until the scheduled task is due."""
+    state = tq.broker.get(queue, task_id)
+    assert state is not None
+    assert state.state == "scheduled"
+    msg = decode(state.message or b"")
+    assert msg.due_at is not None
+    return msg.due_at / 1000 - tq.clock.time()
+
+
+def test_retries_follow_backoff_and_jitter_bounds(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    clock = ManualClock(START)
+    tq = make_app(
+        broker_kind,
+        clock=clock,
+        retry={"max_retries": 5, "backoff": 2.0, "backoff_max": 100.0, "jitter": 0.5},
+    )
+    runs: list[float] = []
+
+    @tq.task
+    def flaky() -> str:
+        runs.append(clock.time())
+        if len(runs) < 3:
+            raise ConnectionError(f"attempt {len(runs)} failed")
+        return "ok"
+
+    handle = flaky.enqueue()
+    burst(tq)
+    assert len(runs) == 1
+    first = due_in(tq, "default", handle.id)
+    assert 1.0 <= first <= 2.0 + 0.001  # retry 1: 2 s, minus up to 50 % jitter
+
+    clock.advance(first - 0.01)
+    burst(tq)
+    assert len(runs) == 1  # not due yet: nothing ran
+    clock.advance(0.02)
+    burst(tq)
+    assert len(runs) == 2
+    second = due_in(tq, "default", handle.id)
+    assert 2.0 <= second <= 4.0 + 0.001  # retry 2: 4 s, minus up to 50 %
+
+    clock.advance(second + 0.01)
+    burst(tq)
+    assert handle.result(timeout=5) == "ok"
+    info = handle.info()
+    assert info["attempts"] == 3
+    assert info["status"] == "succeeded"
+    stats = tq.broker.queue_info(["default"])[0].stats
+    assert stats["retry"] == 2
+    assert stats["ok"] == 1
+
+
+def test_retry_exception_with_explicit_delay(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    clock = ManualClock(START)
+    tq = make_app(broker_kind, clock=clock)
+    runs: list[int] = []
+
+    @tq.task(max_retries=1)
+    def limited() -> int:
+        runs.append(1)
+        raise Retry(delay=30, reason="rate limited")
+
+    handle = limited.enqueue()
+    burst(tq)
+    assert due_in(tq, "default", handle.id) == pytest.approx(30, abs=0.01)
+    clock.advance(30)
+    burst(tq)
+    with pytest.raises(TaskFailed) as err:
+        handle.result(timeout=5)
+    assert err.value.status == "failed"
+    assert "max_retries (1) is exhausted" in err.value.error["message"]
+    assert len(runs) == 2
+
+
+def test_retry_on_limits_which_errors_retry(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+
+    @tq.task(max_retries=3, retry_on=[ConnectionError])
+    def strict() -> None:
+        raise KeyError("bad input, retrying will not help")
+
+    handle = strict.enqueue()
+    burst(tq)
+    with pytest.raises(TaskFailed) as err:
+        handle.result(timeout=5)
+    assert err.value.error["type"] == "KeyError"
+    assert "Traceback" in err.value.error["traceback"]
+    assert handle.info()["attempts"] == 1
+
+
+def test_soft_timeout_async_task(make_app: Callable[..., TaskQueue], broker_kind: str) -> None:
+    tq = make_app(broker_kind)
+    cancelled = threading.Event()
+
+    @tq.task(timeout=0.2, max_retries=0)
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    handle = slow.enqueue()
+    start = time.monotonic()
+    burst(tq)
+    assert time.monotonic() - start < 5
+    with pytest.raises(TaskFailed) as err:
+        handle.result(timeout=5)
+    assert err.value.error["type"] == "taskq_core.errors.TaskTimeout"
+    assert "soft time limit of 0.2s" in err.value.error["message"]
+    assert cancelled.is_set()
+
+
+def test_soft_timeout_sync_task_raises_inside_the_thread(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+    stopped = threading.Event()
+
+    @tq.task(timeout=0.2, max_retries=0)
+    def spin() -> None:
+        n = 0
+        try:
+            while True:  # pure Python: the timeout exception lands at the next bytecode
+                n += 1
+        finally:
+            stopped.set()
+
+    handle = spin.enqueue()
+    worker = tq.worker(burst=True, handle_signals=False)
+    worker.run()
+    assert stopped.wait(5)
+    assert worker.stragglers == 0
+    with pytest.raises(TaskFailed) as err:
+        handle.result(timeout=5)
+    assert err.value.error["type"] == "taskq_core.errors.TaskTimeout"
+
+
+def test_timeout_per_enqueue_overrides_task(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+
+    @tq.task(max_retries=0)
+    async def nap(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "rested"
+
+    ok = nap.enqueue(0.01)
+    late = nap.options(timeout=0.1).enqueue(5)
+    burst(tq)
+    assert ok.result(timeout=5) == "rested"
+    assert late.status() == "failed"
+
+
+def test_strict_priority_high_before_low(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+    order: list[str] = []
+
+    @tq.task
+    async def record(level: str) -> None:
+        order.append(level)
+
+    tq.enqueue_many([record.options(queue="low").call("low") for _ in range(1000)])
+    tq.enqueue_many([record.options(queue="high").call("high") for _ in range(1000)])
+    burst(tq, concurrency=1)
+    assert len(order) == 2000
+    assert order == ["high"] * 1000 + ["low"] * 1000
+
+
+def test_unknown_task_and_corrupt_message_are_dead_lettered(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+
+    @tq.task
+    def fine() -> str:
+        return "fine"
+
+    now = int(tq.clock.time() * 1000)
+    envelope = orjson.dumps(
+        {
+            "v": 1,
+            "id": "u1",
+            "task": "gone.task",
+            "queue": "default",
+            "args": [],
+            "kwargs": {},
+            "attempt": 0,
+            "enqueued_at": now,
+        }
+    )
+    tq.broker.enqueue(
+        [
+            EnqueueItem("default", "u1", "gone.task", envelope),
+            EnqueueItem("default", "c1", "x", b"{not json"),
+            EnqueueItem("default", "c2", "x", b'{"v": 99}'),
+        ],
+        now,
+    )
+    handle = fine.enqueue()
+    worker = tq.worker(burst=True, handle_signals=False)
+    worker.run()
+    assert handle.result(timeout=5) == "fine"
+    dead = {d.id: orjson.loads(d.error or b"") for d in tq.broker.dead_list("default", 0, 10)}
+    assert set(dead) == {"u1", "c1", "c2"}
+    assert dead["u1"]["error"]["type"] == "UnknownTask"
+    assert "gone.task" in dead["u1"]["error"]["message"]
+    assert dead["c1"]["error"]["type"] == "BadMessage"
+    assert "not valid JSON" in dead["c1"]["error"]["message"]
+    assert "version 99" in dead["c2"]["error"]["message"]
+    stats = tq.broker.queue_info(["default"])[0].stats
+    assert stats["dead"] == 3
+    assert stats.get("ok", 0) == 1  # nothing that did not run is counted as a success
+    assert worker.counts.succeeded == 1
+
+
+def test_result_that_is_not_json_fails_without_retry(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    tq = make_app(broker_kind)
+
+    @tq.task(max_retries=3)
+    def returns_set() -> object:
+        return {1, 2}
+
+    handle = returns_set.enqueue()
+    burst(tq)
+    with pytest.raises(TaskFailed) as err:
+        handle.result(timeout=5)
+    assert err.value.error["type"] == "taskq_core.errors.NotJSONSerializable"
+    assert "result is a set" in err.value.error["message"]
+    assert handle.info()["attempts"] == 1
+
+
+def test_trace_context_reaches_the_task(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    from taskq_core.context import current_trace, reset_trace, set_trace
+
+    tq = make_app(broker_kind)
+
+    @tq.task
+    def seen() -> dict[str, str] | None:
+        return current_trace()
+
+    @tq.task
+    async def seen_async() -> dict[str, str] | None:
+        return current_trace()
+
+    token = set_trace({"correlation_id": "req-42"})
+    try:
+        h1, h2 = seen.enqueue(), seen_async.enqueue()
+    finally:
+        reset_trace(token)
+    burst(tq)
+    assert h1.result(timeout=5) == {"correlation_id": "req-42"}
+    assert h2.result(timeout=5) == {"correlation_id": "req-42"}
+
+
+def test_middleware_hooks_run_in_order_and_failures_are_contained(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    from taskq_core.middleware import Middleware, TaskEvent
+
+    tq = make_app(broker_kind)
+    seen: list[str] = []
+
+    class Recorder(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def before_task(self, worker: Any, message: Any) -> None:
+            seen.append(f"before:{self.name}")
+
+        def after_task(self, worker: Any, event: TaskEvent) -> None:
+            seen.append(f"after:{self.name}:{event.outcome}")
+
+    class Broken(Middleware):
+        def before_task(self, worker: Any, message: Any) -> None:
+            raise RuntimeError("a broken hook must not fail the task")
+
+    tq.middleware += [Recorder("a"), Broken(), Recorder("b")]
+
+    @tq.task
+    def work() -> int:
+        return 1
+
+    handle = work.enqueue()
+    burst(tq)
+    assert handle.result(timeout=5) == 1
+    assert seen == ["before:a", "before:b", "after:b:ok", "after:a:ok"]
