@@ -165,7 +165,7 @@ class TaskQueue:
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            task_name = check_task_name(name or _default_name(f))
+            task_name = check_task_name(name if name is not None else _default_name(f))
             existing = self.registry.get(task_name)
             if existing is not None and existing.fn is not f:
                 raise DuplicateTask(
