@@ -133,6 +133,8 @@ class Worker:
         self._renew_stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.stragglers = 0  # sync tasks still running in threads when the worker returned
+        self._threads_busy = 0
+        self._threads_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Worker({self.id}, queues={self.queues}, concurrency={self.concurrency})"
@@ -191,9 +193,7 @@ class Worker:
             self._renewer.join(timeout=5)
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            self.stragglers = sum(
-                1 for r in self._held.values() if r.task is None or not r.task.done()
-            )
+            self.stragglers = self._threads_busy
             # threads still inside sync tasks cannot be killed; do not wait for them
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.id)
@@ -574,12 +574,16 @@ class Worker:
         hooks = self.middleware
 
         def run() -> Any:
+            with self._threads_lock:
+                self._threads_busy += 1
             token = set_trace(trace)
             try:
                 with wrapped(hooks, msg):
                     return call.run(task.fn, msg.args, msg.kwargs)
             finally:
                 reset_trace(token)
+                with self._threads_lock:
+                    self._threads_busy -= 1
 
         fut = self._loop.run_in_executor(self._executor, run)
         if timeout is None:
