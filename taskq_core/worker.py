@@ -6,9 +6,10 @@ trip, so under load a task costs a fraction of a round trip. A separate thread r
 leases, so a task that blocks the loop or its thread does not lose its lease; a frozen or
 killed process does, and its tasks go back to their queues.
 
-Embedding: ``run()`` blocks, ``await async_run()`` runs in the caller's loop (pass
-``handle_signals=False`` when the host owns the signals), ``close()`` / ``stop()`` stop it,
-and ``burst=True`` exits once there is nothing left to run.
+Embedding: ``run()`` blocks and handles SIGTERM/SIGINT; ``await async_run()`` runs in the
+caller's loop and leaves signals to the host unless ``handle_signals=True``; ``stop()``
+stops fetching (running tasks get the grace period), ``await close()`` hands them back at
+once; ``burst=True`` exits once there is nothing left to run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -67,7 +68,6 @@ class WorkerCounts:
     lost_leases: int = 0
     released: int = 0
     timed_out: int = 0
-    by_task: dict[str, int] = field(default_factory=dict)
 
 
 _COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
@@ -98,7 +98,7 @@ class Worker:
         concurrency: int | None = None,
         sync_threads: int | None = None,
         burst: bool = False,
-        handle_signals: bool = True,
+        handle_signals: bool | None = None,
         grace_period: float | None = None,
         middleware: list[Middleware] | None = None,
     ) -> None:
@@ -146,7 +146,10 @@ class Worker:
         asyncio.run(self._run_owned())
 
     async def _run_owned(self) -> None:
-        # this loop is ours: close the broker's connections of it when done
+        # this loop is ours: handle signals (unless told not to) and close the broker's
+        # connections of it when done
+        if self.handle_signals is None:
+            self.handle_signals = True
         try:
             await self.async_run()
         finally:
@@ -162,7 +165,7 @@ class Worker:
         self.app.load_imports()
         self.started_at = time.time()
         installed: list[signal.Signals] = []
-        if self.handle_signals:
+        if self.handle_signals:  # None (embedded in a host's loop) means no
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._on_signal, sig)
