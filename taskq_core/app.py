@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -235,7 +235,7 @@ class TaskQueue:
             elif o.eta is not None:
                 due_ms = int(o.eta * 1000)
             queue = o.queue or task.queue
-            task_id = o.task_id or uuid.uuid4().hex
+            task_id = o.task_id or os.urandom(16).hex()
             body = Message(
                 id=task_id,
                 task=task.name,

@@ -81,7 +81,8 @@ class Plans:
         commands: list[Call | Command] = []
         new_queues = [q for q in groups if q not in self.seen_queues]
         for queue, idx in groups.items():
-            keys = list(self.qkeys(queue))
+            k = self.qkeys(queue)
+            keys = [k[0], k[1], k[3], k[4], k[9], k[10]]  # what enqueue.lua touches
             args: list[Any] = [now_ms, self.settings.idempotency_ttl_ms, len(idx)]
             for i in idx:
                 item = items[i]

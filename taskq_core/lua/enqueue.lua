@@ -1,8 +1,9 @@
 -- Enqueue tasks into one queue, atomically.
--- KEYS[1..11]: the queue's keys (see keys.py); KEYS[12..]: idempotency keys.
+-- KEYS[1..6]: the queue's ready, delayed, msg, state, stats and wake keys (only those: fewer
+-- keys to send on the hottest path); KEYS[7..]: idempotency keys.
 -- ARGV: now_ms, idem_ttl_ms, n, then per task: id, name, message, due_ms, idem_key_index (0 = none)
 -- Returns the task id of each task (the earlier task's id where an idempotency key matched).
-local ready, delayed, msg, state, stats, wake = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[10], KEYS[11]
+local ready, delayed, msg, state, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
