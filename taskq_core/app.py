@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -119,7 +119,7 @@ class TaskQueue:
         retry_backoff: float | None = None,
         retry_backoff_max: float | None = None,
         retry_jitter: float | None = None,
-        retry_on: Sequence[type[BaseException]] | None = None,
+        retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -134,7 +134,7 @@ class TaskQueue:
         retry_backoff: float | None = None,
         retry_backoff_max: float | None = None,
         retry_jitter: float | None = None,
-        retry_on: Sequence[type[BaseException]] | None = None,
+        retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function (plain or ``async def``) as a task.
@@ -159,7 +159,8 @@ class TaskQueue:
                 else r.backoff_max
             ),
             jitter=retry_jitter if retry_jitter is not None else r.jitter,
-            retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+            retry_on=(tuple(retry_on) if retry_on is not None else (Exception,)),
+            limits=_limits(retry_on),
         )
         task_timeout = check_timeout(timeout) if timeout is not None else self.settings.task_timeout
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
@@ -315,6 +316,19 @@ class TaskQueue:
 
     async def aclose(self) -> None:
         await self.broker.aclose()
+
+
+def _limits(
+    retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None,
+) -> dict[type[BaseException], int]:
+    """``retry_on={ConnectionError: 10}`` gives that type its own max_retries."""
+    if not isinstance(retry_on, Mapping):
+        return {}
+    for kind, limit in retry_on.items():
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise InvalidOption(f"retry_on keys must be exception types, got {kind!r}")
+        check_retries(limit, f"retry_on[{kind.__name__}]")
+    return dict(retry_on)
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

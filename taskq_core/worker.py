@@ -618,18 +618,11 @@ class Worker:
     ) -> None:
         if isinstance(exc, NotJSONSerializable):
             exc = NotJSONSerializable(f"task {task.name} returned a value JSON cannot carry: {exc}")
-        max_retries = msg.max_retries if msg.max_retries is not None else task.policy.max_retries
-        retryable = not isinstance(exc, NotJSONSerializable) and (
-            isinstance(exc, (Retry, task.policy.retry_on))
-        )
         now_ms = self._now_ms()
         err = _error(exc)
-        if retryable and msg.attempt < max_retries:
+        delay = task.policy.next_delay(exc, msg.attempt, msg.max_retries)
+        if delay is not None:
             n = msg.attempt + 1
-            if isinstance(exc, Retry) and exc.delay is not None:
-                delay = exc.delay
-            else:
-                delay = task.policy.delay(n)
             msg.attempt = n
             msg.due_at = now_ms + int(delay * 1000)
             headers = dict(msg.headers or {})
@@ -650,13 +643,14 @@ class Worker:
                 msg.task,
                 err["type"],
                 n,
-                max_retries,
+                task.policy.max_for(exc, msg.max_retries),
                 delay,
             )
             return
         if isinstance(exc, Retry):
+            limit = task.policy.max_for(exc, msg.max_retries)
             err["message"] = (
-                f"retry requested but max_retries ({max_retries}) is exhausted: " + err["message"]
+                f"retry requested but max_retries ({limit}) is exhausted: " + err["message"]
             )
         self._finish(
             r,

@@ -323,3 +323,25 @@ def test_middleware_hooks_run_in_order_and_failures_are_contained(
     burst(tq)
     assert handle.result(timeout=5) == 1
     assert seen == ["before:a", "before:b", "after:b:ok", "after:a:ok"]
+
+
+def test_retry_limits_per_exception_type(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    clock = ManualClock(START)
+    tq = make_app(broker_kind, clock=clock, retry={"backoff": 1.0, "jitter": 0.0})
+    runs: list[str] = []
+
+    @tq.task(retry_on={ConnectionError: 2, KeyError: 0})
+    def fragile(kind: str) -> None:
+        runs.append(kind)
+        raise ConnectionError("down") if kind == "conn" else KeyError("missing")
+
+    conn, key = fragile.enqueue("conn"), fragile.enqueue("key")
+    for _ in range(4):
+        burst(tq)
+        clock.advance(10)
+    assert runs.count("conn") == 3  # first run + its 2 retries
+    assert runs.count("key") == 1
+    assert (conn.status(), key.status()) == ("failed", "failed")
+    assert conn.info()["attempts"] == 3
