@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -27,6 +28,9 @@ def build_app(broker: str, prefix: str) -> TaskQueue:
         retry={"max_retries": 3, "backoff": 0.2, "backoff_max": 1.0, "jitter": 0.5},
         worker={"concurrency": 8, "lease_seconds": 5, "grace_period": 2},
         result_ttl=600,
+        # the progress bar and the summary table tell the story; per-task log lines would
+        # scroll through the bar
+        monitoring={"task_logs": False},
     )
     flaky_calls: Counter[str] = Counter()
 
@@ -129,10 +133,32 @@ async def _run(tq: TaskQueue, console: Console, workers: int) -> tuple[list[Task
     return handles, time.monotonic() - start
 
 
-def run_demo(broker: str = "memory://", prefix: str = "taskq-demo", workers: int = 2) -> int:
-    """Run the demo; returns the exit code (0 when every task reached its expected end)."""
+def run_demo(broker: str = "memory://", prefix: str | None = None, workers: int = 2) -> int:
+    """Run the demo; returns the exit code (0 when every task reached its expected end).
+
+    On Redis, the demo's keys live under a prefix of their own (``taskq-demo-<random>``,
+    so it never touches an application's queues) and are deleted at the end.
+    """
     console = Console()
-    tq = build_app(broker, prefix)
+    tq = build_app(broker, prefix or f"taskq-demo-{uuid.uuid4().hex[:10]}")
+    try:
+        return _demo(tq, console, workers)
+    finally:
+        _remove_keys(tq)
+        tq.close()
+
+
+def _remove_keys(tq: TaskQueue) -> None:
+    from .brokers.redis import RedisBroker
+
+    if isinstance(tq.broker, RedisBroker):
+        client = tq.broker.client
+        keys = list(client.scan_iter(match=tq.broker.keys.pattern(), count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+
+
+def _demo(tq: TaskQueue, console: Console, workers: int) -> int:
     console.print(
         f"[bold]taskq demo[/] on {tq.broker!r}: {workers} workers, {len(tq.registry)} task types"
     )
@@ -176,5 +202,4 @@ def run_demo(broker: str = "memory://", prefix: str = "taskq-demo", workers: int
         console.print("[green]every task ended as expected[/]")
     else:
         console.print("[red]some tasks did not end as expected[/]")
-    tq.close()
     return 0 if ok else 1

@@ -49,6 +49,12 @@ class TaskTimeout(TaskqError):
     """Raised inside a task that ran past its soft time limit."""
 
 
+class HardTimeout(TaskTimeout):
+    """A task ran past its hard time limit (``hard_timeout``): the supervisor killed the
+    process running it. It is the error recorded for the task, which is then retried or
+    failed by its retry policy like any :class:`TaskTimeout`."""
+
+
 class Retry(TaskqError):
     """Raise from a task to have it retried, optionally after ``delay`` seconds.
 

@@ -7,14 +7,25 @@ with ``__``, e.g. ``TASKQ_WORKER__CONCURRENCY=16``) < explicit arguments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .redact import redact_url
+from .redact import MASK, redact_text, redact_url
 from .validation import MAX_QUEUE_NAME, check_queue_name
 
 #: set by config.load_settings: builds the file sources below the environment
@@ -23,8 +34,53 @@ EXTRA_SOURCES: ContextVar[
 ] = ContextVar("taskq_extra_sources", default=None)
 
 
+#: names of settings whose whole value is a secret (tokens, passwords); URL-valued settings
+#: keep their shape and lose only their credentials
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.I)
+
+
+def is_secret_field(name: str, field: FieldInfo | None = None) -> bool:
+    """True for a setting whose value must never be shown: a ``SecretStr``, a field marked
+    ``json_schema_extra={"secret": True}``, or one named like a password or token."""
+    if field is not None:
+        if field.annotation in (SecretStr, SecretBytes):
+            return True
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("secret") is True:
+            return True
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_setting(name: str, value: Any, field: FieldInfo | None = None) -> Any:
+    """``value`` of the setting ``name`` as it may be shown: secrets masked, URL credentials
+    removed (recursively through lists and tables)."""
+    if value is None or value == "":
+        return value
+    if is_secret_field(name, field) or isinstance(value, SecretStr | SecretBytes):
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        return [redact_setting(name, v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_setting(str(k), v) for k, v in value.items()}
+    return value
+
+
+def _redacted_repr_args(model: BaseModel, args: Any) -> Any:
+    fields = type(model).model_fields
+    for name, value in args:
+        if isinstance(value, BaseModel) or name is None:
+            yield name, value
+        else:
+            yield name, redact_setting(name, value, fields.get(name))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __repr_args__(self) -> Any:
+        return _redacted_repr_args(self, super().__repr_args__())
 
 
 class BrokerSettings(_Section):
@@ -74,14 +130,17 @@ class WorkerSettings(_Section):
     )
     log_format: Literal["console", "json"] = Field("console", description="Worker log format.")
 
-    @model_validator(mode="after")
-    def _renew_below_lease(self) -> WorkerSettings:
-        if self.renew_interval is not None and self.renew_interval >= self.lease_seconds:
+    @field_validator("renew_interval")
+    @classmethod
+    def _renew_below_lease(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # a field validator (lease_seconds is validated first) so the error names this key
+        lease = info.data.get("lease_seconds")
+        if value is not None and lease is not None and value >= lease:
             raise ValueError(
-                f"worker.renew_interval ({self.renew_interval}) must be shorter than "
-                f"worker.lease_seconds ({self.lease_seconds})"
+                f"worker.renew_interval ({value}) must be shorter than "
+                f"worker.lease_seconds ({lease})"
             )
-        return self
+        return value
 
     @property
     def renew_every(self) -> float:
@@ -107,6 +166,323 @@ class RetrySettings(_Section):
         le=1,
         description="Fraction of each delay drawn at random (0: none, 1: full jitter).",
     )
+
+
+class MonitoringSettings(_Section):
+    """Metrics, heartbeats, task logs, health checks, memory trend, SLA rules and alerts.
+
+    An SLA threshold set to ``None`` turns its rule off.
+    """
+
+    metrics: bool = Field(
+        True,
+        description="Record per-task counters and wait/run time histograms in the broker "
+        "(written with each settle round trip).",
+    )
+    task_logs: bool = Field(
+        True, description="Log one line per task outcome (logger taskq.tasks, level INFO)."
+    )
+    log_args: bool = Field(
+        False, description="Include task arguments in task log lines (they may hold personal data)."
+    )
+    tracing: bool = Field(
+        False, description="Trace enqueues and executions with OpenTelemetry (extra: otel)."
+    )
+    health_timeout: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="Seconds a health check waits for the broker before reporting it unhealthy.",
+    )
+    rtt_warn_ms: float = Field(
+        100.0, gt=0, le=60_000, description="Broker round trip (ms) above which health degrades."
+    )
+    memory_window: float = Field(
+        3600.0,
+        ge=10,
+        le=7 * 86_400,
+        description="Seconds of RSS samples a worker keeps to compute its memory trend.",
+    )
+    leak_min_samples: int = Field(
+        10, ge=3, le=10_000, description="RSS samples needed before a leak can be reported."
+    )
+    leak_mb_per_hour: float = Field(
+        50.0, gt=0, description="Steady RSS growth (MB per hour) reported as a memory leak."
+    )
+    leak_min_growth_mb: float = Field(
+        32.0, ge=0, description="Least RSS growth (MB) over the window reported as a leak."
+    )
+    alert_interval: float = Field(
+        30.0,
+        ge=1,
+        le=86_400,
+        description="Seconds between alert evaluations (one process evaluates for the cluster).",
+    )
+    alert_history: int = Field(
+        200, ge=1, le=100_000, description="Alert events (fired, cleared) kept in the history."
+    )
+    alert_webhook: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="URL that receives each alert event as a JSON POST (kept secret).",
+        json_schema_extra={"secret": True},
+    )
+    sla_window: float = Field(
+        300.0,
+        ge=1,
+        le=7 * 86_400,
+        description="Seconds over which SLA percentiles and error rates are computed.",
+    )
+    max_wait_p95: float | None = Field(
+        60.0, gt=0, description="Alert when a queue's 95th percentile wait (s) exceeds this."
+    )
+    max_runtime_p95: float | None = Field(
+        300.0, gt=0, description="Alert when a task's 95th percentile run time (s) exceeds this."
+    )
+    max_error_rate: float | None = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Alert when the share of failed executions of a queue exceeds this.",
+    )
+    error_rate_min_tasks: int = Field(
+        20, ge=1, description="Executions in the window before the error rate is judged."
+    )
+    max_backlog: int | None = Field(
+        10_000, ge=1, description="Alert when a queue holds more ready tasks than this."
+    )
+    max_oldest_age: float | None = Field(
+        300.0, gt=0, description="Alert when a queue's oldest ready task waited longer (s)."
+    )
+    max_worker_rss_mb: float | None = Field(
+        1024.0, gt=0, description="Alert when a worker's resident memory (MB) exceeds this."
+    )
+    alert_no_worker: bool = Field(
+        True, description="Alert when tasks wait in a queue that no live worker serves."
+    )
+
+
+class HttpSettings(_Section):
+    """The monitoring and admin routes that the web integrations mount."""
+
+    prefix: str = Field(
+        "/tasks",
+        pattern=r"^/[A-Za-z0-9_.~/\-]*$",
+        description="Path under which the routes are mounted.",
+    )
+    public_read: bool = Field(
+        True,
+        description="Serve the read-only routes without auth (health routes are always open).",
+    )
+
+
+class SupervisorSettings(_Section):
+    """The process supervisor and its autoscaler (``taskq worker --processes N|auto``).
+
+    See docs/autoscaling.md for the signals, the decision rule and how to tune them.
+    """
+
+    min_processes: int = Field(
+        1, ge=1, le=1024, description="Fewest worker processes the autoscaler keeps."
+    )
+    max_processes: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Most worker processes the autoscaler starts; default: the CPU count.",
+    )
+    cluster_max_processes: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Most worker processes of all supervisors together; each live supervisor "
+        "takes an equal share. None: only each supervisor's own maximum applies.",
+    )
+    interval: float = Field(
+        2.0, gt=0, le=3600, description="Seconds between two autoscaler readings."
+    )
+    poll_interval: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="Seconds between the supervisor's checks of hard timeouts, memory and "
+        "dead processes.",
+    )
+    readings_up: int = Field(
+        2, ge=1, le=1000, description="Consecutive readings that must call for more processes."
+    )
+    readings_down: int = Field(
+        5, ge=1, le=1000, description="Consecutive readings that must call for fewer processes."
+    )
+    cooldown_up: float = Field(
+        10.0, ge=0, le=86_400, description="Seconds after a scale-up before the next one."
+    )
+    cooldown_down: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="Seconds after any scaling before a scale-down.",
+    )
+    step_up: int = Field(1, ge=1, le=1024, description="Processes added by one scale-up.")
+    step_down: int = Field(1, ge=1, le=1024, description="Processes retired by one scale-down.")
+    signals_to_agree: int = Field(
+        2,
+        ge=1,
+        le=3,
+        description="Load signals (backlog, oldest wait, utilisation) that must agree to scale.",
+    )
+    backlog_seconds_up: float = Field(
+        10.0,
+        gt=0,
+        le=86_400,
+        description="Priority-weighted seconds of waiting work per slot above which the "
+        "backlog calls for more processes.",
+    )
+    assumed_runtime: float = Field(
+        1.0,
+        gt=0,
+        le=86_400,
+        description="Run time (s) assumed for a queue's tasks until one has been measured.",
+    )
+    max_wait_up: float = Field(
+        10.0,
+        gt=0,
+        le=86_400,
+        description="Seconds the oldest ready task may wait before it calls for more processes.",
+    )
+    utilisation_up: float = Field(
+        0.85, gt=0, le=1, description="Busy share of slots above which to add processes."
+    )
+    utilisation_down: float = Field(
+        0.3, ge=0, lt=1, description="Busy share of slots below which to retire processes."
+    )
+    max_error_rate: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of executions that raised (over error_window) above which the "
+        "autoscaler refuses to add processes.",
+    )
+    error_min_executions: int = Field(
+        10, ge=1, le=1_000_000, description="Executions in the window before the error rate counts."
+    )
+    error_window: float = Field(
+        60.0,
+        ge=1,
+        le=86_400,
+        description="Seconds over which the error rate and the mean run time are measured.",
+    )
+    memory_reserve_mb: float = Field(
+        256.0,
+        ge=0,
+        description="Memory (MB) left available on the machine after a scale-up, or it is refused.",
+    )
+    queue_weights: dict[str, float] = Field(
+        default_factory=lambda: {"high": 4.0, "default": 1.0, "low": 0.25},
+        description="Weight of one waiting task of each queue in the backlog (others: 1).",
+    )
+    adaptive: bool = Field(
+        False,
+        description="Let utilisation_up and max_error_rate learn from what scaling achieved "
+        "and from the usual error rate, within adaptive_bound.",
+    )
+    adaptive_step: float = Field(
+        0.05, gt=0, le=0.5, description="How far one adaptive adjustment moves a threshold."
+    )
+    adaptive_bound: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="Farthest an adaptive threshold may move from its configured value.",
+    )
+    hard_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 86_400,
+        description="Default hard time limit of a task (s): past it the supervisor kills its "
+        "process; none by default.",
+    )
+    max_tasks_per_process: int | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="Tasks after which a process is replaced (leak protection); none by default.",
+    )
+    max_memory_mb: float | None = Field(
+        None,
+        ge=16,
+        le=1_048_576,
+        description="Resident memory (MB) above which a process is replaced; none by default.",
+    )
+    retire_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 86_400,
+        description="Seconds a retiring process may keep running tasks before it hands them "
+        "back; none: it waits for them.",
+    )
+    restart_backoff: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Delay (s) before restarting a crashed process; doubles per crash in a row.",
+    )
+    restart_backoff_max: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="Cap on the restart delay (s); a process that lived longer resets it.",
+    )
+    start_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a new process has to start before it is killed as a crash.",
+    )
+
+    @field_validator("max_processes")
+    @classmethod
+    def _max_above_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_processes")
+        if value is not None and low is not None and value < low:
+            raise ValueError(
+                f"supervisor.max_processes ({value}) is below supervisor.min_processes ({low})"
+            )
+        return value
+
+    @field_validator("utilisation_down")
+    @classmethod
+    def _down_below_up(cls, value: float, info: ValidationInfo) -> float:
+        up = info.data.get("utilisation_up")
+        if up is not None and value >= up:
+            raise ValueError(
+                f"supervisor.utilisation_down ({value}) must be below "
+                f"supervisor.utilisation_up ({up})"
+            )
+        return value
+
+    @field_validator("queue_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            check_queue_name(name)
+            if not (0 < weight <= 1000):
+                raise ValueError(
+                    f"supervisor.queue_weights[{name!r}] must be above 0 and at most 1000, "
+                    f"got {weight!r}"
+                )
+        return value
+
+    @field_validator("restart_backoff_max")
+    @classmethod
+    def _backoff_cap(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("restart_backoff")
+        if base is not None and value < base:
+            raise ValueError(
+                f"supervisor.restart_backoff_max ({value}) is below "
+                f"supervisor.restart_backoff ({base})"
+            )
+        return value
 
 
 class Settings(BaseSettings):
@@ -153,6 +529,9 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
     @field_validator("queues")
     @classmethod
@@ -195,12 +574,32 @@ class Settings(BaseSettings):
             return (init_settings,)
         return (init_settings, env_settings, *extra(settings_cls))
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # one error type for every bad configuration, naming key, value (redacted),
+            # source and what is allowed; `from None` keeps pydantic's unredacted text out
+            from .config import explain
+
+            raise explain(exc) from None
+
     def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, (redact_url(value) if name == "broker_url" else value)
+        return _redacted_repr_args(self, super().__repr_args__())
 
     def worker_queues(self) -> list[str]:
         return list(self.worker.queues or self.queues)
 
 
-__all__ = ["MAX_QUEUE_NAME", "BrokerSettings", "RetrySettings", "Settings", "WorkerSettings"]
+__all__ = [
+    "MAX_QUEUE_NAME",
+    "BrokerSettings",
+    "HttpSettings",
+    "MonitoringSettings",
+    "RetrySettings",
+    "Settings",
+    "SupervisorSettings",
+    "WorkerSettings",
+    "is_secret_field",
+    "redact_setting",
+]

@@ -1,0 +1,142 @@
+"""``taskq status``: queues and live workers, once or refreshed (``--watch``)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from typing import Any
+
+import click
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..app import TaskQueue
+from ..redact import redact_url
+from .common import age, common_options, console, emit_json, get_app
+
+
+def read_workers(app: TaskQueue) -> list[dict[str, Any]] | None:
+    """Live worker records (contract 1), or None when this installation cannot read them."""
+    try:
+        heartbeat = importlib.import_module("taskq_core.observability.heartbeat")
+    except ImportError as exc:
+        if exc.name is not None and exc.name.startswith("taskq_core.observability"):
+            return None
+        raise
+    records: list[dict[str, Any]] = heartbeat.read_workers(app)
+    return records
+
+
+def snapshot(app: TaskQueue) -> dict[str, Any]:
+    """Everything ``status`` shows, as JSON-safe data (the ``--json`` shape)."""
+    now_ms = int(time.time() * 1000)
+    queues = []
+    for q in app.broker.queue_info(app.queues()):
+        oldest = q.oldest_enqueued_ms
+        queues.append(
+            {
+                "name": q.name,
+                "depth": q.ready + q.delayed + q.leased,
+                "ready": q.ready,
+                "delayed": q.delayed,
+                "in_flight": q.leased,
+                "dead": q.dead,
+                "oldest_age_s": round((now_ms - oldest) / 1000, 3) if oldest else None,
+                "enqueued": q.stats.get("enqueued", 0),
+                "succeeded": q.stats.get("ok", 0),
+                "failed": q.stats.get("failed", 0),
+                "retried": q.stats.get("retry", 0),
+            }
+        )
+    return {
+        "at": now_ms,
+        "broker": redact_url(app.broker.url),
+        "prefix": app.settings.key_prefix,
+        "queues": queues,
+        "workers": read_workers(app),
+    }
+
+
+def render(snap: dict[str, Any]) -> RenderableType:
+    """The tables of a :func:`snapshot`."""
+    qt = Table(title=f"queues ({snap['broker']}, prefix {snap['prefix']})", title_justify="left")
+    for col in ("queue", "ready", "delayed", "in flight", "dead", "oldest", "done", "failed"):
+        qt.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
+    for q in snap["queues"]:
+        qt.add_row(
+            q["name"],
+            str(q["ready"]),
+            str(q["delayed"]),
+            str(q["in_flight"]),
+            Text(str(q["dead"]), style="red" if q["dead"] else ""),
+            age(q["oldest_age_s"]),
+            str(q["succeeded"]),
+            str(q["failed"]),
+        )
+    workers = snap["workers"]
+    if workers is None:
+        return Group(qt, Text("workers: unavailable (heartbeats are not readable here)"))
+    if not workers:
+        return Group(qt, Text("workers: none alive"))
+    wt = Table(title=f"workers ({len(workers)} alive)", title_justify="left")
+    for col in ("worker", "host", "pid", "queues", "busy", "current", "rss", "seen"):
+        wt.add_column(col, no_wrap=col in ("worker", "pid", "busy", "rss", "seen"))
+    now_ms = snap["at"]
+    for w in workers:
+        current = ", ".join(
+            f"{c.get('task', '?')} ({age(c.get('running_for'))})" for c in w.get("current") or []
+        )
+        rss = w.get("rss_bytes")
+        seen = w.get("seen_at")
+        wt.add_row(
+            str(w.get("id", "?")),
+            str(w.get("host", "?")),
+            str(w.get("pid", "?")),
+            ",".join(w.get("queues") or []),
+            f"{w.get('busy', 0)}/{w.get('concurrency', '?')}",
+            current or "-",
+            f"{rss / 2**20:.0f} MB" if isinstance(rss, int | float) else "-",
+            age((now_ms - seen) / 1000) + " ago" if isinstance(seen, int | float) else "-",
+        )
+    return Group(qt, wt)
+
+
+@click.command()
+@common_options
+@click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document per refresh).")
+def status(watch: bool, interval: float, as_json: bool) -> None:
+    """Queues (ready, delayed, in flight, dead-lettered, oldest age) and live workers."""
+    app = get_app()
+    if not watch:
+        snap = snapshot(app)
+        emit_json(snap) if as_json else console().print(render(snap))
+        return
+    out = console()
+    try:
+        if as_json or not out.is_terminal:
+            # a pipe gets one snapshot per refresh (JSON lines with --json), not screen redraws
+            while True:
+                snap = snapshot(app)
+                if as_json:
+                    click.echo(json.dumps(snap, default=str), nl=True)
+                else:
+                    out.print(render(snap))
+                    out.print()
+                time.sleep(interval)
+        with Live(render(snapshot(app)), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(snapshot(app)), refresh=True)
+    except KeyboardInterrupt:
+        pass
