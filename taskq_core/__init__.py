@@ -20,6 +20,7 @@ from .clock import ManualClock, SystemClock
 from .errors import (
     ConfigurationError,
     DuplicateTask,
+    HardTimeout,
     InvalidName,
     InvalidOption,
     MissingExtra,
@@ -46,6 +47,7 @@ __all__ = [
     "STATUSES",
     "ConfigurationError",
     "DuplicateTask",
+    "HardTimeout",
     "InvalidName",
     "InvalidOption",
     "ManualClock",

@@ -91,7 +91,18 @@ class TaskQueue:
         self.registry: dict[str, Task[Any, Any]] = {}
         #: task middleware every worker of this application runs (see middleware.py)
         self.middleware: list[Middleware] = []
+        #: callables given every alert event, fired or cleared (see observability/alerts.py)
+        self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
+        #: set by observability.tracing.instrument: opens the enqueue span of a message and
+        #: returns the trace context it carries (arguments: context, task, queue, task id)
+        self.trace_hook: (
+            Callable[[dict[str, str] | None, str, str, str], dict[str, str] | None] | None
+        ) = None
         self._imported = False
+        from .observability import install_defaults
+
+        # metrics, heartbeat and task log middleware, as monitoring settings say
+        install_defaults(self)
 
     @classmethod
     def from_config(cls, config_file: str | None = None, **overrides: Any) -> TaskQueue:
@@ -121,6 +132,7 @@ class TaskQueue:
         retry_jitter: float | None = None,
         retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
+        hard_timeout: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -136,12 +148,18 @@ class TaskQueue:
         retry_jitter: float | None = None,
         retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
+        hard_timeout: float | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function (plain or ``async def``) as a task.
 
         Used bare (``@tq.task``) or with options (``@tq.task(queue="high", max_retries=5)``).
         The name defaults to ``module.qualname``; it is what messages carry, so keep it
         stable when you move code (or pass ``name=``).
+
+        ``timeout`` is the soft time limit (an exception raised in the task);
+        ``hard_timeout`` the hard one, enforced by the supervisor (``taskq worker
+        --processes``), which kills the process running a task past it and retries or
+        fails the task by its policy (default: ``supervisor.hard_timeout``).
         """
         r = self.settings.retry
         if retry_jitter is not None and not 0 <= check_positive(retry_jitter, "retry_jitter") <= 1:
@@ -163,6 +181,16 @@ class TaskQueue:
             limits=_limits(retry_on),
         )
         task_timeout = check_timeout(timeout) if timeout is not None else self.settings.task_timeout
+        hard = (
+            check_timeout(hard_timeout, "hard_timeout")
+            if hard_timeout is not None
+            else self.settings.supervisor.hard_timeout
+        )
+        if hard is not None and task_timeout is not None and hard <= task_timeout:
+            raise InvalidOption(
+                f"hard_timeout ({hard:g}s) must be longer than the soft timeout "
+                f"({task_timeout:g}s): the soft limit is the task's chance to stop cleanly"
+            )
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
 
         def register(f: Callable[P, R]) -> Task[P, R]:
@@ -174,7 +202,13 @@ class TaskQueue:
                     f"{existing.fn.__module__}.{existing.fn.__qualname__}"
                 )
             t: Task[P, R] = Task(
-                self, f, name=task_name, queue=task_queue, policy=policy, timeout=task_timeout
+                self,
+                f,
+                name=task_name,
+                queue=task_queue,
+                policy=policy,
+                timeout=task_timeout,
+                hard_timeout=hard,
             )
             self.registry[task_name] = t
             return t
@@ -237,6 +271,9 @@ class TaskQueue:
                 due_ms = int(o.eta * 1000)
             queue = o.queue or task.queue
             task_id = o.task_id or os.urandom(16).hex()
+            trace = _current_trace()
+            if self.trace_hook is not None:
+                trace = self.trace_hook(trace, task.name, queue, task_id)
             body = Message(
                 id=task_id,
                 task=task.name,
@@ -248,7 +285,7 @@ class TaskQueue:
                 max_retries=o.max_retries,
                 timeout=o.timeout,
                 idempotency_key=o.idempotency_key,
-                trace=_current_trace(),
+                trace=trace,
             ).encode(limit)
             items.append(EnqueueItem(queue, task_id, task.name, body, due_ms, o.idempotency_key))
         return items, now_ms

@@ -41,6 +41,11 @@ class Keys:
     def wake(self, queue: str) -> str:
         return f"{self.prefix}:{{{queue}}}:wake"
 
+    def nudge(self, queue: str, waiter: str) -> str:
+        """A list one waiter blocks on besides the wake lists, so it can be woken alone
+        (in the slot of its first queue)."""
+        return f"{self.prefix}:{{{queue}}}:nudge:{waiter}"
+
     def stats(self, queue: str) -> str:
         return f"{self.prefix}:{{{queue}}}:stats"
 

@@ -101,6 +101,7 @@ class Task(Generic[P, R]):
         policy: RetryPolicy,
         timeout: float | None,
         options: EnqueueOptions | None = None,
+        hard_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -108,6 +109,8 @@ class Task(Generic[P, R]):
         self.queue = queue
         self.policy = policy
         self.timeout = timeout
+        #: seconds after which the supervisor kills the process running this task
+        self.hard_timeout = hard_timeout
         self.is_async = inspect.iscoroutinefunction(fn)
         self._options = options or EnqueueOptions()
         self.__doc__ = fn.__doc__
@@ -137,6 +140,7 @@ class Task(Generic[P, R]):
             policy=self.policy,
             timeout=self.timeout,
             options=combined,
+            hard_timeout=self.hard_timeout,
         )
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Signature:

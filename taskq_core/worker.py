@@ -25,7 +25,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -40,6 +40,7 @@ from .validation import check_json, check_queue_name
 
 if TYPE_CHECKING:
     from .app import TaskQueue
+    from .retry import RetryPolicy
     from .task import Task
 
 log = logging.getLogger("taskq.worker")
@@ -71,6 +72,11 @@ class WorkerCounts:
 
 
 _COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
+
+
+def _escape(text: str) -> str:
+    """Text from a message, safe for one log line (no CR/LF or terminal escapes)."""
+    return text[:200].encode("unicode_escape").decode("ascii")
 
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -125,7 +131,8 @@ class Worker:
         self._signals = 0
         self._slot_freed: asyncio.Event | None = None
         self._outbox_ready: asyncio.Event | None = None
-        self._idle_wait: asyncio.Task[bool] | None = None
+        self._idle_wait: asyncio.Future[bool] | None = None
+        self._nudging = False
         self._blocking = False
         self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,10 +211,22 @@ class Worker:
     def stop(self) -> None:
         """Stop fetching; running tasks get the grace period. Safe from the loop's thread."""
         self._stopping = True
-        if self._idle_wait is not None:
-            self._idle_wait.cancel()
+        self._nudge()
         if self._slot_freed is not None:
             self._slot_freed.set()
+
+    def _nudge(self) -> None:
+        """Wake the fetch loop from its idle wait (stop, or burst mode running dry)."""
+        if self._idle_wait is not None and self._loop is not None and not self._nudging:
+            self._nudging = True
+            task = asyncio.ensure_future(self.app.broker.nudge_async(self.queues, self.id))
+            task.add_done_callback(self._nudged)
+
+    def _nudged(self, task: asyncio.Future[None]) -> None:
+        self._nudging = False
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the idle wait still ends by its own timeout
+            log.warning("worker %s: could not wake the fetch loop: %s", self.id, exc)
 
     async def close(self) -> None:
         """Stop and hand back at once whatever is still running."""
@@ -284,15 +303,14 @@ class Worker:
             timeout = self.renew_every
             if result.next_due_ms is not None:
                 timeout = min(timeout, max(0.001, (result.next_due_ms - now_ms) / 1000))
+            if self._stopping:
+                break  # stop() came during the fetch: it had no idle wait to cancel
             self._blocking = True
-            self._idle_wait = asyncio.ensure_future(broker.wait_async(self.queues, timeout))
+            self._idle_wait = asyncio.ensure_future(
+                broker.wait_async(self.queues, timeout, nudge=self.id)
+            )
             try:
                 await self._idle_wait
-            except asyncio.CancelledError:
-                # our own nudge (stop, or burst mode running dry) cancels only the wait
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
             except Exception as exc:
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
@@ -316,6 +334,11 @@ class Worker:
     def busy(self) -> int:
         """Slots in use."""
         return len(self._held)
+
+    def lease(self, queue: str, task_id: str) -> Lease | None:
+        """The lease under which this worker runs a task (for the supervisor's bookkeeping)."""
+        r = self._held.get((queue, task_id))
+        return r.lease if r is not None else None
 
     def current(self) -> list[dict[str, Any]]:
         """The tasks running now: id, queue, task name, seconds running."""
@@ -487,8 +510,8 @@ class Worker:
         assert self._outbox_ready is not None
         self._slot_freed.set()
         self._outbox_ready.set()
-        if self.burst and not self._held and self._idle_wait is not None:
-            self._idle_wait.cancel()
+        if self.burst and not self._held:
+            self._nudge()
 
     async def _execute(self, d: Delivery, r: _Running) -> None:
         now_ms = self._now_ms()
@@ -506,8 +529,11 @@ class Worker:
                     "error": {"type": "BadMessage", "message": str(exc), "traceback": ""},
                 },
             )
+            log.warning("task %s dead-lettered: %s", d.id, _escape(str(exc)))
             return
         r.name = msg.task
+        # kept in the final record: the message itself is deleted once the task settles
+        base["enqueued_at"] = msg.enqueued_at
         task = self.app.registry.get(msg.task)
         if task is None:
             self._finish(
@@ -525,6 +551,9 @@ class Worker:
                         "message": f"no task named {msg.task!r} is registered in this worker",
                     },
                 },
+            )
+            log.warning(
+                "task %s dead-lettered: no task named %s is registered", d.id, _escape(msg.task)
             )
             return
         r.message = msg
@@ -616,61 +645,82 @@ class Worker:
         exc: BaseException,
         base: dict[str, Any],
     ) -> None:
-        if isinstance(exc, NotJSONSerializable):
-            exc = NotJSONSerializable(f"task {task.name} returned a value JSON cannot carry: {exc}")
-        now_ms = self._now_ms()
-        err = _error(exc)
-        delay = task.policy.next_delay(exc, msg.attempt, msg.max_retries)
-        if delay is not None:
-            n = msg.attempt + 1
-            msg.attempt = n
-            msg.due_at = now_ms + int(delay * 1000)
-            headers = dict(msg.headers or {})
-            headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
-            msg.headers = headers
+        f = failure_outcome(task.policy, task.name, msg, exc, now_ms=self._now_ms(), base=base)
+        timed_out = isinstance(exc, TaskTimeout)
+        if f.kind == "retry":
             self._finish(
-                r,
-                "retry",
-                {},
-                msg.due_at,
-                msg.encode(),
-                error=err,
-                timed_out=isinstance(exc, TaskTimeout),
+                r, "retry", {}, f.retry_due_ms, f.retry_body, error=f.error, timed_out=timed_out
             )
             log.info(
                 "task %s (%s) failed with %s, retry %d/%d in %.2fs",
                 msg.id,
                 msg.task,
-                err["type"],
-                n,
+                f.error["type"],
+                msg.attempt,
                 task.policy.max_for(exc, msg.max_retries),
-                delay,
+                f.delay,
             )
             return
-        if isinstance(exc, Retry):
-            limit = task.policy.max_for(exc, msg.max_retries)
-            err["message"] = (
-                f"retry requested but max_retries ({limit}) is exhausted: " + err["message"]
-            )
-        self._finish(
-            r,
-            "failed",
-            {
-                **base,
-                "status": "failed",
-                "task": msg.task,
-                "error": err,
-                "attempts": msg.attempt + 1,
-                "finished_at": now_ms,
-            },
-            error=err,
-            timed_out=isinstance(exc, TaskTimeout),
-        )
+        self._finish(r, "failed", f.record, error=f.error, timed_out=timed_out)
         log.info(
             "task %s (%s) failed after %d attempt(s): %s: %s",
             msg.id,
             msg.task,
             msg.attempt + 1,
-            err["type"],
-            err["message"][:200],
+            f.error["type"],
+            f.error["message"][:200],
         )
+
+
+@dataclass(slots=True)
+class Failure:
+    """How a failed execution is settled: retried later, or failed for good."""
+
+    kind: Literal["retry", "failed"]
+    record: dict[str, Any]  # the error record of a final failure (empty for a retry)
+    error: dict[str, str]
+    retry_due_ms: int = 0
+    retry_body: bytes = b""  # the message to run again, its attempt counted
+    delay: float | None = None
+
+
+def failure_outcome(
+    policy: RetryPolicy,
+    task_name: str,
+    msg: Message,
+    exc: BaseException,
+    *,
+    now_ms: int,
+    base: dict[str, Any],
+) -> Failure:
+    """Apply ``policy`` to an execution of ``msg`` that raised ``exc``.
+
+    Shared by the worker and by the supervisor, which settles a task whose process it
+    killed at its hard time limit. ``msg`` is updated for a retry (attempt, due time,
+    last error); ``base`` starts the error record of a final failure.
+    """
+    if isinstance(exc, NotJSONSerializable):
+        exc = NotJSONSerializable(f"task {task_name} returned a value JSON cannot carry: {exc}")
+    err = _error(exc)
+    delay = policy.next_delay(exc, msg.attempt, msg.max_retries)
+    if delay is not None:
+        msg.attempt += 1
+        msg.due_at = now_ms + int(delay * 1000)
+        headers = dict(msg.headers or {})
+        headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
+        msg.headers = headers
+        return Failure("retry", {}, err, msg.due_at, msg.encode(), delay)
+    if isinstance(exc, Retry):
+        limit = policy.max_for(exc, msg.max_retries)
+        err["message"] = (
+            f"retry requested but max_retries ({limit}) is exhausted: " + err["message"]
+        )
+    record = {
+        **base,
+        "status": "failed",
+        "task": msg.task,
+        "error": err,
+        "attempts": msg.attempt + 1,
+        "finished_at": now_ms,
+    }
+    return Failure("failed", record, err)

@@ -139,7 +139,10 @@ class Broker(Protocol):
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
     ) -> tuple[FetchResult, list[Outcome]]: ...
-    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool: ...
+    async def wait_async(
+        self, queues: Sequence[str], timeout: float, nudge: str | None = None
+    ) -> bool: ...
+    async def nudge_async(self, queues: Sequence[str], waiter: str) -> None: ...
     def settle(
         self,
         outcomes: Sequence[Outcome],
@@ -176,6 +179,64 @@ class Broker(Protocol):
     async def incr_counters_async(self, group: str, counts: dict[str, int]) -> None: ...
     def read_counters(self, group: str) -> dict[str, int]: ...
     def ping(self) -> float: ...
+
+    # -- observability: heartbeats, server facts, alert state, SLA windows (observability/)
+    def probe(self, timeout: float) -> Broker:
+        """A broker on the same data whose calls give up after ``timeout`` seconds without
+        retrying, so health checks answer while the server is down or frozen."""
+        ...
+
+    def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> None:
+        """Publish a worker's heartbeat record; it disappears ``ttl_ms`` after the last one."""
+        ...
+
+    async def put_heartbeat_async(
+        self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int
+    ) -> None: ...
+    def drop_heartbeat(self, worker_id: str) -> None: ...
+    def heartbeats(self) -> list[bytes]:
+        """The records of live workers (expired ones are pruned)."""
+        ...
+
+    def server_info(self) -> dict[str, Any]:
+        """Facts about the server (Redis ``INFO``); empty for the in-memory broker."""
+        ...
+
+    def try_lock(self, name: str, ttl_ms: int) -> bool:
+        """Take the named lock unless someone holds it; it lapses after ``ttl_ms``."""
+        ...
+
+    def alerts_read(self, history: int) -> tuple[dict[str, bytes], list[bytes]]:
+        """Active alerts (key -> record) and up to ``history`` events, newest first."""
+        ...
+
+    def alerts_write(
+        self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
+    ) -> None:
+        """Set and remove active alerts, and add events to the history (``keep`` newest)."""
+        ...
+
+    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
+        """Store a snapshot of counters taken at ``at_ms``; drop those before ``keep_from_ms``."""
+        ...
+
+    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
+        """Snapshots taken at or after ``from_ms``, oldest first."""
+        ...
+
+    # -- the supervisors' autoscaler records (supervisor/publish.py)
+    def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
+        """Store the latest autoscaler record of one supervisor (replacing its previous one)."""
+        ...
+
+    def drop_autoscaler(self, supervisor_ids: Sequence[str]) -> None:
+        """Remove the records of these supervisors (stopped or long gone)."""
+        ...
+
+    def autoscaler_records(self) -> dict[str, bytes]:
+        """Every stored autoscaler record, by supervisor id."""
+        ...
+
     def close(self) -> None: ...
     async def aclose(self) -> None: ...
 

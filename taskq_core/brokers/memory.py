@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -104,9 +104,17 @@ class MemoryBroker:
         self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[None]]]
         self._waiters = []
         self._counters: dict[str, dict[str, int]] = {}
+        self._nudged: set[str] = set()
         self._done = threading.Condition(threading.Lock())
         self._generation = 0
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        # observability: heartbeats and locks expire on real time, as Redis TTLs do
+        self._heartbeats: dict[str, tuple[bytes, int]] = {}  # id -> (record, expiry)
+        self._locks: dict[str, int] = {}  # name -> expiry
+        self._alerts: dict[str, bytes] = {}
+        self._alert_history: deque[bytes] = deque()
+        self._snapshots: list[tuple[int, bytes]] = []
+        self._autoscaler: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBroker({self.url!r})"
@@ -251,12 +259,17 @@ class MemoryBroker:
     ) -> tuple[FetchResult, list[Outcome]]:
         return self.fetch(queues, want, now_ms, outcomes, stats)
 
-    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool:
+    async def wait_async(
+        self, queues: Sequence[str], timeout: float, nudge: str | None = None
+    ) -> bool:
         if timeout <= 0:
             return False
         loop = asyncio.get_running_loop()
-        names = frozenset(queues)
+        names = frozenset([*queues, *([_NUDGE + nudge] if nudge is not None else [])])
         with self._lock:
+            if nudge is not None and nudge in self._nudged:
+                self._nudged.discard(nudge)
+                return True
             for name in queues:
                 q = self._q(name)
                 if q.wake:
@@ -274,6 +287,15 @@ class MemoryBroker:
             with self._lock:
                 if entry in self._waiters:
                     self._waiters.remove(entry)
+
+    async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
+        with self._lock:
+            for i, (names, loop, fut) in enumerate(self._waiters):
+                if _NUDGE + waiter in names and not fut.done():
+                    del self._waiters[i]
+                    loop.call_soon_threadsafe(_resolve, fut)
+                    return
+            self._nudged.add(waiter)
 
     def settle(
         self,
@@ -529,11 +551,87 @@ class MemoryBroker:
     def ping(self) -> float:
         return 0.0
 
+    # -- observability (the plans of the same names in redis_plans.py)
+
+    def probe(self, timeout: float) -> MemoryBroker:
+        return self
+
+    def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> None:
+        with self._lock:
+            self._heartbeats[worker_id] = (record, _mono_ms() + ttl_ms)
+
+    async def put_heartbeat_async(
+        self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int
+    ) -> None:
+        self.put_heartbeat(worker_id, record, ttl_ms, now_ms)
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        with self._lock:
+            self._heartbeats.pop(worker_id, None)
+
+    def heartbeats(self) -> list[bytes]:
+        now = _mono_ms()
+        with self._lock:
+            for worker_id in [i for i, (_, exp) in self._heartbeats.items() if exp <= now]:
+                del self._heartbeats[worker_id]
+            return [record for record, _ in self._heartbeats.values()]
+
+    def server_info(self) -> dict[str, Any]:
+        return {}
+
+    def try_lock(self, name: str, ttl_ms: int) -> bool:
+        now = _mono_ms()
+        with self._lock:
+            if self._locks.get(name, 0) > now:
+                return False
+            self._locks[name] = now + ttl_ms
+            return True
+
+    def alerts_read(self, history: int) -> tuple[dict[str, bytes], list[bytes]]:
+        with self._lock:
+            return dict(self._alerts), list(self._alert_history)[:history]
+
+    def alerts_write(
+        self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
+    ) -> None:
+        with self._lock:
+            self._alerts.update(put)
+            for key in drop:
+                self._alerts.pop(key, None)
+            self._alert_history.extendleft(events)  # LPUSH: the last event ends up first
+            while len(self._alert_history) > keep:
+                self._alert_history.pop()
+
+    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
+        with self._lock:
+            both = [*[(at, d) for at, d in self._snapshots if d != data], (at_ms, data)]
+            self._snapshots = sorted((x for x in both if x[0] >= keep_from_ms), key=lambda x: x[0])
+
+    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
+        with self._lock:
+            return [(at, d) for at, d in self._snapshots if at >= from_ms]
+
+    def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
+        with self._lock:
+            self._autoscaler[supervisor_id] = record
+
+    def drop_autoscaler(self, supervisor_ids: Sequence[str]) -> None:
+        with self._lock:
+            for sid in supervisor_ids:
+                self._autoscaler.pop(sid, None)
+
+    def autoscaler_records(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._autoscaler)
+
     def close(self) -> None:
         return None
 
     async def aclose(self) -> None:
         return None
+
+
+_NUDGE = "\x00nudge:"  # waiter names cannot clash with queue names (no control characters)
 
 
 def _mono_ms() -> int:

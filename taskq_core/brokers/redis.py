@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
+from redis.retry import Retry
 
 from ..keys import Keys
 from . import scripts
@@ -50,6 +52,8 @@ class RedisBroker:
         settings: Settings | None = None,
         max_connections: int = 64,
         socket_timeout: float | None = 10.0,
+        socket_connect_timeout: float = 5.0,
+        retries: int | None = None,
     ) -> None:
         self.url = url
         self.settings = settings or Settings()
@@ -57,9 +61,12 @@ class RedisBroker:
         self.plans = Plans(self.keys, self.settings)
         self._options: dict[str, Any] = {
             "max_connections": max_connections,
-            "socket_connect_timeout": 5.0,
+            "socket_connect_timeout": socket_connect_timeout,
             "health_check_interval": 30,
         }
+        if retries is not None:
+            # redis-py retries failed calls (with backoff) by default; a probe must not
+            self._options["retry"] = Retry(NoBackoff(), retries)
         self._socket_timeout = socket_timeout
         self.client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, **self._options
@@ -67,6 +74,7 @@ class RedisBroker:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
+        self._probes: dict[float, RedisBroker] = {}
 
     def __repr__(self) -> str:
         from ..redact import redact_url
@@ -181,14 +189,27 @@ class RedisBroker:
     ) -> tuple[FetchResult, list[Outcome]]:
         return await self.run_async(self.plans.fetch(queues, want, now_ms, outcomes, stats))
 
-    async def wait_async(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until a wake token arrives on one of ``queues`` or ``timeout`` passes."""
+    async def wait_async(
+        self, queues: Sequence[str], timeout: float, nudge: str | None = None
+    ) -> bool:
+        """Block until a wake token arrives on one of ``queues``, :meth:`nudge_async` names
+        ``nudge``, or ``timeout`` passes."""
         if timeout <= 0:
             return False
         keys = [self.keys.wake(q) for q in queues]
+        if nudge is not None:
+            keys.append(self.keys.nudge(queues[0], nudge))
         # BLPOP takes seconds with millisecond resolution; 0 would block forever
         reply = await self.aclient().blpop(keys, timeout=max(timeout, 0.001))
         return reply is not None
+
+    async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
+        """Wake the :meth:`wait_async` call that passed ``nudge=waiter`` (or its next one).
+
+        Waking a blocked ``BLPOP`` by a push, rather than by cancelling the call, returns at
+        once and leaves the connection usable."""
+        key = self.keys.nudge(queues[0], waiter)
+        await self.run_async(Plan([("LPUSH", key, "1"), ("PEXPIRE", key, 60_000)], lambda r: None))
 
     def settle(
         self,
@@ -331,7 +352,81 @@ class RedisBroker:
         self.client.ping()
         return time.perf_counter() - start
 
+    # -- observability
+
+    def probe(self, timeout: float) -> RedisBroker:
+        """A broker on the same server and prefix whose calls give up after ``timeout``
+        seconds without retrying (health checks answer while Redis is down or frozen).
+        Made once per timeout and closed with this broker."""
+        found = self._probes.get(timeout)
+        if found is None:
+            found = self._probes[timeout] = RedisBroker(
+                self.url,
+                prefix=self.keys.prefix,
+                settings=self.settings,
+                max_connections=8,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retries=0,
+            )
+        return found
+
+    def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> None:
+        self.run(self.plans.put_heartbeat(worker_id, record, ttl_ms, now_ms))
+
+    async def put_heartbeat_async(
+        self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int
+    ) -> None:
+        await self.run_async(self.plans.put_heartbeat(worker_id, record, ttl_ms, now_ms))
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        self.run(self.plans.drop_heartbeat(worker_id))
+
+    def heartbeats(self) -> list[bytes]:
+        ids = self.run(self.plans.heartbeat_ids())
+        if not ids:
+            return []
+        records = self.run(self.plans.heartbeat_records(ids))
+        # a record whose TTL ran out belongs to a dead worker: Redis's own clock decides, so
+        # clock skew between hosts cannot hide or drop a live worker
+        gone = [i for i, r in zip(ids, records, strict=True) if r is None]
+        if gone:
+            self.run(self.plans.prune_heartbeats(gone))
+        return [r for r in records if r is not None]
+
+    def server_info(self) -> dict[str, Any]:
+        return self.run(self.plans.server_info())
+
+    def try_lock(self, name: str, ttl_ms: int) -> bool:
+        return self.run(self.plans.try_lock(name, ttl_ms))
+
+    def alerts_read(self, history: int) -> tuple[dict[str, bytes], list[bytes]]:
+        return self.run(self.plans.alerts_read(history))
+
+    def alerts_write(
+        self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
+    ) -> None:
+        self.run(self.plans.alerts_write(put, drop, events, keep))
+
+    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
+        self.run(self.plans.snapshot_add(at_ms, data, keep_from_ms))
+
+    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
+        return self.run(self.plans.snapshots(from_ms))
+
+    def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
+        self.run(self.plans.put_autoscaler(supervisor_id, record))
+
+    def drop_autoscaler(self, supervisor_ids: Sequence[str]) -> None:
+        if supervisor_ids:
+            self.run(self.plans.drop_autoscaler(supervisor_ids))
+
+    def autoscaler_records(self) -> dict[str, bytes]:
+        return self.run(self.plans.autoscaler_records())
+
     def close(self) -> None:
+        for b in self._probes.values():
+            b.close()
         self.client.close()
 
     async def aclose(self) -> None:

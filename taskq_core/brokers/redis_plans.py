@@ -314,6 +314,97 @@ class Plans:
         commands: list[Call | Command] = [("HGET", self.qkeys(q)[3], i) for q, i in pairs]
         return Plan(commands, list)
 
+    # -- observability: heartbeats, alert state, SLA windows, locks
+    # These keys are cluster-wide, not per queue: ``{prefix}:workers`` (ZSET id -> expiry ms),
+    # ``{prefix}:worker:{id}`` (JSON, with a TTL), ``{prefix}:alerts`` (HASH key -> JSON),
+    # ``{prefix}:alerts:history`` (LIST, newest first), ``{prefix}:snapshots`` (ZSET JSON ->
+    # time ms) and ``{prefix}:lock:{name}``.
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.keys.prefix, *parts))
+
+    def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> Plan[None]:
+        commands: list[Call | Command] = [
+            ("ZADD", self._key("workers"), now_ms + ttl_ms, worker_id),
+            ("SET", self._key("worker", worker_id), record, "PX", ttl_ms),
+        ]
+        return Plan(commands, lambda r: None)
+
+    def drop_heartbeat(self, worker_id: str) -> Plan[None]:
+        commands: list[Call | Command] = [
+            ("ZREM", self._key("workers"), worker_id),
+            ("DEL", self._key("worker", worker_id)),
+        ]
+        return Plan(commands, lambda r: None)
+
+    def heartbeat_ids(self) -> Plan[list[str]]:
+        return Plan([("ZRANGE", self._key("workers"), 0, -1)], lambda r: [_s(m) for m in r[0]])
+
+    def heartbeat_records(self, ids: Sequence[str]) -> Plan[list[bytes | None]]:
+        # GET per key rather than MGET: the keys need not share a cluster slot
+        commands: list[Call | Command] = [("GET", self._key("worker", i)) for i in ids]
+        return Plan(commands, list)
+
+    def prune_heartbeats(self, ids: Sequence[str]) -> Plan[None]:
+        return Plan([("ZREM", self._key("workers"), *ids)], lambda r: None)
+
+    def server_info(self) -> Plan[dict[str, Any]]:
+        return Plan([("INFO",)], lambda r: dict(r[0]))
+
+    def try_lock(self, name: str, ttl_ms: int) -> Plan[bool]:
+        command = ("SET", self._key("lock", name), "1", "NX", "PX", ttl_ms)
+        return Plan([command], lambda r: bool(r[0]))
+
+    def alerts_read(self, history: int) -> Plan[tuple[dict[str, bytes], list[bytes]]]:
+        commands: list[Call | Command] = [
+            ("HGETALL", self._key("alerts")),
+            ("LRANGE", self._key("alerts", "history"), 0, history - 1),
+        ]
+
+        def parse(r: list[Any]) -> tuple[dict[str, bytes], list[bytes]]:
+            return {_s(k): v for k, v in _as_dict(r[0]).items()}, list(r[1])
+
+        return Plan(commands, parse)
+
+    def alerts_write(
+        self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
+    ) -> Plan[None]:
+        active, history = self._key("alerts"), self._key("alerts", "history")
+        commands: list[Call | Command] = []
+        if put:
+            commands.append(("HSET", active, *[x for kv in put.items() for x in kv]))
+        if drop:
+            commands.append(("HDEL", active, *drop))
+        if events:
+            commands += [("LPUSH", history, *events), ("LTRIM", history, 0, keep - 1)]
+        return Plan(commands, lambda r: None)
+
+    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> Plan[None]:
+        key = self._key("snapshots")
+        commands: list[Call | Command] = [
+            ("ZADD", key, at_ms, data),
+            ("ZREMRANGEBYSCORE", key, "-inf", f"({keep_from_ms}"),
+        ]
+        return Plan(commands, lambda r: None)
+
+    # the autoscaler records: ``{prefix}:autoscaler`` (HASH supervisor id -> JSON)
+
+    def put_autoscaler(self, supervisor_id: str, record: bytes) -> Plan[None]:
+        return Plan([("HSET", self._key("autoscaler"), supervisor_id, record)], lambda r: None)
+
+    def drop_autoscaler(self, supervisor_ids: Sequence[str]) -> Plan[None]:
+        return Plan([("HDEL", self._key("autoscaler"), *supervisor_ids)], lambda r: None)
+
+    def autoscaler_records(self) -> Plan[dict[str, bytes]]:
+        return Plan(
+            [("HGETALL", self._key("autoscaler"))],
+            lambda r: {_s(k): v for k, v in _as_dict(r[0]).items()},
+        )
+
+    def snapshots(self, from_ms: int) -> Plan[list[tuple[int, bytes]]]:
+        command = ("ZRANGEBYSCORE", self._key("snapshots"), from_ms, "+inf", "WITHSCORES")
+        return Plan([command], lambda r: [(int(float(sc)), m) for m, sc in _pairs(r[0])])
+
 
 def _stale(
     outcomes: Sequence[Outcome], order: list[list[int]], replies: list[Any]

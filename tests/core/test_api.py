@@ -125,6 +125,7 @@ async def test_async_enqueue_and_result(
     info = await handle.info_async()
     assert info["status"] == "succeeded"
     assert info["task"] == greet.name
+    assert info["enqueued_at"] is not None  # kept after the message is gone
     await tq.aclose()
 
 

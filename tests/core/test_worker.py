@@ -345,3 +345,26 @@ def test_retry_limits_per_exception_type(
     assert runs.count("key") == 1
     assert (conn.status(), key.status()) == ("failed", "failed")
     assert conn.info()["attempts"] == 3
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_stop_wakes_an_idle_worker_at_once(
+    make_app: Callable[..., TaskQueue], broker_kind: str, round_: int
+) -> None:
+    """stop() ends the idle wait by a push to the worker's own list, not by waiting out
+    the renewal period (5 s by default)."""
+    tq = make_app(broker_kind)
+    worker = tq.worker(handle_signals=False)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not worker._blocking and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker._blocking, "the worker never went idle"
+    time.sleep(0.05 * round_)
+    assert worker._loop is not None
+    start = time.monotonic()
+    worker._loop.call_soon_threadsafe(worker.stop)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - start < 1.0

@@ -1,0 +1,110 @@
+"""The OpenAPI 3.1 document, generated from the route table: one description of the API
+that all five framework integrations serve alike."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from . import schemas
+from .routes import PATH_PARAMS
+
+if TYPE_CHECKING:
+    from .routes import RouteTable
+    from .types import Route
+
+#: routes whose 503 answer is their own report rather than an error
+UNHEALTHY_BODY = frozenset({"health", "health_ready"})
+_ERRORS = {
+    "400": "A query or path parameter is invalid.",
+    "401": "Credentials are required (or no auth callable is configured).",
+    "403": "The credentials may not use this route.",
+    "404": "No such route or resource.",
+    "405": "The path exists but not with this method.",
+    "409": "The task is in a state that does not allow this.",
+    "500": "An unexpected error (logged on the server).",
+    "503": "The broker did not answer, or the service is unhealthy.",
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS[name]}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    for name, spec in route.query.items():
+        p: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": bool(spec.get("required")),
+            "description": spec["description"],
+            "schema": spec["schema"],
+        }
+        if spec["schema"].get("type") == "array":
+            p.update(style="form", explode=True)
+        params.append(p)
+    if route.response_schema is None:
+        content = {"text/plain": {"schema": {"type": "string"}}}
+    else:
+        content = {"application/json": {"schema": route.response_schema}}
+    responses: dict[str, Any] = {"200": {"description": route.summary, "content": content}}
+    codes = ["404", "405", "500", "503"]
+    if route.query or "{" in route.path:
+        codes.append("400")
+    if route.admin or not table.public_read:
+        codes += ["401", "403"]
+    if route.name == "job_cancel":
+        codes.append("409")
+    for code in sorted(codes):
+        responses[code] = _error(_ERRORS[code])
+    if route.name in UNHEALTHY_BODY:
+        responses["503"] = {
+            "description": "Unhealthy (or not ready): the same report, with status 503.",
+            "content": content,
+        }
+    op: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "tags": ["admin" if route.admin else route.path.strip("/").split("/")[0] or "index"],
+        "parameters": params,
+        "responses": responses,
+    }
+    if route.admin or (not table.public_read and not route.path.startswith("/health")):
+        op["security"] = [{"taskqAuth": []}]
+    return op
+
+
+def document(table: RouteTable) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``table``'s routes, under its prefix."""
+    from .. import __version__
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in table.routes:
+        path = (table.prefix + route.path) if route.path != "/" else (table.prefix or "/")
+        paths.setdefault(path, {})[route.method.lower()] = _operation(table, route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskq monitoring and administration",
+            "version": __version__,
+            "description": "Health, metrics, alerts and dead-letter administration of a "
+            "taskq cluster. Every figure is the whole cluster's, read from the broker.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": schemas.ERROR},
+            "securitySchemes": {
+                "taskqAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Decided by the application's auth callable; the "
+                    "scheme shown is an example, the callable may read any header or cookie.",
+                }
+            },
+        },
+    }

@@ -1,0 +1,251 @@
+"""The one route table (contract 4) and its neutral dispatcher.
+
+::
+
+    table = RouteTable(tq, prefix="/tasks", auth=is_admin)
+    response = table.dispatch(Request("GET", "/metrics/queues", {"limit": ["10"]}))
+    response = await table.dispatch_async(request)   # handler runs in a worker thread
+
+Adapters mount one catch-all route under the prefix and forward every method and path, so
+what follows is the same in every framework:
+
+- an unknown path is 404; a known path with another method is 405 with an ``Allow``
+  header (HEAD is served wherever GET is);
+- query parameters are checked against the route's declared parameters (types, bounds,
+  patterns; unknown names are refused): 400 naming the parameter;
+- admin routes (POST: retry, purge, cancel) need the application's ``auth`` callable:
+  none configured, or a refusal to a request without credentials, is 401; a refusal to a
+  request with credentials is 403. With ``public_read=False`` the read routes need it too
+  (the ``/health`` routes stay open for probes);
+- a broker that does not answer is 503, anything unexpected 500 (logged here, with its
+  traceback, never sent). Every body is JSON with a schema, except the Prometheus text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from ..redact import redact_text
+from .types import AuthCallable, Request, Response, Route
+
+if TYPE_CHECKING:
+    from ..app import TaskQueue
+
+log = logging.getLogger("taskq.http")
+
+#: path parameters, checked like query parameters
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,100}$"},
+    "queue": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"},
+}
+_CREDENTIALS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class HttpError(Exception):
+    """Raised by handlers and checks: becomes an error response."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    body = {"status": status, "error": _REASONS.get(status, "error"), "message": message}
+    return Response.json(status, body, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler receives: the table (and so the app), the request, and the checked
+    path and query parameters."""
+
+    table: RouteTable
+    request: Request
+    params: dict[str, str]
+    query: dict[str, Any]
+
+    @property
+    def app(self) -> TaskQueue:
+        return self.table.app
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+    return re.compile(f"^{pattern}$")
+
+
+def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
+    """One value parsed and checked against a parameter schema; HttpError 400 if bad."""
+    kind = schema.get("type", "string")
+    value: Any = raw
+    if kind == "integer":
+        if not re.fullmatch(r"-?\d{1,18}", raw):
+            raise HttpError(400, f"query parameter {name!r} must be an integer, got {raw[:40]!r}")
+        value = int(raw)
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise HttpError(400, f"query parameter {name!r} must be between {low} and {high}")
+    elif kind == "boolean":
+        lowered = raw.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise HttpError(400, f"query parameter {name!r} must be true or false")
+        value = lowered in ("true", "1", "yes")
+    else:
+        enum = schema.get("enum")
+        if enum is not None and raw not in enum:
+            raise HttpError(400, f"parameter {name!r} must be one of {', '.join(enum)}")
+        pattern = schema.get("pattern")
+        if pattern is not None and not re.fullmatch(pattern, raw):
+            raise HttpError(400, f"parameter {name!r} has an invalid value {raw[:40]!r}")
+    return value
+
+
+def parse_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The route's declared query parameters, parsed, with defaults filled in."""
+    unknown = sorted(k for k in query if k not in route.query)
+    if unknown:
+        allowed = ", ".join(sorted(route.query)) or "none"
+        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise HttpError(400, f"unknown query parameter {names} (allowed: {allowed})")
+    out: dict[str, Any] = {}
+    for name, spec in route.query.items():
+        schema = spec["schema"]
+        values = list(query.get(name, []))
+        if not values:
+            if spec.get("required"):
+                raise HttpError(400, f"query parameter {name!r} is required")
+            out[name] = schema.get("default")
+            continue
+        if schema.get("type") == "array":
+            limit = schema.get("maxItems", 100)
+            if len(values) > limit:
+                raise HttpError(400, f"query parameter {name!r} takes at most {limit} values")
+            out[name] = [_check(name, v, schema["items"]) for v in values]
+        elif len(values) > 1:
+            raise HttpError(400, f"query parameter {name!r} given more than once")
+        else:
+            out[name] = _check(name, values[0], schema)
+    return out
+
+
+class RouteTable:
+    """Every route of taskq's HTTP surface, and the neutral handler (see module docstring).
+
+    ``prefix`` (default: ``http.prefix`` setting, ``/tasks``) is where adapters mount the
+    table; it appears in the OpenAPI document and the index, not in ``Request.path``.
+    """
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        *,
+        prefix: str | None = None,
+        auth: AuthCallable | None = None,
+        public_read: bool | None = None,
+    ) -> None:
+        from .handlers import build_routes
+
+        http = app.settings.http
+        self.app = app
+        raw = http.prefix if prefix is None else prefix
+        self.prefix = "/" + raw.strip("/") if raw.strip("/") else ""
+        self.auth = auth
+        self.public_read = http.public_read if public_read is None else public_read
+        self.routes: list[Route] = build_routes()
+        self._compiled = [(r, _compile(r.path)) for r in self.routes]
+
+    def __repr__(self) -> str:
+        return f"RouteTable({self.prefix or '/'!r}, routes={len(self.routes)})"
+
+    def dispatch(self, request: Request) -> Response:
+        """Handle one request; never raises, never puts a traceback in the body."""
+        try:
+            return self._dispatch(request)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except (RedisError, OSError) as exc:
+            detail = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            log.warning("taskq route %s: broker error: %s", request.path[:200], detail)
+            return error_response(503, f"the broker did not answer: {detail}")
+        except Exception:
+            log.exception("taskq route %s %s failed", request.method, request.path[:200])
+            return error_response(500, "internal error; the server log has the details")
+
+    async def dispatch_async(self, request: Request) -> Response:
+        """:meth:`dispatch` in a worker thread, so broker calls never block the loop."""
+        return await asyncio.to_thread(self.dispatch, request)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of this table."""
+        from .openapi import document
+
+        return document(self)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for ``method`` and ``path`` and its path parameters; 404 or 405."""
+        path = "/" + path.strip("/") if path.strip("/") else "/"
+        if len(path) > 2000:
+            raise HttpError(404, "no such route")
+        method = method.upper()
+        allowed: list[str] = []
+        for route, pattern in self._compiled:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, m.groupdict()
+            allowed.append(route.method)
+        if not allowed:
+            raise HttpError(404, f"no route {path[:200]!r} here; GET {self.prefix}/ lists them")
+        if "GET" in allowed:
+            allowed.append("HEAD")
+        allow = ", ".join(sorted(set(allowed)))
+        raise HttpError(405, f"{path[:200]} allows {allow}", {"allow": allow})
+
+    def _dispatch(self, request: Request) -> Response:
+        route, params = self.match(request.method, request.path)
+        for name, value in params.items():
+            _check(name, value, PATH_PARAMS[name])
+        if route.admin or (not self.public_read and not route.path.startswith("/health")):
+            self._authorize(request)
+        query = parse_query(route, request.query)
+        response = route.handler(Call(self, request, params, query))
+        if request.method.upper() == "HEAD":
+            return Response(response.status, response.headers, b"")
+        return response
+
+    def _authorize(self, request: Request) -> None:
+        challenge = {"www-authenticate": 'Bearer realm="taskq"'}
+        if self.auth is None:
+            raise HttpError(
+                401, "this route needs the application's auth callable; none is set", challenge
+            )
+        try:
+            allowed = bool(self.auth(request))
+        except Exception:
+            log.exception("taskq auth callable failed")
+            raise HttpError(500, "the auth check failed; the server log has the details") from None
+        if allowed:
+            return
+        if not any(request.headers.get(h) for h in _CREDENTIALS):
+            raise HttpError(401, "credentials are required for this route", challenge)
+        raise HttpError(403, "these credentials may not use this route")

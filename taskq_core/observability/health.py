@@ -1,0 +1,162 @@
+"""Health: component status, overall status and the HTTP status that goes with it.
+
+Components:
+
+- ``broker``: reachable, round-trip time, and for Redis its version, memory and eviction
+  policy. Unreachable is *unhealthy*; a policy other than ``noeviction`` (Redis may then
+  drop task keys), memory above 90% of ``maxmemory`` or a round trip slower than
+  ``monitoring.rtt_warn_ms`` is *degraded*.
+- ``workers``: live workers per queue. *Degraded* when none is alive, or when tasks are
+  ready in a queue that no live worker serves.
+- ``scheduler``: ``not_configured`` (taskq has no scheduler yet); it never counts.
+- ``backlog``: each queue's ready tasks and oldest age. *Degraded* past
+  ``monitoring.max_backlog`` or ``monitoring.max_oldest_age``.
+
+Overall: unhealthy if a component is, else degraded if one is, else healthy; HTTP 503, 200
+and 200. Every broker call goes through a probe client that gives up after
+``monitoring.health_timeout`` without retrying, and the check stops at the first failed
+call, so it answers in about one timeout when Redis is down or frozen.
+
+Liveness (``/health/live``) never touches the broker: restarting a web process does not fix
+Redis. Readiness (``/health/ready``) is the broker's reachability.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..redact import redact_text
+from .cluster import collect
+
+if TYPE_CHECKING:
+    from ..app import TaskQueue
+    from ..brokers.base import Broker
+
+STARTED = time.time()
+_RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+def probe(app: TaskQueue) -> Broker:
+    """The application's broker with the health timeout (cached by the broker)."""
+    return app.broker.probe(app.settings.monitoring.health_timeout)
+
+
+def http_status(status: str) -> int:
+    return 503 if status == "unhealthy" else 200
+
+
+def _worst(statuses: list[str]) -> str:
+    ranked = [s for s in statuses if s in _RANK]
+    return max(ranked, key=_RANK.__getitem__, default="healthy")
+
+
+def _error(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
+    m = app.settings.monitoring
+    kind = "memory" if app.broker.url.startswith("memory://") else "redis"
+    # the best of three round trips: one slow reply on a busy host is not a slow broker
+    rtt = b.ping()
+    rtt = min(rtt, b.ping(), b.ping())
+    out: dict[str, Any] = {"status": "healthy", "kind": kind, "rtt_ms": round(rtt * 1000, 3)}
+    warnings: list[str] = []
+    if rtt * 1000 > m.rtt_warn_ms:
+        warnings.append(f"round trip {rtt * 1000:.1f} ms > {m.rtt_warn_ms:g} ms")
+    info = b.server_info()
+    if info:
+        policy = str(info.get("maxmemory_policy", "unknown"))
+        used = int(info.get("used_memory", 0) or 0)
+        limit = int(info.get("maxmemory", 0) or 0)
+        out.update(
+            version=str(info.get("redis_version", "")),
+            used_memory_bytes=used,
+            maxmemory_bytes=limit,
+            maxmemory_policy=policy,
+        )
+        if policy != "noeviction":
+            warnings.append(f"maxmemory-policy is {policy}: Redis may evict task keys")
+        if limit and used > 0.9 * limit:
+            warnings.append(f"memory {used} bytes is over 90% of maxmemory {limit}")
+    out["warnings"] = warnings
+    if warnings:
+        out["status"] = "degraded"
+    return out
+
+
+def check(app: TaskQueue) -> dict[str, Any]:
+    """The full health report; ``status`` is healthy, degraded or unhealthy."""
+    m = app.settings.monitoring
+    start = time.perf_counter()
+    b = probe(app)
+    unknown = {"status": "unknown", "detail": "not checked: the broker did not answer"}
+    components: dict[str, Any] = {
+        "broker": {"status": "unhealthy"},
+        "workers": dict(unknown),
+        "scheduler": {"status": "not_configured", "detail": "taskq has no scheduler yet"},
+        "backlog": dict(unknown),
+    }
+    try:
+        components["broker"] = _broker(app, b)
+        cluster = collect(app, b)
+    except Exception as exc:
+        components["broker"].update(status="unhealthy", error=_error(exc))
+    else:
+        per_queue = cluster.workers_per_queue()
+        ready = {i.name: i.ready for i in cluster.queues}
+        orphaned = sorted(q for q, n in per_queue.items() if n == 0 and ready.get(q, 0) > 0)
+        w_status = "healthy"
+        detail = ""
+        if not cluster.workers:
+            w_status, detail = "degraded", "no live worker"
+        elif orphaned:
+            w_status, detail = "degraded", "tasks ready but no worker: " + ", ".join(orphaned)
+        components["workers"] = {
+            "status": w_status,
+            "alive": len(cluster.workers),
+            "per_queue": per_queue,
+            "detail": detail,
+        }
+        queues: dict[str, Any] = {}
+        late: list[str] = []
+        for info in cluster.queues:
+            age = cluster.oldest_age(info)
+            queues[info.name] = {"ready": info.ready, "oldest_age_seconds": age}
+            if (m.max_oldest_age is not None and age is not None and age > m.max_oldest_age) or (
+                m.max_backlog is not None and info.ready > m.max_backlog
+            ):
+                late.append(info.name)
+        components["backlog"] = {
+            "status": "degraded" if late else "healthy",
+            "queues": queues,
+            "detail": ("over threshold: " + ", ".join(late)) if late else "",
+        }
+    status = _worst([c["status"] for c in components.values()])
+    return {
+        "status": status,
+        "checked_at": int(time.time() * 1000),
+        "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+        "components": components,
+    }
+
+
+def live() -> dict[str, Any]:
+    """Liveness: this process answers."""
+    return {"status": "alive", "pid": os.getpid(), "uptime_seconds": uptime()}
+
+
+def ready(app: TaskQueue) -> dict[str, Any]:
+    """Readiness: the broker answers within the health timeout."""
+    try:
+        rtt = probe(app).ping()
+    except Exception as exc:
+        return {"status": "not_ready", "rtt_ms": None, "error": _error(exc)}
+    return {"status": "ready", "rtt_ms": round(rtt * 1000, 3), "error": None}
+
+
+def uptime() -> float:
+    """Seconds since taskq was imported in this process."""
+    return round(time.time() - STARTED, 3)

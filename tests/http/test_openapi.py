@@ -1,0 +1,62 @@
+"""The OpenAPI document validates, every schema in it is a valid JSON Schema, and
+docs/monitoring.md documents every route, metric and alert rule."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import orjson
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+
+from taskq_core import TaskQueue
+from taskq_core.http import Request
+from taskq_core.http.routes import RouteTable
+from taskq_core.observability import prometheus
+from taskq_core.observability.sla import RULES
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+
+
+def test_the_document_validates(make_app: Callable[..., TaskQueue]) -> None:
+    tq = make_app("memory")
+    for public_read in (True, False):
+        doc = RouteTable(tq, prefix="/tasks", public_read=public_read).openapi()
+        validate(doc)  # type: ignore[arg-type]
+    doc = RouteTable(tq).openapi()
+    assert doc["openapi"] == "3.1.0"
+    table = RouteTable(tq)
+    assert len(doc["paths"]) == len({r.path for r in table.routes})
+    for route in table.routes:
+        path = "/tasks" + route.path if route.path != "/" else "/tasks"
+        op = doc["paths"][path][route.method.lower()]
+        assert op["operationId"] == route.name
+        for code, response in op["responses"].items():
+            for media in response.get("content", {}).values():
+                schema = media["schema"]
+                if "$ref" not in schema:
+                    jsonschema.Draft202012Validator.check_schema(schema)
+            assert code.isdigit()
+        if route.admin:
+            assert op["security"] == [{"taskqAuth": []}]
+            assert {"401", "403"} <= set(op["responses"])
+    served = RouteTable(tq).dispatch(Request("GET", "/openapi.json"))
+    assert orjson.loads(served.body) == doc
+
+
+def test_the_monitoring_guide_covers_every_route_metric_and_rule(
+    make_app: Callable[..., TaskQueue],
+) -> None:
+    text = DOC.read_text()
+    tq = make_app("memory")
+    tq.task(name="doc.task")(lambda: None)
+    for route in RouteTable(tq).routes:
+        assert re.search(rf"`{route.method} {re.escape(route.path)}`", text), route.path
+    names = [f.name for f in text_string_to_metric_families(prometheus.exposition(tq).decode())]
+    for name in names:
+        assert name in text, name
+    for rule in RULES:
+        assert f"`{rule}`" in text, rule
