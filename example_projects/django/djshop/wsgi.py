@@ -1,0 +1,11 @@
+"""The WSGI application: ``gunicorn djshop.wsgi``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djshop.settings")
+
+application = get_wsgi_application()

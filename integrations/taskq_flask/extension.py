@@ -1,0 +1,244 @@
+"""The Flask extension: ``TaskQ(app)`` or ``TaskQ().init_app(app)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+from flask import Blueprint, Flask, Response, current_app, g, has_app_context, request
+
+from taskq_core import TaskQueue
+from taskq_core.config import InvalidConfiguration
+from taskq_core.errors import ConfigurationError
+from taskq_core.http import AuthCallable
+from taskq_core.http import Request as CoreRequest
+from taskq_core.http.routes import RouteTable
+from taskq_core.message import Message
+from taskq_core.middleware import Middleware
+from taskq_core.web import RequestScope, active_scope
+from taskq_core.wsgi import HostOptions, WorkerThread, config_error, host_options, send_held
+
+from .cli import taskq_cli
+
+log = logging.getLogger("taskq.flask")
+
+#: every method goes to the core, so 404, 405 and 400 are decided there, as in every framework
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+#: app.config keys that belong to the extension, not to taskq's settings
+_OWN = ("ROUTE_PREFIX", "DEFER_ENQUEUE", "EMBEDDED_WORKERS")
+_SCOPE = "_taskq_scope"
+
+
+def _config_name(key: str) -> str:
+    return f"TASKQ_{key.upper()}"
+
+
+@dataclass(slots=True)
+class TaskqState:
+    """What ``app.extensions["taskq"]`` holds."""
+
+    ext: TaskQ
+    tq: TaskQueue
+    table: RouteTable
+    prefix: str
+    options: HostOptions
+    workers: WorkerThread
+
+
+class AppContextMiddleware(Middleware):
+    """Task middleware: every task of the TaskQueue runs inside ``app.app_context()``, so
+    ``current_app``, extensions and ``g`` work in tasks as in views."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    @contextlib.contextmanager
+    def wrap(self, message: Message) -> Iterator[None]:
+        with self.app.app_context():
+            yield
+
+
+class TaskQ:
+    """The Flask extension; see the package docstring.
+
+    ``tq`` is your TaskQueue (else one is built from ``app.config``); ``auth(request) ->
+    bool`` decides who may use the routes that change state (retry, purge, cancel), which
+    answer 401 without it; ``request.native`` is the Flask request.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        tq: TaskQueue | None = None,
+        auth: AuthCallable | None = None,
+    ) -> None:
+        self._tq = tq
+        self.auth = auth
+        self._apps: list[Flask] = []
+        if app is not None:
+            self.init_app(app)
+
+    # -- installing
+
+    def init_app(self, app: Flask) -> None:
+        """Install on ``app``: Blueprint, request hooks, task middleware, ``flask taskq``.
+
+        A second call for the same app (from this extension or another) does nothing.
+        """
+        if "taskq" in app.extensions:
+            log.debug("taskq is already installed on %s", app.name)
+            return
+        options, tq = self._configure(app)
+        prefix = options.route_prefix or "/" + tq.settings.http.prefix.strip("/")
+        table = RouteTable(
+            tq, prefix=prefix, auth=self.auth, public_read=tq.settings.http.public_read
+        )
+        app.register_blueprint(_blueprint(prefix))
+        app.before_request(_open_scope)
+        app.after_request(_finish_response)
+        app.teardown_request(_close_scope)
+        app.cli.add_command(taskq_cli)
+        _add_app_context(tq, app)
+        workers = WorkerThread(tq, options.embedded_workers)
+        app.extensions["taskq"] = TaskqState(self, tq, table, prefix, options, workers)
+        self._apps.append(app)
+
+    def _configure(self, app: Flask) -> tuple[HostOptions, TaskQueue]:
+        own = {k.lower(): app.config[f"TASKQ_{k}"] for k in _OWN if f"TASKQ_{k}" in app.config}
+        options = host_options(own, _config_name)
+        core = {
+            k.removeprefix("TASKQ_").lower(): v
+            for k, v in app.config.items()
+            if k.startswith("TASKQ_") and k.removeprefix("TASKQ_") not in _OWN
+        }
+        if self._tq is not None:
+            if core:
+                keys = ", ".join(sorted(_config_name(k) for k in core))
+                raise ConfigurationError(
+                    f"app.config sets {keys}, but TaskQ was given a TaskQueue (tq=...): "
+                    "configure that TaskQueue instead"
+                )
+            return options, self._tq
+        try:
+            return options, TaskQueue.from_config(**core)
+        except InvalidConfiguration as exc:
+            raise config_error(exc, _config_name) from None
+
+    # -- using
+
+    def state(self, app: Flask | None = None) -> TaskqState:
+        """The extension's state on ``app`` (default: the current app, else the one given
+        to the constructor)."""
+        if app is None:
+            app = current_app._get_current_object() if has_app_context() else self._only_app()  # type: ignore[attr-defined]
+        state: TaskqState | None = app.extensions.get("taskq")
+        if state is None:
+            raise RuntimeError(f"taskq is not installed on the Flask app {app.name!r}")
+        return state
+
+    def _only_app(self) -> Flask:
+        if len(self._apps) != 1:
+            raise RuntimeError("no Flask app context: pass the app")
+        return self._apps[0]
+
+    @property
+    def tq(self) -> TaskQueue:
+        """The TaskQueue of the current app (or of the one app this extension serves)."""
+        return self.state().tq
+
+    def start_workers(self, app: Flask | None = None) -> None:
+        """Start the embedded workers now rather than at the first request."""
+        self.state(app).workers.start()
+
+    def stop_workers(self, app: Flask | None = None) -> None:
+        """Stop the embedded workers: running tasks get the grace period, the rest go back
+        to their queues, and the thread is joined. Also done at interpreter exit."""
+        self.state(app).workers.stop()
+
+
+def _add_app_context(tq: TaskQueue, app: Flask) -> None:
+    # one app context per TaskQueue: a second app sharing it cannot also push its own
+    for m in tq.middleware:
+        if isinstance(m, AppContextMiddleware):
+            if m.app is not app:
+                log.warning(
+                    "this TaskQueue's tasks already run in the app context of %s, not %s",
+                    m.app.name,
+                    app.name,
+                )
+            return
+    tq.middleware.append(AppContextMiddleware(app))
+
+
+def _blueprint(prefix: str) -> Blueprint:
+    bp = Blueprint("taskq", __name__, url_prefix=prefix if prefix != "/" else None)
+    # the bare prefix and everything below it, with or without a trailing slash
+    bp.add_url_rule("", "root", _dispatch, methods=METHODS, strict_slashes=False)
+    bp.add_url_rule("/<path:path>", "path", _dispatch, methods=METHODS)
+    return bp
+
+
+def _dispatch(path: str = "") -> Response:
+    state: TaskqState = current_app.extensions["taskq"]
+    core = CoreRequest(
+        method=request.method,
+        path="/" + path,
+        query={k: request.args.getlist(k) for k in request.args},
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=request.get_data(),
+        native=request._get_current_object(),  # type: ignore[attr-defined]
+    )
+    out = state.table.dispatch(core)
+    response: Response = current_app.response_class(out.body, status=out.status)
+    # exactly the core's headers: no default text/html content type where it set none
+    del response.headers["Content-Type"]
+    for name, value in out.headers.items():
+        response.headers[name] = value
+    return response
+
+
+# -- request hooks
+
+
+def _open_scope() -> None:
+    state: TaskqState = current_app.extensions["taskq"]
+    if state.options.embedded_workers and not state.workers.running:
+        state.workers.start()
+    outer = active_scope()
+    if outer is not None and outer.app is state.tq:
+        return  # an enclosing scope of the same TaskQueue (a nested app) already counts
+    scope = RequestScope(state.tq, dict(request.headers.items()), defer=state.options.defer_enqueue)
+    scope.__enter__()
+    setattr(g, _SCOPE, scope)
+
+
+def _finish_response(response: Response) -> Response:
+    scope: RequestScope | None = g.get(_SCOPE)
+    if scope is None:
+        return response
+    if response.status_code >= 400:
+        # 4xx too: a request refused for bad input must not leave work behind
+        scope.succeeded = False
+    elif scope.pending:
+        send_held(scope)
+    response.headers.setdefault("X-Request-ID", scope.correlation_id)
+    return response
+
+
+def _close_scope(exc: BaseException | None) -> None:
+    scope: RequestScope | None = g.pop(_SCOPE, None)
+    if scope is None:
+        return
+    rule = request.url_rule
+    if rule is not None:
+        scope.route = rule.rule
+    tb: TracebackType | None = exc.__traceback__ if exc is not None else None
+    scope.__exit__(type(exc) if exc is not None else None, exc, tb)
+
+
+__all__ = ["AppContextMiddleware", "TaskQ", "TaskqState"]

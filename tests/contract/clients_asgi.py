@@ -1,0 +1,117 @@
+"""Contract clients for Starlette, FastAPI, aiohttp and Litestar, each through its own test
+client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from taskq_core import TaskQueue
+from taskq_core.http import AuthCallable
+from tests.contract.client import ContractClient
+
+
+class _SyncTestClient:
+    """Starlette's, FastAPI's and Litestar's TestClient share this (httpx-like) shape."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        client.__enter__()  # runs the app's lifespan
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = self._client.request(method, path, params=params, headers=headers)
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def close(self) -> None:
+        self._client.__exit__(None, None, None)
+
+
+def starlette_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    import taskq_starlette
+
+    app = Starlette(
+        routes=taskq_starlette.routes(tq, prefix="/tasks", auth=auth),
+        lifespan=taskq_starlette.lifespan(tq),
+    )
+    return _SyncTestClient(TestClient(app, raise_server_exceptions=False))
+
+
+def fastapi_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import taskq_starlette
+
+    app = FastAPI(lifespan=taskq_starlette.lifespan(tq))
+    app.router.routes.extend(taskq_starlette.routes(tq, prefix="/tasks", auth=auth))
+    return _SyncTestClient(TestClient(app, raise_server_exceptions=False))
+
+
+def litestar_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    from litestar import Litestar
+    from litestar.testing import TestClient
+
+    from taskq_litestar import TaskqPlugin
+
+    app = Litestar(plugins=[TaskqPlugin(tq, prefix="/tasks", auth=auth)])
+    return _SyncTestClient(TestClient(app, raise_server_exceptions=False))
+
+
+class _AiohttpClient:
+    """aiohttp's TestClient is async: it runs on a loop of its own, driven request by request
+    from the (sync) contract tests."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client: Any = self._loop.run_until_complete(self._start(tq, auth))
+
+    @staticmethod
+    async def _start(tq: TaskQueue, auth: AuthCallable | None) -> Any:
+        from aiohttp import web
+        from aiohttp.test_utils import TestClient, TestServer
+
+        import taskq_aiohttp
+
+        app = web.Application()
+        app.add_subapp("/tasks", taskq_aiohttp.create_app(tq, auth=auth))
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        return client
+
+    async def _request(
+        self, method: str, path: str, params: dict[str, str] | None, headers: dict[str, str] | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        async with self._client.request(method, path, params=params, headers=headers) as r:
+            body = await r.read()
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, body
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self._loop.run_until_complete(self._request(method, path, params, headers))
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._client.close())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _AiohttpClient(tq, auth)

@@ -1,0 +1,84 @@
+"""Contract clients for Flask and Django, each through its framework's own test client, each
+app mounting taskq's routes at ``/tasks`` the framework's way."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from taskq_core import TaskQueue
+from taskq_core.http import AuthCallable
+from tests.contract.client import ContractClient
+
+
+class _FlaskClient:
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        from flask import Flask
+
+        from taskq_flask import TaskQ
+
+        app = Flask("contract")
+        TaskQ(app, tq=tq, auth=auth)
+        self._client = app.test_client()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = self._client.open(path, method=method, query_string=params, headers=headers)
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.get_data()
+
+
+def flask_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _FlaskClient(tq, auth)
+
+
+class _DjangoClient:
+    """Django's test Client over a URLconf with ``path("tasks", include("taskq_django.urls"))``
+    and ``TASKQ = {"APP": tq, "AUTH": auth}``, set with ``override_settings`` until close()."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        from tests.integrations.django.djsettings import configure
+
+        configure()
+        from django.test import Client, override_settings
+        from django.urls import include, path
+
+        urlconf = ModuleType("taskq_contract_urls")  # a URLconf made here, not a file
+        # "tasks" without the slash: the bare /tasks is served too, as in the other frameworks
+        urlconf.urlpatterns = [path("tasks", include("taskq_django.urls"))]  # type: ignore[attr-defined]
+        self._override: Any = override_settings(
+            ROOT_URLCONF=urlconf,
+            TASKQ={"APP": tq, "AUTH": auth},
+            MIDDLEWARE=["taskq_django.middleware.TaskqMiddleware"],
+        )
+        self._override.enable()
+        self._client = Client(raise_request_exception=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = self._client.generic(method, path, data=b"", headers=headers, QUERY_STRING=_qs(params))
+        return r.status_code, {k.lower(): v for k, v in r.items()}, r.content
+
+    def close(self) -> None:
+        self._override.disable()
+
+
+def _qs(params: dict[str, str] | None) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(params or {})
+
+
+def django_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _DjangoClient(tq, auth)
