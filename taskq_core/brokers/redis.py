@@ -89,7 +89,11 @@ class RedisBroker:
         client = self._async.get(loop)
         if client is None:
             # no socket timeout: blocking reads (BLPOP) carry their own timeout
-            client = aioredis.Redis.from_url(self.url, **self._options)
+            # the same socket timeout as the blocking client (redis-py 8 otherwise applies
+            # 5 s): wait_async keeps its BLPOP well inside it
+            client = aioredis.Redis.from_url(
+                self.url, socket_timeout=self._socket_timeout, **self._options
+            )
             self._async[loop] = client
         return client
 
@@ -199,6 +203,9 @@ class RedisBroker:
         keys = [self.keys.wake(q) for q in queues]
         if nudge is not None:
             keys.append(self.keys.nudge(queues[0], nudge))
+        if self._socket_timeout is not None:
+            # a blocking read longer than the socket timeout would be cut off as an error
+            timeout = min(timeout, max(0.1, self._socket_timeout - 1.0))
         # BLPOP takes seconds with millisecond resolution; 0 would block forever
         reply = await self.aclient().blpop(keys, timeout=max(timeout, 0.001))
         return reply is not None

@@ -368,3 +368,21 @@ def test_stop_wakes_an_idle_worker_at_once(
     thread.join(10)
     assert not thread.is_alive()
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.slow
+def test_idle_wait_longer_than_five_seconds_is_not_an_error(
+    make_app: Callable[..., TaskQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py 8 gives clients a 5 s socket timeout by default: a longer BLPOP must not be
+    cut off and logged as a broker error."""
+    tq = make_app("redis", worker={"lease_seconds": 18})  # idle waits of 6 s
+    worker = tq.worker(handle_signals=False)
+    thread = threading.Thread(target=worker.run)
+    with caplog.at_level("WARNING", logger="taskq.worker"):
+        thread.start()
+        time.sleep(7)
+        assert worker._loop is not None
+        worker._loop.call_soon_threadsafe(worker.stop)
+        thread.join(10)
+    assert [r.getMessage() for r in caplog.records if r.name == "taskq.worker"] == []
