@@ -189,7 +189,9 @@ class TaskQueue:
         if hard is not None and task_timeout is not None and hard <= task_timeout:
             raise InvalidOption(
                 f"hard_timeout ({hard:g}s) must be longer than the soft timeout "
-                f"({task_timeout:g}s): the soft limit is the task's chance to stop cleanly"
+                f"({task_timeout:g}s): the soft limit is the task's chance to stop cleanly "
+                "(options of the task, else the settings supervisor.hard_timeout and "
+                "task_timeout)"
             )
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
 

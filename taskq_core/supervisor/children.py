@@ -1,0 +1,172 @@
+"""The supervisor's view of its worker processes, and what happens to the tasks of one that
+dies: handed back at once, or — for the one that ran past its hard time limit — settled as
+timed out by its retry policy."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+import orjson
+import psutil
+
+from ..brokers.base import Lease, Outcome
+from ..errors import HardTimeout
+from ..message import BadMessage, decode
+from ..redact import redact_text
+from ..retry import RetryPolicy
+from ..worker import failure_outcome
+from .signals import MB
+
+if TYPE_CHECKING:
+    from ..app import TaskQueue
+    from ..brokers.base import Broker
+    from ..settings import SupervisorSettings
+
+log = logging.getLogger("taskq.supervisor")
+
+
+@dataclass(slots=True)
+class Run:
+    """A task a child reported running."""
+
+    queue: str
+    id: str
+    fence: int
+    task: str
+    hard: float | None
+    started: float  # supervisor's monotonic clock
+    started_ms: int
+
+    def lease(self) -> Lease:
+        return Lease(self.queue, self.id, self.fence)
+
+
+@dataclass(eq=False, slots=True)
+class Child:
+    """One worker process, as the supervisor knows it from its pipe."""
+
+    n: int
+    process: BaseProcess
+    pid: int  # kept: the process object is closed once reaped
+    conn: Connection | None
+    started: float
+    ready_at: float | None = None
+    worker_id: str = ""
+    running: dict[tuple[str, str], Run] = field(default_factory=dict)
+    # recently ended tasks: their outcome may not be settled yet when the process dies, so
+    # they are released too (a no-op for those settled: release is fenced)
+    ended: deque[Run] = field(default_factory=lambda: deque(maxlen=256))
+    done: int = 0
+    retiring: str | None = None  # why it was told to stop fetching
+    replaces: Child | None = None  # recycling: the child this one takes over from
+    replacing: bool = False  # a replacement for this child is on its way
+    recycle: str = ""  # why it is being replaced
+    killed: str | None = None  # why the supervisor killed it (its death is handled)
+    rss: int = 0
+    proc: psutil.Process | None = None
+    # slot-seconds spent running tasks since the last reading: utilisation is the mean over
+    # the reading's interval, not a sample that a task ending at that instant would skew
+    busy_seconds: float = 0.0
+    busy_since: float = 0.0
+
+    def account(self, now: float) -> None:
+        """Add the slot-seconds since the last change of the running set."""
+        self.busy_seconds += len(self.running) * max(0.0, now - self.busy_since)
+        self.busy_since = now
+
+    @property
+    def active(self) -> bool:
+        """Counts towards the process count: not retiring, not killed, not being replaced."""
+        return self.retiring is None and self.killed is None and not self.replacing
+
+
+@dataclass(slots=True)
+class Pending:
+    """A process to start at ``due`` (a restart after a crash, with backoff)."""
+
+    due: float
+    replaces: Child | None = None
+
+
+def recycle_reason(c: Child, s: SupervisorSettings) -> str:
+    """Why ``c`` should be recycled now, or an empty string."""
+    if s.max_tasks_per_process is not None and c.done >= s.max_tasks_per_process:
+        return f"recycle: {c.done} tasks (max_tasks_per_process={s.max_tasks_per_process})"
+    if s.max_memory_mb is not None and c.rss > s.max_memory_mb * MB:
+        return f"recycle: RSS {c.rss / MB:.0f} MB above max_memory_mb={s.max_memory_mb:g}"
+    return ""
+
+
+def release_leases(broker: Broker, c: Child) -> int:
+    """Hand the tasks of a dead child back to their queues at once; returns how many went
+    back. Fenced: a no-op for those already settled or delivered again, so the recently
+    ended ones are released too, in case their outcome had not been settled yet."""
+    leases = [r.lease() for r in c.running.values()] + [r.lease() for r in c.ended]
+    c.running.clear()
+    c.ended.clear()
+    if not leases:
+        return 0
+    try:
+        n = broker.release(leases)
+    except Exception as exc:
+        log.error(
+            "supervisor: could not hand back the tasks of worker process %d, their leases "
+            "will lapse: %s",
+            c.pid,
+            redact_text(str(exc)),
+        )
+        return 0
+    if n:
+        log.info("supervisor: handed back %d task(s) of worker process %d", n, c.pid)
+    return n
+
+
+def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
+    """Settle a task whose process was killed at its hard limit: a
+    :class:`~taskq_core.errors.HardTimeout`, retried or failed by the task's retry policy
+    (the worker's own :func:`~taskq_core.worker.failure_outcome`), with the lease's fence.
+    Returns what became of it."""
+    broker = app.broker
+    try:
+        state = broker.get(r.queue, r.id)
+        if state is None or state.message is None:
+            return "gone"
+        try:
+            msg = decode(state.message)
+        except BadMessage:
+            broker.release([r.lease()])
+            return "handed back (unreadable message)"
+        task = app.registry.get(msg.task)
+        policy = task.policy if task is not None else RetryPolicy(max_retries=0)
+        exc = HardTimeout(
+            f"task {msg.task} ran past its hard time limit of {r.hard or 0:g}s; the "
+            "supervisor killed its process"
+        )
+        base = {"worker": c.worker_id, "started_at": r.started_ms}
+        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base)
+        outcome = Outcome(
+            r.queue,
+            r.id,
+            r.fence,
+            f.kind,
+            msg.task,
+            orjson.dumps(f.record),
+            f.retry_due_ms,
+            f.retry_body,
+        )
+        stale = broker.settle([outcome], now_ms, {r.queue: {f"timed_out|{msg.task}": 1}})
+    except Exception as exc:
+        log.error(
+            "supervisor: could not settle timed-out task %s, its lease will lapse: %s",
+            r.id,
+            redact_text(str(exc)),
+        )
+        return "unsettled"
+    if stale:
+        return "already settled"
+    return "retried" if f.kind == "retry" else "failed"
