@@ -31,6 +31,7 @@ class TaskEvent:
     wait: float  # seconds from enqueue (or due time) to start
     error: dict[str, str] | None = None
     timed_out: bool = False
+    result: Any = None  # the return value of a successful run
 
 
 class Middleware:

@@ -185,6 +185,9 @@ class MonitoringSettings(_Section):
     log_args: bool = Field(
         False, description="Include task arguments in task log lines (they may hold personal data)."
     )
+    log_results: bool = Field(
+        False, description="Include task results in task log lines (they may hold personal data)."
+    )
     tracing: bool = Field(
         False, description="Trace enqueues and executions with OpenTelemetry (extra: otel)."
     )

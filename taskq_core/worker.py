@@ -485,6 +485,7 @@ class Worker:
                 max(0.0, (r.started_ms - (m.due_at or m.enqueued_at)) / 1000),
                 error,
                 timed_out,
+                record.get("result") if kind == "ok" else None,
             )
             call_hooks(self.middleware, "after_task", self, event)
         self._held.pop((lease.queue, lease.id), None)

@@ -38,7 +38,7 @@ def install_defaults(app: TaskQueue) -> None:
         (
             m.task_logs,
             TaskLogMiddleware,
-            lambda: TaskLogMiddleware(app.settings.worker.log_format, m.log_args),
+            lambda: TaskLogMiddleware(app.settings.worker.log_format, m.log_args, m.log_results),
         ),
     ]
     for enabled, kind, make in wanted:

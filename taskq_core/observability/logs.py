@@ -5,7 +5,7 @@ Logger ``taskq.tasks``, level INFO (WARNING for failed and dead-lettered tasks).
 ``task``, ``queue``, ``attempt``, ``duration_ms``, ``wait_ms``, ``worker``, the error's
 ``error_type`` and ``error`` message when it raised, ``timed_out``, and the
 ``correlation_id`` the task was enqueued with. Arguments appear only with
-``monitoring.log_args``; results never do (they stay in the result store).
+``monitoring.log_args``, results only with ``monitoring.log_results``.
 
 Values are escaped so a log line stays one line and shows no terminal escapes: CR, LF and
 other control characters (ANSI escape sequences included) become ``\\r``, ``\\n``,
@@ -66,9 +66,15 @@ class TaskLogMiddleware(Middleware):
     """Logs each task outcome (registered by default unless ``monitoring.task_logs`` is
     false). Costs nothing when ``taskq.tasks`` is not enabled for INFO."""
 
-    def __init__(self, fmt: Literal["console", "json"] = "console", log_args: bool = False):
+    def __init__(
+        self,
+        fmt: Literal["console", "json"] = "console",
+        log_args: bool = False,
+        log_results: bool = False,
+    ):
         self.fmt = fmt
         self.log_args = log_args
+        self.log_results = log_results
 
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
         failed = event.outcome in ("failed", "dead")
@@ -96,6 +102,8 @@ class TaskLogMiddleware(Middleware):
         if self.log_args:
             fields["args"] = _clip(orjson.dumps(m.args, default=str).decode())
             fields["kwargs"] = _clip(orjson.dumps(m.kwargs, default=str).decode())
+        if self.log_results and event.outcome == "ok":
+            fields["result"] = _clip(orjson.dumps(event.result, default=str).decode())
         log.log(level, "%s", render(fields, self.fmt), extra={"taskq": fields})
 
 

@@ -93,6 +93,24 @@ def test_arguments_are_logged_when_asked(
     assert line.taskq["kwargs"] == '{"y":2}'  # type: ignore[attr-defined]
 
 
+def test_results_are_logged_only_when_asked(
+    make_app: Callable[..., TaskQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    for asked in (False, True):
+        caplog.clear()
+        tq = make_app("memory", monitoring={"log_results": asked})
+        tq.task(name="l.result")(lambda: {"total": 42})
+        with caplog.at_level(logging.INFO, logger="taskq.tasks"):
+            tq.enqueue("l.result")
+            run_worker(tq)
+        [line] = [r for r in caplog.records if r.name == "taskq.tasks"]
+        if asked:
+            assert line.taskq["result"] == '{"total":42}'  # type: ignore[attr-defined]
+        else:
+            assert "result" not in line.taskq  # type: ignore[attr-defined]
+            assert "total" not in line.getMessage()
+
+
 def test_task_logs_can_be_turned_off(make_app: Callable[..., TaskQueue]) -> None:
     tq = make_app("memory", monitoring={"task_logs": False})
     assert not any(isinstance(m, TaskLogMiddleware) for m in tq.middleware)
