@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from .brokers.base import Broker, EnqueueItem
 from .brokers.base import Settings as BrokerSettings
 from .clock import Clock, SystemClock
+from .context import current_trace
 from .errors import DuplicateTask, InvalidOption, UnknownTask
 from .handle import TaskHandle
 from .message import Message
@@ -273,7 +274,7 @@ class TaskQueue:
                 due_ms = int(o.eta * 1000)
             queue = o.queue or task.queue
             task_id = o.task_id or os.urandom(16).hex()
-            trace = _current_trace()
+            trace = current_trace()
             if self.trace_hook is not None:
                 trace = self.trace_hook(trace, task.name, queue, task_id)
             body = Message(
@@ -378,10 +379,3 @@ def _default_name(fn: Callable[..., Any]) -> str:
 
 
 _ODD = re.compile(r"[^A-Za-z0-9_.:\-]")
-
-
-def _current_trace() -> dict[str, str] | None:
-    """Trace context of the current request or span, carried into the task."""
-    from .context import current_trace
-
-    return current_trace()
