@@ -59,10 +59,25 @@ class Middleware:
         yield
 
 
+_overridden: dict[tuple[type[Middleware], str], bool] = {}
+
+
+def overrides(hook: Middleware, name: str) -> bool:
+    """Does ``hook`` do anything in ``name``? (The base class's hooks are no-ops: skipping
+    them keeps the per-task cost of middleware to the hooks that exist.)"""
+    key = (type(hook), name)
+    found = _overridden.get(key)
+    if found is None:
+        found = _overridden[key] = getattr(type(hook), name) is not getattr(Middleware, name)
+    return found
+
+
 def call_hooks(hooks: list[Middleware], name: str, *args: Any) -> None:
     """Call ``name`` on each hook in order (reverse for ``after_*``), logging failures."""
     ordered = reversed(hooks) if name.startswith("after") else hooks
     for h in ordered:
+        if not overrides(h, name):
+            continue
         try:
             getattr(h, name)(*args)
         except Exception:
@@ -72,8 +87,12 @@ def call_hooks(hooks: list[Middleware], name: str, *args: Any) -> None:
 @contextlib.contextmanager
 def wrapped(hooks: list[Middleware], message: Message) -> Iterator[None]:
     """Enter every hook's ``wrap`` context, first hook outermost."""
+    active = [h for h in hooks if overrides(h, "wrap")]
+    if not active:
+        yield
+        return
     with contextlib.ExitStack() as stack:
-        for h in hooks:
+        for h in active:
             try:
                 stack.enter_context(h.wrap(message))
             except Exception:
