@@ -1,0 +1,436 @@
+"""Renders ``docs/benchmarks.md`` from a results file (see ``report.write_doc``).
+
+Everything with a number in it comes from the results; the prose around it describes the
+method, which the harness in ``benchmarks/`` implements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.report import FLOOR, FLOOR_METRICS, METRICS, TASKQ_ONLY, cell, fmt
+
+NAMES = {
+    "taskq": "taskq",
+    "celery": "Celery",
+    "rq": "RQ",
+    "dramatiq": "Dramatiq",
+    "huey": "Huey",
+    "arq": "arq",
+    "saq": "SAQ",
+    "taskiq": "taskiq",
+}
+
+
+def _span(values: list[Any], spec: str) -> str:
+    """``a–b``, or ``a`` when every value is the same."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _machine(data: dict[str, Any]) -> str:
+    m, load = data["machine"], data.get("load", {})
+    rows = [
+        ["date", data["date"]],
+        ["duration of the run", f"{data['duration_s'] / 60:.1f} min"],
+        ["CPU", f"{m['cpu']}, {m['cores']} cores"],
+        ["memory", f"{m['memory_gib']} GiB"],
+        ["OS", m["os"]],
+        ["Python", m["python"] + " (both environments)"],
+        ["Redis", f"{m['redis']} on {m['redis_url']} (loopback, TCP), {m['redis_persistence']}"],
+    ]
+    for lib, v in data["versions"].items():
+        if lib == "floor":
+            continue
+        pkgs = ", ".join(
+            f"{k} {val}"
+            for k, val in v.items()
+            if k
+            not in (
+                "python",
+                "lease_seconds",
+                "renew_seconds",
+                "concurrency",
+                "middleware",
+                "monitoring",
+            )
+        )
+        rows.append([f"{NAMES.get(lib, lib)} environment", pkgs])
+    if load.get("samples"):
+        mean, peak = load["other_processes_cpu_cores_mean"], load["other_processes_cpu_cores_max"]
+        if mean > 0.05 or peak > 0.25:
+            shared = (
+                f"**yes**{'' if mean > 0.05 else ', at times'}: other processes (other "
+                f"engineers' test runs) used {mean:.2f} of the {m['cores']} cores on average, "
+                f"{peak:.2f} at the peak (5 s samples); load average median "
+                f"{load['loadavg_1m_median']:.2f}, max {load['loadavg_1m_max']:.2f}"
+            )
+        else:
+            shared = (
+                f"no: other processes used {mean:.2f} cores on average, {peak:.2f} at the "
+                f"peak (load average median {load['loadavg_1m_median']:.2f})"
+            )
+        rows.append(["machine shared during the run", shared])
+    return _table(["", ""], rows)
+
+
+def _results(data: dict[str, Any], libs: list[str]) -> str:
+    header = ["metric", *[f"**{NAMES[lib]}**" if lib == "taskq" else NAMES[lib] for lib in libs]]
+    rows = []
+    for m in METRICS:
+        row = [f"{m.label} ({m.unit})"] + [cell(data, lib, m) for lib in libs]
+        if any(c != "—" for c in row[1:]):
+            rows.append(row)
+    return _table(header, rows)
+
+
+def _ratios(data: dict[str, Any], libs: list[str]) -> str:
+    peers = [lib for lib in libs if lib != "taskq"]
+    header = ["metric", "better", *[NAMES[p] for p in peers]]
+    rows = []
+    for m in METRICS:
+        vals = [data["ratios"].get(p, {}).get(m.key) for p in peers]
+        if all(v is None for v in vals):
+            continue
+        better = "higher" if m.higher_is_better else "lower"
+        rows.append([m.label, better] + ["—" if v is None else f"{v:.3g}×" for v in vals])
+    return _table(header, rows)
+
+
+def _targets(data: dict[str, Any]) -> str:
+    rows = []
+    for t in data["targets"]:
+        mark = {True: "✅ met", False: "❌ **not met**", None: "n/a"}[t["met"]]
+        rows.append([t["target"], t["value"], mark])
+    return _table(["target (issue 7)", "this run", ""], rows)
+
+
+SEGMENTS = {
+    "call": "enqueue call → Redis receives the enqueue script (producer side, one send)",
+    "wake": "→ Redis receives the worker's fetch (enqueue script, wake-up token to the "
+    "blocked worker, its loop wakes and sends the fetch)",
+    "deliver": "→ the task starts (fetch script, reply, decode, the task scheduled on the loop)",
+    "total": "enqueue call → task start",
+}
+
+
+def _segments(p: dict[str, Any]) -> list[list[str]]:
+    return [
+        [SEGMENTS[k], f"{v['p50']:.3f}", f"{v['p95']:.3f}", f"{v['max']:.3f}"]
+        for k, v in p["segments"].items()
+    ]
+
+
+def _decomposition(data: dict[str, Any]) -> str:
+    """The time of one enqueue split into Redis's part and the Python around it, from the
+    medians of the floor, the prebuilt enqueue script and taskq's enqueue."""
+
+    def us(lib: str, key: str) -> float | None:
+        e = data["metrics"].get(lib, {}).get(key)
+        return None if not e or not e.get("median") else 1e6 / e["median"]
+
+    def stage(key: str) -> float | None:
+        e = data["metrics"].get("taskq", {}).get(key)
+        return None if not e else float(e["median"])
+
+    out = []
+    for title, kind, floor_kind in (
+        ("one enqueue, sync producer", "sync", "sync"),
+        ("one enqueue, async producer", "async", "async"),
+        ("one task of a bulk enqueue (100 a call)", "bulk", "pipeline"),
+    ):
+        f = us("taskq", f"decomp_rpush_{floor_kind}")
+        sc = us("taskq", f"decomp_script_{kind}")
+        tq = us("taskq", f"decomp_enqueue_{kind}")
+        if f is None or sc is None or tq is None:
+            continue
+        rows = [
+            ["RPUSH of a message-sized payload (the floor)", f"{f:.1f}", ""],
+            [
+                "taskq's enqueue script alone, the command built beforehand",
+                f"{sc:.1f}",
+                f"{sc - f:+.1f} µs: the script's cost beyond an RPUSH (Redis running it, "
+                "and packing its longer command)",
+            ],
+            [
+                "taskq's enqueue",
+                f"{tq:.1f}",
+                f"{tq - sc:+.1f} µs: the Python around the call",
+            ],
+        ]
+        items, plan = stage(f"stage_items_{kind}"), stage(f"stage_plan_{kind}")
+        if items is not None and plan is not None:
+            rows += [
+                [
+                    "… of which `TaskQueue._items` (checks, id, message, orjson)",
+                    "",
+                    f"{items:.1f} µs",
+                ],
+                [
+                    "… of which `Plans.enqueue` + `Call.command` (the script call)",
+                    "",
+                    f"{plan:.1f} µs",
+                ],
+                [
+                    "… the rest (`enqueue_many`, `RedisBroker.run`, handles)",
+                    "",
+                    f"{tq - sc - items - plan:.1f} µs",
+                ],
+            ]
+        out.append(_table([f"µs per {title}", "µs", "difference"], rows))
+    if not out:
+        return ""
+    return (
+        "One enqueue taken apart by measurement rather than by sampling (a sampler that "
+        "stops the process lands on the lines next to system calls far more often than "
+        "the time they take): the parts are timed with taskq's own redis-py clients in the "
+        "same process, in interleaved blocks, medians over blocks and runs. Only the "
+        "two stages marked CPU-only are timed alone (`_items` is private: a change there "
+        "shows up here).\n\n" + "\n\n".join(out) + "\n"
+    )
+
+
+def _profiles(data: dict[str, Any]) -> str:
+    profs = data.get("profiles") or {}
+    failed = [t["name"] for t in data["targets"] if t["met"] is False]
+    if not failed:
+        return "Every target was met: no profile was needed.\n"
+    parts = []
+    if any(name.startswith(("enqueue", "bulk")) for name in failed):
+        parts.append(_decomposition(data))
+    if "skipped" in profs:
+        parts.append(f"Profiles skipped: {profs['skipped']}.\n")
+        return "\n".join(parts)
+    if profs:
+        parts.append(
+            "py-spy profiles of a taskq worker, taken after the run for each processing or "
+            "metrics target not met (`benchmarks/profiles.py`), and a trace of the pick-up "
+            "path. The µs column splits the run's median time per task by each share.\n"
+        )
+    for name, p in profs.items():
+        parts.append(f"### {name.replace('_', ' ')} (for: {', '.join(p['why'])})\n")
+        if "error" in p:
+            parts.append(f"The profile failed: `{p['error'].strip().splitlines()[-1]}`\n")
+            continue
+        if "segments" in p:
+            parts.append(f"Traced: {p['what']}; {p['traced']} of {p['sent']} tasks lined up.\n")
+            parts.append(_table(["segment", "p50 ms", "p95 ms", "max ms"], _segments(p)) + "\n")
+            continue
+        parts.append(f"Sampled: {p['what']}; {p['samples']:,} samples.\n")
+        unit = "task"
+
+        def rows(items: list[list[Any]]) -> list[list[str]]:
+            return [[f"`{k}`", f"{pct}", f"{us}"] for k, pct, us in items]
+
+        parts.append(f"By package of the innermost frame ({p['us_per_op']} µs per {unit}):\n")
+        parts.append(_table(["package", "%", f"µs per {unit}"], rows(p["by_package"])) + "\n")
+        parts.append("Functions with the most samples of their own (self time):\n")
+        parts.append(_table(["function (file)", "% self", "µs"], rows(p["top_self"])) + "\n")
+        parts.append("taskq_core functions with the most samples in total (with what they call):\n")
+        parts.append(
+            _table(["function (file)", "% total", "µs"], rows(p["top_total_taskq_core"])) + "\n"
+        )
+    return "\n".join(parts)
+
+
+def _setup(data: dict[str, Any], libs: list[str]) -> str:
+    rows = []
+    for lib in libs:
+        n = data["libraries"][lib]
+        rows.append(
+            [
+                NAMES[lib],
+                n["worker"],
+                n["sync_producer"] or "— (none)",
+                n["async_producer"] or "— (none)",
+                n["bulk"] or "— (none)",
+            ]
+        )
+    return _table(
+        ["library", "worker (one process each)", "sync producer", "async producer", "bulk"], rows
+    )
+
+
+def _recovery_notes(data: dict[str, Any], libs: list[str]) -> str:
+    lines = []
+    for lib in libs:
+        rec = data["metrics"].get(lib, {}).get("recovery_s")
+        note = data["libraries"][lib].get("recovery")
+        if rec is None:
+            continue
+        if rec.get("not_recovered"):
+            detail = data["metrics"][lib].get("_extra", {}).get("recovery_detail", [{}])[0]
+            done = len(detail.get("finished_within_bound", []))
+            lines.append(
+                f"- **{NAMES[lib]}**: not recovered within {rec['bound_s']:.0f} s "
+                f"({done} of {data['sizes']['recovery']['k']} tasks finished); "
+                f"{note or ''}"
+            )
+        else:
+            lines.append(
+                f"- **{NAMES[lib]}**: every task finished elsewhere after "
+                f"{fmt(rec['median'], 's')} s (median of {len(rec['runs'])}; "
+                f"runs: {', '.join(fmt(r, 's') for r in rec['runs'])})."
+                + (f" {note}" if note and lib != "taskq" else "")
+            )
+    return "\n".join(lines)
+
+
+def _footnotes(data: dict[str, Any], libs: list[str]) -> str:
+    lines = []
+    for lib in libs:
+        x = data["metrics"].get(lib, {}).get("_extra", {})
+        for key in ("throughput_sync", "throughput_async"):
+            if x.get(f"{key}_capped_s"):
+                done = [d for d in x.get(f"{key}_done", []) if d]
+                lines.append(
+                    f"- † {NAMES[lib]}: processing was stopped {x[f'{key}_capped_s']} s after "
+                    "the first task started, to keep the run within its time budget; the rate "
+                    f"is over the {_span(done, ',')} tasks done by then."
+                )
+        rates = [r for r in x.get("latency_achieved_rate", []) if r]
+        if rates and min(rates) < 190:
+            lines.append(
+                f"- {NAMES[lib]}: the producer reached only {_span(rates, '.0f')} of the 200 "
+                "enqueues/s asked for in the latency test (producer, worker and Redis share "
+                "the 2 cores); its latencies include the queue that built up."
+            )
+        if x.get("latency_complete") and not all(x["latency_complete"]):
+            lines.append(
+                f"- {NAMES[lib]}: some latency tasks were not picked up within 60 s; "
+                "the percentiles cover those that were."
+            )
+        if x.get("recovery_error"):
+            lines.append(
+                f"- {NAMES[lib]}: the recovery test failed: "
+                f"`{x['recovery_error'].strip().splitlines()[-1][:200]}`"
+            )
+    for s in data.get("skipped", []):
+        lines.append(f"- skipped {s}")
+    for e in data.get("errors", []):
+        lines.append(f"- a measurement failed: `{e.strip().splitlines()[0][:200]}`")
+    return "\n".join(lines)
+
+
+def render(data: dict[str, Any], chart: str | None) -> str:
+    libs = [lib for lib in NAMES if lib in data["metrics"]]
+    taskq = data["metrics"].get("taskq", {})
+    floor_rows = [[m.label, cell(data, FLOOR, m), m.unit] for m in FLOOR_METRICS]
+    taskq_rows = [[m.label, cell(data, "taskq", m), m.unit] for m in TASKQ_ONLY if m.key in taskq]
+    x = taskq.get("_extra", {})
+    v = data["versions"].get("taskq", {})
+    payload = data["metrics"].get(FLOOR, {}).get("_extra", {}).get("payload_bytes")
+    metrics_off = str(x.get("metrics_off_mode", "n/a")).removeprefix("off: ")
+    s = data["sizes"]
+    return f"""# Benchmarks
+
+taskq side by side with Celery, RQ, Dramatiq, Huey, arq, SAQ and taskiq, on one machine and
+one Redis, in one run. This page is written by the benchmark itself from its latest full run
+(`benchmarks/results/latest.json`); do not edit it by hand.
+
+```
+python benchmarks/run.py            # the full run (creates benchmarks/.venv-peers on first use)
+python benchmarks/run.py --quick    # a smoke run of taskq and redis-py (what CI runs)
+python benchmarks/run.py --only taskq,celery --runs 5
+```
+
+## The machine
+
+{_machine(data)}
+
+## Results
+
+Medians of {data["runs"]} runs, with the smallest and largest run in brackets. A dash: the
+library has no such API (see "How each library runs" below) or the metric does not apply.
+
+{_results(data, libs)}
+
+{_footnotes(data, libs)}
+
+Each peer's median divided by taskq's (the chart below shows the same ratios):
+
+{_ratios(data, libs)}
+
+{f"![throughput and latency ratios]({chart})" if chart else "(no chart: matplotlib missing)"}
+
+The floor, redis-py alone on this machine (payload {payload} bytes, the size of taskq's message
+for a no-op task):
+
+{_table(["", "median (min–max)", "unit"], floor_rows)}
+
+taskq only:
+
+{_table(["", "median (min–max)", "unit"], taskq_rows)}
+
+Metrics on is taskq's default (middleware: {", ".join(v.get("middleware", [])) or "none"}).
+Metrics off: {metrics_off}. "No middleware at all" clears the app's middleware list (no
+metrics, heartbeats, alerts or task logs). Tracing is off by default and was not measured.
+
+## Targets
+
+All with delivery guarantees on (leases, fencing) and taskq's default monitoring.
+
+{_targets(data)}
+
+## Where the time goes
+
+{_profiles(data)}
+
+## Recovery after SIGKILL
+
+{_recovery_notes(data, libs)}
+
+## How each library runs
+
+{_setup(data, libs)}
+
+Every worker logs at WARNING (per-task INFO lines would measure logging, not queueing).
+Peers' tasks are the kind each library is built around: plain functions for Celery, RQ,
+Dramatiq and Huey, coroutines for arq, SAQ and taskiq; taskq is measured with both. arq is
+at 0.25.0, not its newest: arq 0.26+ requires redis-py < 6, which Celery 5.7 does not
+accept, and the peers share one environment.
+
+## Method
+
+- **Isolation.** One Redis server; each library has a database of its own (taskq also
+  a key prefix), flushed after every measurement. Each measurement is a fresh process
+  (`benchmarks/side.py`) in the library's own environment: taskq's `.venv`, the peers'
+  `benchmarks/.venv-peers` (from `benchmarks/requirements-peers.txt`, the same Python).
+- **Interleaving.** Each of the {data["runs"]} runs goes through every scenario and, within
+  it, through every library (taskq's variants alternating with the peers), in an order
+  rotated from run to run, so that whatever else the machine is doing falls on all alike.
+- **Enqueue.** {s["produce"]["n"]:,} no-op tasks one call at a time (after 50 warm-up calls),
+  from a plain loop (sync) and from a coroutine awaiting each call (async);
+  {s["produce"]["n_bulk"]:,} in batches of {s["produce"]["batch"]} for bulk APIs.
+- **Processing.** {s["throughput"]["n"]:,} no-op tasks are enqueued first, then one worker
+  process starts. The tasks count their starts and ends in shared memory (inherited by
+  forked children) and write to Redis only on the first start, every 1,000th end (or half
+  second) and the last end, so the clock runs from the first task's start to the last
+  task's end: worker boot is excluded. A library still busy {s["throughput"]["cap"]} s
+  after its first task started is stopped and rated on the tasks done by then (marked †).
+- **Pick-up latency.** A worker is started and warmed with one task; after 1 s at rest its
+  RSS is read; then {s["latency"]["idle_probes"]} probes, each after 1 s of idleness; then
+  {s["latency"]["n"]} tasks at {s["latency"]["rate"]}/s on a fixed schedule. Each task
+  records `monotonic() − t0` at its first line, `t0` being read just before the enqueue
+  call (one clock for all processes). Percentiles are nearest-rank over the
+  {s["latency"]["n"]} tasks of a run; the idle figure is the median probe of a run.
+- **Recovery.** Worker A takes {s["recovery"]["k"]} tasks that sleep while they run in A;
+  once A has started them (as many as it runs at once) worker B is started and left idle
+  for {s["recovery"]["b_boot"]} s, then A's whole process tree gets SIGKILL. The time is
+  from the kill until all {s["recovery"]["k"]} tasks have finished, bounded at
+  {s["recovery"]["bound"]} s. taskq runs with its defaults (lease {v.get("lease_seconds")} s,
+  renewal every {v.get("renew_seconds")} s) and is measured {s["recovery"]["reps"]} times;
+  each peer once, all libraries at the same time (the waits are idle, each library in
+  its own database).
+- **Memory.** RSS of the worker's whole process tree (supervisor, pool children, work
+  horse) at rest, and right after the processing run.
+- **The floor.** redis-py (with hiredis) alone: one `RPUSH` per round trip, sync and asyncio,
+  and pipelines of 100, so every rate can also be read as a fraction of what this machine's
+  Redis round trip allows.
+"""

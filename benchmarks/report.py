@@ -1,0 +1,535 @@
+"""Turns the measurements into medians, ratios, targets, a console table and the doc.
+
+Used by ``benchmarks/run.py`` (taskq's environment: standard library only here, so the doc
+can be re-rendered from a JSON file with ``python -m benchmarks.report results.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = "redis-py"
+#: peers whose tasks are coroutines; the others' are plain functions
+ASYNC_PEERS = {"arq", "saq", "taskiq"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    fmt: str  # "rate" | "ms" | "mib" | "s" | "x"
+
+
+METRICS = [
+    Metric("enqueue_sync", "enqueue one per call, sync producer", "tasks/s", True, "rate"),
+    Metric("enqueue_async", "enqueue one per call, async producer", "tasks/s", True, "rate"),
+    Metric("enqueue_bulk", "bulk enqueue (batches of 100)", "tasks/s", True, "rate"),
+    Metric("throughput_async", "processing, no-op async tasks", "tasks/s", True, "rate"),
+    Metric("throughput_sync", "processing, no-op sync tasks", "tasks/s", True, "rate"),
+    Metric("latency_p50_ms", "pick-up latency p50 (200/s)", "ms", False, "ms"),
+    Metric("latency_p95_ms", "pick-up latency p95", "ms", False, "ms"),
+    Metric("latency_p99_ms", "pick-up latency p99", "ms", False, "ms"),
+    Metric("latency_idle_ms", "first task after 1 s idle", "ms", False, "ms"),
+    Metric("recovery_s", "recovery after SIGKILL", "s", False, "s"),
+    Metric("rss_rest_mib", "worker RSS at rest", "MiB", False, "mib"),
+    Metric("rss_after_mib", "worker RSS after the processing run", "MiB", False, "mib"),
+]
+TASKQ_ONLY = [
+    Metric(
+        "throughput_async_metrics_off", "processing, async, metrics off", "tasks/s", True, "rate"
+    ),
+    Metric("throughput_sync_metrics_off", "processing, sync, metrics off", "tasks/s", True, "rate"),
+    Metric(
+        "throughput_async_bare", "processing, async, no middleware at all", "tasks/s", True, "rate"
+    ),
+    Metric("rss_after_sync_mib", "worker RSS after the sync processing run", "MiB", False, "mib"),
+    Metric("round_trips_per_enqueue", "Redis round trips per enqueue", "", False, "x"),
+    *(
+        Metric(f"decomp_{key}", f"interleaved, taskq's client: {label}", "tasks/s", True, "rate")
+        for key, label in (
+            ("rpush_sync", "RPUSH, one per round trip"),
+            ("script_sync", "the enqueue script alone (built beforehand)"),
+            ("enqueue_sync", "taskq's enqueue"),
+            ("rpush_pipeline", "RPUSH, pipelines of 100"),
+            ("script_bulk", "the enqueue script alone, 100 tasks a call"),
+            ("enqueue_bulk", "taskq's enqueue_many, 100 tasks"),
+            ("rpush_async", "RPUSH, asyncio, one per round trip"),
+            ("script_async", "the enqueue script alone, asyncio"),
+            ("enqueue_async", "taskq's enqueue_async"),
+        )
+    ),
+    *(
+        Metric(f"stage_{key}", f"CPU only: {label}", "µs per task", False, "ms")
+        for key, label in (
+            ("items_sync", "TaskQueue._items, one task (check, id, message, encode)"),
+            ("plan_sync", "Plans.enqueue + Call.command, one task"),
+            ("items_bulk", "TaskQueue._items, 100 tasks"),
+            ("plan_bulk", "Plans.enqueue + Call.command, 100 tasks"),
+        )
+    ),
+]
+FLOOR_METRICS = [
+    Metric(
+        "redis_one_command_sync",
+        "redis-py, one RPUSH per round trip (sync)",
+        "commands/s",
+        True,
+        "rate",
+    ),
+    Metric(
+        "redis_one_command_async",
+        "redis-py, one RPUSH per round trip (asyncio)",
+        "commands/s",
+        True,
+        "rate",
+    ),
+    Metric("redis_pipeline_100", "redis-py, pipelines of 100 RPUSH", "commands/s", True, "rate"),
+]
+BY_KEY = {m.key: m for m in [*METRICS, *TASKQ_ONLY, *FLOOR_METRICS]}
+THROUGHPUT_KEYS = {
+    "async": "throughput_async",
+    "sync": "throughput_sync",
+    "async-nometrics": "throughput_async_metrics_off",
+    "sync-nometrics": "throughput_sync_metrics_off",
+    "async-bare": "throughput_async_bare",
+}
+WORKER_NOTES = {
+    "taskq": "`taskq worker` (the CLI), 1 process, default concurrency 16; async tasks on the "
+    "loop, sync tasks on its 16-thread pool",
+    "celery": "`celery worker -P prefork -c {cores}`: prefork pool, one child per core "
+    "(3 processes), default prefetch (4), acks on receipt (default), no result backend",
+    "rq": "standard `Worker` (`Worker.work()`): forks a work horse for every job; results "
+    "kept 500 s (default)",
+    "dramatiq": "`dramatiq -p 1 -t 8`: 1 worker process with 8 threads, under its supervisor "
+    "process; default middleware, no result backend",
+    "huey": "`huey_consumer -k thread -w 8`: 1 process, 8 worker threads; `RedisHuey` "
+    "defaults (blocking reads)",
+    "arq": "`arq WorkerSettings`: 1 asyncio process, defaults (max_jobs 10, poll_delay 0.5 s, "
+    "results kept 1 h)",
+    "saq": "`saq settings`: 1 asyncio process, concurrency 10 (default)",
+    "taskiq": "`taskiq worker --workers 1`: 1 worker process under its supervisor, "
+    "`RedisStreamBroker` + `RedisAsyncResultBackend` (taskiq-redis's README setup), "
+    "max_async_tasks 100 (default)",
+}
+PRODUCER_NOTES = {
+    "taskq": ("`task.enqueue()`", "`await task.enqueue_async()`", "`TaskQueue.enqueue_many`"),
+    "celery": ("`task.delay()`", None, None),
+    "rq": ("`Queue.enqueue()`", None, "`Queue.enqueue_many`"),
+    "dramatiq": ("`actor.send()`", None, None),
+    "huey": ("calling the task", None, None),
+    "arq": (None, "`await pool.enqueue_job()`", None),
+    "saq": (None, "`await queue.enqueue()`", None),
+    "taskiq": (None, "`await task.kiq()`", None),
+}
+#: what each peer does with the tasks of a worker killed by SIGKILL, per its documentation
+RECOVERY_NOTES = {
+    "celery": "acknowledges a message when a worker receives it (`task_acks_late=False`, the "
+    "default): the tasks a killed worker held, running or prefetched, are gone. With "
+    "`acks_late` they come back after the Redis transport's `visibility_timeout` (1 hour).",
+    "rq": "the killed job stays in the `StartedJobRegistry` until its entry expires; the "
+    "registry cleanup, which workers run every 10 minutes (`maintenance_interval`), then "
+    "moves it to the `FailedJobRegistry` as abandoned, or re-queues it if it has retries "
+    "left (none by default).",
+    "dramatiq": "re-queues the unacknowledged messages of a worker whose heartbeat is older "
+    "than `heartbeat_timeout` (60 s) during maintenance, which runs with a chance of "
+    "1/1000 per broker command.",
+    "huey": "removes a task from Redis when a consumer dequeues it: a killed consumer's "
+    "tasks are lost.",
+    "arq": "runs a job again once its in-progress key expires, the job timeout plus 10 s "
+    "(310 s by default).",
+    "saq": "a worker's sweep (every 60 s) finds active jobs past their timeout (10 s by "
+    "default) and, with the default `retries=1` (one attempt in all), aborts them rather "
+    "than running them again.",
+    "taskiq": "`RedisStreamBroker` re-claims unacknowledged messages idle for longer than "
+    "`idle_timeout` (10 minutes by default).",
+}
+
+
+# -- summarising
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "runs": values,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarise(
+    raw: list[dict[str, Any]], recovery: dict[str, dict[str, Any]], libs: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per library and metric: the values of every run, median, min and max."""
+    values: dict[str, dict[str, list[float]]] = {}
+    extra: dict[str, dict[str, Any]] = {}
+
+    def add(lib: str, key: str, v: Any) -> None:
+        if isinstance(v, int | float):
+            values.setdefault(lib, {}).setdefault(key, []).append(float(v))
+
+    for e in raw:
+        lib, res, sc, variant = e["lib"], e["result"], e["scenario"], e["variant"]
+        if sc == "floor":
+            for m in FLOOR_METRICS:
+                add(FLOOR, m.key, res.get(m.key))
+            extra.setdefault(FLOOR, {})["payload_bytes"] = res.get("payload_bytes")
+        elif sc == "produce":
+            for k in (
+                "enqueue_sync",
+                "enqueue_async",
+                "enqueue_bulk",
+                "round_trips_per_enqueue",
+            ):
+                add(lib, k, res.get(k))
+            for k, v in res.items():
+                if k.startswith(("decomp_", "stage_")):
+                    add(lib, k, v)
+            if "metrics_off_mode" in res:
+                extra.setdefault(lib, {})["metrics_off_mode"] = res["metrics_off_mode"]
+        elif sc == "throughput":
+            if lib == "taskq":
+                key = THROUGHPUT_KEYS[variant]
+            else:
+                key = "throughput_async" if lib in ASYNC_PEERS else "throughput_sync"
+            add(lib, key, res.get("throughput"))
+            if variant in ("default", "async"):
+                add(lib, "rss_after_mib", res.get("rss_after_mib"))
+            elif variant == "sync":
+                add(lib, "rss_after_sync_mib", res.get("rss_after_mib"))
+            x = extra.setdefault(lib, {})
+            x.setdefault(f"{key}_done", []).append(res.get("done"))
+            if res.get("capped_s"):
+                x[f"{key}_capped_s"] = res["capped_s"]
+            x["worker_processes"] = res.get("worker_processes")
+        elif sc == "latency":
+            for k in (
+                "latency_p50_ms",
+                "latency_p95_ms",
+                "latency_p99_ms",
+                "latency_idle_ms",
+                "rss_rest_mib",
+            ):
+                add(lib, k, res.get(k))
+            x = extra.setdefault(lib, {})
+            x.setdefault("latency_idle_all_ms", []).extend(res.get("latency_idle_all_ms", []))
+            x.setdefault("latency_achieved_rate", []).append(res.get("achieved_rate"))
+            x.setdefault("latency_complete", []).append(res.get("complete"))
+            x.setdefault("latency_max_ms", []).append(res.get("latency_max_ms"))
+    out: dict[str, dict[str, Any]] = {}
+    for lib, metrics in values.items():
+        out[lib] = {k: _stats(v) for k, v in metrics.items()}
+    for lib, res in recovery.items():
+        if "error" in res:
+            extra.setdefault(lib, {})["recovery_error"] = res["error"][-500:]
+            continue
+        runs = res["recovery_s_runs"]
+        bound = res["recovery_detail"][0]["bound_s"]
+        entry: dict[str, Any] = {"runs": runs, "bound_s": bound}
+        if all(r is not None for r in runs):
+            entry |= _stats(runs)
+        else:
+            entry |= {"median": None, "min": None, "max": None, "not_recovered": True}
+        out.setdefault(lib, {})["recovery_s"] = entry
+        extra.setdefault(lib, {})["recovery_detail"] = res["recovery_detail"]
+    for lib, x in extra.items():
+        out.setdefault(lib, {})["_extra"] = x
+    return out
+
+
+def library_notes(libs: list[str]) -> dict[str, Any]:
+    import os
+
+    cores = os.cpu_count() or 1
+    return {
+        lib: {
+            "worker": WORKER_NOTES[lib].format(cores=cores),
+            "sync_producer": PRODUCER_NOTES[lib][0],
+            "async_producer": PRODUCER_NOTES[lib][1],
+            "bulk": PRODUCER_NOTES[lib][2],
+            "recovery": RECOVERY_NOTES.get(lib),
+        }
+        for lib in libs
+    }
+
+
+def _median(data: dict[str, Any], lib: str, key: str) -> float | None:
+    m = data["metrics"].get(lib, {}).get(key)
+    value = None if m is None else m.get("median")
+    return None if value is None else float(value)
+
+
+def ratios(data: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each peer's median over taskq's, per metric both have (recovery only when both
+    recovered)."""
+    out: dict[str, dict[str, float]] = {}
+    for lib in data["metrics"]:
+        if lib in ("taskq", FLOOR):
+            continue
+        for m in METRICS:
+            a, b = _median(data, lib, m.key), _median(data, "taskq", m.key)
+            if a is not None and b:
+                out.setdefault(lib, {})[m.key] = a / b
+    return out
+
+
+# -- targets
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's targets, each judged on this run's medians."""
+    t: list[dict[str, Any]] = []
+    peers = [lib for lib in data["metrics"] if lib not in ("taskq", FLOOR)]
+
+    def med(lib: str, key: str) -> float | None:
+        return _median(data, lib, key)
+
+    def known(libs: list[str], *keys: str) -> dict[str, float]:
+        """Each library's median of the first of ``keys`` it has."""
+        out: dict[str, float] = {}
+        for lib in libs:
+            for key in keys:
+                v = med(lib, key)
+                if v:
+                    out[lib] = v
+                    break
+        return out
+
+    def add(name: str, target: str, value: str, met: bool, detail: str = "") -> None:
+        t.append({"name": name, "target": target, "value": value, "met": met, "detail": detail})
+
+    rt = med("taskq", "round_trips_per_enqueue")
+    if rt is not None:
+        add(
+            "enqueue_round_trips",
+            "one Redis round trip per enqueue",
+            f"{rt:g} round trip(s)",
+            rt <= 1.0,
+            "counted at the socket over 100 enqueues",
+        )
+    for mode in ("sync", "async"):
+        tq, fl = med("taskq", f"enqueue_{mode}"), med(FLOOR, f"redis_one_command_{mode}")
+        if tq and fl:
+            add(
+                f"enqueue_{mode}_floor",
+                f"one-at-a-time enqueue ({mode} producer) ≥ 0.85× redis-py one command",
+                f"{tq / fl:.2f}× ({tq:,.0f} vs {fl:,.0f}/s)",
+                tq / fl >= 0.85,
+            )
+        rivals = known(peers, f"enqueue_{mode}")
+        if tq and rivals:
+            best = max(rivals, key=rivals.__getitem__)
+            add(
+                f"enqueue_{mode}_peers",
+                f"one-at-a-time enqueue ({mode} producer) ahead of every peer",
+                f"taskq {tq:,.0f}/s; best peer {best} {rivals[best]:,.0f}/s",
+                tq > rivals[best],
+            )
+    tq, fl = med("taskq", "enqueue_bulk"), med(FLOOR, "redis_pipeline_100")
+    if tq and fl:
+        add(
+            "bulk_floor",
+            "bulk enqueue ≥ 0.5× redis-py pipelined rate",
+            f"{tq / fl:.2f}× ({tq:,.0f} vs {fl:,.0f}/s)",
+            tq / fl >= 0.5,
+        )
+    rivals = known(peers, "throughput_async", "throughput_sync")
+    if rivals:
+        best = max(rivals, key=rivals.__getitem__)
+        for kind, factor in (("async", 10), ("sync", 5)):
+            tq = med("taskq", f"throughput_{kind}")
+            if tq:
+                add(
+                    f"throughput_{kind}",
+                    f"processing, no-op {kind} tasks ≥ {factor}× the fastest peer",
+                    f"{tq / rivals[best]:.1f}× ({tq:,.0f}/s vs {best} {rivals[best]:,.0f}/s)",
+                    tq >= factor * rivals[best],
+                )
+    p99 = known(peers, "latency_p99_ms")
+    tq = med("taskq", "latency_p99_ms")
+    if tq and p99:
+        best = min(p99, key=p99.__getitem__)
+        add(
+            "latency_p99",
+            "pick-up latency p99 no higher than the best peer's",
+            f"taskq {tq:.2f} ms; best peer {best} {p99[best]:.2f} ms",
+            tq <= p99[best],
+        )
+    idle = data["metrics"].get("taskq", {}).get("_extra", {}).get("latency_idle_all_ms")
+    if idle:
+        add(
+            "latency_idle",
+            "first task after a second of idleness within 5 ms",
+            f"median {statistics.median(idle):.2f} ms, worst {max(idle):.2f} ms "
+            f"({len(idle)} probes)",
+            max(idle) <= 5.0,
+            "judged on the worst probe",
+        )
+    rec = data["metrics"].get("taskq", {}).get("recovery_s")
+    v = data.get("versions", {}).get("taskq", {})
+    lease = data["sizes"]["recovery"].get("lease") or v.get("lease_seconds", 15.0)
+    renew = data["sizes"]["recovery"].get("renew") or v.get("renew_seconds", 5.0)
+    if rec:
+        bound = lease + renew + 2
+        worst = None if rec.get("not_recovered") else max(rec["runs"])
+        add(
+            "recovery",
+            f"recovery after SIGKILL within lease + renewal + 2 s "
+            f"({lease:g} + {renew:g} + 2 = {bound:g} s)",
+            "not recovered"
+            if worst is None
+            else f"worst {worst:.1f} s, median {rec['median']:.1f} s ({len(rec['runs'])} runs)",
+            worst is not None and worst <= bound,
+        )
+    for kind in ("async", "sync"):
+        on, off = med("taskq", f"throughput_{kind}"), med("taskq", f"throughput_{kind}_metrics_off")
+        if on and off:
+            cost = 1 - on / off
+            add(
+                f"metrics_cost_{kind}",
+                f"metrics on cost at most 10% of throughput ({kind} tasks)",
+                f"{cost * 100:+.1f}% ({on:,.0f} on vs {off:,.0f}/s off)",
+                cost <= 0.10,
+                "tracing not measured (off by default)",
+            )
+    return t
+
+
+# -- text
+
+
+def fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "rate":
+        return f"{value:,.0f}"
+    if kind == "ms":
+        return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+    if kind == "mib":
+        return f"{value:.0f}"
+    if kind == "s":
+        return f"{value:.1f}"
+    return f"{value:g}"
+
+
+def cell(data: dict[str, Any], lib: str, m: Metric, range_: bool = True) -> str:
+    e = data["metrics"].get(lib, {}).get(m.key)
+    if e is None:
+        return "—"
+    if m.key == "recovery_s" and e.get("not_recovered"):
+        done = [r for r in e["runs"] if r is not None]
+        return f"> {e['bound_s']:.0f}" + (
+            f" ({len(done)}/{len(e['runs'])} recovered)" if done else ""
+        )
+    text = fmt(e["median"], m.fmt)
+    x = data["metrics"].get(lib, {}).get("_extra", {})
+    if range_ and len(e.get("runs", [])) > 1 and e["min"] != e["max"]:
+        text += f" ({fmt(e['min'], m.fmt)}–{fmt(e['max'], m.fmt)})"
+    if x.get(f"{m.key}_capped_s"):
+        text += "†"
+    return text
+
+
+def brief(scenario: str, res: dict[str, Any]) -> str:
+    """One line about one measurement, for the progress log."""
+    if "error" in res:
+        return "error: " + str(res["error"]).strip().splitlines()[-1][:200]
+    if scenario == "floor":
+        return (
+            f"1 cmd {res['redis_one_command_sync']:,.0f}/s, async "
+            f"{res['redis_one_command_async']:,.0f}/s, pipe100 "
+            f"{res['redis_pipeline_100']:,.0f}/s"
+        )
+    if scenario == "produce":
+        parts = [
+            f"{k.removeprefix('enqueue_')} {res[k]:,.0f}/s"
+            for k in ("enqueue_sync", "enqueue_async", "enqueue_bulk")
+            if k in res
+        ]
+        return ", ".join(parts)
+    if scenario == "throughput":
+        capped = f" (capped at {res['capped_s']}s)" if res.get("capped_s") else ""
+        return (
+            f"{res['throughput']:,.0f} tasks/s over {res['done']}{capped}, "
+            f"RSS {res['rss_after_mib']:.0f} MiB"
+        )
+    if scenario == "latency":
+        return (
+            f"p50 {res['latency_p50_ms']:.2f} p99 {res['latency_p99_ms']:.2f} idle "
+            f"{res['latency_idle_ms']:.2f} ms, RSS {res['rss_rest_mib']:.0f} MiB"
+        )
+    if scenario == "recovery":
+        runs = res["recovery_s_runs"]
+        return ", ".join("not within bound" if r is None else f"{r:.1f}s" for r in runs)
+    return json.dumps(res)[:200]
+
+
+def console(data: dict[str, Any]) -> str:
+    """The results as plain text: medians (min–max) and each peer's ratio to taskq."""
+    libs = [lib for lib in data["metrics"] if lib != FLOOR]
+    lines = [
+        f"\n{data['mode']} run, {data['date']}, {data['runs']} run(s) each; "
+        "median (min–max); ×: peer ÷ taskq"
+    ]
+    for m in [*FLOOR_METRICS]:
+        lines.append(f"  {m.label:<52} {cell(data, FLOOR, m):>28} {m.unit}")
+    for m in [*METRICS, *TASKQ_ONLY]:
+        row = [(lib, cell(data, lib, m)) for lib in libs]
+        row = [(lib, c) for lib, c in row if c != "—"]
+        if not row:
+            continue
+        lines.append(f"  {m.label} ({m.unit})" if m.unit else f"  {m.label}")
+        for lib, c in row:
+            r = data["ratios"].get(lib, {}).get(m.key)
+            lines.append(f"      {lib:<9} {c:<32}" + (f" ×{r:.3g}" if r is not None else ""))
+    lines.append("\n  targets (issue 7):")
+    for t in data["targets"]:
+        mark = {True: "met", False: "NOT MET", None: "n/a"}[t["met"]]
+        lines.append(f"    [{mark:^7}] {t['target']}: {t['value']}")
+    if data["errors"]:
+        lines.append(f"\n  {len(data['errors'])} measurement(s) failed; see the JSON")
+    return "\n".join(lines)
+
+
+def make_chart(results: Path, png: Path) -> bool:
+    """Draw the ratio chart with whichever environment has matplotlib."""
+    for py in (ROOT / "benchmarks/.venv-peers/bin/python", Path(sys.executable)):
+        if not py.exists():
+            continue
+        probe = subprocess.run(
+            [str(py), "-c", "import matplotlib"], capture_output=True, check=False
+        )
+        if probe.returncode:
+            continue
+        subprocess.run(
+            [str(py), str(ROOT / "benchmarks" / "chart.py"), str(results), str(png)],
+            check=True,
+            cwd=ROOT,
+        )
+        return True
+    print("no environment with matplotlib: chart skipped", file=sys.stderr)
+    return False
+
+
+def write_doc(data: dict[str, Any], path: Path, chart: Path | None) -> None:
+    from benchmarks.doc import render
+
+    path.write_text(render(data, chart.name if chart else None))
+
+
+if __name__ == "__main__":
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "benchmarks/results/latest.json")
+    d = json.loads(src.read_text())
+    print(console(d))
+    if "--doc" in sys.argv:
+        png = ROOT / "docs" / "benchmarks-ratios.png"
+        write_doc(d, ROOT / "docs" / "benchmarks.md", png if make_chart(src, png) else None)

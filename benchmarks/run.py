@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""Benchmarks taskq side by side with Celery, RQ, Dramatiq, Huey, arq, SAQ and taskiq.
+
+    python benchmarks/run.py                   # full run: ~15-20 minutes on 2 cores
+    python benchmarks/run.py --quick           # smoke run (CI): taskq and redis-py only
+    python benchmarks/run.py --only taskq,celery --runs 5
+
+Every library runs on the same Redis (127.0.0.1:6379), each in a database of its own that
+is flushed after every measurement. Measurements are interleaved (each run goes through
+every library before the next run starts, in a rotated order) and repeated ``--runs``
+times; medians are reported with their min-max and each peer's ratio to taskq.
+
+taskq's side runs with the project's ``.venv``; the peers are installed into
+``benchmarks/.venv-peers`` from ``benchmarks/requirements-peers.txt`` (created on first use
+by a full run, never by ``--quick``). A full run writes ``benchmarks/results/latest.json``,
+``docs/benchmarks.md`` and the chart ``docs/benchmarks-ratios.png``; other runs write
+``benchmarks/results/quick.json`` or ``partial.json`` (or ``--out``) and leave the doc alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PROJECT_VENV_PY = ROOT / ".venv" / "bin" / "python"
+PEERS_VENV = BENCH / ".venv-peers"
+PEERS_PY = PEERS_VENV / "bin" / "python"
+REQUIREMENTS = BENCH / "requirements-peers.txt"
+RESULTS = BENCH / "results"
+
+# taskq's side needs redis-py and psutil: run the orchestrator with the project's venv
+# (or, where there is none, with the interpreter that has taskq installed)
+if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve() and PROJECT_VENV_PY.exists():
+    os.execv(
+        str(PROJECT_VENV_PY),
+        [str(PROJECT_VENV_PY), str(Path(__file__).resolve()), *sys.argv[1:]],
+    )
+VENV_PY = PROJECT_VENV_PY if PROJECT_VENV_PY.exists() else Path(sys.executable)
+
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import redis  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+
+PEERS = ["celery", "rq", "dramatiq", "huey", "arq", "saq", "taskiq"]
+LIBS = ["taskq", *PEERS]
+#: each library's own Redis database (the peers use fixed key names)
+DB = {"floor": 8, "taskq": 9, "celery": 10, "rq": 11, "dramatiq": 12, "huey": 13}
+DB.update({"arq": 14, "saq": 15, "taskiq": 7})
+MARKER = "taskq-benchmarks:owner"
+
+FULL: dict[str, dict[str, Any]] = {
+    "produce": {"n": 5000, "n_bulk": 20000, "batch": 100},
+    "throughput": {"n": 20000, "cap": 15, "boot_timeout": 90},
+    "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90},
+    "recovery": {"k": 4, "bound": 120, "reps": 3, "b_boot": 5},
+    "floor": {"n": 20000, "n_pipe": 200000, "payload": 0},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "produce": {"n": 500, "n_bulk": 5000, "batch": 100},
+    "throughput": {"n": 2000, "cap": 20, "boot_timeout": 60},
+    "latency": {"n": 100, "rate": 200, "idle_probes": 1, "boot_timeout": 60},
+    # a short lease keeps the smoke run short; full runs use taskq's defaults (15 s / 5 s)
+    "recovery": {"k": 4, "bound": 30, "reps": 1, "b_boot": 2, "lease": 3.0, "renew": 1.0},
+    "floor": {"n": 2000, "n_pipe": 20000, "payload": 0},
+}
+#: taskq's throughput variants: task kind; metrics on, off, or no middleware at all
+TASKQ_THROUGHPUT = ["async", "sync", "async-nometrics", "sync-nometrics", "async-bare"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- environments
+
+
+def python_for(lib: str) -> Path:
+    return VENV_PY if lib in ("taskq", "floor") else PEERS_PY
+
+
+def _requirements_hash() -> str:
+    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def ensure_peers_venv() -> None:
+    """Create (or refresh) the peers' virtual environment from the requirements file."""
+    stamp = PEERS_VENV / ".requirements.sha256"
+    if PEERS_PY.exists() and stamp.exists() and stamp.read_text() == _requirements_hash():
+        return
+    # the same interpreter as taskq's venv, so both sides run the same Python
+    base = getattr(sys, "_base_executable", sys.executable)
+    if not PEERS_PY.exists():
+        log(f"creating {PEERS_VENV.relative_to(ROOT)} with {base}")
+        subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True)
+    log(f"installing {REQUIREMENTS.relative_to(ROOT)} (first use only)")
+    pip = [str(PEERS_PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+    stamp.write_text(_requirements_hash())
+
+
+# -- Redis databases
+
+
+def redis_url(base: str, lib: str) -> str:
+    return f"{base.rstrip('/')}/{DB[lib]}"
+
+
+def claim_databases(base: str, libs: list[str]) -> None:
+    """Refuse to touch a database that holds someone else's keys."""
+    clients = [(lib, redis.Redis.from_url(redis_url(base, lib))) for lib in ["floor", *libs]]
+    try:
+        for lib, c in clients:
+            if c.dbsize() and not c.exists(MARKER):
+                raise SystemExit(
+                    f"Redis database {DB[lib]} (for {lib}) holds {c.dbsize()} keys that are "
+                    "not the benchmark's; empty it or point --redis elsewhere"
+                )
+        for _, c in clients:
+            c.set(MARKER, "1")
+    finally:
+        for _, c in clients:
+            c.close()
+
+
+def release_databases(base: str, libs: list[str]) -> None:
+    for lib in ["floor", *libs]:
+        c = redis.Redis.from_url(redis_url(base, lib))
+        c.flushdb()
+        c.close()
+
+
+# -- running one measurement
+
+
+class SideError(RuntimeError):
+    pass
+
+
+_current: subprocess.Popen[str] | None = None
+
+
+def side(
+    lib: str,
+    scenario: str,
+    params: dict[str, Any],
+    base: str,
+    variant: str = "default",
+    timeout: float = 900,
+    wrap: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run ``benchmarks/side.py`` for one library in its environment; its JSON result."""
+    global _current
+    cmd = [str(python_for(lib)), "-m", "benchmarks.side", lib, scenario]
+    cmd += ["--variant", variant, "--params", json.dumps(params)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BENCH_REDIS_URL": redis_url(base, lib),
+        "BENCH_PROBE_KEY": f"bench-probe:{lib}",
+    }
+    proc = subprocess.Popen(
+        [*(wrap or []), *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _current = proc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the side stops its workers and flushes
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        raise SideError(
+            f"{lib} {scenario}: no result within {timeout:.0f}s\n{err[-3000:]}"
+        ) from None
+    finally:
+        _current = None
+    for line in out.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("BENCH-RESULT "))
+            return result
+    raise SideError(f"{lib} {scenario} {variant} failed (exit {proc.returncode}):\n{err[-3000:]}")
+
+
+def available(libs: list[str], base: str) -> tuple[list[str], dict[str, Any], list[str]]:
+    """The libraries that import in their environment, with their package versions."""
+    versions: dict[str, Any] = {}
+    ok: list[str] = []
+    skipped: list[str] = []
+    for lib in ["floor", *libs]:
+        if lib != "floor" and lib != "taskq" and not PEERS_PY.exists():
+            skipped.append(f"{lib}: {PEERS_VENV.relative_to(ROOT)} does not exist")
+            continue
+        try:
+            versions[lib] = side(lib, "versions", {}, base, timeout=120)
+            if lib != "floor":
+                ok.append(lib)
+        except SideError as exc:
+            if lib in ("floor", "taskq"):
+                raise
+            skipped.append(f"{lib}: does not import ({str(exc).strip().splitlines()[-1]})")
+    return ok, versions, skipped
+
+
+# -- the machine
+
+
+def machine_info(base: str) -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.release()})"
+    c = redis.Redis.from_url(f"{base.rstrip('/')}/0")
+    info = c.info("server")
+    cfg = c.config_get("save") | c.config_get("appendonly")
+    c.close()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": os_name,
+        "python": platform.python_version(),
+        "redis": info.get("redis_version"),
+        "redis_persistence": f"save={cfg.get('save')!r}, appendonly={cfg.get('appendonly')}",
+        "redis_url": base,
+    }
+
+
+class LoadWatch:
+    """Samples what other processes on this machine use while the benchmark runs."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._me = os.getpid()
+
+    def __enter__(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _ours(self) -> set[int]:
+        try:
+            me = psutil.Process(self._me)
+            mine = {self._me, *(p.pid for p in me.children(recursive=True))}
+        except psutil.Error:
+            mine = {self._me}
+        # the workers run in sessions of their own: also count whatever runs our code
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info.get("cmdline") or [])
+            if "benchmarks." in cmd or "benchmarks/" in cmd or "redis-server" in cmd:
+                mine.add(p.pid)
+        return mine
+
+    def _run(self) -> None:
+        prev: dict[int, float] = {}
+        while not self._stop.wait(self.interval):
+            ours = self._ours()
+            now: dict[int, float] = {}
+            for p in psutil.process_iter(["cpu_times"]):
+                t = p.info.get("cpu_times")
+                if t is not None and p.pid not in ours:
+                    now[p.pid] = t.user + t.system
+            other = sum(v - prev.get(pid, v) for pid, v in now.items())
+            prev = now
+            self.samples.append(
+                {
+                    "t": time.time(),
+                    "loadavg_1m": os.getloadavg()[0],
+                    "other_cpu_cores": max(0.0, other / self.interval),
+                }
+            )
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples[1:]  # the first interval has no baseline
+        if not s:
+            return {"samples": 0}
+        other = [x["other_cpu_cores"] for x in s]
+        return {
+            "samples": len(s),
+            "loadavg_1m_median": statistics.median(x["loadavg_1m"] for x in s),
+            "loadavg_1m_max": max(x["loadavg_1m"] for x in s),
+            "other_processes_cpu_cores_mean": sum(other) / len(other),
+            "other_processes_cpu_cores_max": max(other),
+            "shared": sum(other) / len(other) > 0.05 or max(other) > 0.25,
+        }
+
+
+# -- the plan
+
+
+def plan(libs: list[str]) -> list[tuple[str, str, str]]:
+    """One run: (scenario, lib, variant) in order. Scenario by scenario, every library in
+    turn, so that whatever else the machine does falls on all of them alike."""
+    entries: list[tuple[str, str, str]] = [("floor", "floor", "default")]
+    entries += [("produce", lib, "default") for lib in libs]
+    tp: list[tuple[str, str, str]] = []
+    peers = [lib for lib in libs if lib != "taskq"]
+    variants = list(TASKQ_THROUGHPUT) if "taskq" in libs else []
+    # alternate taskq's variants with the peers: A B A B ...
+    while variants or peers:
+        if variants:
+            tp.append(("throughput", "taskq", variants.pop(0)))
+        if peers:
+            tp.append(("throughput", peers.pop(0), "default"))
+    entries += tp
+    entries += [("latency", lib, "default") for lib in libs]
+    return entries
+
+
+def rotate(entries: list[tuple[str, str, str]], k: int) -> list[tuple[str, str, str]]:
+    """The same scenarios in the same order, each scenario's libraries rotated by ``k``."""
+    out: list[tuple[str, str, str]] = []
+    for scenario in dict.fromkeys(e[0] for e in entries):
+        group = [e for e in entries if e[0] == scenario]
+        j = k % len(group)
+        out += group[j:] + group[:j]
+    return out
+
+
+def run_recovery(libs: list[str], sizes: dict[str, Any], base: str) -> dict[str, dict[str, Any]]:
+    """Recovery of every library at once: the waits are idle, and each has its own DB."""
+    results: dict[str, dict[str, Any]] = {}
+    threads: list[threading.Thread] = []
+
+    def one(lib: str) -> None:
+        p = dict(sizes)
+        if lib != "taskq":
+            p["reps"] = 1  # the peers' waits are bounded by minutes, not seconds
+        try:
+            results[lib] = side(lib, "recovery", p, base, timeout=p["bound"] * p["reps"] + 400)
+        except SideError as exc:
+            results[lib] = {"error": str(exc)}
+
+    for lib in libs:
+        t = threading.Thread(target=one, args=(lib,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run for CI (taskq + redis-py)")
+    ap.add_argument("--only", help="comma-separated libraries (taskq is always included)")
+    ap.add_argument("--runs", type=int, help="runs of each measurement (default 3, quick 1)")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis server URL")
+    ap.add_argument("--out", type=Path, help="where to write the JSON results")
+    ap.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
+    ap.add_argument("--write-doc", action="store_true", help="write the doc for a partial run")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the workers' logs in /tmp")
+    args = ap.parse_args()
+
+    sizes = QUICK if args.quick else FULL
+    runs = args.runs or (1 if args.quick else 3)
+    if args.only:
+        wanted = [x.strip() for x in args.only.split(",") if x.strip()]
+        unknown = [x for x in wanted if x not in LIBS]
+        if unknown:
+            ap.error(f"unknown libraries {unknown}; known: {','.join(LIBS)}")
+    else:
+        wanted = ["taskq"] if args.quick else list(LIBS)
+    libs = ["taskq", *[x for x in wanted if x != "taskq"]]
+    full = not args.quick and not args.only
+    mode = "quick" if args.quick else ("full" if full else "partial")
+    if args.keep_logs:
+        os.environ["BENCH_KEEP_LOGS"] = "1"
+    if not args.quick and any(lib in PEERS for lib in libs):
+        ensure_peers_venv()
+
+    started = time.time()
+    base = args.redis
+    libs, versions, skipped = available(libs, base)
+    for s in skipped:
+        log(f"skipped {s}")
+    claim_databases(base, libs)
+    machine = machine_info(base)
+    log(f"{mode} run of {', '.join(libs)} (+ redis-py floor), {runs} run(s)")
+    raw: list[dict[str, Any]] = []
+    errors: list[str] = []
+    recovery: dict[str, dict[str, Any]] = {}
+    rec_sizes = dict(sizes["recovery"])
+    try:
+        with LoadWatch() as watch:
+            entries = plan(libs)
+            for r in range(runs):
+                for scenario, lib, variant in rotate(entries, r):
+                    t = time.time()
+                    try:
+                        res = side(lib, scenario, sizes[scenario], base, variant)
+                    except SideError as exc:
+                        errors.append(f"run {r + 1}: {exc}")
+                        log(f"run {r + 1} {scenario} {lib} {variant}: FAILED\n{exc}")
+                        continue
+                    raw.append(
+                        {
+                            "run": r + 1,
+                            "scenario": scenario,
+                            "lib": lib,
+                            "variant": variant,
+                            "result": res,
+                            "wall_s": time.time() - t,
+                        }
+                    )
+                    log(
+                        f"run {r + 1}/{runs} {scenario:<10} {lib:<9} {variant:<16} "
+                        f"{report.brief(scenario, res)} ({time.time() - t:.1f}s)"
+                    )
+            log("recovery: every library at once, a worker SIGKILLed while it holds tasks")
+            t = time.time()
+            recovery = run_recovery(libs, rec_sizes, base)
+            for lib, res in recovery.items():
+                log(f"recovery {lib:<9} {report.brief('recovery', res)}")
+            log(f"recovery phase took {time.time() - t:.0f}s")
+            load = watch.summary()
+    finally:
+        release_databases(base, libs)
+
+    results = report.summarise(raw, recovery, libs)
+    data: dict[str, Any] = {
+        "schema": 1,
+        "mode": mode,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": 0.0,
+        "machine": machine,
+        "versions": versions,
+        "libraries": report.library_notes(libs),
+        "skipped": skipped,
+        "runs": runs,
+        "sizes": sizes,
+        "load": load,
+        "metrics": results,
+        "errors": errors,
+    }
+    data["ratios"] = report.ratios(data)
+    data["targets"] = report.targets(data)
+    if full and not args.no_profile:
+        from benchmarks import profiles
+
+        data["profiles"] = profiles.run_profiles(data, base, side)
+    data["duration_s"] = time.time() - started
+    out = args.out or RESULTS / {"full": "latest.json", "quick": "quick.json"}.get(
+        mode, "partial.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    (out.with_suffix(".raw.json")).write_text(json.dumps(raw, indent=1) + "\n")
+    print(report.console(data))
+    if full or args.write_doc:
+        chart = ROOT / "docs" / "benchmarks-ratios.png"
+        made = report.make_chart(out, chart)
+        report.write_doc(data, ROOT / "docs" / "benchmarks.md", chart if made else None)
+        log(
+            f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, "
+            "docs/benchmarks.md" + (", docs/benchmarks-ratios.png" if made else "")
+        )
+    else:
+        log(f"wrote {out}")
+    log(f"took {data['duration_s'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        if _current is not None and _current.poll() is None:
+            _current.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _current.wait(30)
+        sys.exit(130)

@@ -1,0 +1,651 @@
+"""One measurement of one library, run by that library's virtual environment.
+
+``python -m benchmarks.side LIB SCENARIO [--variant V] [--params JSON]`` (from the repository
+root) prints one line ``BENCH-RESULT {json}`` on stdout. ``BENCH_REDIS_URL`` names the
+Redis database the library has to itself; it is flushed when the measurement ends.
+Workers run as subprocesses in their own session, so the whole process tree (Celery's
+prefork children, RQ's work horses, Dramatiq's and taskiq's supervisors) is measured and
+cleaned up together.
+
+Scenarios:
+
+- ``produce``: enqueue one task per call (sync producer, async producer), and in bulk;
+- ``throughput``: pre-fill the queue, start one worker, time the first task's start to the
+  last task's end (recorded by the tasks in Redis), and the worker's RSS afterwards;
+- ``latency``: an idle worker; RSS at rest; pick-up after a second of idleness; then tasks
+  at a steady rate, enqueue call to task start;
+- ``recovery``: a worker holding tasks is SIGKILLed while a second one is up; time until
+  every task has finished;
+- ``floor``: redis-py alone, one command per round trip and pipelines of 100;
+- ``profile-throughput``: py-spy attached to an idle worker that then runs ``n`` tasks;
+- ``latency-trace``: taskq's pick-up path cut in three with Redis's MONITOR timestamps;
+- ``versions``: the versions of the packages in this environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+PROBE = os.environ.get("BENCH_PROBE_KEY", "bench-probe")
+MARKER = "taskq-benchmarks:owner"
+POLL = 0.005
+
+
+def log(msg: str) -> None:
+    print(f"[side {os.getpid()}] {msg}", file=sys.stderr, flush=True)
+
+
+def rclient() -> redis.Redis:
+    return redis.Redis.from_url(URL)
+
+
+def clean() -> None:
+    """Empty this library's database, leaving the marker that says it is ours."""
+    c = rclient()
+    c.flushdb()
+    c.set(MARKER, "1")
+    c.close()
+
+
+# -- workers
+
+
+class WorkerProcess:
+    """A worker started with the library's own command, in a session of its own."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], n: int = 0) -> None:
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="bench-worker-", suffix=".log", delete=False
+        )
+        environ = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "BENCH_REDIS_URL": URL,
+            "BENCH_PROBE_KEY": PROBE,
+            "BENCH_N": str(n),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def check(self) -> None:
+        if not self.alive():
+            raise RuntimeError(
+                f"worker exited with {self.proc.returncode}; its output:\n{self.tail()}"
+            )
+
+    def tail(self, lines: int = 30) -> str:
+        self.log.flush()
+        text = Path(self.log.name).read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def rss_mib(self) -> float:
+        """RSS of the worker's whole process tree (children included), in MiB."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return float("nan")
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += p.memory_info().rss
+        return total / 2**20
+
+    def processes(self) -> int:
+        try:
+            return 1 + len(psutil.Process(self.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            return 0
+
+    def _tree(self) -> list[psutil.Process]:
+        """The worker and every descendant: RQ's work horse calls setsid(), so a signal
+        to the process group alone would miss it."""
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _kill_all(self, procs: list[psutil.Process]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the worker's whole process tree: what a crash or an OOM kill does."""
+        self._kill_all(self._tree())
+        self.proc.wait(10)
+
+    def stop(self, grace: float = 2.0) -> None:
+        procs = self._tree()
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                log(f"worker {self.pid} ignored SIGTERM for {grace}s; killing it")
+        # whatever is left (a work horse, a pool process) goes too
+        self._kill_all(procs + [p for p in self._tree() if p not in procs])
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self.log.close()
+        if os.environ.get("BENCH_KEEP_LOGS") != "1":
+            Path(self.log.name).unlink(missing_ok=True)
+        else:
+            log(f"worker log kept: {self.log.name}")
+
+
+@contextlib.contextmanager
+def worker(adapter: Any, variant: str, n: int = 0) -> Iterator[WorkerProcess]:
+    env = adapter.worker_env(variant) if hasattr(adapter, "worker_env") else {}
+    w = WorkerProcess(adapter.worker_command(variant), env, n)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def wait_until(
+    cond: Callable[[], bool], timeout: float, w: WorkerProcess | None = None, poll: float = POLL
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if w is not None:
+            w.check()
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+# -- scenarios
+
+
+def produce(adapter: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue rates: one per call from a sync and from an async producer, and bulk."""
+    n, n_bulk, batch = p["n"], p["n_bulk"], p["batch"]
+    only = set(p.get("only", ["sync", "async", "bulk", "extras"]))
+    kind = adapter.throughput_kind("async")
+    out: dict[str, Any] = {}
+    if adapter.sync_producer and "sync" in only:
+        for _ in range(50):  # connections, scripts, routing tables
+            adapter.enqueue(kind)
+        t = time.perf_counter()
+        for _ in range(n):
+            adapter.enqueue(kind)
+        out["enqueue_sync"] = n / (time.perf_counter() - t)
+    if adapter.async_producer and "async" in only:
+
+        async def one_at_a_time() -> float:
+            for _ in range(50):
+                await adapter.aenqueue(kind)
+            t = time.perf_counter()
+            for _ in range(n):
+                await adapter.aenqueue(kind)
+            rate = float(n / (time.perf_counter() - t))
+            await adapter.aclose()
+            return rate
+
+        out["enqueue_async"] = asyncio.run(one_at_a_time())
+    if adapter.bulk and "bulk" in only:
+        args: list[tuple[Any, ...]] = [()] * batch
+        adapter.enqueue_bulk(kind, args)
+        t = time.perf_counter()
+        for _ in range(n_bulk // batch):
+            adapter.enqueue_bulk(kind, args)
+        out["enqueue_bulk"] = (n_bulk // batch) * batch / (time.perf_counter() - t)
+    if hasattr(adapter, "extras") and "extras" in only:
+        out.update(adapter.extras())
+    return out
+
+
+def throughput(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
+    """One worker process on a pre-filled queue of ``n`` no-op tasks."""
+    n, cap = p["n"], p["cap"]
+    kind = adapter.throughput_kind(variant)
+    c = rclient()
+    t = time.perf_counter()
+    adapter.prefill(kind, n)
+    prefill_s = time.perf_counter() - t
+    out: dict[str, Any] = {"n": n, "prefill_s": prefill_s}
+    with worker(adapter, variant, n) as w:
+        if not wait_until(lambda: c.exists(f"{PROBE}:start") > 0, p["boot_timeout"], w, 0.02):
+            raise RuntimeError(f"no task started within {p['boot_timeout']}s:\n{w.tail()}")
+        start = float(c.get(f"{PROBE}:start") or 0)
+        deadline = start + cap
+        wait_until(
+            lambda: c.exists(f"{PROBE}:end") > 0 or time.monotonic() > deadline, cap + 5, w, 0.02
+        )
+        end_raw = c.get(f"{PROBE}:end")
+        if end_raw is not None:
+            out["throughput"] = n / (float(end_raw) - start)
+            out["done"] = n
+        else:
+            progress = c.get(f"{PROBE}:progress")
+            if progress is None:
+                raise RuntimeError(f"fewer than 1000 tasks ran in {cap}s:\n{w.tail()}")
+            done, at = progress.split()
+            out["throughput"] = int(done) / (float(at) - start)
+            out["done"] = int(done)
+            out["capped_s"] = cap
+        time.sleep(0.2)  # let the last batch settle before reading memory
+        out["rss_after_mib"] = w.rss_mib()
+        out["worker_processes"] = w.processes()
+    c.close()
+    return out
+
+
+def profile_throughput(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
+    """py-spy attached to an idle worker, which then runs ``n`` no-op tasks."""
+    n = p["n"]
+    kind = adapter.throughput_kind(variant)
+    c = rclient()
+    with worker(adapter, variant, n) as w:
+        time.sleep(p["boot_s"])
+        w.check()
+        spy = subprocess.Popen(
+            [p["py_spy"], "record", "--pid", str(w.pid), "--rate", str(p["rate"])]
+            + ["--format", "raw", "--output", p["out"]]
+            + (["--gil"] if p.get("gil") else []),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(1.0)  # py-spy attaches
+            adapter.prefill(kind, n)
+            if not wait_until(lambda: c.exists(f"{PROBE}:end") > 0, p["timeout"], w, 0.02):
+                raise RuntimeError(f"the profiled worker did not finish {n} tasks:\n{w.tail()}")
+            start, end = float(c.get(f"{PROBE}:start") or 0), float(c.get(f"{PROBE}:end") or 0)
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                _, err = spy.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate()
+    c.close()
+    if not Path(p["out"]).exists():
+        raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
+    return {"profile": p["out"], "throughput_while_profiled": n / (end - start)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(-(-q * len(s) // 100)) - 1))
+    return s[k]
+
+
+def latency(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
+    """Pick-up latency of an idle worker, and its RSS at rest."""
+    n, rate, probes = p["n"], p["rate"], p["idle_probes"]
+    kind = adapter.latency_kind(variant)
+    c = rclient()
+    key = f"{PROBE}:lat"
+
+    async def scenario(w: WorkerProcess) -> dict[str, Any]:
+        async def send(tag: str) -> None:
+            t0 = time.monotonic()
+            if adapter.sync_producer:
+                adapter.enqueue(kind, tag, t0)
+            else:
+                await adapter.aenqueue(kind, tag, t0)
+
+        async def wait_count(count: int, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while c.llen(key) < count:
+                w.check()
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.002)
+            return True
+
+        t = time.monotonic()
+        await send("warm")
+        if not await wait_count(1, p["boot_timeout"]):
+            raise RuntimeError(f"the worker ran nothing in {p['boot_timeout']}s:\n{w.tail()}")
+        boot = time.monotonic() - t
+        await asyncio.sleep(1.0)
+        rss_rest = w.rss_mib()
+        for k in range(probes):
+            await asyncio.sleep(1.0)  # a second of idleness before each probe
+            await send(f"idle{k}")
+            if not await wait_count(2 + k, 30):
+                raise RuntimeError(f"idle probe {k} not picked up in 30s:\n{w.tail()}")
+        base = 1 + probes
+        t_start = time.monotonic()
+        for i in range(n):
+            delay = t_start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await send(f"b{i}")
+        sent_in = time.monotonic() - t_start
+        complete = await wait_count(base + n, 60)
+        if adapter.async_producer and not adapter.sync_producer:
+            await adapter.aclose()
+        entries = [_text(e).split() for e in c.lrange(key, 0, -1)]
+        values = {tag: float(v) * 1000 for tag, v in entries}
+        burst = [values[f"b{i}"] for i in range(n) if f"b{i}" in values]
+        idle = [values[f"idle{k}"] for k in range(probes)]
+        return {
+            "boot_and_first_task_s": boot,
+            "rss_rest_mib": rss_rest,
+            "latency_p50_ms": _percentile(burst, 50),
+            "latency_p95_ms": _percentile(burst, 95),
+            "latency_p99_ms": _percentile(burst, 99),
+            "latency_max_ms": max(burst),
+            "latency_idle_ms": statistics.median(idle),
+            "latency_idle_all_ms": idle,
+            "picked_up": len(burst),
+            "sent": n,
+            "complete": complete,
+            "achieved_rate": n / max(1e-9, sent_in),
+        }
+
+    with worker(adapter, variant) as w:
+        out = asyncio.run(scenario(w))
+    c.close()
+    return out
+
+
+def latency_trace(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
+    """taskq's pick-up path, cut in three with the Redis server's MONITOR timestamps.
+
+    For each task, sent one at a time: the producer's call (wall clock) → Redis receives
+    the enqueue script → Redis receives the worker's fetch script → the task starts (wall
+    clock in the worker). MONITOR adds work to Redis, so the total is a little above the
+    latency measured without it.
+    """
+    from taskq_core.brokers import scripts
+
+    names = {s.sha: s.name for s in scripts.ALL}
+    n, rate = p["n"], p["rate"]
+    db = int(URL.rsplit("/", 1)[1])
+    c = rclient()
+    events: list[tuple[float, str]] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        mc = rclient()
+        with mc.monitor() as m:  # type: ignore[no-untyped-call]
+            ready.set()
+            while not stop.is_set():
+                cmd = m.next_command()
+                parts = str(cmd.get("command", "")).split()
+                if cmd.get("db") == db and parts and parts[0].upper() == "EVALSHA":
+                    events.append((float(cmd["time"]), names.get(parts[1], "?")))
+        mc.close()
+
+    sent: dict[str, float] = {}
+    with worker(adapter, variant) as w:
+        adapter.enqueue("lat_traced", "warm")
+        if not wait_until(lambda: c.llen(f"{PROBE}:wall") > 0, p["boot_timeout"], w, 0.01):
+            raise RuntimeError(f"the worker ran nothing:\n{w.tail()}")
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        ready.wait(10)
+        time.sleep(0.5)
+        for i in range(n):
+            time.sleep(1 / rate)
+            tag = f"t{i}"
+            sent[tag] = time.time()
+            adapter.enqueue("lat_traced", tag)
+        wait_until(lambda: c.llen(f"{PROBE}:wall") >= n + 1, 30, w, 0.01)
+        stop.set()
+        c.ping()  # one more command, so the watcher sees the stop
+        watcher.join(5)
+    started = {
+        tag: float(t) for tag, t in (_text(e).split() for e in c.lrange(f"{PROBE}:wall", 0, -1))
+    }
+    c.close()
+    events.sort()
+    enq = [t for t, name in events if name == "enqueue"]
+    fetch = [t for t, name in events if name == "fetch"]
+    segments: dict[str, list[float]] = {"call": [], "wake": [], "deliver": [], "total": []}
+    for tag, t0 in sent.items():
+        t_enq = next((t for t in enq if t >= t0), None)
+        t_fetch = None if t_enq is None else next((t for t in fetch if t >= t_enq), None)
+        t_start = started.get(tag)
+        if t_enq is None or t_fetch is None or t_start is None or t_start < t_fetch:
+            continue
+        segments["call"].append((t_enq - t0) * 1000)
+        segments["wake"].append((t_fetch - t_enq) * 1000)
+        segments["deliver"].append((t_start - t_fetch) * 1000)
+        segments["total"].append((t_start - t0) * 1000)
+    return {
+        "traced": len(segments["total"]),
+        "sent": n,
+        "segments": {
+            k: {"p50": _percentile(v, 50), "p95": _percentile(v, 95), "max": max(v)}
+            for k, v in segments.items()
+            if v
+        },
+    }
+
+
+def recovery(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A worker holding tasks is SIGKILLed; how long until every task has finished?"""
+    k, bound, reps = p["k"], p["bound"], p["reps"]
+    c = rclient()
+    runs: list[dict[str, Any]] = []
+    for rep in range(reps):
+        if rep:
+            clean()
+
+        async def send_all() -> None:
+            for i in range(k):
+                if adapter.sync_producer:
+                    adapter.enqueue("hold", i)
+                else:
+                    await adapter.aenqueue("hold", i)
+            if adapter.async_producer and not adapter.sync_producer:
+                await adapter.aclose()
+
+        env = adapter_env(adapter, variant)
+        if "lease" in p:  # taskq only, in quick runs: a short lease keeps them short
+            env |= {"BENCH_TASKQ_LEASE": str(p["lease"]), "BENCH_TASKQ_RENEW": str(p["renew"])}
+        a = WorkerProcess(adapter.worker_command(variant), {**env, "BENCH_ROLE": "doomed"})
+        b: WorkerProcess | None = None
+        try:
+            asyncio.run(send_all())
+            running = min(k, adapter.recovery_running)
+
+            def took_them(n: int = running) -> bool:
+                return c.llen(f"{PROBE}:started") >= n
+
+            if not wait_until(took_them, 60, a, 0.02):
+                raise RuntimeError(f"worker A did not start {running} tasks:\n{a.tail()}")
+            time.sleep(1.0)  # let it prefetch whatever it prefetches
+            held = sorted({int(e.split()[0]) for e in c.lrange(f"{PROBE}:started", 0, -1)})
+            b = WorkerProcess(adapter.worker_command(variant), env)
+            time.sleep(p["b_boot"])  # worker B is up and idle before A dies
+            b.check()
+            t_kill = time.monotonic()
+            a.kill()
+
+            def finished() -> set[int]:
+                return {int(e.split()[0]) for e in c.lrange(f"{PROBE}:finished", 0, -1)}
+
+            ok = wait_until(lambda: len(finished()) >= k, bound, None, 0.05)
+            elapsed = time.monotonic() - t_kill
+            done = finished()
+            runs.append(
+                {
+                    "recovered": ok,
+                    "seconds": elapsed if ok else None,
+                    "bound_s": bound,
+                    "held_by_killed_worker": held,
+                    "finished_within_bound": sorted(done),
+                }
+            )
+            log(f"recovery {rep + 1}/{reps}: {f'{elapsed:.1f}s' if ok else 'not within bound'}")
+        finally:
+            a.stop(1)
+            if b is not None:
+                b.stop()
+    c.close()
+    secs = [r["seconds"] for r in runs if r["seconds"] is not None]
+    return {
+        "recovery_s_runs": [r["seconds"] for r in runs],
+        "recovery_detail": runs,
+        "recovered_all_runs": len(secs) == len(runs),
+    }
+
+
+def adapter_env(adapter: Any, variant: str) -> dict[str, str]:
+    return adapter.worker_env(variant) if hasattr(adapter, "worker_env") else {}
+
+
+def floor(p: dict[str, Any]) -> dict[str, Any]:
+    """redis-py alone: one RPUSH per round trip (sync and asyncio), and pipelines of 100."""
+    import redis.asyncio as aioredis
+
+    n, n_pipe, size = p["n"], p["n_pipe"], p["payload"] or _taskq_message_size()
+    payload = b"x" * size
+    r = rclient()
+    for _ in range(100):
+        r.rpush("floor", payload)
+    t = time.perf_counter()
+    for _ in range(n):
+        r.rpush("floor", payload)
+    sync_rate = n / (time.perf_counter() - t)
+    r.delete("floor")
+
+    async def one_at_a_time() -> float:
+        a = aioredis.Redis.from_url(URL)
+        for _ in range(100):
+            await a.rpush("floor", payload)
+        t = time.perf_counter()
+        for _ in range(n):
+            await a.rpush("floor", payload)
+        rate = float(n / (time.perf_counter() - t))
+        await a.aclose()
+        return rate
+
+    async_rate = asyncio.run(one_at_a_time())
+    r.delete("floor")
+    batches = n_pipe // 100
+    t = time.perf_counter()
+    for _ in range(batches):
+        pipe = r.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.rpush("floor", payload)
+        pipe.execute()
+    pipe_rate = batches * 100 / (time.perf_counter() - t)
+    r.close()
+    return {
+        "redis_one_command_sync": sync_rate,
+        "redis_one_command_async": async_rate,
+        "redis_pipeline_100": pipe_rate,
+        "payload_bytes": size,
+    }
+
+
+def _taskq_message_size() -> int:
+    """The size of the message taskq enqueues for a no-op task (the floor pushes as much)."""
+    import uuid
+
+    from taskq_core.message import Message
+
+    m = Message(id=uuid.uuid4().hex, task="noop_async", queue="default", enqueued_at=1 << 40)
+    return len(m.encode())
+
+
+def versions(lib: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version()}
+    if lib != "floor":
+        out.update(importlib.import_module(f"benchmarks.libs.{lib}_app").versions())
+    else:
+        from importlib.metadata import version
+
+        out.update({"redis": version("redis"), "hiredis": version("hiredis")})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("lib")
+    ap.add_argument("scenario")
+    ap.add_argument("--variant", default="default")
+    ap.add_argument("--params", default="{}")
+    args = ap.parse_args()
+    params = json.loads(args.params)
+    # the orchestrator stops an overrunning measurement with SIGTERM: unwind, so that the
+    # workers (each in a session of its own) are stopped and the database flushed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.scenario == "versions":
+        result = versions(args.lib)
+    else:
+        clean()
+        try:
+            if args.scenario == "floor":
+                result = floor(params)
+            else:
+                adapter = importlib.import_module(f"benchmarks.libs.{args.lib}_app").Adapter()
+                try:
+                    if args.scenario == "produce":
+                        result = produce(adapter, params)
+                    elif args.scenario == "throughput":
+                        result = throughput(adapter, params, args.variant)
+                    elif args.scenario == "latency":
+                        result = latency(adapter, params, args.variant)
+                    elif args.scenario == "recovery":
+                        result = recovery(adapter, params, args.variant)
+                    elif args.scenario == "latency-trace":
+                        result = latency_trace(adapter, params, args.variant)
+                    elif args.scenario == "profile-throughput":
+                        result = profile_throughput(adapter, params, args.variant)
+                    else:
+                        raise SystemExit(f"unknown scenario {args.scenario!r}")
+                finally:
+                    adapter.close()
+        finally:
+            c = rclient()
+            c.flushdb()
+            c.close()
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
