@@ -85,7 +85,10 @@ class RequestScope:
         self._trace_token = set_trace(self.trace)
         self._scope_token = _active.set(self)
 
-    def _leave(self) -> list[EnqueueItem]:
+    def _leave(self, error: BaseException | None) -> list[EnqueueItem]:
+        """Restore the context; the held items to send (none if the request failed)."""
+        if error is not None:
+            self.succeeded = False
         reset_trace(self._trace_token)
         if self._scope_token is not None:
             _active.reset(self._scope_token)
@@ -102,9 +105,7 @@ class RequestScope:
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if e is not None:
-            self.succeeded = False
-        items = self._leave()
+        items = self._leave(e)
         if items:
             self.app.broker.enqueue(items, int(self.app.clock.time() * 1000))
         if self.enqueued:
@@ -117,9 +118,7 @@ class RequestScope:
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if e is not None:
-            self.succeeded = False
-        items = self._leave()
+        items = self._leave(e)
         if items:
             await self.app.broker.enqueue_async(items, int(self.app.clock.time() * 1000))
         if self.enqueued:
