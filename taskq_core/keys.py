@@ -16,9 +16,13 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "delayed",  # ZSET id -> due time (ms)
     "leased",  # ZSET id -> lease deadline (ms)
     "msg",  # HASH id -> message envelope (JSON)
-    "state",  # HASH id -> queued | scheduled | running | failed | dead
+    # HASH id -> scheduled | failed | dead; none for a queued or running task (the hot path
+    # writes no state): it has a message, and it is running while it is leased
+    "state",
     "fence",  # HASH id -> delivery counter, the fencing token of the current lease
-    "unack",  # HASH id -> deliveries that ended without an outcome (poison detection)
+    # HASH id -> deliveries that do count towards poison detection (they had an outcome,
+    # or were handed back); the fence minus this is the deliveries that ended without one
+    "unack",
     "dead",  # ZSET id -> time dead-lettered (ms)
     "error",  # HASH id -> error record (JSON) of a dead-lettered task
     "stats",  # HASH counter name -> value

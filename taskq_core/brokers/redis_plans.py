@@ -214,10 +214,14 @@ class Plans:
             ("HGET", k[3], task_id),  # msg
             ("HGET", k[5], task_id),  # fence
             ("HGET", k[8], task_id),  # error
+            ("ZSCORE", k[2], task_id),  # leased
         ]
 
         def parse(r: list[Any]) -> TaskState | None:
-            record, state, message, fence, error = r
+            record, state, message, fence, error, leased = r
+            if state is None and message is not None:
+                # queued and running tasks have no state entry (see keys.py)
+                state = "running" if leased is not None else "queued"
             if record is None and state is None:
                 return None
             if record is None and error is not None:

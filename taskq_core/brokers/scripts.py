@@ -14,8 +14,16 @@ class Script:
     sha: str
 
 
+def _read(name: str) -> bytes:
+    return resources.files("taskq_core").joinpath("lua", f"{name}.lua").read_bytes()
+
+
+_LIB = _read("_lib")
+
+
 def _load(name: str) -> Script:
-    source = resources.files("taskq_core").joinpath("lua", f"{name}.lua").read_bytes()
+    # the helpers of _lib.lua go in front: a script cannot call another one
+    source = _LIB + _read(name)
     return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
 
 

@@ -1,17 +1,20 @@
 -- Cancel a queued or scheduled task. KEYS[1..11]: the queue's keys; KEYS[12]: its result key.
 -- ARGV: id, result_ttl_ms, record (JSON). Returns 'cancelled', or the state that prevented it
 -- ('running', 'failed', 'dead') or '' when the task is unknown here.
-local ready, delayed, msg, state, fence, unack = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+-- A task with a message and no state entry is queued, or running while it is leased.
+local ready, delayed, leased, msg, state, fence, unack = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id = ARGV[1]
 local s = redis.call('HGET', state, id)
-if s == 'queued' then
-  redis.call('LREM', ready, 0, id)
-elseif s == 'scheduled' then
+if s == 'scheduled' then
   redis.call('ZREM', delayed, id)
 elseif s then
   return s
-else
+elseif redis.call('HEXISTS', msg, id) == 0 then
   return ''
+elseif redis.call('ZSCORE', leased, id) then
+  return 'running'
+else
+  redis.call('LREM', ready, 0, id)
 end
 redis.call('HDEL', msg, id)
 redis.call('HDEL', state, id)

@@ -7,12 +7,11 @@ for i, id in ipairs(ARGV) do
   if redis.call('ZREM', dead, id) == 1 then
     redis.call('HDEL', err, id)
     redis.call('DEL', KEYS[11 + i])
+    -- back in the queue, a task has no state entry (see enqueue.lua)
+    redis.call('HDEL', state, id)
     if redis.call('HEXISTS', msg, id) == 1 then
       redis.call('RPUSH', ready, id)
-      redis.call('HSET', state, id, 'queued')
       n = n + 1
-    else
-      redis.call('HDEL', state, id)
     end
   end
 end

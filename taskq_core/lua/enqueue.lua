@@ -3,12 +3,15 @@
 -- keys to send on the hottest path); KEYS[7..]: idempotency keys.
 -- ARGV: now_ms, idem_ttl_ms, n, then per task: id, name, message, due_ms, idem_key_index (0 = none)
 -- Returns the task id of each task (the earlier task's id where an idempotency key matched).
+-- Kept to few commands whatever the batch size: one HSET of every message, one LPUSH of every
+-- ready id, one HINCRBY per task name. A queued task has no state entry (it is queued while
+-- its message exists and it is neither leased, scheduled nor dead).
 local ready, delayed, msg, state, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local out = {}
-local added, pushed = 0, 0
+local out, bodies, ids, names = {}, {}, {}, {}
+local added, woke = 0, false
 for i = 0, n - 1 do
   local b = 4 + i * 5
   local id, name, body, due, ik = ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
@@ -22,25 +25,35 @@ for i = 0, n - 1 do
   if earlier then
     out[#out + 1] = earlier
   else
-    redis.call('HSET', msg, id, body)
+    bodies[#bodies + 1] = id
+    bodies[#bodies + 1] = body
     if due > now then
       redis.call('ZADD', delayed, due, id)
       redis.call('HSET', state, id, 'scheduled')
+      -- a sleeping worker recomputes how long to sleep
+      woke = true
     else
-      redis.call('LPUSH', ready, id)
-      redis.call('HSET', state, id, 'queued')
+      ids[#ids + 1] = id
     end
-    -- a scheduled task wakes a sleeper too, so it recomputes how long to sleep
-    pushed = pushed + 1
+    names[name] = (names[name] or 0) + 1
     added = added + 1
-    redis.call('HINCRBY', stats, 'enqueued|' .. name, 1)
     out[#out + 1] = id
   end
 end
+slices('HSET', msg, bodies, 2000)
+local len = slices('LPUSH', ready, ids, 1000)
+-- a worker that emptied the queue sleeps on its wake list; while the queue is not empty, the
+-- workers are busy with it and fetch again without sleeping (fetch.lua passes the baton)
+if #ids > 0 and len == #ids then
+  woke = true
+end
 if added > 0 then
+  for name, count in pairs(names) do
+    redis.call('HINCRBY', stats, 'enqueued|' .. name, count)
+  end
   redis.call('HINCRBY', stats, 'enqueued', added)
 end
-if pushed > 0 and redis.call('LLEN', wake) == 0 then
+if woke and redis.call('LLEN', wake) == 0 then
   redis.call('LPUSH', wake, '1')
 end
 return out

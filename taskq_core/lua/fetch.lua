@@ -4,6 +4,7 @@
 -- KEYS: 11 keys per queue, queues in priority order.
 -- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
 -- Returns {next_due_ms or -1, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
+-- A delivery costs one HINCRBY (its fence); the rest is one command per batch.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -22,11 +23,13 @@ for q = 0, nq - 1 do
   for _, id in ipairs(lapsed) do
     redis.call('ZREM', leased, id)
     redis.call('HINCRBY', stats, 'lease_expired', 1)
-    local u = tonumber(redis.call('HGET', unack, id) or '0')
+    -- deliveries without an outcome: all of them (the fence) but those that had one or were
+    -- handed back (unack)
+    local u = tonumber(redis.call('HGET', fence, id) or '0') - tonumber(redis.call('HGET', unack, id) or '0')
     if u >= maxd then
       redis.call('ZADD', dead, now, id)
       redis.call('HSET', state, id, 'dead')
-      redis.call('HDEL', unack, id)
+      redis.call('HINCRBY', unack, id, u)
       redis.call('HSET', err, id, cjson.encode({
         status = 'dead',
         error = {
@@ -41,29 +44,31 @@ for q = 0, nq - 1 do
       redis.call('HINCRBY', stats, 'dead', 1)
     else
       redis.call('RPUSH', ready, id)
-      redis.call('HSET', state, id, 'queued')
     end
   end
   if #dead_ids > 0 then redis.call('PUBLISH', string.sub(KEYS[k + 1], 1, -6) .. 'done', table.concat(dead_ids, ' ')) end
-  -- 2. delayed tasks that are due
+  -- 2. delayed tasks that are due (at most 1000 a call: unpack() is bounded)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', delayed, id)
-    redis.call('LPUSH', ready, id)
-    redis.call('HSET', state, id, 'queued')
+  if #due > 0 then
+    redis.call('ZREM', delayed, unpack(due))
+    redis.call('HDEL', state, unpack(due))
+    for _, id in ipairs(due) do
+      redis.call('LPUSH', ready, id)
+    end
   end
   -- 3. lease what is ready, highest priority first
   if got < want then
     local ids = redis.call('RPOP', ready, want - got)
     if ids then
+      local bodies = hmget(msg, ids)
       local deadline = now + lease
-      for _, id in ipairs(ids) do
-        local body = redis.call('HGET', msg, id)
+      local held = {}
+      for i, id in ipairs(ids) do
+        local body = bodies[i]
         if body then
           local f = redis.call('HINCRBY', fence, id, 1)
-          redis.call('HINCRBY', unack, id, 1)
-          redis.call('HSET', state, id, 'running')
-          redis.call('ZADD', leased, deadline, id)
+          held[#held + 1] = deadline
+          held[#held + 1] = id
           out[#out + 1] = q
           out[#out + 1] = id
           out[#out + 1] = f
@@ -74,6 +79,7 @@ for q = 0, nq - 1 do
           redis.call('HINCRBY', stats, 'orphans', 1)
         end
       end
+      slices('ZADD', leased, held, 2000)
     end
   end
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')

@@ -1,14 +1,13 @@
 -- Hand leased tasks back to the front of their queue at once (graceful shutdown).
 -- The delivery does not count towards poison detection: it was not the task's fault.
 -- KEYS[1..11]: the queue's keys. ARGV: pairs id, fence. Returns how many were handed back.
-local ready, leased, state, fence, unack, wake = KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7], KEYS[11]
+local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KEYS[11]
 local n = 0
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
   if redis.call('HGET', fence, id) == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
     redis.call('RPUSH', ready, id)
-    redis.call('HSET', state, id, 'queued')
-    redis.call('HINCRBY', unack, id, -1)
+    redis.call('HINCRBY', unack, id, 1)
     n = n + 1
   end
 end

@@ -3,61 +3,72 @@
 -- ARGV: now_ms, result_ttl_ms, n, nstats, then per outcome 6 values:
 --   id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
 --   extra (retry only: 'due_ms|new message')
--- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
 -- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
+-- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
 -- Returns the 1-based indexes of outcomes refused as stale (their lease was lost).
+-- A success costs an HGET, a ZREM and a SET; the rest is one command per batch.
 local ready, delayed, leased, msg, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fence, unack, dead, err, stats, wake = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local nstats = tonumber(ARGV[4])
-local stale = {}
+local stale, done, gone, counted, counts = {}, {}, {}, {}, {}
 local woke = false
-local done = {}
+local stale_acks = 0
 for i = 0, n - 1 do
   local b = 5 + i * 6
   local id, f, kind, name = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local record, extra = ARGV[b + 4], ARGV[b + 5]
-  if redis.call('HGET', fence, id) ~= f or not redis.call('ZSCORE', leased, id) then
+  -- the fence must be this delivery's and the lease still held (ZREM ends it)
+  if redis.call('HGET', fence, id) ~= f or redis.call('ZREM', leased, id) == 0 then
     stale[#stale + 1] = i + 1
-    redis.call('HINCRBY', stats, 'stale_acks', 1)
+    stale_acks = stale_acks + 1
   else
-    redis.call('ZREM', leased, id)
-    redis.call('HDEL', unack, id)
     -- counted here, not by the worker, so a refused (stale) outcome is never counted
-    redis.call('HINCRBY', stats, kind, 1)
-    redis.call('HINCRBY', stats, kind .. '|' .. name, 1)
+    counts[kind] = (counts[kind] or 0) + 1
+    local per_task = kind .. '|' .. name
+    counts[per_task] = (counts[per_task] or 0) + 1
     if kind == 'ok' then
       redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
-      redis.call('HDEL', msg, id)
-      redis.call('HDEL', state, id)
-      redis.call('HDEL', fence, id)
+      gone[#gone + 1] = id
+      -- a first delivery has no unack entry to delete
+      if f ~= '1' then counted[#counted + 1] = id end
       done[#done + 1] = id
-    elseif kind == 'retry' then
-      local sep = string.find(extra, '|', 1, true)
-      local due = tonumber(string.sub(extra, 1, sep - 1))
-      redis.call('HSET', msg, id, string.sub(extra, sep + 1))
-      if due > now then
-        redis.call('ZADD', delayed, due, id)
-        redis.call('HSET', state, id, 'scheduled')
-      else
-        redis.call('LPUSH', ready, id)
-        redis.call('HSET', state, id, 'queued')
-      end
-      woke = true
     else
-      -- failed (retries exhausted) or dead (could not run): kept in the dead-letter queue
-      redis.call('ZADD', dead, now, id)
-      redis.call('HSET', state, id, kind)
-      redis.call('HSET', err, id, record)
-      redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
-      done[#done + 1] = id
+      -- this delivery had an outcome: it does not count towards poison detection
+      redis.call('HINCRBY', unack, id, 1)
+      if kind == 'retry' then
+        local sep = string.find(extra, '|', 1, true)
+        local due = tonumber(string.sub(extra, 1, sep - 1))
+        redis.call('HSET', msg, id, string.sub(extra, sep + 1))
+        if due > now then
+          redis.call('ZADD', delayed, due, id)
+          redis.call('HSET', state, id, 'scheduled')
+        else
+          redis.call('LPUSH', ready, id)
+        end
+        woke = true
+      else
+        -- failed (retries exhausted) or dead (could not run): kept in the dead-letter queue
+        redis.call('ZADD', dead, now, id)
+        redis.call('HSET', state, id, kind)
+        redis.call('HSET', err, id, record)
+        redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
+        done[#done + 1] = id
+      end
     end
   end
 end
+slices('HDEL', msg, gone, 1000)
+slices('HDEL', fence, gone, 1000)
+slices('HDEL', unack, counted, 1000)
 if #done > 0 then
   redis.call('PUBLISH', string.sub(KEYS[1], 1, -6) .. 'done', table.concat(done, ' '))
+end
+if stale_acks > 0 then counts['stale_acks'] = stale_acks end
+for field, value in pairs(counts) do
+  redis.call('HINCRBY', stats, field, value)
 end
 local s = 5 + n * 6
 for j = 0, nstats - 1 do

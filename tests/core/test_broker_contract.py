@@ -305,3 +305,18 @@ def test_wait_for_wakes_on_settle(broker: Broker) -> None:
     finally:
         timer.join()
     assert broker.wait_for("default", "t2", 0.1, lambda: None) is None
+
+
+def test_batches_longer_than_a_lua_unpack(broker: Broker) -> None:
+    """Scripts pass long lists to Redis in slices (Lua's unpack() stops near 8,000)."""
+    n = 10_000
+    broker.enqueue([item(i) for i in range(n)], T0)
+    result, _ = broker.fetch(Q, 9_000, T0)
+    assert [d.id for d in result.deliveries] == [f"t{i}" for i in range(9_000)]
+    outcomes = [Outcome(d.queue, d.id, d.fence, "ok", "job", b"{}") for d in result.deliveries]
+    assert broker.settle(outcomes, T0) == []
+    assert ids(broker, n, T0) == [f"t{i}" for i in range(9_000, n)]
+    (info,) = broker.queue_info(["default"])
+    assert (info.ready, info.leased) == (0, 1_000)
+    assert info.stats["ok"] == 9_000
+    assert info.stats["enqueued"] == n

@@ -1,0 +1,19 @@
+-- Shared by every script (prepended when the scripts are loaded).
+-- unpack() is bounded by Lua's C stack (8,000 values): long lists go to Redis in slices.
+local function slices(cmd, key, list, step)
+  local reply = 0
+  for i = 1, #list, step do
+    reply = redis.call(cmd, key, unpack(list, i, math.min(i + step - 1, #list)))
+  end
+  return reply
+end
+
+local function hmget(key, fields)
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 999, #fields)))
+    for j = 1, #part do values[#values + 1] = part[j] end
+  end
+  return values
+end
+
