@@ -45,6 +45,9 @@ class Call:
 class Plan(Generic[T]):
     commands: list[Call | Command]
     parse: Callable[[list[Any]], T]
+    #: parse takes raw replies (no redis-py response callbacks): the broker may send it the
+    #: lean way (see ``RedisBroker.run``)
+    lean: bool = False
 
 
 def _s(value: bytes | str) -> str:
@@ -104,7 +107,7 @@ class Plans:
                     out[i] = _s(task_id)
             return out
 
-        return Plan(commands, parse)
+        return Plan(commands, parse, lean=True)
 
     # -- workers
 
@@ -139,7 +142,7 @@ class Plans:
         def parse(replies: list[Any]) -> list[Outcome]:
             return _stale(outcomes, order, replies)
 
-        return Plan(commands, parse)
+        return Plan(commands, parse, lean=True)
 
     def fetch(
         self,
@@ -172,7 +175,7 @@ class Plans:
             next_due = int(reply[0])
             return FetchResult(deliveries, next_due if next_due >= 0 else None), stale
 
-        return Plan(commands, parse)
+        return Plan(commands, parse, lean=True)
 
     def renew(self, leases: Sequence[Lease], now_ms: int) -> Plan[list[Lease]]:
         groups = _group(leases)
