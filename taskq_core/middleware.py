@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,31 @@ def call_hooks(hooks: list[Middleware], name: str, *args: Any) -> None:
             getattr(h, name)(*args)
         except Exception:
             log.exception("middleware %s.%s failed", type(h).__name__, name)
+
+
+class Hooks:
+    """The hooks of a middleware list that do something, looked up once: a worker calls
+    these for every task, so it does not search the list each time."""
+
+    __slots__ = ("after_task", "before_task", "wrap")
+
+    def __init__(self, middleware: list[Middleware]) -> None:
+        self.before_task: list[Callable[..., None]] = [
+            h.before_task for h in middleware if overrides(h, "before_task")
+        ]
+        self.after_task: list[Callable[..., None]] = [
+            h.after_task for h in reversed(middleware) if overrides(h, "after_task")
+        ]
+        self.wrap: list[Middleware] = [h for h in middleware if overrides(h, "wrap")]
+
+
+def run_hooks(bound: list[Callable[..., None]], *args: Any) -> None:
+    """Call each of ``bound`` (from :class:`Hooks`) in order, logging failures."""
+    for f in bound:
+        try:
+            f(*args)
+        except Exception:
+            log.exception("middleware %s failed", getattr(f, "__qualname__", f))
 
 
 @contextlib.contextmanager

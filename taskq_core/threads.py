@@ -1,8 +1,12 @@
-"""Raising an exception inside another thread: how a sync task's soft time limit fires."""
+"""Sync tasks' threads: running calls in them, and raising an exception inside one (how a
+sync task's soft time limit fires)."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import ctypes
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,3 +46,105 @@ class Interruptible:
                 ctypes.c_ulong(self._thread_id), ctypes.py_object(exc_type)
             )
             return bool(n == 1)
+
+
+class ThreadRunner:
+    """The threads that run a worker's sync tasks, handing results back to the loop in batches.
+
+    ``loop.run_in_executor`` costs a ``concurrent.futures.Future``, a ``wrap_future`` and a
+    wake-up of the loop (a write to its self-pipe) per call: about 35 us of CPU for a no-op
+    task. Here a finished call is appended to a deque and the loop is woken once for all the
+    calls that finished before it got round to them. Threads start as calls need them, up to
+    ``size``; they are daemon threads, so one stuck in a task never keeps the process alive
+    (the worker hands such a task back and reports it as a straggler).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, name: str) -> None:
+        if size < 1:
+            raise ValueError("a ThreadRunner needs at least one thread")
+        self._loop = loop
+        self._size = size
+        self._name = name
+        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._finished: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = (
+            collections.deque()
+        )
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._queued = 0
+        self._running = 0
+        self._wake_pending = False
+
+    @property
+    def running(self) -> int:
+        """Calls running in a thread now."""
+        return self._running
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn()`` in a thread; the future (of the loop) gets its result or exception."""
+        fut: asyncio.Future[T] = self._loop.create_future()
+        with self._lock:
+            self._queued += 1
+            start = self._queued > self._idle and self._threads < self._size
+            if start:
+                self._threads += 1
+        if start:
+            threading.Thread(
+                target=self._work, name=f"{self._name}-{self._threads}", daemon=True
+            ).start()
+        self._calls.put((fut, fn))
+        return fut
+
+    def shutdown(self) -> None:
+        """Let idle threads end; threads inside a call end when it returns."""
+        with self._lock:
+            n = self._threads
+            self._queued += n
+        for _ in range(n):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                self._idle += 1
+            item = self._calls.get()
+            with lock:
+                self._idle -= 1
+                self._queued -= 1
+                if item is None:
+                    self._threads -= 1
+                    return
+                self._running += 1
+            fut, fn = item
+            try:
+                value, ok = fn(), True
+            except BaseException as exc:  # handed to the loop, like concurrent.futures does
+                value, ok = exc, False
+            with lock:
+                self._running -= 1
+            self._finished.append((fut, ok, value))
+            # the loop is woken only if no wake-up is pending: that one drains this result
+            # too (the flag is cleared before draining starts, never after)
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    self._loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # the loop is closed: nobody waits for results
+                    return
+            del item, fut, fn, value
+
+    def _drain(self) -> None:
+        self._wake_pending = False
+        finished = self._finished
+        while finished:
+            fut, ok, value = finished.popleft()
+            if fut.done():  # cancelled meanwhile
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)

@@ -15,7 +15,9 @@ once; ``burst=True`` exits once there is nothing left to run.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -23,7 +25,8 @@ import socket
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+import types
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,9 +36,9 @@ from .brokers.base import Delivery, Lease, Outcome
 from .context import reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
-from .middleware import Middleware, TaskEvent, call_hooks, wrapped
+from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .redact import redact_text
-from .threads import Interruptible
+from .threads import Interruptible, ThreadRunner
 from .validation import check_json, check_queue_name
 
 if TYPE_CHECKING:
@@ -51,7 +54,7 @@ class _Running:
     lease: Lease
     task: asyncio.Task[None] | None = None
     name: str = ""
-    started: float = 0.0  # monotonic
+    started: float = 0.0  # monotonic; 0 while leased ahead, not started yet
     started_ms: int = 0  # wall clock, for wait times
     message: Message | None = None
 
@@ -71,6 +74,8 @@ class WorkerCounts:
     timed_out: int = 0
 
 
+_NO_WRAP = contextlib.nullcontext()
+_SHORT_TASK = 0.005  # seconds: tasks this short are leased ahead (prefetch=None)
 _COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
 
 
@@ -91,6 +96,32 @@ def _error(exc: BaseException) -> dict[str, str]:
         "message": redact_text(str(exc)),
         "traceback": redact_text("".join(traceback.format_exception(exc))),
     }
+
+
+@types.coroutine
+def _go_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` on, which already ran up to its first suspension, where it handed
+    ``waiting`` to its runner: from here the asyncio.Task running this drives it."""
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    return await _go_on(coro, waiting)
 
 
 class Worker:
@@ -123,8 +154,15 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.counts = WorkerCounts()
         self.middleware: list[Middleware] = [*app.middleware, *(middleware or [])]
+        self._hooks = Hooks(self.middleware)
         self.started_at = 0.0
-        self._held: dict[tuple[str, str], _Running] = {}
+        self._held: dict[tuple[str, str], _Running] = {}  # leased: running or buffered
+        self._buffer: collections.deque[tuple[Delivery, _Running]] = collections.deque()
+        self._start_pending = False
+        self.prefetch = ws.prefetch
+        # mean run time (moving average, seconds); starts long, so a fresh worker leases
+        # no more than its free slots until its tasks prove short
+        self._runtime = 1.0
         self._outbox: list[Outcome] = []
         self._stats: dict[str, dict[str, int]] = {}
         self._stopping = False
@@ -136,12 +174,10 @@ class Worker:
         self._blocking = False
         self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._threads: ThreadRunner | None = None
         self._renew_stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.stragglers = 0  # sync tasks still running in threads when the worker returned
-        self._threads_busy = 0
-        self._threads_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Worker({self.id}, queues={self.queues}, concurrency={self.concurrency})"
@@ -168,8 +204,9 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._outbox_ready = asyncio.Event()
         self._settler_exit = False
-        self._executor = ThreadPoolExecutor(self.sync_threads, thread_name_prefix="taskq-sync")
+        self._threads = ThreadRunner(loop, self.sync_threads, "taskq-sync")
         self.app.load_imports()
+        self._hooks = Hooks(self.middleware)  # the list may have changed since __init__
         self.started_at = time.time()
         installed: list[signal.Signals] = []
         if self.handle_signals:  # None (embedded in a host's loop) means no
@@ -203,9 +240,9 @@ class Worker:
             self._renewer.join(timeout=5)
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            self.stragglers = self._threads_busy
             # threads still inside sync tasks cannot be killed; do not wait for them
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self.stragglers = self._threads.running
+            self._threads.shutdown()
             log.info("worker %s stopped", self.id)
 
     def stop(self) -> None:
@@ -270,20 +307,36 @@ class Worker:
             for k, v in fields.items():
                 mine[k] = mine.get(k, 0) + v
 
+    def _ahead(self) -> int:
+        """How many tasks to lease beyond the free slots (see ``WorkerSettings.prefetch``)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return 4 * self.concurrency if self._runtime < _SHORT_TASK else 0
+
     async def _fetch_loop(self) -> None:
         broker = self.app.broker
         assert self._slot_freed is not None
+        assert self._loop is not None
         backoff = 0.05
         while not self._stopping:
-            free = self.concurrency - len(self._held)
-            if free <= 0:
+            want = self.concurrency + self._ahead() - len(self._held)
+            if want <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._start_buffered()
+                if self.concurrency + self._ahead() - len(self._held) <= 0:
+                    await self._slot_freed.wait()
                 continue
             outcomes, stats = self._take_outbox()
             now_ms = self._now_ms()
+            fetching = asyncio.ensure_future(
+                broker.fetch_async(self.queues, want, now_ms, outcomes, stats)
+            )
+            if self._buffer:
+                # the tasks leased last time run while Redis works on this round trip: the
+                # fetch sends its request before this callback runs (the loop is FIFO)
+                self._loop.call_soon(self._start_buffered)
             try:
-                result, stale = await broker.fetch_async(self.queues, free, now_ms, outcomes, stats)
+                result, stale = await fetching
             except Exception as exc:
                 self._restore_outbox(outcomes, stats)
                 log.warning(
@@ -295,7 +348,9 @@ class Worker:
             backoff = 0.05
             self._note_stale(stale)
             for d in result.deliveries:
-                self._start(d)
+                r = _Running(Lease(d.queue, d.id, d.fence))
+                self._held[(d.queue, d.id)] = r
+                self._buffer.append((d, r))
             if result.deliveries or self._outbox:
                 continue
             if self.burst and not self._held:
@@ -333,7 +388,7 @@ class Worker:
     @property
     def busy(self) -> int:
         """Slots in use."""
-        return len(self._held)
+        return len(self._held) - len(self._buffer)
 
     def lease(self, queue: str, task_id: str) -> Lease | None:
         """The lease under which this worker runs a task (for the supervisor's bookkeeping)."""
@@ -351,6 +406,7 @@ class Worker:
                 "running_for": round(now - r.started, 3),
             }
             for r in self._held.copy().values()
+            if r.started
         ]
 
     async def _settle_loop(self) -> None:
@@ -377,7 +433,12 @@ class Worker:
         self._note_stale(stale)
 
     async def _drain(self) -> None:
-        """After the fetch loop ends: wait out the grace period, hand back the rest."""
+        """After the fetch loop ends: hand back what never started, wait out the grace
+        period, hand back the rest."""
+        if self._buffer:
+            waiting = [r for _, r in self._buffer]
+            self._buffer.clear()
+            await self._hand_back(waiting, "leased but not started")
         running = [r.task for r in self._held.values() if r.task is not None]
         if running and self.grace_period > 0:
             self._drain_wait = asyncio.ensure_future(
@@ -388,18 +449,7 @@ class Worker:
             self._drain_wait = None
         leftover = [r for r in self._held.values() if r.task is None or not r.task.done()]
         if leftover:
-            leases = [r.lease for r in leftover]
-            try:
-                n = await self.app.broker.release_async(leases)
-                self.counts.released += n
-                log.info("worker %s: handed back %d running task(s)", self.id, n)
-            except Exception as exc:
-                log.error(
-                    "worker %s: could not hand back %d task(s), their leases will lapse: %s",
-                    self.id,
-                    len(leases),
-                    redact_text(str(exc)),
-                )
+            await self._hand_back(leftover, "running")
             for r in leftover:
                 if r.task is not None:
                     r.task.cancel()
@@ -410,6 +460,22 @@ class Worker:
             if not self._outbox:
                 break
             await asyncio.sleep(0.2)
+
+    async def _hand_back(self, runs: list[_Running], what: str) -> None:
+        leases = [r.lease for r in runs]
+        for lease in leases:
+            self._held.pop((lease.queue, lease.id), None)
+        try:
+            n = await self.app.broker.release_async(leases)
+            self.counts.released += n
+            log.info("worker %s: handed back %d %s task(s)", self.id, n, what)
+        except Exception as exc:
+            log.error(
+                "worker %s: could not hand back %d task(s), their leases will lapse: %s",
+                self.id,
+                len(leases),
+                redact_text(str(exc)),
+            )
 
     def _note_stale(self, stale: list[Outcome]) -> None:
         for o in stale:
@@ -439,13 +505,31 @@ class Worker:
 
     # -- one task
 
-    def _start(self, d: Delivery) -> None:
-        r = _Running(
-            Lease(d.queue, d.id, d.fence), started=time.monotonic(), started_ms=self._now_ms()
-        )
-        self._held[(d.queue, d.id)] = r
+    def _start_buffered(self) -> None:
+        """Start leased tasks in the free slots (as many as are free now: a task that ends
+        at once schedules the next call rather than recursing)."""
+        self._start_pending = False
+        buffer = self._buffer
+        n = min(len(buffer), self.concurrency - (len(self._held) - len(buffer)))
+        for _ in range(n):
+            d, r = buffer.popleft()
+            self._start(d, r)
+
+    def _start(self, d: Delivery, r: _Running) -> None:
+        assert self._loop is not None
+        r.started = time.monotonic()
+        r.started_ms = self._now_ms()
         self.counts.started += 1
-        r.task = asyncio.ensure_future(self._guarded(d, r))
+        # run it at once up to its first suspension (3.12's eager tasks, by hand for 3.11):
+        # a task that never waits costs no asyncio.Task, and one that does gets one then,
+        # in the context its first step ran in
+        coro = self._guarded(d, r)
+        ctx = contextvars.copy_context()
+        try:
+            waiting = ctx.run(coro.send, None)
+        except StopIteration:
+            return
+        r.task = self._loop.create_task(_resume(coro, waiting), context=ctx)
 
     async def _guarded(self, d: Delivery, r: _Running) -> None:
         try:
@@ -476,18 +560,20 @@ class Worker:
         timed_out: bool = False,
     ) -> None:
         lease = r.lease
-        if self.middleware and r.message is not None:
+        runtime = time.monotonic() - r.started
+        self._runtime += (runtime - self._runtime) * 0.1
+        if self._hooks.after_task and r.message is not None:
             m = r.message
             event = TaskEvent(
                 m,
                 kind,
-                time.monotonic() - r.started,
+                runtime,
                 max(0.0, (r.started_ms - (m.due_at or m.enqueued_at)) / 1000),
                 error,
                 timed_out,
                 record.get("result") if kind == "ok" else None,
             )
-            call_hooks(self.middleware, "after_task", self, event)
+            run_hooks(self._hooks.after_task, self, event)
         self._held.pop((lease.queue, lease.id), None)
         try:
             data = orjson.dumps(record)
@@ -511,6 +597,10 @@ class Worker:
         assert self._outbox_ready is not None
         self._slot_freed.set()
         self._outbox_ready.set()
+        if self._buffer and not self._start_pending:
+            self._start_pending = True
+            assert self._loop is not None
+            self._loop.call_soon(self._start_buffered)
         if self.burst and not self._held:
             self._nudge()
 
@@ -558,13 +648,13 @@ class Worker:
             )
             return
         r.message = msg
-        if self.middleware:
-            call_hooks(self.middleware, "before_task", self, msg)
+        if self._hooks.before_task:
+            run_hooks(self._hooks.before_task, self, msg)
         timeout = msg.timeout if msg.timeout is not None else task.timeout
         token = set_trace(msg.trace)
         try:
             if task.is_async:
-                with wrapped(self.middleware, msg):
+                with wrapped(wrap, msg) if (wrap := self._hooks.wrap) else _NO_WRAP:
                     coro = task.fn(*msg.args, **msg.kwargs)
                     if timeout is None:
                         value = await coro
@@ -599,26 +689,21 @@ class Worker:
         )
 
     async def _run_sync(self, task: Task[Any, Any], msg: Message, timeout: float | None) -> Any:
-        assert self._loop is not None
-        assert self._executor is not None
+        assert self._threads is not None
         call = Interruptible()
         trace = msg.trace
 
-        hooks = self.middleware
+        wrap = self._hooks.wrap
 
         def run() -> Any:
-            with self._threads_lock:
-                self._threads_busy += 1
             token = set_trace(trace)
             try:
-                with wrapped(hooks, msg):
+                with wrapped(wrap, msg) if wrap else _NO_WRAP:
                     return call.run(task.fn, msg.args, msg.kwargs)
             finally:
                 reset_trace(token)
-                with self._threads_lock:
-                    self._threads_busy -= 1
 
-        fut = self._loop.run_in_executor(self._executor, run)
+        fut = self._threads.submit(run)
         if timeout is None:
             return await fut
         try:

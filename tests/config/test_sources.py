@@ -213,7 +213,7 @@ PROBLEMS = {
     "out of range": ("worker.concurrency", 0, "Input should be greater than or equal to 1"),
 }
 ALLOWED = {
-    "unknown key": "allowed: keys of worker: concurrency, sync_threads, lease_seconds",
+    "unknown key": "allowed: keys of worker: concurrency, sync_threads, prefetch",
     "wrong type": "allowed: an integer from 1 to 10000",
     "out of range": "allowed: an integer from 1 to 10000",
 }
