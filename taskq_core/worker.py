@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from .brokers.base import Delivery, Lease, Outcome
+from .brokers.base import Delivery, FetchResult, Lease, Outcome
 from .context import reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
@@ -169,7 +169,7 @@ class Worker:
         self._signals = 0
         self._slot_freed: asyncio.Event | None = None
         self._outbox_ready: asyncio.Event | None = None
-        self._idle_wait: asyncio.Future[bool] | None = None
+        self._idle_wait: asyncio.Future[tuple[bool, FetchResult]] | None = None
         self._nudging = False
         self._blocking = False
         self._settler_exit = False
@@ -348,9 +348,7 @@ class Worker:
             backoff = 0.05
             self._note_stale(stale)
             for d in result.deliveries:
-                r = _Running(Lease(d.queue, d.id, d.fence))
-                self._held[(d.queue, d.id)] = r
-                self._buffer.append((d, r))
+                self._lease_taken(d)
             if result.deliveries or self._outbox:
                 continue
             if self.burst and not self._held:
@@ -360,20 +358,28 @@ class Worker:
                 timeout = min(timeout, max(0.001, (result.next_due_ms - now_ms) / 1000))
             if self._stopping:
                 break  # stop() came during the fetch: it had no idle wait to cancel
+            # block until a wake token (or a nudge, or the timeout), and lease in the same
+            # round trip: Redis runs the fetch the moment the wait returns
             self._blocking = True
+            want = self.concurrency + self._ahead() - len(self._held)
             self._idle_wait = asyncio.ensure_future(
-                broker.wait_async(self.queues, timeout, nudge=self.id)
+                broker.wait_fetch_async(self.queues, timeout, want, self._now_ms(), self.id)
             )
             try:
-                await self._idle_wait
+                _, result = await self._idle_wait
             except Exception as exc:
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
                 )
                 await asyncio.sleep(backoff)
+                continue
             finally:
                 self._blocking = False
                 self._idle_wait = None
+            for d in result.deliveries:
+                self._lease_taken(d)
+            if not self._stopping:
+                self._start_buffered()  # at once: nothing else is waiting for the loop
 
     async def _tick_loop(self) -> None:
         while True:
@@ -504,6 +510,11 @@ class Worker:
                 log.warning("worker %s: lost the lease of %d task(s)", self.id, len(lost))
 
     # -- one task
+
+    def _lease_taken(self, d: Delivery) -> None:
+        r = _Running(Lease(d.queue, d.id, d.fence))
+        self._held[(d.queue, d.id)] = r
+        self._buffer.append((d, r))
 
     def _start_buffered(self) -> None:
         """Start leased tasks in the free slots (as many as are free now: a task that ends

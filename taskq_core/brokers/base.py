@@ -142,6 +142,14 @@ class Broker(Protocol):
     async def wait_async(
         self, queues: Sequence[str], timeout: float, nudge: str | None = None
     ) -> bool: ...
+    async def wait_fetch_async(
+        self,
+        queues: Sequence[str],
+        timeout: float,
+        want: int,
+        now_ms: int,
+        nudge: str | None = None,
+    ) -> tuple[bool, FetchResult]: ...
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None: ...
     def settle(
         self,

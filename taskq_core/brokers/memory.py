@@ -288,6 +288,18 @@ class MemoryBroker:
                 if entry in self._waiters:
                     self._waiters.remove(entry)
 
+    async def wait_fetch_async(
+        self,
+        queues: Sequence[str],
+        timeout: float,
+        want: int,
+        now_ms: int,
+        nudge: str | None = None,
+    ) -> tuple[bool, FetchResult]:
+        """:meth:`wait_async`, then :meth:`fetch` (with ``now_ms``, as Redis does)."""
+        woken = await self.wait_async(queues, timeout, nudge)
+        return woken, self.fetch(queues, want, now_ms)[0]
+
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
         with self._lock:
             for i, (names, loop, fut) in enumerate(self._waiters):

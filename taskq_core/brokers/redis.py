@@ -317,15 +317,34 @@ class RedisBroker:
         ``nudge``, or ``timeout`` passes."""
         if timeout <= 0:
             return False
-        keys = [self.keys.wake(q) for q in queues]
-        if nudge is not None:
-            keys.append(self.keys.nudge(queues[0], nudge))
+        keys = self.plans.wait_keys(queues, nudge)
+        reply = await self.aclient().blpop(keys, timeout=self._blocking_timeout(timeout))
+        return reply is not None
+
+    def _blocking_timeout(self, timeout: float) -> float:
         if self._socket_timeout is not None:
             # a blocking read longer than the socket timeout would be cut off as an error
             timeout = min(timeout, max(0.1, self._socket_timeout - 1.0))
         # BLPOP takes seconds with millisecond resolution; 0 would block forever
-        reply = await self.aclient().blpop(keys, timeout=max(timeout, 0.001))
-        return reply is not None
+        return round(max(timeout, 0.001), 3)
+
+    async def wait_fetch_async(
+        self,
+        queues: Sequence[str],
+        timeout: float,
+        want: int,
+        now_ms: int,
+        nudge: str | None = None,
+    ) -> tuple[bool, FetchResult]:
+        """:meth:`wait_async`, then a fetch of up to ``want`` tasks, in one round trip.
+
+        The fetch follows the ``BLPOP`` on the same connection, so Redis runs it the moment
+        the wait returns: an idle worker gets a new task one round trip after its enqueue,
+        not two. ``now_ms`` is the time of the call: a lease taken after a long wait is
+        shorter by the wait, which the renewal period (at most a third of the lease, and
+        the wait never longer) leaves room for."""
+        timeout = self._blocking_timeout(timeout)
+        return await self.run_async(self.plans.wait_fetch(queues, timeout, nudge, want, now_ms))
 
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
         """Wake the :meth:`wait_async` call that passed ``nudge=waiter`` (or its next one).

@@ -177,6 +177,29 @@ class Plans:
 
         return Plan(commands, parse, lean=True)
 
+    def wait_keys(self, queues: Sequence[str], nudge: str | None) -> list[str]:
+        """The lists an idle worker blocks on: its queues' wake lists and its nudge list."""
+        keys = [self.keys.wake(q) for q in queues]
+        if nudge is not None:
+            keys.append(self.keys.nudge(queues[0], nudge))
+        return keys
+
+    def wait_fetch(
+        self, queues: Sequence[str], timeout: float, nudge: str | None, want: int, now_ms: int
+    ) -> Plan[tuple[bool, FetchResult]]:
+        """Block on the wake lists, then lease: one round trip (see ``wait_fetch_async``)."""
+        fetch = self.fetch(queues, want, now_ms, (), None)
+        commands: list[Call | Command] = [
+            ("BLPOP", *self.wait_keys(queues, nudge), timeout),
+            *fetch.commands,
+        ]
+
+        def parse(replies: list[Any]) -> tuple[bool, FetchResult]:
+            result, _ = fetch.parse(replies[1:])
+            return replies[0] is not None, result
+
+        return Plan(commands, parse, lean=True)
+
     def renew(self, leases: Sequence[Lease], now_ms: int) -> Plan[list[Lease]]:
         groups = _group(leases)
         commands: list[Call | Command] = []

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from taskq_core.brokers.base import Broker, EnqueueItem, Lease, Outcome, Settings
+from taskq_core.brokers.base import Broker, EnqueueItem, FetchResult, Lease, Outcome, Settings
 from taskq_core.brokers.memory import MemoryBroker
 from taskq_core.brokers.redis import RedisBroker
 
@@ -283,6 +283,26 @@ async def test_idle_wait_times_out(broker: Broker) -> None:
     broker.fetch(Q, 1, T0)
     await broker.wait_async(Q, 0.01)
     assert await broker.wait_async(Q, 0.05) is False
+    await broker.aclose()
+
+
+async def test_idle_wait_leases_what_woke_it_in_the_same_call(broker: Broker) -> None:
+    """wait_fetch_async returns the task whose enqueue woke it (Redis runs the fetch right
+    after the BLPOP, on the same connection), and nothing after a timeout."""
+    broker.fetch(Q, 1, T0)
+    await broker.wait_async(Q, 0.01)
+    assert await broker.wait_fetch_async(Q, 0.05, 5, T0) == (False, FetchResult([], None))
+    waiter = asyncio.ensure_future(broker.wait_fetch_async(Q, 10, 5, T0))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await asyncio.to_thread(broker.enqueue, [item(1, "low"), item(2, "high")], T0)
+    woken, result = await asyncio.wait_for(waiter, 5)
+    assert woken is True
+    assert [(d.queue, d.id, d.fence) for d in result.deliveries] == [
+        ("high", "t2", 1),
+        ("low", "t1", 1),
+    ]
+    assert broker.get("low", "t1").state == "running"  # type: ignore[union-attr]
     await broker.aclose()
 
 
