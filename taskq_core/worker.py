@@ -150,6 +150,12 @@ class Worker:
         self.handle_signals = handle_signals
         self.grace_period = ws.grace_period if grace_period is None else grace_period
         self.renew_every = ws.renew_every
+        # the longest idle wait: the fetch that follows a wait carries the time the wait
+        # began, so its leases are shorter by the wait; the first renewal must still come
+        # before they lapse (with the defaults, 5 s: the renewal period)
+        self._longest_wait = min(
+            self.renew_every, max(0.1, (ws.lease_seconds - ws.renew_every) / 2)
+        )
         self.payload_limit = app.settings.max_payload_bytes
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.counts = WorkerCounts()
@@ -353,7 +359,7 @@ class Worker:
                 continue
             if self.burst and not self._held:
                 return
-            timeout = self.renew_every
+            timeout = self._longest_wait
             if result.next_due_ms is not None:
                 timeout = min(timeout, max(0.001, (result.next_due_ms - now_ms) / 1000))
             if self._stopping:
