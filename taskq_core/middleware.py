@@ -52,6 +52,10 @@ class Middleware:
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
         """A delivery ended; its outcome is about to be settled in the broker."""
 
+    def before_settle(self, worker: Worker) -> None:
+        """The worker is about to send finished outcomes and counters to the broker: a
+        middleware that sums counters itself adds them now, with ``worker.add_stat``."""
+
     @contextlib.contextmanager
     def wrap(self, message: Message) -> Iterator[None]:
         """Context around the task's own code, entered where it runs (its thread for a sync
@@ -88,7 +92,7 @@ class Hooks:
     """The hooks of a middleware list that do something, looked up once: a worker calls
     these for every task, so it does not search the list each time."""
 
-    __slots__ = ("after_task", "before_task", "wrap")
+    __slots__ = ("after_task", "before_settle", "before_task", "wrap")
 
     def __init__(self, middleware: list[Middleware]) -> None:
         self.before_task: list[Callable[..., None]] = [
@@ -96,6 +100,9 @@ class Hooks:
         ]
         self.after_task: list[Callable[..., None]] = [
             h.after_task for h in reversed(middleware) if overrides(h, "after_task")
+        ]
+        self.before_settle: list[Callable[..., None]] = [
+            h.before_settle for h in middleware if overrides(h, "before_settle")
         ]
         self.wrap: list[Middleware] = [h for h in middleware if overrides(h, "wrap")]
 

@@ -301,6 +301,8 @@ class Worker:
         return int(self.app.clock.time() * 1000)
 
     def _take_outbox(self) -> tuple[list[Outcome], dict[str, dict[str, int]] | None]:
+        if self._hooks.before_settle:
+            run_hooks(self._hooks.before_settle, self)
         out, stats = self._outbox, self._stats
         self._outbox, self._stats = [], {}
         return out, (stats or None)

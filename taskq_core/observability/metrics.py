@@ -81,15 +81,31 @@ QUEUE_COUNTERS: dict[str, str] = {
 OUTCOMES = ("ok", "retry", "failed", "dead")
 
 
+class _Tally:
+    """What one worker saw of one task name in one queue since its last round trip."""
+
+    __slots__ = ("run", "run_sum", "started", "timed_out", "wait", "wait_sum")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.timed_out = 0
+        self.wait = [0] * len(LE)
+        self.wait_sum = 0.0
+        self.run = [0] * len(LE)
+        self.run_sum = 0.0
+
+
 class MetricsMiddleware(Middleware):
     """Counts started and timed-out executions and records wait and run time histograms.
 
-    Registered on every TaskQueue unless ``monitoring.metrics`` is false. It costs a few
-    dictionary updates per task: field names are built once per task name.
+    Registered on every TaskQueue unless ``monitoring.metrics`` is false. A task costs a
+    few list increments: the counts are tallied per task name and turned into stats fields
+    once per round trip (``before_settle``), not once per task.
     """
 
     def __init__(self) -> None:
         self._fields: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...], str, str]] = {}
+        self._tallies: dict[tuple[str, str], _Tally] = {}
 
     def _names(self, task: str) -> tuple[str, str, tuple[str, ...], tuple[str, ...], str, str]:
         names = self._fields.get(task)
@@ -104,19 +120,45 @@ class MetricsMiddleware(Middleware):
             )
         return names
 
+    def _tally(self, message: Message) -> _Tally:
+        key = (message.queue, message.task)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = _Tally()
+        return tally
+
     def before_task(self, worker: Worker, message: Message) -> None:
-        worker.add_stat(message.queue, self._names(message.task)[0])
+        self._tally(message).started += 1
 
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
-        m = event.message
-        _, timed_out, wait_b, run_b, wait_sum, run_sum = self._names(m.task)
-        add, q = worker.add_stat, m.queue
-        add(q, wait_b[bisect.bisect_left(BUCKETS, event.wait)])
-        add(q, wait_sum, int(event.wait * 1_000_000))
-        add(q, run_b[bisect.bisect_left(BUCKETS, event.runtime)])
-        add(q, run_sum, int(event.runtime * 1_000_000))
+        t = self._tally(event.message)
+        t.wait[bisect.bisect_left(BUCKETS, event.wait)] += 1
+        t.wait_sum += event.wait
+        t.run[bisect.bisect_left(BUCKETS, event.runtime)] += 1
+        t.run_sum += event.runtime
         if event.timed_out:
-            add(q, timed_out)
+            t.timed_out += 1
+
+    def before_settle(self, worker: Worker) -> None:
+        tallies, self._tallies = self._tallies, {}
+        add = worker.add_stat
+        for (q, task), t in tallies.items():
+            started, timed_out, wait_b, run_b, wait_sum, run_sum = self._names(task)
+            if t.started:
+                add(q, started, t.started)
+            if t.timed_out:
+                add(q, timed_out, t.timed_out)
+            for counts, names, total, name in (
+                (t.wait, wait_b, t.wait_sum, wait_sum),
+                (t.run, run_b, t.run_sum, run_sum),
+            ):
+                observed = False
+                for i, n in enumerate(counts):
+                    if n:
+                        add(q, names[i], n)
+                        observed = True
+                if observed:
+                    add(q, name, int(total * 1_000_000))
 
 
 @dataclass(slots=True)
