@@ -261,7 +261,9 @@ class TaskQueue:
         now_ms = int(now * 1000)
         limit = self.settings.max_payload_bytes
         items: list[EnqueueItem] = []
-        for sig in signatures:
+        # the ids of the batch from one read of the system's random source
+        random_ids = os.urandom(16 * len(signatures)).hex()
+        for n, sig in enumerate(signatures):
             task, o = sig.task, sig.options
             if task.app is not self and self.registry.get(task.name) is not task:
                 raise UnknownTask(f"task {task.name!r} is not registered with this TaskQueue")
@@ -273,7 +275,7 @@ class TaskQueue:
             elif o.eta is not None:
                 due_ms = int(o.eta * 1000)
             queue = o.queue or task.queue
-            task_id = o.task_id or os.urandom(16).hex()
+            task_id = o.task_id or random_ids[n * 32 : n * 32 + 32]
             trace = current_trace()
             if self.trace_hook is not None:
                 trace = self.trace_hook(trace, task.name, queue, task_id)

@@ -46,10 +46,18 @@ class Message:
             "enqueued_at": self.enqueued_at,
         }
         # optional fields are left out when unset: smaller messages, faster parsing
-        for name in ("due_at", "max_retries", "timeout", "idempotency_key", "trace", "headers"):
-            value = getattr(self, name)
-            if value is not None:
-                d[name] = value
+        if self.due_at is not None:
+            d["due_at"] = self.due_at
+        if self.max_retries is not None:
+            d["max_retries"] = self.max_retries
+        if self.timeout is not None:
+            d["timeout"] = self.timeout
+        if self.idempotency_key is not None:
+            d["idempotency_key"] = self.idempotency_key
+        if self.trace is not None:
+            d["trace"] = self.trace
+        if self.headers is not None:
+            d["headers"] = self.headers
         return d
 
     def encode(self, limit: int | None = None) -> bytes:
