@@ -27,6 +27,7 @@ from .base import (
     QueueInfo,
     Settings,
     TaskState,
+    queue_stats,
 )
 
 T = TypeVar("T")
@@ -169,7 +170,6 @@ class MemoryBroker:
                 else:
                     q.ready.appendleft(item.id)
                     q.state[item.id] = "queued"
-                q.incr("enqueued")
                 q.incr("enqueued|" + item.task)
                 out.append(item.id)
                 woken.add(item.queue)
@@ -494,7 +494,7 @@ class MemoryBroker:
                         len(q.leased),
                         len(q.dead),
                         oldest,
-                        dict(q.stats),
+                        queue_stats(q.stats),
                     )
                 )
         return out

@@ -23,6 +23,7 @@ from .base import (
     Settings,
     TaskState,
     parse_stats,
+    queue_stats,
 )
 
 T = TypeVar("T")
@@ -326,7 +327,7 @@ class Plans:
                     int(leased),
                     int(dead),
                     None,
-                    parse_stats(_as_dict(stats)),
+                    queue_stats(_as_dict(stats)),
                 )
                 out.append((info, _s(oldest) if oldest is not None else None))
             return out

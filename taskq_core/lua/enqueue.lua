@@ -11,7 +11,7 @@ local now = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local out, bodies, ids, names = {}, {}, {}, {}
-local added, woke = 0, false
+local woke = false
 for i = 0, n - 1 do
   local b = 4 + i * 5
   local id, name, body, due, ik = ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
@@ -36,7 +36,6 @@ for i = 0, n - 1 do
       ids[#ids + 1] = id
     end
     names[name] = (names[name] or 0) + 1
-    added = added + 1
     out[#out + 1] = id
   end
 end
@@ -47,11 +46,9 @@ local len = slices('LPUSH', ready, ids, 1000)
 if #ids > 0 and len == #ids then
   woke = true
 end
-if added > 0 then
-  for name, count in pairs(names) do
-    redis.call('HINCRBY', stats, 'enqueued|' .. name, count)
-  end
-  redis.call('HINCRBY', stats, 'enqueued', added)
+-- per task name only: readers add them up for the queue (brokers/base.py, parse_stats)
+for name, count in pairs(names) do
+  redis.call('HINCRBY', stats, 'enqueued|' .. name, count)
 end
 if woke and redis.call('LLEN', wake) == 0 then
   redis.call('LPUSH', wake, '1')

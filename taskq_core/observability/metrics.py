@@ -1,7 +1,8 @@
 """Task metrics written by the workers, and how they are read back.
 
-The Lua scripts count, in each queue's stats hash, ``enqueued``, ``ok``, ``retry``,
-``failed`` and ``dead`` per queue and per task (``ok|<task>``...), plus queue-wide events
+The Lua scripts count, in each queue's stats hash, ``ok``, ``retry``, ``failed`` and
+``dead`` per queue and per task (``ok|<task>``...), ``enqueued`` per task only (readers add
+up the queue's total, see ``brokers.base.queue_stats``), plus queue-wide events
 (``stale_acks``, ``lease_expired``...). :class:`MetricsMiddleware` adds, per task name,
 through ``worker.add_stat`` (summed in the worker and written with its next settle round
 trip, never a round trip of its own):
