@@ -6,6 +6,7 @@ looked up by name in the worker's registry, never imported from the message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,28 +95,40 @@ def decode(data: bytes | str, limit: int | None = None) -> Message:
         d = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadMessage(f"message is not valid JSON: {exc}") from None
-    if not isinstance(d, dict):
+    if type(d) is not dict:
         raise BadMessage(f"message is a JSON {type(d).__name__}, not an object")
     if d.get("v") != VERSION:
         raise BadMessage(f"message version {d.get('v')!r} is not supported (expected {VERSION})")
-    for name, kind in _REQUIRED:
-        if not isinstance(d.get(name), kind):
-            raise BadMessage(f"message field {name!r} is missing or not a {kind}")
-    try:
-        return Message(
-            id=d["id"],
-            task=d["task"],
-            queue=d["queue"],
-            args=d["args"],
-            kwargs=d["kwargs"],
-            attempt=d["attempt"],
-            enqueued_at=d["enqueued_at"],
-            due_at=d.get("due_at"),
-            max_retries=d.get("max_retries"),
-            timeout=d.get("timeout"),
-            idempotency_key=d.get("idempotency_key"),
-            trace=d.get("trace"),
-            headers=d.get("headers"),
-        )
-    except TypeError as exc:  # pragma: no cover - guarded by the checks above
-        raise BadMessage(str(exc)) from None
+    get: Callable[[str], Any] = d.get
+    id_, task, queue, args = get("id"), get("task"), get("queue"), get("args")
+    kwargs, attempt, enqueued_at = get("kwargs"), get("attempt"), get("enqueued_at")
+    # one test for the whole envelope (every delivery decodes one); the loop below only
+    # finds which field to name
+    if not (
+        type(id_) is str
+        and type(task) is str
+        and type(queue) is str
+        and type(args) is list
+        and type(kwargs) is dict
+        and type(attempt) is int
+        and type(enqueued_at) is int
+    ):
+        for name, kind in _REQUIRED:
+            value = get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise BadMessage(f"message field {name!r} is missing or not a {kind}")
+    return Message(
+        id_,
+        task,
+        queue,
+        args,
+        kwargs,
+        attempt,
+        enqueued_at,
+        get("due_at"),
+        get("max_retries"),
+        get("timeout"),
+        get("idempotency_key"),
+        get("trace"),
+        get("headers"),
+    )

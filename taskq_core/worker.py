@@ -624,7 +624,7 @@ class Worker:
             self._nudge()
 
     async def _execute(self, d: Delivery, r: _Running) -> None:
-        now_ms = self._now_ms()
+        now_ms = r.started_ms
         base = {"worker": self.id, "started_at": now_ms}
         try:
             msg = decode(d.body, self.payload_limit)
