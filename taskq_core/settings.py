@@ -109,8 +109,9 @@ class WorkerSettings(_Section):
         le=10_000,
         description=(
             "Tasks leased ahead of free slots, so the next batch is on its way while this"
-            " one runs; default: 4 x concurrency (like Celery) while tasks take under 5 ms,"
-            " none otherwise (long tasks are never held back behind others). 0: never."
+            " one runs; default: while tasks average under 5 ms, what the slots get through"
+            " in about 5 ms (at least concurrency, at most 16 x concurrency), none for longer"
+            " tasks (they are never held back behind others). 0: never."
         ),
     )
     lease_seconds: float = Field(

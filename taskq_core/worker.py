@@ -76,6 +76,7 @@ class WorkerCounts:
 
 _NO_WRAP = contextlib.nullcontext()
 _SHORT_TASK = 0.005  # seconds: tasks this short are leased ahead (prefetch=None)
+_MOST_AHEAD = 16  # times concurrency
 _COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
 
 
@@ -319,7 +320,11 @@ class Worker:
         """How many tasks to lease beyond the free slots (see ``WorkerSettings.prefetch``)."""
         if self.prefetch is not None:
             return self.prefetch
-        return 4 * self.concurrency if self._runtime < _SHORT_TASK else 0
+        if self._runtime >= _SHORT_TASK:
+            return 0
+        # about _SHORT_TASK of work per slot: a task waits no longer than that behind others
+        per_slot = int(_SHORT_TASK / max(self._runtime, 1e-6))
+        return self.concurrency * min(_MOST_AHEAD, max(1, per_slot))
 
     async def _fetch_loop(self) -> None:
         broker = self.app.broker
