@@ -373,8 +373,10 @@ class Worker:
                 break  # stop() came during the fetch: it had no idle wait to cancel
             # block until a wake token (or a nudge, or the timeout), and lease in the same
             # round trip: Redis runs the fetch the moment the wait returns
-            self._blocking = True
             want = self.concurrency + self._ahead() - len(self._held)
+            if want <= 0:
+                continue  # slots filled up meanwhile (the run time average moved)
+            self._blocking = True
             self._idle_wait = asyncio.ensure_future(
                 broker.wait_fetch_async(self.queues, timeout, want, self._now_ms(), self.id)
             )
