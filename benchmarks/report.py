@@ -103,8 +103,9 @@ THROUGHPUT_KEYS = {
     "async-bare": "throughput_async_bare",
 }
 WORKER_NOTES = {
-    "taskq": "`taskq worker` (the CLI), 1 process, default concurrency 16; async tasks on the "
-    "loop, sync tasks on its 16-thread pool",
+    "taskq": "`taskq worker` (the CLI), 1 process, default concurrency 16 and default "
+    "prefetch (short tasks: about 5 ms of work per slot leased ahead); async tasks on the "
+    "loop, sync tasks on its 16 threads; results kept (default TTL)",
     "celery": "`celery worker -P prefork -c {cores}`: prefork pool, one child per core "
     "(3 processes), default prefetch (4), acks on receipt (default), no result backend",
     "rq": "standard `Worker` (`Worker.work()`): forks a work horse for every job; results "

@@ -99,7 +99,7 @@ class Adapter:
     name = "taskq"
     sync_producer = True
     async_producer = True
-    bulk = "TaskQueue.enqueue_many (one pipeline per batch)"
+    bulk = "TaskQueue.enqueue_many (one script call per queue and batch)"
     worker_note = "`taskq worker`, 1 process, concurrency 16 (default; sync tasks: 16 threads)"
     recovery_running = 16
 
