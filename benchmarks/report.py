@@ -57,12 +57,15 @@ TASKQ_ONLY = [
         Metric(f"decomp_{key}", f"interleaved, taskq's client: {label}", "tasks/s", True, "rate")
         for key, label in (
             ("rpush_sync", "RPUSH, one per round trip"),
+            ("leanpush_sync", "RPUSH, one per round trip, sent taskq's lean way"),
             ("script_sync", "the enqueue script alone (built beforehand)"),
             ("enqueue_sync", "taskq's enqueue"),
             ("rpush_pipeline", "RPUSH, pipelines of 100"),
+            ("leanpush_pipeline", "RPUSH, pipelines of 100, sent taskq's lean way"),
             ("script_bulk", "the enqueue script alone, 100 tasks a call"),
             ("enqueue_bulk", "taskq's enqueue_many, 100 tasks"),
             ("rpush_async", "RPUSH, asyncio, one per round trip"),
+            ("leanpush_async", "RPUSH, asyncio, one per round trip, sent taskq's lean way"),
             ("script_async", "the enqueue script alone, asyncio"),
             ("enqueue_async", "taskq's enqueue_async"),
         )

@@ -179,8 +179,11 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
     """One enqueue taken apart, on taskq's own clients, in interleaved blocks (so that the
     machine's ups and downs fall on every part alike):
 
-    - RPUSH of a message-sized payload (the floor, with this client);
-    - the enqueue script alone: the exact command taskq sends, built beforehand;
+    - RPUSH of a message-sized payload (the floor, with redis-py's client);
+    - the same RPUSH sent the way taskq sends its hot commands (packed by hiredis, written
+      and read on a pooled connection: ``RedisBroker._send_lean``);
+    - the enqueue script alone: the exact command taskq sends, built beforehand, sent the
+      same way;
     - taskq's enqueue;
 
     for the blocking client, for the asyncio one, and for 100 tasks at a time (a pipeline
@@ -209,7 +212,11 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
         return call.command()
 
     client = broker.client
-    run: Any = client.execute_command  # redis-py leaves it unannotated
+    lean, lean_async = broker._send_lean, broker._send_lean_async
+
+    def run(*command: Any) -> None:
+        lean([command])
+
     sample = Message(id=uuid.uuid4().hex, task="noop_async", queue=QUEUE, enqueued_at=1 << 40)
     payload = b"x" * len(sample.encode())
     singles = [command(1) for _ in range(blocks * per_block)]
@@ -230,22 +237,26 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
 
     async def async_block(b: int) -> None:
         aclient = broker.aclient()
-        arun: Any = aclient.execute_command
         mine = asingles[b * per_block : (b + 1) * per_block]
 
         async def rpush() -> None:
             for _ in range(per_block):
                 await aclient.rpush("bench:floor", payload)
 
+        async def lean_rpush() -> None:
+            for _ in range(per_block):
+                await lean_async([("RPUSH", "bench:floor", payload)])
+
         async def script() -> None:
             for c in mine:
-                await arun(*c)
+                await lean_async([c])
 
         async def enqueue() -> None:
             for _ in range(per_block):
                 await noop_async.enqueue_async()
 
         await timed_async("decomp_rpush_async", per_block, rpush)
+        await timed_async("decomp_leanpush_async", per_block, lean_rpush)
         await timed_async("decomp_script_async", per_block, script)
         await timed_async("decomp_enqueue_async", per_block, enqueue)
 
@@ -263,6 +274,14 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
         def rpush() -> None:
             for _ in range(per_block):
                 client.rpush("bench:floor", payload)
+
+        def lean_rpush() -> None:
+            for _ in range(per_block):
+                lean([("RPUSH", "bench:floor", payload)])
+
+        def lean_pipeline() -> None:
+            for _ in range(batches):
+                lean([("RPUSH", "bench:floor", payload)] * 100)
 
         def script(cmds: list[tuple[Any, ...]] = mine) -> None:
             for c in cmds:
@@ -308,9 +327,11 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
                         c.command()
 
         timed("decomp_rpush_sync", per_block, rpush)
+        timed("decomp_leanpush_sync", per_block, lean_rpush)
         timed("decomp_script_sync", per_block, script)
         timed("decomp_enqueue_sync", per_block, enqueue)
         timed("decomp_rpush_pipeline", 100 * batches, rpush_pipeline)
+        timed("decomp_leanpush_pipeline", 100 * batches, lean_pipeline)
         timed("decomp_script_bulk", 100 * batches, script_bulk)
         timed("decomp_enqueue_bulk", 100 * batches, enqueue_bulk)
         timed("stage_items_sync", per_block, items)
