@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..keys import Keys
-from . import scripts
+from . import resp, scripts
 from .base import (
     DeadTask,
     Delivery,
@@ -37,9 +37,18 @@ class Call:
     script: scripts.Script
     keys: list[str]
     args: list[Any]
+    #: the packed EVALSHA, SHA, key count and keys of this call (``resp.head``), when the
+    #: plan keeps them ready; :meth:`packed` then packs only the arguments
+    head: bytes = b""
 
     def command(self) -> Command:
         return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def packed(self) -> bytes:
+        """The command in the Redis protocol."""
+        if self.head:
+            return self.head + b"".join([resp.bulk(a) for a in self.args])
+        return resp.pack(self.command())
 
 
 @dataclass(slots=True)
@@ -70,6 +79,7 @@ class Plans:
         self.keys = keys
         self.settings = settings
         self._qkeys: dict[str, list[str]] = {}
+        self._one: dict[str, tuple[list[str], bytes]] = {}
         self.seen_queues: set[str] = set()
 
     def qkeys(self, queue: str) -> list[str]:
@@ -81,6 +91,8 @@ class Plans:
     # -- producers
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> Plan[list[str]]:
+        if len(items) == 1 and items[0].due_ms <= now_ms and items[0].idempotency_key is None:
+            return self._enqueue_one(items[0])
         groups = _group(items)
         commands: list[Call | Command] = []
         new_queues = [q for q in groups if q not in self.seen_queues]
@@ -109,6 +121,30 @@ class Plans:
             return out
 
         return Plan(commands, parse, lean=True)
+
+    def _enqueue_one(self, item: EnqueueItem) -> Plan[list[str]]:
+        """One task due now without an idempotency key: what a web request enqueues, with a
+        script of three commands (``enqueue_one.lua``)."""
+        queue = item.queue
+        keys, head = self._one.get(queue) or self._enqueue_one_head(queue)
+        call = Call(scripts.ENQUEUE_ONE, keys, [item.id, "enqueued|" + item.task, item.body], head)
+        if queue in self.seen_queues:
+            return Plan([call], lambda replies: [item.id], lean=True)
+
+        def parse(replies: list[Any]) -> list[str]:
+            self.seen_queues.add(queue)
+            return [item.id]
+
+        return Plan([call, ("SADD", self.keys.queues(), queue)], parse, lean=True)
+
+    def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes]:
+        k = self.qkeys(queue)
+        keys = [k[0], k[3], k[9], k[10]]  # what enqueue_one.lua touches
+        found = self._one[queue] = (
+            keys,
+            resp.head(["EVALSHA", scripts.ENQUEUE_ONE.sha, len(keys), *keys], 3 + len(keys) + 3),
+        )
+        return found
 
     # -- workers
 

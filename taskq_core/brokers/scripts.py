@@ -21,13 +21,15 @@ def _read(name: str) -> bytes:
 _LIB = _read("_lib")
 
 
-def _load(name: str) -> Script:
-    # the helpers of _lib.lua go in front: a script cannot call another one
-    source = _LIB + _read(name)
+def _load(name: str, lib: bool = True) -> Script:
+    # the helpers of _lib.lua go in front: a script cannot call another one (a script that
+    # uses none of them goes without: defining them costs every call)
+    source = (_LIB if lib else b"") + _read(name)
     return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
 
 
 ENQUEUE = _load("enqueue")
+ENQUEUE_ONE = _load("enqueue_one", lib=False)
 FETCH = _load("fetch")
 SETTLE = _load("settle")
 RENEW = _load("renew")
@@ -37,6 +39,7 @@ DEAD_RETRY = _load("dead_retry")
 DEAD_PURGE = _load("dead_purge")
 ALL: tuple[Script, ...] = (
     ENQUEUE,
+    ENQUEUE_ONE,
     FETCH,
     SETTLE,
     RENEW,

@@ -52,6 +52,23 @@ def test_enqueue_then_fetch_fifo(broker: Broker) -> None:
     assert ids(broker, 10) == []
 
 
+def test_one_task_enqueues_keep_the_batch_contract(broker: Broker) -> None:
+    """One task due now without an idempotency key takes the broker's fast path (on Redis,
+    enqueue_one.lua); it must store, count and queue exactly as a batch does."""
+    assert broker.enqueue([item(1)], T0) == ["t1"]
+    assert broker.enqueue([item(2), item(3)], T0) == ["t2", "t3"]
+    assert broker.enqueue([item(4)], T0) == ["t4"]
+    # due by the caller's clock: ready at once, like a task without a due time
+    assert broker.enqueue([item(5, due_ms=T0 - 1)], T0) == ["t5"]
+    state = broker.get("default", "t4")
+    assert state is not None
+    assert (state.state, state.message) == ("queued", b'{"n":4}')
+    (info,) = broker.queue_info(["default"])
+    assert (info.ready, info.delayed, info.stats["enqueued"]) == (5, 0, 5)
+    assert info.stats["enqueued|job"] == 5
+    assert ids(broker, 10) == ["t1", "t2", "t3", "t4", "t5"]
+
+
 def test_strict_priority_across_queues(broker: Broker) -> None:
     broker.enqueue([item("l1", "low"), item("d1"), item("h1", "high"), item("l2", "low")], T0)
     broker.enqueue([item("h2", "high")], T0)
@@ -340,3 +357,26 @@ def test_batches_longer_than_a_lua_unpack(broker: Broker) -> None:
     assert (info.ready, info.leased) == (0, 1_000)
     assert info.stats["ok"] == 9_000
     assert info.stats["enqueued"] == n
+
+
+def test_one_task_enqueues_leave_at_most_one_wake_token(redis_url: str, prefix: str) -> None:
+    """The first task into an empty queue wakes one sleeper; the ones behind it, while the
+    queue is not empty, add no token (the wake list never grows with the backlog)."""
+    import redis
+
+    b = RedisBroker(redis_url, prefix=prefix)
+    r = redis.Redis.from_url(redis_url)
+    wake = b.keys.wake("default")
+    try:
+        for i in range(5):
+            b.enqueue([item(i)], T0)
+        assert r.llen(wake) == 1
+        r.delete(wake)
+        b.enqueue([item(9)], T0)  # the queue is not empty: no one sleeps on it
+        assert r.llen(wake) == 0
+        assert len(ids(b, 10)) == 6
+        b.enqueue([item(10)], T0)
+        assert r.llen(wake) == 1
+    finally:
+        r.close()
+        b.close()
