@@ -108,7 +108,10 @@ def _targets(data: dict[str, Any]) -> str:
     for t in data["targets"]:
         mark = {True: "✅ met", False: "❌ **not met**", None: "n/a"}[t["met"]]
         rows.append([t["target"], t["value"], mark])
-    return _table(["target (issue 7)", "this run", ""], rows)
+    notes = [f"- {t['target']}: {t['detail']}." for t in data["targets"] if t.get("detail")]
+    return _table(["target (issue 7)", "this run", ""], rows) + (
+        "\n\n" + "\n".join(notes) if notes else ""
+    )
 
 
 SEGMENTS = {

@@ -191,6 +191,7 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
     rates, in tasks per second. Also the two CPU-only stages of an enqueue, in µs per
     task: building and encoding the message (``TaskQueue._items``) and building the
     script call (``Plans.enqueue``). Private internals: a change there shows up here."""
+    from taskq_core.brokers import resp
     from taskq_core.brokers.base import EnqueueItem
     from taskq_core.brokers.redis import RedisBroker
     from taskq_core.brokers.redis_plans import Call
@@ -200,7 +201,7 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
     if not isinstance(broker, RedisBroker):
         return {}
 
-    def command(count: int) -> tuple[Any, ...]:
+    def command(count: int) -> bytes:
         now_ms = int(time.time() * 1000)
         items = []
         for _ in range(count):
@@ -209,16 +210,17 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
             items.append(EnqueueItem(QUEUE, task_id, "noop_async", body.encode()))
         call = broker.plans.enqueue(items, now_ms).commands[0]
         assert isinstance(call, Call)
-        return call.command()
+        return call.packed()
 
     client = broker.client
     lean, lean_async = broker._send_lean, broker._send_lean_async
 
-    def run(*command: Any) -> None:
-        lean([command])
+    def run(packed: bytes) -> None:
+        lean([packed])
 
     sample = Message(id=uuid.uuid4().hex, task="noop_async", queue=QUEUE, enqueued_at=1 << 40)
     payload = b"x" * len(sample.encode())
+    push = resp.pack(("RPUSH", "bench:floor", payload))
     singles = [command(1) for _ in range(blocks * per_block)]
     asingles = [command(1) for _ in range(blocks * per_block)]
     bulks = [command(100) for _ in range(blocks * batches)]
@@ -245,7 +247,7 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
 
         async def lean_rpush() -> None:
             for _ in range(per_block):
-                await lean_async([("RPUSH", "bench:floor", payload)])
+                await lean_async([push])
 
         async def script() -> None:
             for c in mine:
@@ -277,15 +279,15 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
 
         def lean_rpush() -> None:
             for _ in range(per_block):
-                lean([("RPUSH", "bench:floor", payload)])
+                lean([push])
 
         def lean_pipeline() -> None:
             for _ in range(batches):
-                lean([("RPUSH", "bench:floor", payload)] * 100)
+                lean([push] * 100)
 
-        def script(cmds: list[tuple[Any, ...]] = mine) -> None:
+        def script(cmds: list[bytes] = mine) -> None:
             for c in cmds:
-                run(*c)
+                run(c)
 
         def enqueue() -> None:
             for _ in range(per_block):
@@ -298,9 +300,9 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
                     pipe.rpush("bench:floor", payload)
                 pipe.execute()
 
-        def script_bulk(cmds: list[tuple[Any, ...]] = mine_bulk) -> None:
+        def script_bulk(cmds: list[bytes] = mine_bulk) -> None:
             for c in cmds:
-                run(*c)
+                run(c)
 
         def enqueue_bulk() -> None:
             for _ in range(batches):
@@ -318,13 +320,13 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
             for _ in range(per_block):
                 for c in broker.plans.enqueue(built, now_ms).commands:
                     if isinstance(c, Call):
-                        c.command()
+                        c.packed()
 
         def plan_bulk() -> None:
             for _ in range(batches):
                 for c in broker.plans.enqueue(built_bulk, now_ms).commands:
                     if isinstance(c, Call):
-                        c.command()
+                        c.packed()
 
         timed("decomp_rpush_sync", per_block, rpush)
         timed("decomp_leanpush_sync", per_block, lean_rpush)
