@@ -187,7 +187,7 @@ def _decomposition(data: dict[str, Any]) -> str:
                     f"{items:.1f} µs",
                 ],
                 [
-                    "… of which `Plans.enqueue` + `Call.command` (the script call)",
+                    "… of which `Plans.enqueue` + `Call.packed` (the script call)",
                     "",
                     f"{plan:.1f} µs",
                 ],
@@ -421,7 +421,11 @@ accept, and the peers share one environment.
   it, through every library (taskq's variants alternating with the peers), in an order
   rotated from run to run, so that whatever else the machine is doing falls on all alike.
 - **Enqueue.** {s["produce"]["n"]:,} no-op tasks one call at a time (after 50 warm-up calls),
-  from a plain loop (sync) and from a coroutine awaiting each call (async);
+  from a plain loop (sync) and from a coroutine awaiting each call (async), in
+  {s["produce"].get("blocks", 10)} blocks that alternate with as many
+  blocks of redis-py's own `RPUSH` of a message-sized payload in the same process
+  (library, floor, floor, library, ...): the enqueue targets compare taskq with that
+  interleaved floor, which the machine's drift cannot separate from it;
   {s["produce"]["n_bulk"]:,} in batches of {s["produce"]["batch"]} for bulk APIs.
 - **Processing.** {s["throughput"]["n"]:,} no-op tasks are enqueued first, then one worker
   process starts. The tasks count their starts and ends in shared memory (inherited by
@@ -446,6 +450,7 @@ accept, and the peers share one environment.
 - **Memory.** RSS of the worker's whole process tree (supervisor, pool children, work
   horse) at rest, and right after the processing run.
 - **The floor.** redis-py (with hiredis) alone: one `RPUSH` per round trip, sync and asyncio,
-  and pipelines of 100, so every rate can also be read as a fraction of what this machine's
-  Redis round trip allows.
+  and pipelines of 100, in a phase of its own at the start of each run, so every rate can
+  also be read as a fraction of what this machine's Redis round trip allows (and, for one
+  call at a time, interleaved with each library's enqueues, above).
 """
