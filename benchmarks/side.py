@@ -219,7 +219,8 @@ def produce(adapter: Any, p: dict[str, Any]) -> dict[str, Any]:
     per = max(1, n // blocks)
     only = set(p.get("only", ["sync", "async", "bulk", "extras"]))
     kind = adapter.throughput_kind("async")
-    payload = b"x" * _taskq_message_size()
+    # the peers' environments have no taskq: the orchestrator passes the size
+    payload = b"x" * (p.get("payload") or _taskq_message_size())
     out: dict[str, Any] = {}
     if adapter.sync_producer and "sync" in only:
         r = rclient()
