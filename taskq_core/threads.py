@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
+import functools
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("taskq.worker")
 
 
 class Interruptible:
@@ -65,10 +68,10 @@ class ThreadRunner:
         self._loop = loop
         self._size = size
         self._name = name
-        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._finished: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = (
+        self._calls: queue.SimpleQueue[
+            tuple[Callable[[bool, Any], None], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._finished: collections.deque[tuple[Callable[[bool, Any], None], bool, Any]] = (
             collections.deque()
         )
         self._lock = threading.Lock()
@@ -86,6 +89,13 @@ class ThreadRunner:
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn()`` in a thread; the future (of the loop) gets its result or exception."""
         fut: asyncio.Future[T] = self._loop.create_future()
+        self.call(fn, functools.partial(_resolve, fut))
+        return fut
+
+    def call(self, fn: Callable[[], T], done: Callable[[bool, Any], None]) -> None:
+        """Run ``fn()`` in a thread, then ``done(True, result)`` or ``done(False, exception)``
+        in the loop: no future and no ``asyncio.Task`` to wake (what a sync task without a
+        soft time limit needs; :meth:`submit` is this with a future)."""
         with self._lock:
             self._queued += 1
             start = self._queued > self._idle and self._threads < self._size
@@ -95,8 +105,7 @@ class ThreadRunner:
             threading.Thread(
                 target=self._work, name=f"{self._name}-{self._threads}", daemon=True
             ).start()
-        self._calls.put((fut, fn))
-        return fut
+        self._calls.put((done, fn))
 
     def shutdown(self) -> None:
         """Let idle threads end; threads inside a call end when it returns."""
@@ -119,14 +128,14 @@ class ThreadRunner:
                     self._threads -= 1
                     return
                 self._running += 1
-            fut, fn = item
+            done, fn = item
             try:
                 value, ok = fn(), True
             except BaseException as exc:  # handed to the loop, like concurrent.futures does
                 value, ok = exc, False
             with lock:
                 self._running -= 1
-            self._finished.append((fut, ok, value))
+            self._finished.append((done, ok, value))
             # the loop is woken only if no wake-up is pending: that one drains this result
             # too (the flag is cleared before draining starts, never after)
             if not self._wake_pending:
@@ -135,16 +144,24 @@ class ThreadRunner:
                     self._loop.call_soon_threadsafe(self._drain)
                 except RuntimeError:  # the loop is closed: nobody waits for results
                     return
-            del item, fut, fn, value
+            del item, done, fn, value
 
     def _drain(self) -> None:
         self._wake_pending = False
         finished = self._finished
         while finished:
-            fut, ok, value = finished.popleft()
-            if fut.done():  # cancelled meanwhile
-                continue
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+            done, ok, value = finished.popleft()
+            try:
+                done(ok, value)
+            except Exception:
+                # one failing callback must not keep the results behind it from the loop
+                log.exception("a thread call's completion failed")
+
+
+def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():  # cancelled meanwhile
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,7 +52,8 @@ log = logging.getLogger("taskq.worker")
 @dataclass(slots=True)
 class _Running:
     lease: Lease
-    task: asyncio.Task[None] | None = None
+    #: the run: its asyncio.Task, or for a sync task settled from its thread, a future
+    task: asyncio.Future[None] | None = None
     name: str = ""
     started: float = 0.0  # monotonic; 0 while leased ahead, not started yet
     started_ms: int = 0  # wall clock, for wait times
@@ -563,16 +564,17 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # a bug of ours (or of a middleware) must not hold the slot or lose the task:
-            # the task goes back to its queue and the slot is freed
-            log.exception(
-                "worker %s: internal error around task %s; handing it back", self.id, d.id
-            )
-            if self._held.pop((d.queue, d.id), None) is not None:
-                with contextlib.suppress(Exception):
-                    await self.app.broker.release_async([r.lease])
-                assert self._slot_freed is not None
-                self._slot_freed.set()
+            await self._internal_error(d, r)
+
+    async def _internal_error(self, d: Delivery, r: _Running) -> None:
+        # a bug of ours (or of a middleware) must not hold the slot or lose the task: the
+        # task goes back to its queue and the slot is freed
+        log.exception("worker %s: internal error around task %s; handing it back", self.id, d.id)
+        if self._held.pop((d.queue, d.id), None) is not None:
+            with contextlib.suppress(Exception):
+                await self.app.broker.release_async([r.lease])
+            assert self._slot_freed is not None
+            self._slot_freed.set()
 
     def _finish(
         self,
@@ -677,10 +679,14 @@ class Worker:
         if self._hooks.before_task:
             run_hooks(self._hooks.before_task, self, msg)
         timeout = msg.timeout if msg.timeout is not None else task.timeout
+        if not task.is_async and timeout is None:
+            self._start_sync(d, r, task, msg, base)
+            return
         token = set_trace(msg.trace)
         try:
             if task.is_async:
-                with wrapped(wrap, msg) if (wrap := self._hooks.wrap) else _NO_WRAP:
+                wrap = self._hooks.wrap
+                with wrapped(wrap, msg) if wrap else _NO_WRAP:
                     coro = task.fn(*msg.args, **msg.kwargs)
                     if timeout is None:
                         value = await coro
@@ -692,15 +698,36 @@ class Worker:
                                 f"task {task.name} ran past its soft time limit of {timeout:g}s"
                             ) from None
             else:
+                assert timeout is not None  # without one, _start_sync took it
                 value = await self._run_sync(task, msg, timeout)
-            check_json(value, "result")
         except asyncio.CancelledError:
             raise  # the worker is shutting down: the lease is handed back, not settled
         except BaseException as exc:
-            self._failed(r, task, msg, exc, base)
+            self._complete(r, task, msg, base, ok=False, value=exc)
             return
         finally:
             reset_trace(token)
+        self._complete(r, task, msg, base, ok=True, value=value)
+
+    def _complete(
+        self,
+        r: _Running,
+        task: Task[Any, Any],
+        msg: Message,
+        base: dict[str, Any],
+        *,
+        ok: bool,
+        value: Any,
+    ) -> None:
+        """Settle an execution that returned ``value`` (``ok``) or raised it."""
+        if ok:
+            try:
+                check_json(value, "result")
+            except NotJSONSerializable as exc:
+                ok, value = False, exc
+        if not ok:
+            self._failed(r, task, msg, value, base)
+            return
         self._finish(
             r,
             "ok",
@@ -714,24 +741,54 @@ class Worker:
             },
         )
 
-    async def _run_sync(self, task: Task[Any, Any], msg: Message, timeout: float | None) -> Any:
+    def _start_sync(
+        self, d: Delivery, r: _Running, task: Task[Any, Any], msg: Message, base: dict[str, Any]
+    ) -> None:
+        """Run a sync task without a soft time limit in a thread, and settle it from the
+        thread's completion: no coroutine waits for it, so it costs no ``asyncio.Task``.
+        ``r.task`` is a future that stands for the run (drain waits on it, a hand-back
+        cancels it, and a cancelled run is not settled)."""
         assert self._threads is not None
-        call = Interruptible()
-        trace = msg.trace
+        assert self._loop is not None
+        running: asyncio.Future[None] = self._loop.create_future()
+        r.task = running
 
-        wrap = self._hooks.wrap
+        def done(ok: bool, value: Any) -> None:
+            if running.done():  # handed back meanwhile: not ours to settle
+                return
+            running.set_result(None)
+            try:
+                self._complete(r, task, msg, base, ok=ok, value=value)
+            except Exception:
+                self._loop.create_task(self._internal_error(d, r))  # type: ignore[union-attr]
+
+        self._threads.call(self._in_thread(task, msg), done)
+
+    def _in_thread(
+        self, task: Task[Any, Any], msg: Message, call: Interruptible | None = None
+    ) -> Callable[[], Any]:
+        """The call a thread makes for a sync task: in its trace context, inside the
+        middleware's ``wrap`` contexts (through ``call`` when it may be interrupted)."""
+        trace, wrap = msg.trace, self._hooks.wrap
+        fn, args, kwargs = task.fn, msg.args, msg.kwargs
 
         def run() -> Any:
             token = set_trace(trace)
             try:
                 with wrapped(wrap, msg) if wrap else _NO_WRAP:
-                    return call.run(task.fn, msg.args, msg.kwargs)
+                    if call is not None:
+                        return call.run(fn, args, kwargs)
+                    return fn(*args, **kwargs)
             finally:
                 reset_trace(token)
 
-        fut = self._threads.submit(run)
-        if timeout is None:
-            return await fut
+        return run
+
+    async def _run_sync(self, task: Task[Any, Any], msg: Message, timeout: float) -> Any:
+        """Run a sync task with a soft time limit: past it, raise inside its thread."""
+        assert self._threads is not None
+        call = Interruptible()
+        fut = self._threads.submit(self._in_thread(task, msg, call))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
