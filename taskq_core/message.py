@@ -87,6 +87,9 @@ _REQUIRED: tuple[tuple[str, type | tuple[type, ...]], ...] = (
 )
 
 
+_PLAIN = 1 + len(_REQUIRED)  # "v" and the required fields
+
+
 def decode(data: bytes | str, limit: int | None = None) -> Message:
     """Parse and check a message; raises :class:`BadMessage` with the reason."""
     if limit is not None and len(data) > limit:
@@ -117,6 +120,8 @@ def decode(data: bytes | str, limit: int | None = None) -> Message:
             value = get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise BadMessage(f"message field {name!r} is missing or not a {kind}")
+    if len(d) == _PLAIN:  # no optional field: the usual message
+        return Message(id_, task, queue, args, kwargs, attempt, enqueued_at)
     return Message(
         id_,
         task,

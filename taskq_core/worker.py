@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from .brokers.base import Delivery, FetchResult, Lease, Outcome
-from .context import reset_trace, set_trace
+from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
@@ -120,10 +120,6 @@ def _go_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, 
                 waiting = coro.send(sent)
             except StopIteration as stop:
                 return stop.value
-
-
-async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
-    return await _go_on(coro, waiting)
 
 
 class Worker:
@@ -550,17 +546,23 @@ class Worker:
         # run it at once up to its first suspension (3.12's eager tasks, by hand for 3.11):
         # a task that never waits costs no asyncio.Task, and one that does gets one then,
         # in the context its first step ran in
-        coro = self._guarded(d, r)
+        coro = self._execute(d, r)
         ctx = contextvars.copy_context()
         try:
             waiting = ctx.run(coro.send, None)
         except StopIteration:
             return
-        r.task = self._loop.create_task(_resume(coro, waiting), context=ctx)
+        except Exception:
+            self._loop.create_task(self._internal_error(d, r), context=ctx)
+            return
+        r.task = self._loop.create_task(self._resumed(d, r, coro, waiting), context=ctx)
 
-    async def _guarded(self, d: Delivery, r: _Running) -> None:
+    async def _resumed(
+        self, d: Delivery, r: _Running, coro: Coroutine[Any, Any, None], waiting: Any
+    ) -> None:
+        """The rest of a task's run, after its first suspension, in an asyncio.Task."""
         try:
-            await self._execute(d, r)
+            await _go_on(coro, waiting)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -682,32 +684,40 @@ class Worker:
         if not task.is_async and timeout is None:
             self._start_sync(d, r, task, msg, base)
             return
-        token = set_trace(msg.trace)
+        # the run's context is a fresh copy (see _start): most messages carry no trace
+        # into one that has none, and need no context change
+        token = set_trace(msg.trace) if msg.trace or current_trace() else None
         try:
-            if task.is_async:
-                wrap = self._hooks.wrap
-                with wrapped(wrap, msg) if wrap else _NO_WRAP:
-                    coro = task.fn(*msg.args, **msg.kwargs)
-                    if timeout is None:
-                        value = await coro
-                    else:
-                        try:
-                            value = await asyncio.wait_for(coro, timeout)
-                        except TimeoutError:
-                            raise TaskTimeout(
-                                f"task {task.name} ran past its soft time limit of {timeout:g}s"
-                            ) from None
-            else:
+            if not task.is_async:
                 assert timeout is not None  # without one, _start_sync took it
                 value = await self._run_sync(task, msg, timeout)
+            elif self._hooks.wrap:
+                with wrapped(self._hooks.wrap, msg):
+                    value = await self._run_async(task, msg, timeout)
+            elif timeout is None:
+                value = await task.fn(*msg.args, **msg.kwargs)
+            else:
+                value = await self._run_async(task, msg, timeout)
         except asyncio.CancelledError:
             raise  # the worker is shutting down: the lease is handed back, not settled
         except BaseException as exc:
             self._complete(r, task, msg, base, ok=False, value=exc)
             return
         finally:
-            reset_trace(token)
+            if token is not None:
+                reset_trace(token)
         self._complete(r, task, msg, base, ok=True, value=value)
+
+    async def _run_async(self, task: Task[Any, Any], msg: Message, timeout: float | None) -> Any:
+        coro = task.fn(*msg.args, **msg.kwargs)
+        if timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            raise TaskTimeout(
+                f"task {task.name} ran past its soft time limit of {timeout:g}s"
+            ) from None
 
     def _complete(
         self,
