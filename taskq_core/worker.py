@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from .brokers.base import Delivery, FetchResult, Lease, Outcome
+from .clock import SystemClock
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
@@ -47,6 +48,13 @@ if TYPE_CHECKING:
     from .task import Task
 
 log = logging.getLogger("taskq.worker")
+
+
+def _wall_clock(app: TaskQueue) -> Callable[[], float]:
+    """The app's wall clock as a function (``time.time`` itself for the system clock: two
+    readings per task)."""
+    clock = app.clock
+    return time.time if type(clock) is SystemClock else clock.time
 
 
 @dataclass(slots=True)
@@ -182,6 +190,7 @@ class Worker:
         self._renew_stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.stragglers = 0  # sync tasks still running in threads when the worker returned
+        self._wall = _wall_clock(app)
 
     def __repr__(self) -> str:
         return f"Worker({self.id}, queues={self.queues}, concurrency={self.concurrency})"
@@ -211,6 +220,7 @@ class Worker:
         self._threads = ThreadRunner(loop, self.sync_threads, "taskq-sync")
         self.app.load_imports()
         self._hooks = Hooks(self.middleware)  # the list may have changed since __init__
+        self._wall = _wall_clock(self.app)  # the app's clock may have changed too
         self.started_at = time.time()
         installed: list[signal.Signals] = []
         if self.handle_signals:  # None (embedded in a host's loop) means no
@@ -296,7 +306,7 @@ class Worker:
     # -- the loops
 
     def _now_ms(self) -> int:
-        return int(self.app.clock.time() * 1000)
+        return int(self._wall() * 1000)
 
     def _take_outbox(self) -> tuple[list[Outcome], dict[str, dict[str, int]] | None]:
         if self._hooks.before_settle:

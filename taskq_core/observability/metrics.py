@@ -107,6 +107,7 @@ class MetricsMiddleware(Middleware):
     def __init__(self) -> None:
         self._fields: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...], str, str]] = {}
         self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._last: tuple[str, str, _Tally] | None = None
 
     def _names(self, task: str) -> tuple[str, str, tuple[str, ...], tuple[str, ...], str, str]:
         names = self._fields.get(task)
@@ -122,10 +123,15 @@ class MetricsMiddleware(Middleware):
         return names
 
     def _tally(self, message: Message) -> _Tally:
+        # a worker runs many tasks of one name in a row: the last tally is kept at hand
+        last = self._last
+        if last is not None and last[0] == message.task and last[1] == message.queue:
+            return last[2]
         key = (message.queue, message.task)
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = _Tally()
+        self._last = (message.task, message.queue, tally)
         return tally
 
     def before_task(self, worker: Worker, message: Message) -> None:
@@ -142,6 +148,7 @@ class MetricsMiddleware(Middleware):
 
     def before_settle(self, worker: Worker) -> None:
         tallies, self._tallies = self._tallies, {}
+        self._last = None
         add = worker.add_stat
         for (q, task), t in tallies.items():
             started, timed_out, wait_b, run_b, wait_sum, run_sum = self._names(task)
