@@ -31,6 +31,10 @@ from .validation import (
 from .web import active_scope
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from .schedule import Schedule
+    from .scheduler import Scheduler
     from .worker import Worker
 
 P = ParamSpec("P")
@@ -90,6 +94,8 @@ class TaskQueue:
             else (make_broker(settings))
         )
         self.registry: dict[str, Task[Any, Any]] = {}
+        #: schedules by name (``tq.schedule(...)``), enqueued by ``taskq scheduler``
+        self.schedules: dict[str, Schedule] = {}
         #: task middleware every worker of this application runs (see middleware.py)
         self.middleware: list[Middleware] = []
         #: callables given every alert event, fired or cleared (see observability/alerts.py)
@@ -344,6 +350,53 @@ class TaskQueue:
     def queues(self) -> list[str]:
         """Configured queues first (in priority order), then any other queue seen."""
         return list(dict.fromkeys([*self.settings.queues, *self.broker.known_queues()]))
+
+    # -- schedules
+
+    def schedule(
+        self,
+        task: Task[Any, Any] | str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        **enqueue_options: Any,
+    ) -> Schedule:
+        """Enqueue ``task`` (a registered Task or its name) on a schedule.
+
+        Exactly one of ``cron`` (five fields, evaluated in ``timezone``) and ``every``
+        (seconds or a ``timedelta``, ticks aligned to the Unix epoch). ``enqueue_options``
+        may set ``queue``, ``max_retries`` and ``timeout``. The name defaults to the task's
+        name and the spec (``"reports.daily cron 0 9 * * * (Europe/Paris)"``). Every
+        argument is checked here; a scheduler (``taskq scheduler``) enqueues the ticks::
+
+            tq.schedule(send_digest, cron="0 9 * * 1-5", timezone="Europe/Paris")
+            tq.schedule("cleanup", every=300, kwargs={"older_than": 86400})
+        """
+        from .schedule import make_schedule
+
+        s = make_schedule(
+            self,
+            task,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            options=enqueue_options,
+        )
+        self.schedules[s.name] = s
+        return s
+
+    def scheduler(self, **options: Any) -> Scheduler:
+        """A :class:`~taskq_core.scheduler.Scheduler` for this application's schedules."""
+        from .scheduler import Scheduler
+
+        return Scheduler(self, **options)
 
     # -- workers
 

@@ -17,6 +17,7 @@ from ..redact import redact_text
 from .common import INTERRUPTED, State, close_app, common_options, load_app, report
 from .config_cmd import config
 from .failed_cmd import failed
+from .scheduler_cmd import scheduler
 from .status_cmd import status
 from .tasks_cmd import enqueue, inspect
 from .worker_cmd import worker
@@ -64,6 +65,7 @@ def demo(broker: str, workers: int) -> None:
 
 
 main.add_command(worker)
+main.add_command(scheduler)
 main.add_command(enqueue)
 main.add_command(status)
 main.add_command(failed)

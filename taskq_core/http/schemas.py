@@ -292,6 +292,16 @@ _STATUS = {"enum": ["healthy", "degraded", "unhealthy"]}
 _COMPONENT = obj(
     {"status": {"enum": ["healthy", "degraded", "unhealthy", "unknown", "not_configured"]}}
 )
+_SCHEDULER = obj(
+    {
+        "status": {"enum": ["healthy", "degraded", "unknown", "not_configured"]},
+        # schedule name -> next run time (ms); null when no scheduler is running
+        "schedules": mapping(null(MS)),
+        "alive": INT,
+        "detail": STR,
+    },
+    optional=("schedules", "alive", "detail"),
+)
 HEALTH = obj(
     {
         "status": _STATUS,
@@ -301,7 +311,7 @@ HEALTH = obj(
             {
                 "broker": _COMPONENT,
                 "workers": _COMPONENT,
-                "scheduler": _COMPONENT,
+                "scheduler": _SCHEDULER,
                 "backlog": _COMPONENT,
             }
         ),

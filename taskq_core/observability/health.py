@@ -8,7 +8,10 @@ Components:
   ``monitoring.rtt_warn_ms`` is *degraded*.
 - ``workers``: live workers per queue. *Degraded* when none is alive, or when tasks are
   ready in a queue that no live worker serves.
-- ``scheduler``: ``not_configured`` (taskq has no scheduler yet); it never counts.
+- ``scheduler``: *healthy* while a scheduler heartbeat is live (with each schedule's next
+  run time); *degraded* when the app has schedules (``tq.schedule``) but no scheduler runs;
+  ``not_configured`` when there are neither. Never unhealthy: a missing scheduler delays
+  periodic tasks but does not stop the queue.
 - ``backlog``: each queue's ready tasks and oldest age. *Degraded* past
   ``monitoring.max_backlog`` or ``monitoring.max_oldest_age``.
 
@@ -27,6 +30,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import scheduler_store
 from ..redact import redact_text
 from .cluster import collect
 
@@ -87,6 +91,39 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
     return out
 
 
+def _not_configured() -> dict[str, Any]:
+    return {
+        "status": "not_configured",
+        "alive": 0,
+        "schedules": {},
+        "detail": "no schedules and no scheduler running",
+    }
+
+
+def scheduler(app: TaskQueue, b: Broker) -> dict[str, Any]:
+    """The ``scheduler`` component: live schedulers and their schedules' next run times."""
+    records = scheduler_store.records(b)
+    if records:
+        runs: dict[str, int | None] = {}
+        for r in records:
+            for s in r.get("schedules") or []:
+                if isinstance(s, dict) and isinstance(s.get("name"), str):
+                    at = s.get("next_run_at")
+                    known = runs.get(s["name"])
+                    # several schedulers: the earliest pending tick is the one that counts
+                    runs[s["name"]] = at if known is None else min(known, at or known)
+        return {"status": "healthy", "alive": len(records), "schedules": runs, "detail": ""}
+    if app.schedules:
+        return {
+            "status": "degraded",
+            "alive": 0,
+            "schedules": dict.fromkeys(app.schedules),
+            "detail": f"{len(app.schedules)} schedule(s) but no scheduler running "
+            "(start one with: taskq scheduler)",
+        }
+    return _not_configured()
+
+
 def check(app: TaskQueue) -> dict[str, Any]:
     """The full health report; ``status`` is healthy, degraded or unhealthy."""
     m = app.settings.monitoring
@@ -96,7 +133,7 @@ def check(app: TaskQueue) -> dict[str, Any]:
     components: dict[str, Any] = {
         "broker": {"status": "unhealthy"},
         "workers": dict(unknown),
-        "scheduler": {"status": "not_configured", "detail": "taskq has no scheduler yet"},
+        "scheduler": dict(unknown) if app.schedules else _not_configured(),
         "backlog": dict(unknown),
     }
     try:
@@ -134,6 +171,10 @@ def check(app: TaskQueue) -> dict[str, Any]:
             "queues": queues,
             "detail": ("over threshold: " + ", ".join(late)) if late else "",
         }
+        try:
+            components["scheduler"] = scheduler(app, b)
+        except Exception as exc:
+            components["scheduler"].update(error=_error(exc))
     status = _worst([c["status"] for c in components.values()])
     return {
         "status": status,
