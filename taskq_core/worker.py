@@ -50,6 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskq.worker")
 
 
+def _wait(started_ms: int, m: Message) -> float:
+    """Seconds from enqueue (or due time) to start; never negative (clock skew)."""
+    waited = (started_ms - (m.due_at or m.enqueued_at)) / 1000
+    return waited if waited > 0 else 0.0
+
+
 def _wall_clock(app: TaskQueue) -> Callable[[], float]:
     """The app's wall clock as a function (``time.time`` itself for the system clock: two
     readings per task)."""
@@ -534,7 +540,7 @@ class Worker:
     # -- one task
 
     def _lease_taken(self, d: Delivery) -> None:
-        r = _Running(Lease(d.queue, d.id, d.fence))
+        r = _Running(d)
         self._held[(d.queue, d.id)] = r
         self._buffer.append((d, r))
 
@@ -608,7 +614,7 @@ class Worker:
                 m,
                 kind,
                 runtime,
-                max(0.0, (r.started_ms - (m.due_at or m.enqueued_at)) / 1000),
+                _wait(r.started_ms, m),
                 error,
                 timed_out,
                 record.get("result") if kind == "ok" else None,
@@ -631,8 +637,11 @@ class Worker:
                 retry_body,
             )
         )
-        counter = _COUNTER[kind]
-        setattr(self.counts, counter, getattr(self.counts, counter) + 1)
+        if kind == "ok":
+            self.counts.succeeded += 1
+        else:
+            counter = _COUNTER[kind]
+            setattr(self.counts, counter, getattr(self.counts, counter) + 1)
         assert self._slot_freed is not None
         assert self._outbox_ready is not None
         self._slot_freed.set()

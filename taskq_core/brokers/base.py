@@ -34,16 +34,6 @@ class EnqueueItem:
 
 
 @dataclass(slots=True)
-class Delivery:
-    """A leased task: ``fence`` must be presented to settle, renew or release it."""
-
-    queue: str
-    id: str
-    fence: int
-    body: bytes
-
-
-@dataclass(slots=True)
 class FetchResult:
     deliveries: list[Delivery]
     next_due_ms: int | None  # earliest delayed task across the fetched queues
@@ -68,6 +58,14 @@ class Lease:
     queue: str
     id: str
     fence: int
+
+
+@dataclass(slots=True)
+class Delivery(Lease):
+    """A leased task: ``fence`` must be presented to settle, renew or release it. It is
+    its own lease (the worker keeps it as one, with no copy per task)."""
+
+    body: bytes
 
 
 @dataclass(slots=True)
