@@ -73,6 +73,23 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]
     return callback
 
 
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def log_options(f: F) -> F:
+    """``--log-level`` and ``--log-format`` of the long-running commands (worker, scheduler)."""
+    f = click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        help="Default: worker.log_format of the configuration (console).",
+    )(f)
+    return click.option(
+        "--log-level",
+        type=click.Choice(LEVELS, case_sensitive=False),
+        help="Default: worker.log_level of the configuration (INFO).",
+    )(f)
+
+
 def common_options(f: F) -> F:
     """``--app``, ``--config`` and ``--debug``, accepted before or after the command name."""
     return click.option(

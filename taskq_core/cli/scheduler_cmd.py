@@ -10,9 +10,17 @@ from rich.table import Table
 
 from ..app import TaskQueue
 from ..scheduler import Scheduler
-from .common import FAILURE, CliError, age, common_options, console, emit_json, get_app
+from .common import (
+    FAILURE,
+    CliError,
+    age,
+    common_options,
+    console,
+    emit_json,
+    get_app,
+    log_options,
+)
 from .logs import LogFormat, configure_logging
-from .worker_cmd import LEVELS
 
 
 def rows(app: TaskQueue, sched: Scheduler) -> list[dict[str, Any]]:
@@ -45,16 +53,7 @@ def table(app: TaskQueue, sched: Scheduler) -> Table:
 @common_options
 @click.option("--list", "list_only", is_flag=True, help="Print the schedules and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --list: one JSON document.")
-@click.option(
-    "--log-level",
-    type=click.Choice(LEVELS, case_sensitive=False),
-    help="Default: worker.log_level of the configuration (INFO).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["console", "json"]),
-    help="Default: worker.log_format of the configuration (console).",
-)
+@log_options
 def scheduler(
     *, list_only: bool, as_json: bool, log_level: str | None, log_format: str | None
 ) -> None:

@@ -10,10 +10,8 @@ import sys
 import click
 
 from ..config import load_settings
-from .common import FAILURE, CliError, common_options, get_app, state
+from .common import FAILURE, CliError, common_options, get_app, log_options, state
 from .logs import LogFormat, configure_logging, use_log_format
-
-LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def processes_option(value: str) -> int | None:
@@ -52,16 +50,7 @@ def _queues(text: str | None) -> list[str] | None:
 )
 @click.option("--max-processes", type=click.IntRange(1, 1024), help="Most processes (autoscaling).")
 @click.option("--burst", is_flag=True, help="Exit once there is nothing left to run.")
-@click.option(
-    "--log-level",
-    type=click.Choice(LEVELS, case_sensitive=False),
-    help="Default: worker.log_level of the configuration (INFO).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["console", "json"]),
-    help="Default: worker.log_format of the configuration (console).",
-)
+@log_options
 def worker(
     *,
     queues: str | None,
