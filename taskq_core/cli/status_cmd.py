@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import time
 from typing import Any
 
@@ -123,20 +124,55 @@ def status(watch: bool, interval: float, as_json: bool) -> None:
         emit_json(snap) if as_json else console().print(render(snap))
         return
     out = console()
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if as_json or not out.is_terminal:
             # a pipe gets one snapshot per refresh (JSON lines with --json), not screen redraws
-            while True:
+            while not stop.asked:
                 snap = snapshot(app)
                 if as_json:
                     click.echo(json.dumps(snap, default=str), nl=True)
                 else:
                     out.print(render(snap))
                     out.print()
-                time.sleep(interval)
+                stop.sleep(interval)
+            return
         with Live(render(snapshot(app)), console=out, auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
+            while stop.sleep(interval):
                 live.update(render(snapshot(app)), refresh=True)
-    except KeyboardInterrupt:
+    except _Stopped:
         pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) and SIGTERM end a watch: at once while it sleeps, after the refresh
+    under way otherwise. An interrupt raised in the middle of a Redis call could leave the
+    connection pool's lock held, and closing the broker would then wait for ever (a handler
+    cannot set a threading.Event either: its lock may be held by the code it interrupted)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._sleeping = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.asked = True
+        if self._sleeping:
+            raise _Stopped
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep, unless a stop was asked; whether to go on."""
+        self._sleeping = True
+        try:
+            if not self.asked:
+                time.sleep(seconds)
+        finally:
+            self._sleeping = False
+        return not self.asked
