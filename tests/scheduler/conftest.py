@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,7 +13,8 @@ import redis
 from taskq_core import TaskQueue
 from taskq_core.clock import ManualClock
 
-from ..cli.conftest import APP_MODULE, Cli, clean_environ
+# ``taskq`` as a subprocess on the test's prefix: the CLI tests' own fixture
+from ..cli.conftest import cli  # noqa: F401
 
 #: a whole hour (and so a whole minute) since the epoch: 2027-01-15T08:00:00Z
 HOUR = 1_800_000_000.0
@@ -39,12 +39,3 @@ def keys_per_message(client: redis.Redis, prefix: str, queue: str = "default") -
     """How many task messages each idempotency key has in ``queue``."""
     raw = client.hvals(f"{prefix}:{{{queue}}}:msg")
     return Counter(str(orjson.loads(m).get("idempotency_key")) for m in raw)
-
-
-@pytest.fixture
-def cli(tmp_path: Path, redis_url: str, prefix: str) -> Cli:
-    """``taskq`` as a subprocess on this test's prefix (the CLI tests' runner and app)."""
-    (tmp_path / "cliapp.py").write_text(APP_MODULE)
-    env = clean_environ()
-    env.update(TASKQ_BROKER_URL=redis_url, TASKQ_KEY_PREFIX=prefix)
-    return Cli(tmp_path, env)
