@@ -343,6 +343,7 @@ def render(data: dict[str, Any], chart: str | None) -> str:
     payload = data["metrics"].get(FLOOR, {}).get("_extra", {}).get("payload_bytes")
     metrics_off = str(x.get("metrics_off_mode", "n/a")).removeprefix("off: ")
     s = data["sizes"]
+    windows = s["throughput"].get("windows", 1)
     return f"""# Benchmarks
 
 taskq side by side with Celery, RQ, Dramatiq, Huey, arq, SAQ and taskiq, on one machine and
@@ -427,12 +428,20 @@ accept, and the peers share one environment.
   (library, floor, floor, library, ...): the enqueue targets compare taskq with that
   interleaved floor, which the machine's drift cannot separate from it;
   {s["produce"]["n_bulk"]:,} in batches of {s["produce"]["batch"]} for bulk APIs.
-- **Processing.** {s["throughput"]["n"]:,} no-op tasks are enqueued first, then one worker
-  process starts. The tasks count their starts and ends in shared memory (inherited by
-  forked children) and write to Redis only on the first start, every 1,000th end (or half
-  second) and the last end, so the clock runs from the first task's start to the last
-  task's end: worker boot is excluded. A library still busy {s["throughput"]["cap"]} s
-  after its first task started is stopped and rated on the tasks done by then (marked †).
+- **Processing.** No-op tasks are enqueued first, then one worker process starts. The
+  tasks count their starts and ends in shared memory (inherited by forked children) and
+  write to Redis only on the first start, every 1,000th end (or half second) and every
+  {s["throughput"]["n"]:,}th end, so the clock runs from the first task's start to the end
+  of each window of {s["throughput"]["n"]:,} tasks: worker boot is excluded. A peer gets
+  {s["throughput"]["n"]:,} tasks, one window per run (10 s or more each). taskq's
+  {s["throughput"]["n"]:,} take a second or less, where this shared virtual machine's speed
+  swings by half from one second to the next, so each of its runs pre-fills
+  {windows} windows ({s["throughput"]["n"] * windows:,} tasks) and every window is one
+  measurement (the first one is the peers' measurement exactly; each next one runs from
+  the end of the one before); its medians are over
+  {windows} × {data["runs"]} windows. A library still busy
+  {s["throughput"]["cap"]} s after its first task started is stopped and rated on the
+  tasks done by then (marked †).
 - **Pick-up latency.** A worker is started and warmed with one task; after 1 s at rest its
   RSS is read; then {s["latency"]["idle_probes"]} probes, each after 1 s of idleness; then
   {s["latency"]["n"]} tasks at {s["latency"]["rate"]}/s on a fixed schedule. Each task

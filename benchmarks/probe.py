@@ -6,9 +6,10 @@ not touch Redis:
 - :func:`started` / :func:`finished` count task starts and ends in shared memory. The
   counters are created when this module is imported, in the worker's main process before
   it forks, so Celery's prefork children and RQ's per-job work horses share them. Redis is
-  written only for the first start, every ``PROGRESS`` ends (or half second) and the last
-  end, so the clock runs from the first task's start to the last task's end and worker
-  boot is not measured.
+  written only for the first start, every ``PROGRESS`` ends (or half second) and every
+  ``BENCH_N``-th end (``end:0``, ``end:1``, ...), so the clock runs from the first task's
+  start to the end of each window of ``BENCH_N`` tasks and worker boot is not measured. A
+  queue pre-filled with several windows' worth gives several measurements of one worker.
 - :func:`picked_up` records ``now - t0`` for a latency task (``t0`` is taken by the
   producer right before its enqueue call).
 - :func:`hold_start` tells a recovery task whether it runs in the worker that is about to
@@ -73,15 +74,21 @@ def finished() -> None:
         now = time.monotonic()
         # slow workers (RQ's fork per job) report at least every half second, so that a
         # run stopped at its time cap is still rated on what it did
-        report = n % PROGRESS == 0 or n == TARGET or now - _last_progress.value > 0.5
+        window_end = TARGET > 0 and n % TARGET == 0
+        report = n % PROGRESS == 0 or window_end or now - _last_progress.value > 0.5
         if report:
             _last_progress.value = now
     if report:
         pipe = client().pipeline(transaction=False)
         pipe.set(f"{KEY}:progress", f"{n} {now!r}")
-        if n == TARGET:
-            pipe.set(f"{KEY}:end", repr(now))
+        if window_end:
+            pipe.set(end_key(n // TARGET - 1), repr(now))
         pipe.execute()
+
+
+def end_key(window: int) -> str:
+    """The key where the end of window ``window`` (0-based) of ``BENCH_N`` tasks is kept."""
+    return f"{KEY}:end:{window}"
 
 
 def picked_up(tag: str, t0: float) -> None:
