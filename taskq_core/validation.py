@@ -14,7 +14,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 64
 MAX_DEPTH = 64
-_LEAVES = frozenset({str, int, bool, type(None)})  # what JSON carries as it is (not float)
+JSON_LEAVES = frozenset({str, int, bool, type(None)})  # what JSON carries as it is (not float)
 
 
 def check_name(kind: str, value: object, max_len: int) -> str:
@@ -46,9 +46,9 @@ def check_json(value: Any, path: str) -> None:
     # the common cases, checked without walking: a scalar, or flat arguments (every
     # enqueue checks its args and kwargs)
     t = type(value)
-    if t in _LEAVES:
+    if t in JSON_LEAVES:
         return
-    if (t is tuple or t is list) and all(type(v) in _LEAVES for v in value):
+    if (t is tuple or t is list) and all(type(v) in JSON_LEAVES for v in value):
         return
     if t is dict and not value:
         return

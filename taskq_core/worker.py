@@ -40,7 +40,7 @@ from .message import BadMessage, Message, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .redact import redact_text
 from .threads import Interruptible, ThreadRunner
-from .validation import check_json, check_queue_name
+from .validation import JSON_LEAVES, check_json, check_queue_name
 
 if TYPE_CHECKING:
     from .app import TaskQueue
@@ -604,9 +604,11 @@ class Worker:
         *,
         error: dict[str, str] | None = None,
         timed_out: bool = False,
+        runtime: float | None = None,
     ) -> None:
         lease = r.lease
-        runtime = time.monotonic() - r.started
+        if runtime is None:
+            runtime = time.monotonic() - r.started
         self._runtime += (runtime - self._runtime) * 0.1
         if self._hooks.after_task and r.message is not None:
             m = r.message
@@ -749,7 +751,7 @@ class Worker:
         value: Any,
     ) -> None:
         """Settle an execution that returned ``value`` (``ok``) or raised it."""
-        if ok:
+        if ok and type(value) not in JSON_LEAVES:
             try:
                 check_json(value, "result")
             except NotJSONSerializable as exc:
@@ -757,6 +759,8 @@ class Worker:
         if not ok:
             self._failed(r, task, msg, value, base)
             return
+        # the end, read once: the run time from it, the finish time as start plus run time
+        runtime = time.monotonic() - r.started
         self._finish(
             r,
             "ok",
@@ -766,8 +770,9 @@ class Worker:
                 "task": msg.task,
                 "result": value,
                 "attempts": msg.attempt + 1,
-                "finished_at": self._now_ms(),
+                "finished_at": r.started_ms + int(runtime * 1000),
             },
+            runtime=runtime,
         )
 
     def _start_sync(

@@ -77,8 +77,8 @@ class TaskLogMiddleware(Middleware):
         self.log_results = log_results
 
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
-        failed = event.outcome in ("failed", "dead")
-        level = logging.WARNING if failed else logging.INFO
+        outcome = event.outcome
+        level = logging.WARNING if outcome in {"failed", "dead"} else logging.INFO
         if not log.isEnabledFor(level):
             return
         m = event.message
