@@ -19,7 +19,9 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     # HASH id -> scheduled | failed | dead; none for a queued or running task (the hot path
     # writes no state): it has a message, and it is running while it is leased
     "state",
-    "fence",  # HASH id -> delivery counter, the fencing token of the current lease
+    # HASH id -> delivery counter, the fencing token of the current lease; a task on its
+    # first delivery has no entry (its fence is 1 while it is leased: see fetch.lua)
+    "fence",
     # HASH id -> deliveries that do count towards poison detection (they had an outcome,
     # or were handed back); the fence minus this is the deliveries that ended without one
     "unack",

@@ -205,9 +205,12 @@ class Plans:
         def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
             stale = _stale(outcomes, order, replies[:n_settle])
             reply = replies[n_settle]
+            # (queue index, id, fence, message) per delivery, flat
             deliveries = [
-                Delivery(queues[int(reply[i])], _s(reply[i + 1]), int(reply[i + 2]), reply[i + 3])
-                for i in range(1, len(reply), 4)
+                Delivery(queues[int(q)], _s(task_id), int(fence), body)
+                for q, task_id, fence, body in zip(
+                    reply[1::4], reply[2::4], reply[3::4], reply[4::4], strict=True
+                )
             ]
             next_due = int(reply[0])
             return FetchResult(deliveries, next_due if next_due >= 0 else None), stale
@@ -295,7 +298,8 @@ class Plans:
                 _s(state) if state is not None else None,
                 record,
                 message,
-                int(fence or 0),
+                # a leased task without a fence entry is on its first delivery (fetch.lua)
+                int(fence) if fence is not None else (1 if leased is not None else 0),
             )
 
         return Plan(commands, parse)

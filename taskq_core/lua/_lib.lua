@@ -8,12 +8,13 @@ local function slices(cmd, key, list, step)
   return reply
 end
 
-local function hmget(key, fields)
+-- the replies of a command that answers field by field (HMGET, ZMSCORE), for any number of
+-- fields; a missing one is false
+local function each(cmd, key, fields)
   local values = {}
   for i = 1, #fields, 1000 do
-    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 999, #fields)))
+    local part = redis.call(cmd, key, unpack(fields, i, math.min(i + 999, #fields)))
     for j = 1, #part do values[#values + 1] = part[j] end
   end
   return values
 end
-

@@ -4,7 +4,9 @@
 -- KEYS: 11 keys per queue, queues in priority order.
 -- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
 -- Returns {next_due_ms or -1, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
--- A delivery costs one HINCRBY (its fence); the rest is one command per batch.
+-- A first delivery costs no command of its own: its fence is 1, written nowhere (see
+-- docs/architecture.md, "fences"); a later one costs one HINCRBY. The rest is one command
+-- per batch.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -23,9 +25,15 @@ for q = 0, nq - 1 do
   for _, id in ipairs(lapsed) do
     redis.call('ZREM', leased, id)
     redis.call('HINCRBY', stats, 'lease_expired', 1)
+    -- a first delivery's fence (1) is written now that its lease ended: the next counts on
+    local fv = redis.call('HGET', fence, id)
+    if not fv then
+      fv = '1'
+      redis.call('HSET', fence, id, 1)
+    end
     -- deliveries without an outcome: all of them (the fence) but those that had one or were
     -- handed back (unack)
-    local u = tonumber(redis.call('HGET', fence, id) or '0') - tonumber(redis.call('HGET', unack, id) or '0')
+    local u = tonumber(fv) - tonumber(redis.call('HGET', unack, id) or '0')
     if u >= maxd then
       redis.call('ZADD', dead, now, id)
       redis.call('HSET', state, id, 'dead')
@@ -60,13 +68,22 @@ for q = 0, nq - 1 do
   if got < want then
     local ids = redis.call('RPOP', ready, want - got)
     if ids then
-      local bodies = hmget(msg, ids)
+      local bodies = each('HMGET', msg, ids)
+      local fences = each('HMGET', fence, ids)
       local deadline = now + lease
       local held = {}
+      -- ids delivered in this batch: an id listed twice (never in normal operation) still
+      -- gets a new fence for each delivery
+      local given = {}
       for i, id in ipairs(ids) do
         local body = bodies[i]
         if body then
-          local f = redis.call('HINCRBY', fence, id, 1)
+          local f = 1
+          if fences[i] or given[id] then
+            if not fences[i] and given[id] == 1 then redis.call('HSET', fence, id, 1) end
+            f = redis.call('HINCRBY', fence, id, 1)
+          end
+          given[id] = f
           held[#held + 1] = deadline
           held[#held + 1] = id
           out[#out + 1] = q

@@ -5,7 +5,10 @@ local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KE
 local n = 0
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('HGET', fence, id) == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
+  local cur = redis.call('HGET', fence, id)
+  if (cur or '1') == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
+    -- a first delivery's fence (1, no entry: see fetch.lua) is written: the next counts on
+    if not cur then redis.call('HSET', fence, id, 1) end
     redis.call('RPUSH', ready, id)
     redis.call('HINCRBY', unack, id, 1)
     n = n + 1

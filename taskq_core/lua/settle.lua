@@ -6,7 +6,9 @@
 -- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
 -- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
 -- Returns the 1-based indexes of outcomes refused as stale (their lease was lost).
--- A success costs an HGET, a ZREM and a SET; the rest is one command per batch.
+-- A success costs a SET (its result); the rest is one command per batch. A first
+-- delivery's fence is 1 with no entry (see fetch.lua): an outcome other than success
+-- writes it, so the next delivery counts on from it.
 local ready, delayed, leased, msg, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fence, unack, dead, err, stats, wake = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local now = tonumber(ARGV[1])
@@ -16,15 +18,25 @@ local nstats = tonumber(ARGV[4])
 local stale, done, gone, counted, counts = {}, {}, {}, {}, {}
 local woke = false
 local stale_acks = 0
+local ids = {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 6] end
+-- fences and leases of the whole batch in two commands
+local fences = each('HMGET', fence, ids)
+local leases = each('ZMSCORE', leased, ids)
+local ended = {}  -- the leases this batch ends (an id listed twice is settled once)
+local ending = {}
 for i = 0, n - 1 do
   local b = 5 + i * 6
   local id, f, kind, name = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local record, extra = ARGV[b + 4], ARGV[b + 5]
-  -- the fence must be this delivery's and the lease still held (ZREM ends it)
-  if redis.call('HGET', fence, id) ~= f or redis.call('ZREM', leased, id) == 0 then
+  -- the fence must be this delivery's and the lease still held
+  local cur = fences[i + 1]
+  if (cur or '1') ~= f or not leases[i + 1] or ended[id] then
     stale[#stale + 1] = i + 1
     stale_acks = stale_acks + 1
   else
+    ended[id] = true
+    ending[#ending + 1] = id
     -- counted here, not by the worker, so a refused (stale) outcome is never counted
     counts[kind] = (counts[kind] or 0) + 1
     local per_task = kind .. '|' .. name
@@ -32,10 +44,11 @@ for i = 0, n - 1 do
     if kind == 'ok' then
       redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
       gone[#gone + 1] = id
-      -- a first delivery has no unack entry to delete
-      if f ~= '1' then counted[#counted + 1] = id end
+      -- only a task delivered before has fence and unack entries to delete
+      if cur then counted[#counted + 1] = id end
       done[#done + 1] = id
     else
+      if not cur then redis.call('HSET', fence, id, 1) end
       -- this delivery had an outcome: it does not count towards poison detection
       redis.call('HINCRBY', unack, id, 1)
       if kind == 'retry' then
@@ -60,8 +73,9 @@ for i = 0, n - 1 do
     end
   end
 end
+slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
-slices('HDEL', fence, gone, 1000)
+slices('HDEL', fence, counted, 1000)
 slices('HDEL', unack, counted, 1000)
 if #done > 0 then
   redis.call('PUBLISH', string.sub(KEYS[1], 1, -6) .. 'done', table.concat(done, ' '))

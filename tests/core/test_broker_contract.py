@@ -380,3 +380,72 @@ def test_one_task_enqueues_leave_at_most_one_wake_token(redis_url: str, prefix: 
     finally:
         r.close()
         b.close()
+
+
+@pytest.mark.parametrize("ending", ["retry", "failed", "release", "lapse"])
+def test_fences_count_on_after_every_ending_but_success(broker: Broker, ending: str) -> None:
+    """Whatever ends a first delivery without settling the task for good, the next delivery
+    gets fence 2, and the first delivery's fence is refused from then on (on Redis a first
+    delivery's fence has no entry of its own: each of these endings must write it)."""
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    assert d.fence == 1
+    assert broker.get("default", "t1").deliveries == 1  # type: ignore[union-attr]
+    now = T0 + 1
+    if ending == "retry":
+        again = Outcome("default", "t1", 1, "retry", "job", b"{}", now, orjson.dumps({"n": 1}))
+        assert broker.settle([again], now) == []
+    elif ending == "failed":
+        record = b'{"status":"failed"}'
+        assert broker.settle([Outcome("default", "t1", 1, "failed", "job", record)], now) == []
+        assert broker.dead_retry("default", ["t1"]) == 1
+    elif ending == "release":
+        assert broker.release([Lease("default", "t1", 1)]) == 1
+    else:
+        now = T0 + 10_001  # the lease lapses; the next fetch takes it back and re-leases it
+    (d2,) = broker.fetch(Q, 1, now)[0].deliveries
+    assert (d2.id, d2.fence) == ("t1", 2)
+    assert broker.get("default", "t1").deliveries == 2  # type: ignore[union-attr]
+    late = Lease("default", "t1", 1)
+    assert broker.renew([late], now) == [late]
+    assert broker.release([late]) == 0
+    stale = Outcome("default", "t1", 1, "ok", "job", b'{"status":"succeeded"}')
+    assert broker.settle([stale], now) == [stale]
+    ok = Outcome("default", "t1", 2, "ok", "job", b'{"status":"succeeded"}')
+    assert broker.settle([ok], now) == []
+    assert broker.get("default", "t1").state is None  # type: ignore[union-attr]
+
+
+def test_an_outcome_listed_twice_settles_once(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    (d,) = broker.fetch(Q, 1, T0)[0].deliveries
+    ok = Outcome("default", "t1", d.fence, "ok", "job", b'{"status":"succeeded"}')
+    assert broker.settle([ok, ok], T0) == [ok]
+    stats = broker.queue_info(["default"])[0].stats
+    assert (stats["ok"], stats["stale_acks"]) == (1, 1)
+
+
+def test_first_deliveries_write_no_fence(redis_url: str, prefix: str) -> None:
+    """The hot path's saving: a task delivered once and settled never writes its fence
+    (every per-id command on a small hash is a scan of it), while one delivered again does,
+    and settling it clears the entry."""
+    import redis
+
+    b = RedisBroker(redis_url, prefix=prefix)
+    r = redis.Redis.from_url(redis_url)
+    fence = b.keys.queue("default")[5]
+    try:
+        b.enqueue([item(i) for i in range(3)], T0)
+        first = b.fetch(["default"], 3, T0)[0].deliveries
+        assert [d.fence for d in first] == [1, 1, 1]
+        assert r.exists(fence) == 0
+        assert b.release([Lease("default", "t2", 1)]) == 1
+        assert r.hget(fence, "t2") == b"1"
+        (again,) = b.fetch(["default"], 1, T0)[0].deliveries
+        assert (again.id, again.fence) == ("t2", 2)
+        done = [Outcome("default", d.id, d.fence, "ok", "job", b"{}") for d in [*first[:2], again]]
+        assert b.settle(done, T0) == []
+        assert r.exists(fence) == 0
+    finally:
+        r.close()
+        b.close()
