@@ -68,9 +68,9 @@ MARKER = "taskq-benchmarks:owner"
 
 FULL: dict[str, dict[str, Any]] = {
     "produce": {"n": 5000, "n_bulk": 20000, "batch": 100},
-    # taskq's 20,000 tasks take well under a second: it gets 5 windows of them per worker
+    # taskq's 20,000 tasks take about a second: it gets 3 windows of them per worker
     # (the peers' take 10 s or more, one window each; see side.throughput)
-    "throughput": {"n": 20000, "cap": 15, "boot_timeout": 90, "windows": 5},
+    "throughput": {"n": 20000, "cap": 12, "boot_timeout": 90, "windows": 3},
     "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90},
     "recovery": {"k": 4, "bound": 120, "reps": 3, "b_boot": 5},
     "floor": {"n": 20000, "n_pipe": 200000, "payload": 0},
