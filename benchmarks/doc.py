@@ -386,7 +386,11 @@ taskq only:
 
 Metrics on is taskq's default (middleware: {", ".join(v.get("middleware", [])) or "none"}).
 Metrics off: {metrics_off}. "No middleware at all" clears the app's middleware list (no
-metrics, heartbeats, alerts or task logs). Tracing is off by default and was not measured.
+metrics, heartbeats, alerts or task logs). Tracing, off by default, is on in one variant:
+`instrument(tq)` with an OpenTelemetry SDK `TracerProvider` that has no span processor (each
+task's span is made, recorded and ended, and none exported: an exporter's cost is its
+collector's setup), metrics on, and messages that carry a W3C `traceparent`, as tasks
+enqueued by a traced web request do.
 
 ## Targets
 

@@ -150,11 +150,16 @@ def _median(data: dict[str, Any], key: str) -> float | None:
 def _jobs(failed: set[str]) -> list[tuple[str, list[str], str, dict[str, Any]]]:
     """(name, targets it explains, scenario, parameters) for each profile to take."""
     jobs: list[tuple[str, list[str], str, dict[str, Any]]] = []
-    for kind, n in (("async", 60000), ("sync", 30000)):
-        why = failed & {f"throughput_{kind}", f"metrics_cost_{kind}"}
+    for kind, n, targets in (
+        ("async", 60000, {"throughput_async", "metrics_cost_async"}),
+        ("sync", 30000, {"throughput_sync", "metrics_cost_sync"}),
+        ("async-traced", 30000, {"tracing_cost_async"}),
+    ):
+        why = failed & targets
         if why:
             spec = {"n": n, "boot_s": 2.0, "timeout": 300, "rate": RATE, "variant": kind}
-            jobs.append((f"throughput_{kind}", sorted(why), "profile-throughput", spec))
+            name = "throughput_" + kind.replace("-", "_")
+            jobs.append((name, sorted(why), "profile-throughput", spec))
     if "latency_p99" in failed:
         spec = {"n": 200, "rate": 50, "boot_timeout": 60}
         jobs.append(("latency_p99", ["latency_p99"], "latency-trace", spec))
@@ -188,10 +193,11 @@ def run_profiles(
                 spec |= {"out": str(raw), "gil": True, "py_spy": str(PY_SPY)}
                 res = side("taskq", "profile-throughput", spec, base, variant=variant)
                 rate = res["throughput_while_profiled"]
-                run_rate = _median(data, f"throughput_{variant}") or rate
+                run_rate = _median(data, name) or rate
                 prof = parse(raw).report(1e6 / run_rate)
                 prof["what"] = (
-                    f"one worker running {params['n']:,} no-op {variant} tasks, samples of "
+                    f"one worker running {params['n']:,} no-op {variant.replace('-', ', ')} "
+                    "tasks, samples of "
                     f"the thread holding the GIL at {RATE} Hz; {rate:,.0f} tasks/s while "
                     f"sampled, {run_rate:,.0f}/s in the run (the µs split the run's time "
                     "per task, as if the GIL was busy throughout)"

@@ -83,8 +83,16 @@ QUICK: dict[str, dict[str, Any]] = {
     "recovery": {"k": 4, "bound": 30, "reps": 1, "b_boot": 2, "lease": 3.0, "renew": 1.0},
     "floor": {"n": 2000, "n_pipe": 20000, "payload": 0},
 }
-#: taskq's throughput variants: task kind; metrics on, off, or no middleware at all
-TASKQ_THROUGHPUT = ["async", "sync", "async-nometrics", "sync-nometrics", "async-bare"]
+#: taskq's throughput variants: task kind; metrics on, off, or no middleware at all; metrics
+#: and OpenTelemetry tracing on
+TASKQ_THROUGHPUT = [
+    "async",
+    "sync",
+    "async-nometrics",
+    "sync-nometrics",
+    "async-bare",
+    "async-traced",
+]
 
 
 def log(msg: str) -> None:

@@ -49,6 +49,15 @@ def _make_app() -> tuple[TaskQueue, str]:
             app = TaskQueue(URL, **options)
             app.middleware.clear()
             mode = "off: the app's default middleware list cleared (no monitoring setting yet)"
+    if os.environ.get("BENCH_TASKQ_TRACING") == "1":
+        # OpenTelemetry's SDK with no span processor: every span is made, recorded and
+        # ended, and none is exported (an exporter's cost is its collector's, not ours)
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from taskq_core.observability.tracing import instrument
+
+        instrument(app, tracer_provider=TracerProvider())
+        mode += "; tracing on (OpenTelemetry SDK, spans not exported)"
     names = ", ".join(type(m).__name__ for m in app.middleware) or "none"
     return app, f"{mode}; middleware: {names}"
 
@@ -84,8 +93,12 @@ async def hold(i: int) -> None:
     probe.hold_done(i)
 
 
+#: the context a traced web request hands to the tasks it enqueues (W3C trace context)
+TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+
 TASKS: dict[str, Task[Any, Any]] = {
     "noop_async": noop_async,
+    "noop_traced": noop_async,  # enqueued with TRACE
     "noop_sync": noop_sync,
     "lat": lat,
     "lat_traced": lat_traced,
@@ -104,6 +117,8 @@ class Adapter:
     recovery_running = 16
 
     def throughput_kind(self, variant: str) -> str:
+        if variant == "async-traced":
+            return "noop_traced"
         return "noop_sync" if variant.startswith("sync") else "noop_async"
 
     def latency_kind(self, variant: str) -> str:
@@ -120,10 +135,16 @@ class Adapter:
         tq.enqueue_many([task.call(*a) for a in argss])
 
     def prefill(self, kind: str, n: int) -> None:
+        from taskq_core.context import reset_trace, set_trace
+
         task = TASKS[kind]
-        for start in range(0, n, 1000):
-            sigs: list[Signature] = [task.call() for _ in range(min(1000, n - start))]
-            tq.enqueue_many(sigs)
+        token = set_trace(TRACE if kind == "noop_traced" else None)
+        try:
+            for start in range(0, n, 1000):
+                sigs: list[Signature] = [task.call() for _ in range(min(1000, n - start))]
+                tq.enqueue_many(sigs)
+        finally:
+            reset_trace(token)
 
     def worker_command(self, variant: str) -> list[str]:
         return [
@@ -138,6 +159,8 @@ class Adapter:
         ]
 
     def worker_env(self, variant: str) -> dict[str, str]:
+        if variant == "async-traced":
+            return {"BENCH_TASKQ_METRICS": "1", "BENCH_TASKQ_TRACING": "1"}
         if variant.endswith("bare"):
             return {"BENCH_TASKQ_METRICS": "bare"}
         return {"BENCH_TASKQ_METRICS": "0" if variant.endswith("nometrics") else "1"}
