@@ -425,6 +425,13 @@ accept, and the peers share one environment.
 - **Interleaving.** Each of the {data["runs"]} runs goes through every scenario and, within
   it, through every library (taskq's variants alternating with the peers), in an order
   rotated from run to run, so that whatever else the machine is doing falls on all alike.
+  taskq's processing variants run in groups, back to back (metrics off, on, on with
+  tracing; sync off, on), in an order that flips from run to run. A cost is the median over
+  runs of each run's ratio of CPU time per task, on against off, seconds apart: the worker
+  process's (all threads) and the Redis server's, read by the tasks' probe at the ends of
+  the windows (`time.process_time()`, `INFO cpu`). This machine's speed drifts by half from
+  one minute to the next (its host takes the cores away for a while); CPU time does not
+  move with it, rates do. The rates' own ratios are shown beside.
 - **Enqueue.** {s["produce"]["n"]:,} no-op tasks one call at a time (after 50 warm-up calls),
   from a plain loop (sync) and from a coroutine awaiting each call (async), in
   {s["produce"].get("blocks", 10)} blocks that alternate with as many
@@ -448,10 +455,14 @@ accept, and the peers share one environment.
   tasks done by then (marked †).
 - **Pick-up latency.** A worker is started and warmed with one task; after 1 s at rest its
   RSS is read; then {s["latency"]["idle_probes"]} probes, each after 1 s of idleness; then
-  {s["latency"]["n"]} tasks at {s["latency"]["rate"]}/s on a fixed schedule. Each task
-  records `monotonic() − t0` at its first line, `t0` being read just before the enqueue
-  call (one clock for all processes). Percentiles are nearest-rank over the
-  {s["latency"]["n"]} tasks of a run; the idle figure is the median probe of a run.
+  {s["latency"].get("windows", 1)} windows of {s["latency"]["n"]} tasks at
+  {s["latency"]["rate"]}/s on one fixed schedule. Each task records `monotonic() − t0` at
+  its first line, `t0` being read just before the enqueue call (one clock for all
+  processes). Percentiles are nearest-rank over the {s["latency"]["n"]} tasks of a window,
+  each window one measurement (a p99 of {s["latency"]["n"]} is its 5 slowest tasks, which
+  one stall of this shared machine moves); the medians are over
+  {s["latency"].get("windows", 1)} × {data["runs"]} windows, for every library alike. The idle
+  figure is the median probe of a run.
 - **Recovery.** Worker A takes {s["recovery"]["k"]} tasks that sleep while they run in A;
   once A has started them (as many as it runs at once) worker B is started and left idle
   for {s["recovery"]["b_boot"]} s, then A's whole process tree gets SIGKILL. The time is

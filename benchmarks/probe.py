@@ -83,7 +83,15 @@ def finished() -> None:
         pipe.set(f"{KEY}:progress", f"{n} {now!r}")
         if window_end:
             pipe.set(end_key(n // TARGET - 1), repr(now))
-        pipe.execute()
+            # the CPU this process and the Redis server have used so far: a run's cost per
+            # task, which the machine's ups and downs (time stolen by its host) do not move
+            pipe.set(f"{end_key(n // TARGET - 1)}:cpu", repr(time.process_time()))
+            pipe.info("cpu")
+        replies = pipe.execute()
+        if window_end:
+            info = replies[-1]
+            used = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+            client().set(f"{end_key(n // TARGET - 1)}:redis_cpu", repr(used))
 
 
 def end_key(window: int) -> str:

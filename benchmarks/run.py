@@ -70,8 +70,10 @@ FULL: dict[str, dict[str, Any]] = {
     "produce": {"n": 5000, "n_bulk": 20000, "batch": 100},
     # taskq's 20,000 tasks take about a second: it gets 3 windows of them per worker
     # (the peers' take 10 s or more, one window each; see side.throughput)
-    "throughput": {"n": 20000, "cap": 12, "boot_timeout": 90, "windows": 3},
-    "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90},
+    "throughput": {"n": 20000, "cap": 10, "boot_timeout": 90, "windows": 3},
+    # 2 windows of 500 tasks at 200/s for every library: a p99 is 5 tasks, which one
+    # stall of this shared machine moves
+    "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90, "windows": 2},
     "recovery": {"k": 4, "bound": 120, "reps": 3, "b_boot": 5},
     "floor": {"n": 20000, "n_pipe": 200000, "payload": 0},
 }
@@ -83,15 +85,14 @@ QUICK: dict[str, dict[str, Any]] = {
     "recovery": {"k": 4, "bound": 30, "reps": 1, "b_boot": 2, "lease": 3.0, "renew": 1.0},
     "floor": {"n": 2000, "n_pipe": 20000, "payload": 0},
 }
-#: taskq's throughput variants: task kind; metrics on, off, or no middleware at all; metrics
-#: and OpenTelemetry tracing on
+#: taskq's throughput variants (task kind; metrics on, off, or no middleware at all; metrics
+#: and OpenTelemetry tracing on), in groups run back to back: the costs of metrics and of
+#: tracing are ratios within a group, seconds apart, which the machine's drift from one
+#: minute to the next cannot reach
 TASKQ_THROUGHPUT = [
-    "async",
-    "sync",
-    "async-nometrics",
-    "sync-nometrics",
-    "async-bare",
-    "async-traced",
+    ["async-nometrics", "async", "async-traced"],
+    ["sync-nometrics", "sync"],
+    ["async-bare"],
 ]
 
 
@@ -335,23 +336,37 @@ class LoadWatch:
 # -- the plan
 
 
-def plan(libs: list[str]) -> list[tuple[str, str, str]]:
-    """One run: (scenario, lib, variant) in order. Scenario by scenario, every library in
-    turn, so that whatever else the machine does falls on all of them alike."""
-    entries: list[tuple[str, str, str]] = [("floor", "floor", "default")]
-    entries += [("produce", lib, "default") for lib in libs]
-    tp: list[tuple[str, str, str]] = []
+Entry = tuple[str, str, str]  # scenario, library, variant
+
+
+def plan(libs: list[str]) -> list[list[Entry]]:
+    """One run: groups of (scenario, lib, variant), in order; a group runs back to back.
+    Scenario by scenario, every library in turn, so that whatever else the machine does
+    falls on all of them alike."""
+    groups: list[list[Entry]] = [[("floor", "floor", "default")]]
+    groups += [[("produce", lib, "default")] for lib in libs]
     peers = [lib for lib in libs if lib != "taskq"]
-    variants = list(TASKQ_THROUGHPUT) if "taskq" in libs else []
-    # alternate taskq's variants with the peers: A B A B ...
+    variants = [list(g) for g in TASKQ_THROUGHPUT] if "taskq" in libs else []
+    # alternate taskq's groups with the peers: A B A B ...
     while variants or peers:
         if variants:
-            tp.append(("throughput", "taskq", variants.pop(0)))
+            groups.append([("throughput", "taskq", v) for v in variants.pop(0)])
         if peers:
-            tp.append(("throughput", peers.pop(0), "default"))
-    entries += tp
-    entries += [("latency", lib, "default") for lib in libs]
-    return entries
+            groups.append([("throughput", peers.pop(0), "default")])
+    groups += [[("latency", lib, "default")] for lib in libs]
+    return groups
+
+
+def rotate(groups: list[list[Entry]], k: int) -> list[Entry]:
+    """The same scenarios in the same order, each scenario's groups rotated by ``k``."""
+    out: list[Entry] = []
+    for scenario in dict.fromkeys(g[0][0] for g in groups):
+        same = [g for g in groups if g[0][0] == scenario]
+        j = k % len(same)
+        for g in same[j:] + same[:j]:
+            # a group's order flips from run to run: neither side of a ratio always goes first
+            out += g if k % 2 == 0 else g[::-1]
+    return out
 
 
 def params_for(sizes: dict[str, dict[str, Any]], scenario: str, lib: str) -> dict[str, Any]:
@@ -360,16 +375,6 @@ def params_for(sizes: dict[str, dict[str, Any]], scenario: str, lib: str) -> dic
     if scenario == "throughput" and lib != "taskq":
         p = {**p, "windows": 1}
     return p
-
-
-def rotate(entries: list[tuple[str, str, str]], k: int) -> list[tuple[str, str, str]]:
-    """The same scenarios in the same order, each scenario's libraries rotated by ``k``."""
-    out: list[tuple[str, str, str]] = []
-    for scenario in dict.fromkeys(e[0] for e in entries):
-        group = [e for e in entries if e[0] == scenario]
-        j = k % len(group)
-        out += group[j:] + group[:j]
-    return out
 
 
 def run_recovery(libs: list[str], sizes: dict[str, Any], base: str) -> dict[str, dict[str, Any]]:

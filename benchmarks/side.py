@@ -306,6 +306,15 @@ def throughput(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
             out["throughput_windows"] = rates
             out["throughput"] = statistics.median(rates)
             out["done"] = n * len(done)
+            if len(done) >= 2:
+                # CPU per task from the end of the first window to the end of the last: the
+                # worker process (all its threads) and the Redis server
+                first, last = probe.end_key(0), probe.end_key(len(done) - 1)
+                tasks = n * (len(done) - 1)
+                for what, suffix in (("worker", "cpu"), ("redis", "redis_cpu")):
+                    a, b = c.get(f"{first}:{suffix}"), c.get(f"{last}:{suffix}")
+                    if a is not None and b is not None:
+                        out[f"cpu_us_per_task_{what}"] = (float(b) - float(a)) / tasks * 1e6
         else:
             progress = c.get(f"{PROBE}:progress")
             if progress is None:
@@ -367,8 +376,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def latency(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
-    """Pick-up latency of an idle worker, and its RSS at rest."""
+    """Pick-up latency of an idle worker, and its RSS at rest. ``windows`` × ``n`` tasks are
+    sent on one schedule; each window of ``n`` has its own percentiles (one measurement),
+    and the result's are their medians."""
     n, rate, probes = p["n"], p["rate"], p["idle_probes"]
+    windows = max(1, int(p.get("windows", 1)))
+    total = n * windows
     kind = adapter.latency_kind(variant)
     c = rclient()
     key = f"{PROBE}:lat"
@@ -404,32 +417,38 @@ def latency(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
                 raise RuntimeError(f"idle probe {k} not picked up in 30s:\n{w.tail()}")
         base = 1 + probes
         t_start = time.monotonic()
-        for i in range(n):
+        for i in range(total):
             delay = t_start + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await send(f"b{i}")
         sent_in = time.monotonic() - t_start
-        complete = await wait_count(base + n, 60)
+        complete = await wait_count(base + total, 60)
         if adapter.async_producer and not adapter.sync_producer:
             await adapter.aclose()
         entries = [_text(e).split() for e in c.lrange(key, 0, -1)]
         values = {tag: float(v) * 1000 for tag, v in entries}
-        burst = [values[f"b{i}"] for i in range(n) if f"b{i}" in values]
         idle = [values[f"idle{k}"] for k in range(probes)]
+        per_window = []
+        for w0 in range(0, total, n):
+            burst = [values[f"b{i}"] for i in range(w0, w0 + n) if f"b{i}" in values]
+            per_window.append({q: _percentile(burst, q) for q in (50, 95, 99)})
+        picked = [values[f"b{i}"] for i in range(total) if f"b{i}" in values]
         return {
             "boot_and_first_task_s": boot,
             "rss_rest_mib": rss_rest,
-            "latency_p50_ms": _percentile(burst, 50),
-            "latency_p95_ms": _percentile(burst, 95),
-            "latency_p99_ms": _percentile(burst, 99),
-            "latency_max_ms": max(burst),
+            **{
+                f"latency_p{q}_ms": statistics.median(w[q] for w in per_window)
+                for q in (50, 95, 99)
+            },
+            "latency_windows": [{f"latency_p{q}_ms": w[q] for q in w} for w in per_window],
+            "latency_max_ms": max(picked),
             "latency_idle_ms": statistics.median(idle),
             "latency_idle_all_ms": idle,
-            "picked_up": len(burst),
-            "sent": n,
+            "picked_up": len(picked),
+            "sent": total,
             "complete": complete,
-            "achieved_rate": n / max(1e-9, sent_in),
+            "achieved_rate": total / max(1e-9, sent_in),
         }
 
     with worker(adapter, variant) as w:
