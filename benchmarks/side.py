@@ -508,7 +508,8 @@ def latency_trace(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, An
     }
     c.close()
     events.sort()
-    enq = [t for t, name in events if name == "enqueue"]
+    # a single task due now goes through enqueue_one.lua, batches through enqueue.lua
+    enq = [t for t, name in events if name in ("enqueue", "enqueue_one")]
     fetch = [t for t, name in events if name == "fetch"]
     segments: dict[str, list[float]] = {"call": [], "wake": [], "deliver": [], "total": []}
     for tag, t0 in sent.items():
