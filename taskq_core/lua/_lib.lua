@@ -18,3 +18,15 @@ local function each(cmd, key, fields)
   end
   return values
 end
+
+-- Fences (docs/architecture.md, "Fences"): a task on its first delivery has no entry in the
+-- fence hash, its fence is 1 while it is leased. `entry` is what HGET/HMGET gave for it.
+local function fence_of(entry)
+  return entry or '1'
+end
+
+-- A delivery ended without settling its task for good (retry, failure, hand-back, lapse):
+-- a first delivery's fence is written, so the next delivery's HINCRBY counts on from it.
+local function keep_fence(fence, id, entry)
+  if not entry then redis.call('HSET', fence, id, 1) end
+end

@@ -25,15 +25,11 @@ for q = 0, nq - 1 do
   for _, id in ipairs(lapsed) do
     redis.call('ZREM', leased, id)
     redis.call('HINCRBY', stats, 'lease_expired', 1)
-    -- a first delivery's fence (1) is written now that its lease ended: the next counts on
-    local fv = redis.call('HGET', fence, id)
-    if not fv then
-      fv = '1'
-      redis.call('HSET', fence, id, 1)
-    end
+    local entry = redis.call('HGET', fence, id)
+    keep_fence(fence, id, entry)
     -- deliveries without an outcome: all of them (the fence) but those that had one or were
     -- handed back (unack)
-    local u = tonumber(fv) - tonumber(redis.call('HGET', unack, id) or '0')
+    local u = tonumber(fence_of(entry)) - tonumber(redis.call('HGET', unack, id) or '0')
     if u >= maxd then
       redis.call('ZADD', dead, now, id)
       redis.call('HSET', state, id, 'dead')
@@ -80,7 +76,7 @@ for q = 0, nq - 1 do
         if body then
           local f = 1
           if fences[i] or given[id] then
-            if not fences[i] and given[id] == 1 then redis.call('HSET', fence, id, 1) end
+            if given[id] == 1 then keep_fence(fence, id, fences[i]) end
             f = redis.call('HINCRBY', fence, id, 1)
           end
           given[id] = f

@@ -5,10 +5,9 @@ local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KE
 local n = 0
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
-  local cur = redis.call('HGET', fence, id)
-  if (cur or '1') == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
-    -- a first delivery's fence (1, no entry: see fetch.lua) is written: the next counts on
-    if not cur then redis.call('HSET', fence, id, 1) end
+  local entry = redis.call('HGET', fence, id)
+  if fence_of(entry) == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
+    keep_fence(fence, id, entry)
     redis.call('RPUSH', ready, id)
     redis.call('HINCRBY', unack, id, 1)
     n = n + 1

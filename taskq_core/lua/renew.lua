@@ -6,8 +6,7 @@ local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  -- a leased task without a fence entry is on its first delivery (see fetch.lua)
-  if (redis.call('HGET', fence, id) or '1') == ARGV[i + 1] and redis.call('ZSCORE', leased, id) then
+  if fence_of(redis.call('HGET', fence, id)) == ARGV[i + 1] and redis.call('ZSCORE', leased, id) then
     redis.call('ZADD', leased, 'XX', deadline, id)
   else
     lost[#lost + 1] = id

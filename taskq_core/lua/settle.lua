@@ -31,7 +31,7 @@ for i = 0, n - 1 do
   local record, extra = ARGV[b + 4], ARGV[b + 5]
   -- the fence must be this delivery's and the lease still held
   local cur = fences[i + 1]
-  if (cur or '1') ~= f or not leases[i + 1] or ended[id] then
+  if fence_of(cur) ~= f or not leases[i + 1] or ended[id] then
     stale[#stale + 1] = i + 1
     stale_acks = stale_acks + 1
   else
@@ -48,7 +48,7 @@ for i = 0, n - 1 do
       if cur then counted[#counted + 1] = id end
       done[#done + 1] = id
     else
-      if not cur then redis.call('HSET', fence, id, 1) end
+      keep_fence(fence, id, cur)
       -- this delivery had an outcome: it does not count towards poison detection
       redis.call('HINCRBY', unack, id, 1)
       if kind == 'retry' then
