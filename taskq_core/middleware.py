@@ -56,11 +56,11 @@ class Middleware:
         """The worker is about to send finished outcomes and counters to the broker: a
         middleware that sums counters itself adds them now, with ``worker.add_stat``."""
 
-    @contextlib.contextmanager
-    def wrap(self, message: Message) -> Iterator[None]:
+    def wrap(self, message: Message) -> contextlib.AbstractContextManager[None]:
         """Context around the task's own code, entered where it runs (its thread for a sync
-        task, the loop for an async one)."""
-        yield
+        task, the loop for an async one). Override it with a ``@contextlib.contextmanager``
+        generator, or return any context manager."""
+        return contextlib.nullcontext()
 
 
 _overridden: dict[tuple[type[Middleware], str], bool] = {}
@@ -116,15 +116,45 @@ def run_hooks(bound: list[Callable[..., None]], *args: Any) -> None:
             log.exception("middleware %s failed", getattr(f, "__qualname__", f))
 
 
+def wrapped(hooks: list[Middleware], message: Message) -> contextlib.AbstractContextManager[None]:
+    """Enter every hook's ``wrap`` context, first hook outermost (``hooks`` as
+    :class:`Hooks` lists them: those that override ``wrap``). A hook whose ``wrap`` fails to
+    enter is logged and left out."""
+    if len(hooks) == 1:
+        # the usual case (tracing, or a framework's app context): no ExitStack, whose
+        # bookkeeping costs as much as a cheap hook itself, for every task
+        return _OneWrap(hooks[0], message)
+    return _wrapped_all(hooks, message)
+
+
+class _OneWrap:
+    """One hook's ``wrap`` context, with :func:`wrapped`'s rule for a failure to enter."""
+
+    __slots__ = ("_entered", "_hook", "_message")
+
+    def __init__(self, hook: Middleware, message: Message) -> None:
+        self._hook = hook
+        self._message = message
+        self._entered: contextlib.AbstractContextManager[None] | None = None
+
+    def __enter__(self) -> None:
+        try:
+            cm = self._hook.wrap(self._message)
+            cm.__enter__()
+        except Exception:
+            log.exception("middleware %s.wrap failed", type(self._hook).__name__)
+            return
+        self._entered = cm
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        cm, self._entered = self._entered, None
+        return cm.__exit__(*exc) if cm is not None else None
+
+
 @contextlib.contextmanager
-def wrapped(hooks: list[Middleware], message: Message) -> Iterator[None]:
-    """Enter every hook's ``wrap`` context, first hook outermost."""
-    active = [h for h in hooks if overrides(h, "wrap")]
-    if not active:
-        yield
-        return
+def _wrapped_all(hooks: list[Middleware], message: Message) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
-        for h in active:
+        for h in hooks:
             try:
                 stack.enter_context(h.wrap(message))
             except Exception:

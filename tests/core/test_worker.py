@@ -325,6 +325,80 @@ def test_middleware_hooks_run_in_order_and_failures_are_contained(
     assert seen == ["before:a", "before:b", "after:b:ok", "after:a:ok"]
 
 
+@pytest.mark.parametrize("hooks", [1, 3])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_wrap_hooks_nest_around_the_task_and_a_failing_one_is_left_out(
+    make_app: Callable[..., TaskQueue],
+    broker_kind: str,
+    hooks: int,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    from taskq_core.middleware import Middleware
+
+    tq = make_app(broker_kind, retry={"max_retries": 0})
+    seen: list[str] = []
+
+    class Around(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @contextlib.contextmanager
+        def wrap(self, message: Any) -> Iterator[None]:
+            seen.append(f"enter:{self.name}:{message.task}")
+            try:
+                yield
+            except RuntimeError:
+                seen.append(f"error:{self.name}")
+                raise
+            finally:
+                seen.append(f"exit:{self.name}")
+
+    class Broken(Middleware):
+        def wrap(self, message: Any) -> Any:
+            raise RuntimeError("a broken wrap must not fail the task")
+
+    tq.middleware += [Around("a"), Broken(), Around("b")] if hooks == 3 else [Around("a")]
+    if kind == "sync":
+
+        @tq.task(name="w.ok")
+        def ok() -> None:
+            seen.append("run")
+
+        @tq.task(name="w.boom")
+        def boom() -> None:
+            raise RuntimeError("boom")
+
+    else:
+
+        @tq.task(name="w.ok")
+        async def ok() -> None:
+            await asyncio.sleep(0)
+            seen.append("run")
+
+        @tq.task(name="w.boom")
+        async def boom() -> None:
+            raise RuntimeError("boom")
+
+    done = tq.enqueue("w.ok")
+    burst(tq)
+    failed = tq.enqueue("w.boom")
+    burst(tq)
+    assert done.result(timeout=5) is None
+    assert tq.broker.get(failed.queue, failed.id).state == "failed"  # type: ignore[union-attr]
+    if hooks == 1:
+        assert seen == ["enter:a:w.ok", "run", "exit:a", "enter:a:w.boom", "error:a", "exit:a"]
+    else:
+        assert seen == [
+            *("enter:a:w.ok", "enter:b:w.ok", "run", "exit:b", "exit:a"),
+            *("enter:a:w.boom", "enter:b:w.boom", "error:b", "exit:b", "error:a", "exit:a"),
+        ]
+        assert "Broken.wrap failed" in caplog.text
+
+
 def test_retry_limits_per_exception_type(
     make_app: Callable[..., TaskQueue], broker_kind: str
 ) -> None:

@@ -3,17 +3,21 @@ enqueue to execution."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from taskq_core import TaskQueue
+from taskq_core.middleware import Middleware
 from taskq_core.observability.logs import JsonFormatter, TaskLogMiddleware, escape, render
 from taskq_core.observability.tracing import TracingMiddleware, instrument, uninstrument
 from taskq_core.web import RequestScope
@@ -188,3 +192,47 @@ def test_a_web_requests_traceparent_is_continued(
     for span in exporter.get_finished_spans():
         assert format(span.context.trace_id, "032x") == trace_id
     assert {s.name for s in exporter.get_finished_spans()} == {"send t.work", "process t.work"}
+
+
+def test_an_async_tasks_span_is_current_while_it_runs_and_only_then(
+    make_app: Callable[..., TaskQueue], spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    tq = make_app("memory", retry={"max_retries": 0})
+    instrument(tq, tracer_provider=provider)
+    tracer = provider.get_tracer("test")
+    outside: list[bool] = []
+
+    @tq.task(name="t.async")
+    async def work() -> None:
+        await asyncio.sleep(0)  # the span stays current across a suspension
+        with tracer.start_as_current_span("inside"):
+            pass
+
+    @tq.task(name="t.async_boom")
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("bad value")
+
+    class After(Middleware):
+        def after_task(self, worker: Any, event: Any) -> None:
+            outside.append(trace.get_current_span().get_span_context().is_valid)
+
+    tq.middleware.append(After())
+    with tracer.start_as_current_span("request"):  # the enqueue span is a child of this one
+        tq.enqueue("t.async")
+    tq.enqueue("t.async_boom")
+    run_worker(tq)
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    request, send = by_name["request"], by_name["send t.async"]
+    process, inside = by_name["process t.async"], by_name["inside"]
+    for child, parent in ((send, request), (process, send), (inside, process)):
+        assert child.parent is not None, child.name
+        assert child.parent.span_id == parent.context.span_id, child.name
+    assert process.attributes["taskq.attempt"] == 1
+    assert process.status.status_code != StatusCode.ERROR
+    failed = by_name["process t.async_boom"]
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.status.description == "ValueError: bad value"
+    assert [e.name for e in failed.events] == ["exception"]
+    assert outside == [False, False]  # no span is left current once a task is done
