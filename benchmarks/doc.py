@@ -425,13 +425,15 @@ accept, and the peers share one environment.
 - **Interleaving.** Each of the {data["runs"]} runs goes through every scenario and, within
   it, through every library (taskq's variants alternating with the peers), in an order
   rotated from run to run, so that whatever else the machine is doing falls on all alike.
-  taskq's processing variants run in groups, back to back (metrics off, on, on with
-  tracing; sync off, on), in an order that flips from run to run. A cost is the median over
-  runs of each run's ratio of CPU time per task, on against off, seconds apart: the worker
-  process's (all threads) and the Redis server's, read by the tasks' probe at the ends of
-  the windows (`time.process_time()`, `INFO cpu`). This machine's speed drifts by half from
-  one minute to the next (its host takes the cores away for a while); CPU time does not
-  move with it, rates do. The rates' own ratios are shown beside.
+  taskq's processing variants run in groups, back to back, there and back (async: metrics
+  off, on, on with tracing, then the same the other way; sync: off, on, on, off), so each
+  run has two pairs of neighbours for each cost and neither side always goes first. A cost
+  is the median over those pairs of the ratio of CPU time per task, on against off,
+  seconds apart: the worker process's (all threads) and the Redis server's, read by the
+  tasks' probe at the ends of the windows (`time.process_time()`, `INFO cpu`). This
+  machine's speed drifts by half from one minute to the next (its host takes the cores
+  away for a while); CPU time moves much less with it than rates do. The rates' own
+  ratios are shown beside.
 - **Enqueue.** {s["produce"]["n"]:,} no-op tasks one call at a time (after 50 warm-up calls),
   from a plain loop (sync) and from a coroutine awaiting each call (async), in
   {s["produce"].get("blocks", 10)} blocks that alternate with as many
@@ -449,8 +451,8 @@ accept, and the peers share one environment.
   swings by half from one second to the next, so each of its runs pre-fills
   {windows} windows ({s["throughput"]["n"] * windows:,} tasks) and every window is one
   measurement (the first one is the peers' measurement exactly; each next one runs from
-  the end of the one before); its medians are over
-  {windows} × {data["runs"]} windows. A library still busy
+  the end of the one before); its medians are over {windows} windows × the variant's
+  measurements in all runs (async and sync, metrics on and off: 2 a run). A library still busy
   {s["throughput"]["cap"]} s after its first task started is stopped and rated on the
   tasks done by then (marked †).
 - **Pick-up latency.** A worker is started and warmed with one task; after 1 s at rest its

@@ -232,14 +232,17 @@ def summarise(
             for rate in res.get("throughput_windows") or [res.get("throughput")]:
                 add(lib, key, rate)  # each window of n tasks is one measurement
             if lib == "taskq" and res.get("throughput"):
-                # per run, for the costs: ratios of variants measured back to back
+                # for the costs: variants measured back to back, keyed "run.pass" (a cost
+                # group goes there and back in each run: pass 1 of "on" is paired with
+                # pass 1 of "off", its neighbour)
                 x = extra.setdefault(lib, {})
-                x.setdefault("throughput_by_run", {}).setdefault(key, {})[str(e["run"])] = res[
-                    "throughput"
-                ]
+                by_run = x.setdefault("throughput_by_run", {}).setdefault(key, {})
+                passes = sum(1 for r in by_run if r.split(".")[0] == str(e["run"]))
+                at = f"{e['run']}.{passes + 1}"
+                by_run[at] = res["throughput"]
                 cpu = [res.get(f"cpu_us_per_task_{w}") for w in ("worker", "redis")]
                 if all(isinstance(v, int | float) for v in cpu):
-                    x.setdefault("cpu_by_run", {}).setdefault(key, {})[str(e["run"])] = cpu
+                    x.setdefault("cpu_by_run", {}).setdefault(key, {})[at] = cpu
             if variant in ("default", "async"):
                 add(lib, "rss_after_mib", res.get("rss_after_mib"))
             elif variant == "sync":
@@ -296,6 +299,11 @@ def library_notes(libs: list[str]) -> dict[str, Any]:
         }
         for lib in libs
     }
+
+
+def _run_order(at: str) -> tuple[int, ...]:
+    """ "run.pass" keys (older results: "run") in the order measured."""
+    return tuple(int(x) for x in at.split("."))
 
 
 def _median(data: dict[str, Any], lib: str, key: str) -> float | None:
@@ -440,12 +448,12 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
 
     def cost(on_key: str, off_key: str) -> tuple[float, str] | None:
         """The throughput ``on`` costs against ``off``, from the CPU time per task (worker
-        process and Redis server) of the two measured back to back in each run: 1 -
-        cpu_off / cpu_on; the median over runs. CPU time, unlike the rate, does not move
-        when the host takes the machine's cores away for a while; the rates' own ratios
-        are shown beside it."""
+        process and Redis server) of the two measured back to back (each pass of each
+        run): 1 - cpu_off / cpu_on; the median over the pairs. CPU time moves less than
+        the rate when the host takes the machine's cores away for a while; the rates' own
+        ratios are shown beside it."""
         on, off = cpu_by_run.get(on_key, {}), cpu_by_run.get(off_key, {})
-        runs = [r for r in sorted(on) if r in off]
+        runs = [r for r in sorted(on, key=_run_order) if r in off]
         if not runs:
             return None
         costs = [1 - sum(off[r]) / sum(on[r]) for r in runs]
@@ -454,7 +462,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         detail = (
             f"CPU per task {statistics.median(sum(on[r]) for r in runs):.1f} µs on vs "
             f"{statistics.median(sum(off[r]) for r in runs):.1f} µs off (worker + Redis); "
-            f"per run {', '.join(f'{c * 100:+.1f}%' for c in costs)}; by the rates "
+            f"per pair {', '.join(f'{c * 100:+.1f}%' for c in costs)}; by the rates "
             f"{', '.join(f'{c * 100:+.1f}%' for c in walls)}"
         )
         return statistics.median(costs), detail

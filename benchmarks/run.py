@@ -88,10 +88,13 @@ QUICK: dict[str, dict[str, Any]] = {
 #: taskq's throughput variants (task kind; metrics on, off, or no middleware at all; metrics
 #: and OpenTelemetry tracing on), in groups run back to back: the costs of metrics and of
 #: tracing are ratios within a group, seconds apart, which the machine's drift from one
-#: minute to the next cannot reach
+#: minute to the next cannot reach. A cost group goes there and back (A B B A): two pairs
+#: per run, each of neighbours, and neither side always first
+_COSTS_ASYNC = ["async-nometrics", "async", "async-traced"]
+_COSTS_SYNC = ["sync-nometrics", "sync"]
 TASKQ_THROUGHPUT = [
-    ["async-nometrics", "async", "async-traced"],
-    ["sync-nometrics", "sync"],
+    [*_COSTS_ASYNC, *reversed(_COSTS_ASYNC)],
+    [*_COSTS_SYNC, *reversed(_COSTS_SYNC)],
     ["async-bare"],
 ]
 
