@@ -77,6 +77,15 @@ def _machine(data: dict[str, Any]) -> str:
                 f"peak (load average median {load['loadavg_1m_median']:.2f})"
             )
         rows.append(["machine shared during the run", shared])
+        if "steal_mean" in load:
+            rows.append(
+                [
+                    "CPU time taken by the host (steal)",
+                    f"{load['steal_mean'] * 100:.1f}% on average, {load['steal_p90'] * 100:.1f}% "
+                    f"in the worst tenth of 5 s samples, {load['steal_max'] * 100:.1f}% at the "
+                    "peak (`/proc/stat`): while stolen, every process here runs slower",
+                ]
+            )
     return _table(["", ""], rows)
 
 

@@ -302,9 +302,26 @@ class LoadWatch:
                 mine.add(p.pid)
         return mine
 
+    @staticmethod
+    def _cpu_ticks() -> tuple[int, int] | None:
+        """(steal, all) clock ticks of the machine's CPUs so far, from /proc/stat: steal is
+        the time the host ran something else while this VM had work to do."""
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        except OSError:
+            return None
+        ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[7], sum(ticks)
+
     def _run(self) -> None:
         prev: dict[int, float] = {}
+        ticks = self._cpu_ticks()
         while not self._stop.wait(self.interval):
+            now_ticks = self._cpu_ticks()
+            steal = None
+            if ticks is not None and now_ticks is not None and now_ticks[1] > ticks[1]:
+                steal = (now_ticks[0] - ticks[0]) / (now_ticks[1] - ticks[1])
+            ticks = now_ticks
             ours = self._ours()
             now: dict[int, float] = {}
             for p in psutil.process_iter(["cpu_times"]):
@@ -318,6 +335,7 @@ class LoadWatch:
                     "t": time.time(),
                     "loadavg_1m": os.getloadavg()[0],
                     "other_cpu_cores": max(0.0, other / self.interval),
+                    **({"steal": steal} if steal is not None else {}),
                 }
             )
 
@@ -326,7 +344,18 @@ class LoadWatch:
         if not s:
             return {"samples": 0}
         other = [x["other_cpu_cores"] for x in s]
+        steal = sorted(x["steal"] for x in s if "steal" in x)
+        stolen = (
+            {
+                "steal_mean": sum(steal) / len(steal),
+                "steal_p90": steal[int(0.9 * (len(steal) - 1))],
+                "steal_max": steal[-1],
+            }
+            if steal
+            else {}
+        )
         return {
+            **stolen,
             "samples": len(s),
             "loadavg_1m_median": statistics.median(x["loadavg_1m"] for x in s),
             "loadavg_1m_max": max(x["loadavg_1m"] for x in s),
