@@ -714,7 +714,10 @@ class Worker:
                 value = await self._run_sync(task, msg, timeout)
             elif self._hooks.wrap:
                 with wrapped(self._hooks.wrap, msg):
-                    value = await self._run_async(task, msg, timeout)
+                    if timeout is None:
+                        value = await task.fn(*msg.args, **msg.kwargs)
+                    else:
+                        value = await self._run_async(task, msg, timeout)
             elif timeout is None:
                 value = await task.fn(*msg.args, **msg.kwargs)
             else:
