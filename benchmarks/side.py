@@ -610,8 +610,60 @@ def adapter_env(adapter: Any, variant: str) -> dict[str, str]:
 FLOOR_KEY = "bench-floor:produce"
 
 
+def otel_floor(n: int) -> dict[str, float]:
+    """What OpenTelemetry's SDK itself costs per span here, in CPU time: the consumer span
+    any instrumentation of a task makes (the message's ``traceparent`` extracted, six
+    attributes, the span made current, then ended; no span processor), the same span for a
+    message whose trace was not sampled, and the least span (``start_span`` and ``end``,
+    nothing else). No task queue is involved."""
+    try:
+        from opentelemetry import context, propagate, trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.trace import SpanKind
+    except ImportError:  # an environment without the SDK: no figure rather than a wrong one
+        return {}
+    tracer = TracerProvider().get_tracer("floor")
+    sampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    unsampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+
+    def consumer_span(i: int, carrier: dict[str, str]) -> None:
+        attributes = {
+            "messaging.system": "floor",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": "default",
+            "messaging.message.id": str(i),
+            "floor.task": "noop",
+            "floor.attempt": 1,
+        }
+        parent = propagate.extract(carrier)
+        span = tracer.start_span("process noop", parent, SpanKind.CONSUMER, attributes)
+        token = context.attach(trace.set_span_in_context(span))
+        context.detach(token)
+        span.end()
+
+    def least_span(i: int, carrier: dict[str, str]) -> None:
+        tracer.start_span("noop").end()
+
+    out: dict[str, float] = {}
+    for key, make, carrier in (
+        ("otel_span_us", consumer_span, sampled),
+        # the same for a message whose trace was not sampled where it began: the SDK's
+        # default sampler (ParentBased) makes a non-recording span
+        ("otel_span_unsampled_us", consumer_span, unsampled),
+        ("otel_span_bare_us", least_span, sampled),
+    ):
+        for i in range(n // 10):  # warm-up
+            make(i, carrier)
+        t = time.process_time()
+        for i in range(n):
+            make(i, carrier)
+        out[key] = (time.process_time() - t) / n * 1e6
+    return out
+
+
 def floor(p: dict[str, Any]) -> dict[str, Any]:
-    """redis-py alone: one RPUSH per round trip (sync and asyncio), and pipelines of 100."""
+    """redis-py alone: one RPUSH per round trip (sync and asyncio), and pipelines of 100;
+    and OpenTelemetry's SDK alone (:func:`otel_floor`)."""
     import redis.asyncio as aioredis
 
     n, n_pipe, size = p["n"], p["n_pipe"], p["payload"] or _taskq_message_size()
@@ -648,6 +700,7 @@ def floor(p: dict[str, Any]) -> dict[str, Any]:
     pipe_rate = batches * 100 / (time.perf_counter() - t)
     r.close()
     return {
+        **otel_floor(p.get("n_spans", 20000)),
         "redis_one_command_sync": sync_rate,
         "redis_one_command_async": async_rate,
         "redis_pipeline_100": pipe_rate,

@@ -50,7 +50,14 @@ TASKQ_METRICS = [
     "rss_after_mib",
     "rss_after_sync_mib",
 ]
-FLOOR_METRICS = ["redis_one_command_sync", "redis_one_command_async", "redis_pipeline_100"]
+FLOOR_METRICS = [
+    "redis_one_command_sync",
+    "redis_one_command_async",
+    "redis_pipeline_100",
+    "otel_span_us",
+    "otel_span_unsampled_us",
+    "otel_span_bare_us",
+]
 
 
 def _server(redis_url: str) -> str:

@@ -64,3 +64,21 @@ def test_costs_pair_the_neighbours_of_each_pass() -> None:
     assert cost["met"] is True
     # every window counts in the medians: 4 measurements of each variant
     assert len(metrics["taskq"]["throughput_sync"]["runs"]) == 4
+
+
+def test_the_tracing_target_is_set_against_the_sdks_own_cost() -> None:
+    raw: list[dict[str, Any]] = [
+        {"run": 1, "scenario": "floor", "lib": "floor", "variant": "default",
+         "result": {"otel_span_us": 12.0, "otel_span_bare_us": 6.0}},
+    ]  # fmt: skip
+    raw += [
+        _throughput(1, "async-nometrics", 50000, 8.0),  # 18 µs a task with Redis's 10
+        _throughput(1, "async-traced", 20000, 38.0),
+    ]
+    metrics = report.summarise(raw, {}, ["taskq"])
+    data = {"metrics": metrics, "runs": 1, "sizes": {"recovery": {}}, "versions": {}}
+    found = {t["name"]: t for t in report.targets(data)}["tracing_cost_async"]
+    assert found["met"] is False
+    # 10% of throughput allows 18 / 0.9 - 18 = 2 µs; the SDK alone takes 12
+    assert "the SDK alone costs 12.0 µs" in found["detail"]
+    assert "allows 2.0 µs on a no-op task of 18.0 µs" in found["detail"]
