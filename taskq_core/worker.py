@@ -72,6 +72,11 @@ class _Running:
     started: float = 0.0  # monotonic; 0 while leased ahead, not started yet
     started_ms: int = 0  # wall clock, for wait times
     message: Message | None = None
+    #: a sync task's call in its thread, monotonic (0: not begun, not ended; async tasks
+    #: leave them 0): written by the thread, read by the loop once the call is over
+    began: float = 0.0
+    ended: float = 0.0
+    queued: float = 0.0  # seconds a sync task waited for a thread
 
 
 @dataclass(slots=True)
@@ -608,8 +613,11 @@ class Worker:
     ) -> None:
         lease = r.lease
         if runtime is None:
-            runtime = time.monotonic() - r.started
-        self._runtime += (runtime - self._runtime) * 0.1
+            runtime = (r.ended or time.monotonic()) - r.started
+        # the average for prefetching is of the time a task holds its slot, until the loop
+        # sees it end (a sync task's wait for a thread and hand-back included)
+        held = runtime if not r.began else time.monotonic() - r.started + r.queued
+        self._runtime += (held - self._runtime) * 0.1
         if self._hooks.after_task and r.message is not None:
             m = r.message
             event = TaskEvent(
@@ -711,7 +719,10 @@ class Worker:
         try:
             if not task.is_async:
                 assert timeout is not None  # without one, _start_sync took it
-                value = await self._run_sync(task, msg, timeout)
+                try:
+                    value = await self._run_sync(task, msg, timeout, r)
+                finally:
+                    _began_in_thread(r, base)
             elif self._hooks.wrap:
                 with wrapped(self._hooks.wrap, msg):
                     if timeout is None:
@@ -762,8 +773,9 @@ class Worker:
         if not ok:
             self._failed(r, task, msg, value, base)
             return
-        # the end, read once: the run time from it, the finish time as start plus run time
-        runtime = time.monotonic() - r.started
+        # the end, read once (a sync task's in its thread): the run time from it, the
+        # finish time as start plus run time
+        runtime = (r.ended or time.monotonic()) - r.started
         self._finish(
             r,
             "ok",
@@ -794,38 +806,44 @@ class Worker:
             if running.done():  # handed back meanwhile: not ours to settle
                 return
             running.set_result(None)
+            _began_in_thread(r, base)
             try:
                 self._complete(r, task, msg, base, ok=ok, value=value)
             except Exception:
                 self._loop.create_task(self._internal_error(d, r))  # type: ignore[union-attr]
 
-        self._threads.call(self._in_thread(task, msg), done)
+        self._threads.call(self._in_thread(task, msg, r), done)
 
     def _in_thread(
-        self, task: Task[Any, Any], msg: Message, call: Interruptible | None = None
+        self, task: Task[Any, Any], msg: Message, r: _Running, call: Interruptible | None = None
     ) -> Callable[[], Any]:
         """The call a thread makes for a sync task: in its trace context, inside the
-        middleware's ``wrap`` contexts (through ``call`` when it may be interrupted)."""
+        middleware's ``wrap`` contexts (through ``call`` when it may be interrupted),
+        noting in ``r`` when it began and ended."""
         trace, wrap = msg.trace, self._hooks.wrap
         fn, args, kwargs = task.fn, msg.args, msg.kwargs
 
         def run() -> Any:
             token = set_trace(trace)
+            r.began = time.monotonic()
             try:
                 with wrapped(wrap, msg) if wrap else _NO_WRAP:
                     if call is not None:
                         return call.run(fn, args, kwargs)
                     return fn(*args, **kwargs)
             finally:
+                r.ended = time.monotonic()
                 reset_trace(token)
 
         return run
 
-    async def _run_sync(self, task: Task[Any, Any], msg: Message, timeout: float) -> Any:
+    async def _run_sync(
+        self, task: Task[Any, Any], msg: Message, timeout: float, r: _Running
+    ) -> Any:
         """Run a sync task with a soft time limit: past it, raise inside its thread."""
         assert self._threads is not None
         call = Interruptible()
-        fut = self._threads.submit(self._in_thread(task, msg, call))
+        fut = self._threads.submit(self._in_thread(task, msg, r, call))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
@@ -876,6 +894,16 @@ class Worker:
             f.error["type"],
             f.error["message"][:200],
         )
+
+
+def _began_in_thread(r: _Running, base: dict[str, Any]) -> None:
+    """A sync task started when its thread began the call: the wait for a free thread is
+    queue wait, not run time (``sync_threads`` may be fewer than the slots)."""
+    if r.began:
+        r.queued = r.began - r.started
+        r.started_ms += int(r.queued * 1000)
+        r.started = r.began
+        base["started_at"] = r.started_ms
 
 
 @dataclass(slots=True)

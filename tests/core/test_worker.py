@@ -399,6 +399,43 @@ def test_wrap_hooks_nest_around_the_task_and_a_failing_one_is_left_out(
         assert "Broken.wrap failed" in caplog.text
 
 
+@pytest.mark.parametrize("limit", [None, 30.0])
+def test_a_sync_tasks_wait_for_a_thread_is_queue_wait_not_run_time(
+    make_app: Callable[..., TaskQueue], broker_kind: str, limit: float | None
+) -> None:
+    from taskq_core.middleware import Middleware, TaskEvent
+
+    tq = make_app(broker_kind)
+    events: list[TaskEvent] = []
+
+    class Recorder(Middleware):
+        def after_task(self, worker: Any, event: TaskEvent) -> None:
+            events.append(event)
+
+    tq.middleware.append(Recorder())
+
+    @tq.task(name="w.nap", timeout=limit)
+    def nap() -> None:
+        time.sleep(0.3)
+
+    handles = [tq.enqueue("w.nap") for _ in range(2)]
+    # two slots, one thread: the second task waits about 0.3 s for the thread
+    burst(tq, concurrency=2, sync_threads=1)
+    assert len(events) == 2
+    for e in events:
+        assert 0.28 <= e.runtime < 0.5, e.runtime  # its own call, not the wait before it
+    waits = sorted(e.wait for e in events)
+    assert waits[1] - waits[0] >= 0.25, waits
+    records = sorted(
+        (orjson.loads(tq.broker.get(h.queue, h.id).record or b"{}") for h in handles),  # type: ignore[union-attr]
+        key=lambda rec: rec["started_at"],
+    )
+    # the second started when the thread took it, after the first had finished
+    assert records[1]["started_at"] >= records[0]["finished_at"] - 5
+    for rec in records:
+        assert 280 <= rec["finished_at"] - rec["started_at"] < 500
+
+
 def test_retry_limits_per_exception_type(
     make_app: Callable[..., TaskQueue], broker_kind: str
 ) -> None:
