@@ -126,6 +126,16 @@ class WorkerSettings(_Section):
     grace_period: float = Field(
         10.0, ge=0, le=86_400, description="Seconds running tasks get to finish after SIGTERM."
     )
+    idle_wait: float = Field(
+        1.0,
+        ge=0.1,
+        le=60,
+        description=(
+            "Longest blocking wait of an idle worker before it waits again (enqueues wake it"
+            " at once either way): a process that has slept for seconds can take several ms"
+            " to wake on a virtual machine. Each wait costs one round trip."
+        ),
+    )
     max_deliveries: int = Field(
         5,
         ge=1,

@@ -167,11 +167,11 @@ class Worker:
         self.handle_signals = handle_signals
         self.grace_period = ws.grace_period if grace_period is None else grace_period
         self.renew_every = ws.renew_every
-        # the longest idle wait: the fetch that follows a wait carries the time the wait
-        # began, so its leases are shorter by the wait; the first renewal must still come
-        # before they lapse (with the defaults, 5 s: the renewal period)
+        # the longest idle wait: ``idle_wait`` (a worker that has slept for seconds is slow
+        # to wake on a virtual machine), and never past the point where the leases of the
+        # fetch that follows, shorter by the wait, could lapse before the first renewal
         self._longest_wait = min(
-            self.renew_every, max(0.1, (ws.lease_seconds - ws.renew_every) / 2)
+            ws.idle_wait, self.renew_every, max(0.1, (ws.lease_seconds - ws.renew_every) / 2)
         )
         self.payload_limit = app.settings.max_payload_bytes
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"

@@ -458,13 +458,45 @@ def test_retry_limits_per_exception_type(
     assert conn.info()["attempts"] == 3
 
 
+def test_an_idle_worker_waits_again_every_idle_wait(
+    make_app: Callable[..., TaskQueue], redis_url: str
+) -> None:
+    """An idle worker's blocking wait lasts ``worker.idle_wait`` (then it waits again),
+    capped by the renewal period."""
+    import redis as redis_py
+
+    assert make_app("memory").worker()._longest_wait == 1.0  # the default
+    capped = make_app("memory", worker={"idle_wait": 30, "lease_seconds": 6})
+    assert capped.worker()._longest_wait == 2.0  # renewal every 2 s
+    tq = make_app("redis", worker={"idle_wait": 0.2})
+    r = redis_py.Redis.from_url(redis_url)
+    worker = tq.worker(handle_signals=False)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not worker._blocking and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
+        time.sleep(1.5)
+        after = int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
+        # 5 to 7 waits in 1.5 s (Redis ends a timed-out BLPOP on its next tick, up to 0.1 s
+        # late at hz 10); the default 1 s would give one or two
+        assert after - before >= 4
+    finally:
+        assert worker._loop is not None
+        worker._loop.call_soon_threadsafe(worker.stop)
+        thread.join(10)
+    r.close()
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_stop_wakes_an_idle_worker_at_once(
     make_app: Callable[..., TaskQueue], broker_kind: str, round_: int
 ) -> None:
-    """stop() ends the idle wait by a push to the worker's own list, not by waiting out
-    the renewal period (5 s by default)."""
-    tq = make_app(broker_kind)
+    """stop() ends the idle wait by a push to the worker's own list, not by waiting it out
+    (here up to the renewal period, 5 s)."""
+    tq = make_app(broker_kind, worker={"idle_wait": 30})
     worker = tq.worker(handle_signals=False)
     thread = threading.Thread(target=worker.run)
     thread.start()
