@@ -385,7 +385,8 @@ Each peer's median divided by taskq's (the chart below shows the same ratios):
 {f"![throughput and latency ratios]({chart})" if chart else "(no chart: matplotlib missing)"}
 
 The floors, on this machine: redis-py alone (payload {payload} bytes, the size of taskq's
-message for a no-op task), and OpenTelemetry's SDK alone, what a span costs whoever makes it:
+message for a no-op task; and a PING from a process that slept, which bounds every library's
+first task after idleness), and OpenTelemetry's SDK alone, what a span costs whoever makes it:
 
 {_table(["", "median (min–max)", "unit"], floor_rows)}
 

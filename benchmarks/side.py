@@ -689,6 +689,15 @@ def floor(p: dict[str, Any]) -> dict[str, Any]:
         return rate
 
     async_rate = asyncio.run(one_at_a_time())
+    # how long this machine takes to answer a process that slept: a PING after 10 ms, and
+    # after 1 s (the pick-up latency probes' idleness)
+    pings: dict[str, list[float]] = {}
+    for key, idle in (("redis_ping_after_10ms_ms", 0.01), ("redis_ping_after_1s_ms", 1.0)):
+        for _ in range(p.get("idle_pings", 3)):
+            time.sleep(idle)
+            t = time.perf_counter()
+            r.ping()
+            pings.setdefault(key, []).append((time.perf_counter() - t) * 1000)
     r.delete("floor")
     batches = n_pipe // 100
     t = time.perf_counter()
@@ -701,6 +710,8 @@ def floor(p: dict[str, Any]) -> dict[str, Any]:
     r.close()
     return {
         **otel_floor(p.get("n_spans", 20000)),
+        **{k: statistics.median(v) for k, v in pings.items()},
+        "redis_ping_after_1s_all_ms": pings["redis_ping_after_1s_ms"],
         "redis_one_command_sync": sync_rate,
         "redis_one_command_async": async_rate,
         "redis_pipeline_100": pipe_rate,

@@ -54,6 +54,8 @@ FLOOR_METRICS = [
     "redis_one_command_sync",
     "redis_one_command_async",
     "redis_pipeline_100",
+    "redis_ping_after_10ms_ms",
+    "redis_ping_after_1s_ms",
     "otel_span_us",
     "otel_span_unsampled_us",
     "otel_span_bare_us",
