@@ -125,8 +125,9 @@ def _targets(data: dict[str, Any]) -> str:
 
 SEGMENTS = {
     "call": "enqueue call → Redis receives the enqueue script (producer side, one send)",
-    "wake": "→ Redis receives the worker's fetch (enqueue script, wake-up token to the "
-    "blocked worker, its loop wakes and sends the fetch)",
+    "wake": "→ Redis runs the worker's fetch (the enqueue script; its wake-up token ends an "
+    "idle worker's BLPOP and the fetch sent behind it runs at once; a busy worker sends "
+    "its next fetch itself)",
     "deliver": "→ the task starts (fetch script, reply, decode, the task scheduled on the loop)",
     "total": "enqueue call → task start",
 }

@@ -163,6 +163,9 @@ def _jobs(failed: set[str]) -> list[tuple[str, list[str], str, dict[str, Any]]]:
     if "latency_p99" in failed:
         spec = {"n": 200, "rate": 50, "boot_timeout": 60}
         jobs.append(("latency_p99", ["latency_p99"], "latency-trace", spec))
+    if "latency_idle" in failed:
+        spec = {"n": 9, "rate": 1, "idle": 1.0, "boot_timeout": 60}
+        jobs.append(("latency_idle", ["latency_idle"], "latency-trace", spec))
     return jobs
 
 
@@ -182,10 +185,15 @@ def run_profiles(
         try:
             if scenario == "latency-trace":
                 prof = side("taskq", "latency-trace", params, base)
+                pace = (
+                    f"each after {params['idle']:g} s of rest"
+                    if params.get("idle")
+                    else f"one at a time ({params['rate']}/s)"
+                )
                 prof["what"] = (
-                    f"{params['n']} tasks one at a time ({params['rate']}/s), each cut at the "
-                    "Redis server's MONITOR timestamps of the enqueue and of the worker's "
-                    "fetch (MONITOR adds work to Redis: the total is above the plain run's)"
+                    f"{params['n']} tasks {pace}, each cut at the Redis server's MONITOR "
+                    "timestamps of the enqueue and of the worker's fetch (MONITOR adds work "
+                    "to Redis: the total is above the plain run's)"
                 )
             else:
                 variant = params["variant"]

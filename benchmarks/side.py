@@ -494,8 +494,11 @@ def latency_trace(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, An
         watcher.start()
         ready.wait(10)
         time.sleep(0.5)
+        # one at a time at ``rate``, or each after ``idle`` seconds of rest (the first task
+        # after idleness)
+        pause = p.get("idle") or 1 / rate
         for i in range(n):
-            time.sleep(1 / rate)
+            time.sleep(pause)
             tag = f"t{i}"
             sent[tag] = time.time()
             adapter.enqueue("lat_traced", tag)
