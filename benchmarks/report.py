@@ -513,13 +513,14 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         )
         return statistics.median(costs), detail
 
-    for name, label, on_key, off_key, note in (
+    for name, label, on_key, off_key, note, against in (
         (
             "metrics_cost_async",
             "metrics on cost at most 10% of throughput (async tasks)",
             "throughput_async",
             "throughput_async_metrics_off",
             "tracing off (its default)",
+            None,
         ),
         (
             "metrics_cost_sync",
@@ -527,6 +528,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             "throughput_sync",
             "throughput_sync_metrics_off",
             "tracing off (its default)",
+            None,
         ),
         (
             "tracing_cost_async",
@@ -534,15 +536,14 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             "throughput_async_traced",
             "throughput_async_metrics_off",
             "OpenTelemetry SDK, a span per task, not exported",
+            _tracing_floor,
         ),
     ):
         found = cost(on_key, off_key)
         if found is not None:
             median, detail = found
-            if name == "tracing_cost_async":
-                floor = _tracing_floor(data, cpu_by_run.get(off_key, {}))
-            else:
-                floor = ""
+            # where a floor bounds the cost, what it leaves of the budget
+            floor = against(data, cpu_by_run.get(off_key, {})) if against else ""
             add(name, label, f"{median * 100:+.1f}% ({detail})", median <= 0.10, note + floor)
     return t
 

@@ -88,16 +88,9 @@ class TracingMiddleware(Middleware):
 
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
-        self._names: dict[str, str] = {}
 
     def wrap(self, message: Message) -> _ProcessSpan:
-        return _ProcessSpan(self, message)
-
-    def span_name(self, task: str) -> str:
-        name = self._names.get(task)
-        if name is None:
-            name = self._names[task] = f"process {task}"
-        return name
+        return _ProcessSpan(self.tracer, message)
 
 
 class _ProcessSpan:
@@ -105,18 +98,18 @@ class _ProcessSpan:
     does, as a plain class rather than two generator context managers (a third of the
     tracing cost of a short task went into those)."""
 
-    __slots__ = ("_message", "_middleware", "_span", "_token")
+    __slots__ = ("_message", "_span", "_token", "_tracer")
 
-    def __init__(self, middleware: TracingMiddleware, message: Message) -> None:
-        self._middleware = middleware
+    def __init__(self, tracer: Tracer, message: Message) -> None:
+        self._tracer = tracer
         self._message = message
 
     def __enter__(self) -> None:
-        m, mw = self._message, self._middleware
+        m = self._message
         attributes = _attributes(m.task, m.queue, m.id, "process")
         attributes["taskq.attempt"] = m.attempt + 1
-        span = self._span = mw.tracer.start_span(
-            mw.span_name(m.task),
+        span = self._span = self._tracer.start_span(
+            f"process {m.task}",
             context=propagate.extract(m.trace) if m.trace else None,
             kind=SpanKind.CONSUMER,
             attributes=attributes,
