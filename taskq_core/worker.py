@@ -76,6 +76,7 @@ class _Running:
     #: leave them 0): written by the thread, read by the loop once the call is over
     began: float = 0.0
     ended: float = 0.0
+    began_ms: int = 0  # the app's wall clock when its thread began it
     queued: float = 0.0  # seconds a sync task waited for a thread
 
 
@@ -820,12 +821,14 @@ class Worker:
         """The call a thread makes for a sync task: in its trace context, inside the
         middleware's ``wrap`` contexts (through ``call`` when it may be interrupted),
         noting in ``r`` when it began and ended."""
-        trace, wrap = msg.trace, self._hooks.wrap
+        trace, wrap, now_ms = msg.trace, self._hooks.wrap, self._now_ms
         fn, args, kwargs = task.fn, msg.args, msg.kwargs
 
         def run() -> Any:
             token = set_trace(trace)
             r.began = time.monotonic()
+            # wall time from the app's clock, as every other (a test's ManualClock too)
+            r.began_ms = now_ms()
             try:
                 with wrapped(wrap, msg) if wrap else _NO_WRAP:
                     if call is not None:
@@ -901,7 +904,7 @@ def _began_in_thread(r: _Running, base: dict[str, Any]) -> None:
     queue wait, not run time (``sync_threads`` may be fewer than the slots)."""
     if r.began:
         r.queued = r.began - r.started
-        r.started_ms += int(r.queued * 1000)
+        r.started_ms = r.began_ms
         r.started = r.began
         base["started_at"] = r.started_ms
 
