@@ -22,13 +22,17 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     # HASH id -> delivery counter, the fencing token of the current lease; a task on its
     # first delivery has no entry (its fence is 1 while it is leased: see fetch.lua)
     "fence",
-    # HASH id -> deliveries that do count towards poison detection (they had an outcome,
-    # or were handed back); the fence minus this is the deliveries that ended without one
+    # HASH id -> deliveries that do not count towards poison detection (they had an
+    # outcome, or were handed back gracefully); the fence minus this is the deliveries that
+    # ended without one
     "unack",
     "dead",  # ZSET id -> time dead-lettered (ms)
     "error",  # HASH id -> error record (JSON) of a dead-lettered task
     "stats",  # HASH counter name -> value
     "wake",  # LIST of at most one token; idle workers block on it
+    # LIST of task ids whose last delivery ended without an outcome (lease lapsed, process
+    # crashed, internal error): leased only alone, to a worker that holds nothing else
+    "suspect",
 )
 QUEUE_KEY_COUNT = len(QUEUE_KEY_NAMES)
 

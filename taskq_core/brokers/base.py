@@ -19,6 +19,15 @@ from typing import Any, Literal, Protocol, TypeVar
 
 T = TypeVar("T")
 OutcomeKind = Literal["ok", "retry", "failed", "dead"]
+#: How a lease is handed back (``Broker.release``): ``graceful`` (SIGTERM within the grace
+#: period, ``Worker.close()``, leased but never started) does not count as a delivery and
+#: puts the task at the front of its queue; ``crashed`` (its worker process died) and
+#: ``unexplained`` (an internal error around the task) count as a delivery without an
+#: outcome (the poison rule, ``lua/_lib.lua``): the task becomes a suspect, or is
+#: dead-lettered at ``max_deliveries`` with the reason given.
+ReleaseMode = Literal["graceful", "crashed", "unexplained"]
+#: the error type of the dead-letter record a counted hand-back leaves at the cap
+RELEASE_ERROR_TYPES: dict[str, str] = {"crashed": "WorkerCrashed", "unexplained": "InternalError"}
 
 
 @dataclass(slots=True)
@@ -37,6 +46,12 @@ class EnqueueItem:
 class FetchResult:
     deliveries: list[Delivery]
     next_due_ms: int | None  # earliest delayed task across the fetched queues
+    #: suspects still waiting in the fetched queues (tasks whose last delivery ended without
+    #: an outcome): a worker told so stops leasing, lets what it holds finish, then fetches
+    #: with ``alone=True`` (see docs/delivery.md, "Poison tasks and suspects")
+    suspects: int = 0
+    #: this batch is one suspect, leased alone: lease nothing else until it ends
+    suspect: bool = False
 
 
 @dataclass(slots=True)
@@ -128,6 +143,8 @@ class Broker(Protocol):
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]: ...
     async def fetch_async(
         self,
@@ -136,6 +153,8 @@ class Broker(Protocol):
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]: ...
     async def wait_async(
         self, queues: Sequence[str], timeout: float, nudge: str | None = None
@@ -147,6 +166,8 @@ class Broker(Protocol):
         want: int,
         now_ms: int,
         nudge: str | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[bool, FetchResult]: ...
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None: ...
     def settle(
@@ -162,8 +183,25 @@ class Broker(Protocol):
         stats: dict[str, dict[str, int]] | None = None,
     ) -> list[Outcome]: ...
     def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]: ...
-    def release(self, leases: Sequence[Lease]) -> int: ...
-    async def release_async(self, leases: Sequence[Lease]) -> int: ...
+    def release(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        """Hand leases back (fenced: a lease settled or re-leased meanwhile is left alone);
+        returns how many were handed back. ``mode`` and ``reason``: see :data:`ReleaseMode`;
+        ``now_ms`` (default: the wall clock) dates a dead-letter entry."""
+        ...
+
+    async def release_async(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int: ...
 
     # -- handles and administration
     def get(self, queue: str, task_id: str) -> TaskState | None: ...

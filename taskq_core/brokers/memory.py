@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .base import (
+    RELEASE_ERROR_TYPES,
     DeadTask,
     Delivery,
     EnqueueItem,
@@ -25,6 +26,7 @@ from .base import (
     Lease,
     Outcome,
     QueueInfo,
+    ReleaseMode,
     Settings,
     TaskState,
     queue_stats,
@@ -87,6 +89,7 @@ class _Queue:
     error: dict[str, bytes] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     wake: bool = False
+    suspect: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
 
     def incr(self, name: str, by: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + by
@@ -189,65 +192,101 @@ class MemoryBroker:
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
         stale = self.settle(outcomes, now_ms, stats) if (outcomes or stats) else []
         s = self.settings
         deliveries: list[Delivery] = []
         next_due: int | None = None
+        suspects = 0
+        suspect = False
         with self._lock:
             for name in queues:
                 q = self._q(name)
                 for tid in q.leased.upto(now_ms, 100):
                     q.leased.remove(tid)
                     q.incr("lease_expired")
-                    u = q.unack.get(tid, 0)
-                    if u >= s.max_deliveries:
-                        q.dead.add(tid, now_ms)
-                        q.state[tid] = "dead"
-                        q.unack.pop(tid, None)
-                        q.error[tid] = orjson.dumps(
-                            {
-                                "status": "dead",
-                                "error": {
-                                    "type": "PoisonTask",
-                                    "message": f"delivered {u} times without finishing; "
-                                    "its worker died or froze each time",
-                                    "traceback": "",
-                                },
-                                "attempts": u,
-                                "finished_at": now_ms,
-                            }
-                        )
-                        q.incr("dead")
-                        self._announce()
-                    else:
-                        q.ready.append(tid)
-                        q.state[tid] = "queued"
+                    self._no_outcome(name, q, tid, now_ms, _LAPSE)
                 for tid in q.delayed.upto(now_ms, 1000):
                     q.delayed.remove(tid)
                     q.ready.appendleft(tid)
                     q.state[tid] = "queued"
-                deadline = now_ms + s.lease_ms
-                while len(deliveries) < want and q.ready:
-                    tid = q.ready.pop()
-                    body = q.msg.get(tid)
-                    if body is None:
-                        q.incr("orphans")
-                        continue
-                    f = q.fence[tid] = q.fence.get(tid, 0) + 1
-                    q.unack[tid] = q.unack.get(tid, 0) + 1
-                    q.state[tid] = "running"
-                    q.leased.add(tid, deadline)
-                    deliveries.append(Delivery(name, tid, f, body))
                 first = q.delayed.first()
                 if first is not None and (next_due is None or first[0] < next_due):
                     next_due = first[0]
+            deadline = now_ms + s.lease_ms
+            # suspects: one, alone, to a caller that holds nothing (fetch.lua, part 3)
+            for name in queues:
+                q = self._q(name)
+                while alone and want > 0 and not suspect and q.suspect:
+                    tid = q.suspect.pop()
+                    if tid not in q.msg:
+                        self._body_missing(name, q, tid, now_ms)
+                        continue
+                    deliveries.append(self._lease(name, q, tid, deadline))
+                    suspect = True
+                suspects += len(q.suspect)
+            for name in queues:
+                if suspect:
+                    break
+                q = self._q(name)
+                while len(deliveries) < want and q.ready:
+                    tid = q.ready.pop()
+                    if tid not in q.msg:
+                        self._body_missing(name, q, tid, now_ms)
+                        continue
+                    deliveries.append(self._lease(name, q, tid, deadline))
             if len(deliveries) >= want:
                 for name in queues:
                     if self._q(name).ready:
                         self._wake(name, self._q(name))
                         break
-        return FetchResult(deliveries, next_due), stale
+        return FetchResult(deliveries, next_due, suspects, suspect), stale
+
+    def _lease(self, name: str, q: _Queue, tid: str, deadline: int) -> Delivery:
+        f = q.fence[tid] = q.fence.get(tid, 0) + 1
+        q.unack[tid] = q.unack.get(tid, 0) + 1
+        q.state[tid] = "running"
+        q.leased.add(tid, deadline)
+        return Delivery(name, tid, f, q.msg[tid])
+
+    def _no_outcome(
+        self, name: str, q: _Queue, tid: str, now_ms: int, why: tuple[str, str]
+    ) -> None:
+        """The poison rule (``_lib.lua``'s ``no_outcome``): a delivery ended without an
+        outcome. ``unack`` holds here the deliveries without one."""
+        kind, reason = why
+        u = q.unack.get(tid, 0)
+        if u >= self.settings.max_deliveries:
+            q.unack.pop(tid, None)
+            message = f"delivered {u} times without finishing; {reason}"
+            self._dead_letter(q, tid, now_ms, (kind, message), u)
+            return
+        q.suspect.appendleft(tid)
+        q.state[tid] = "queued"
+        self._wake(name, q)
+
+    def _body_missing(self, name: str, q: _Queue, tid: str, now_ms: int) -> None:
+        q.incr("orphans")
+        self._dead_letter(q, tid, now_ms, ("MissingMessage", "message body missing"), 0)
+
+    def _dead_letter(
+        self, q: _Queue, tid: str, now_ms: int, error: tuple[str, str], attempts: int
+    ) -> None:
+        kind, message = error
+        q.dead.add(tid, now_ms)
+        q.state[tid] = "dead"
+        q.error[tid] = orjson.dumps(
+            {
+                "status": "dead",
+                "error": {"type": kind, "message": message, "traceback": ""},
+                "attempts": attempts,
+                "finished_at": now_ms,
+            }
+        )
+        q.incr("dead")
+        self._announce()
 
     async def fetch_async(
         self,
@@ -256,8 +295,10 @@ class MemoryBroker:
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
-        return self.fetch(queues, want, now_ms, outcomes, stats)
+        return self.fetch(queues, want, now_ms, outcomes, stats, alone=alone)
 
     async def wait_async(
         self, queues: Sequence[str], timeout: float, nudge: str | None = None
@@ -295,10 +336,12 @@ class MemoryBroker:
         want: int,
         now_ms: int,
         nudge: str | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[bool, FetchResult]:
         """:meth:`wait_async`, then :meth:`fetch` (with ``now_ms``, as Redis does)."""
         woken = await self.wait_async(queues, timeout, nudge)
-        return woken, self.fetch(queues, want, now_ms)[0]
+        return woken, self.fetch(queues, want, now_ms, alone=alone)[0]
 
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
         with self._lock:
@@ -376,22 +419,42 @@ class MemoryBroker:
                     lost.append(lease)
         return lost
 
-    def release(self, leases: Sequence[Lease]) -> int:
+    def release(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        kind = RELEASE_ERROR_TYPES.get(mode, "")
+        if mode != "graceful" and not kind:
+            raise ValueError(f"release mode must be graceful, crashed or unexplained: {mode!r}")
+        now = int(time.time() * 1000) if now_ms is None else now_ms
         n = 0
         with self._lock:
             for lease in leases:
                 q = self._q(lease.queue)
                 if q.fence.get(lease.id) == lease.fence and q.leased.remove(lease.id):
-                    q.ready.append(lease.id)
-                    q.state[lease.id] = "queued"
-                    q.unack[lease.id] = q.unack.get(lease.id, 0) - 1
-                    q.incr("released")
-                    self._wake(lease.queue, q)
+                    if kind:
+                        self._no_outcome(lease.queue, q, lease.id, now, (kind, reason))
+                        q.incr("released_counted")
+                    else:
+                        q.ready.append(lease.id)
+                        q.state[lease.id] = "queued"
+                        q.unack[lease.id] = q.unack.get(lease.id, 0) - 1
+                        q.incr("released")
+                        self._wake(lease.queue, q)
                     n += 1
         return n
 
-    async def release_async(self, leases: Sequence[Lease]) -> int:
-        return self.release(leases)
+    async def release_async(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        return self.release(leases, mode, reason, now_ms)
 
     # -- handles and administration (cancel.lua, dead_retry.lua, dead_purge.lua)
 
@@ -416,7 +479,11 @@ class MemoryBroker:
             q = self._q(queue)
             state = q.state.get(task_id)
             if state == "queued":
-                q.ready.remove(task_id)  # state and list agree under the lock
+                # state and lists agree under the lock: it waits in one of them
+                if task_id in q.suspect:
+                    q.suspect.remove(task_id)
+                else:
+                    q.ready.remove(task_id)
             elif state == "scheduled":
                 q.delayed.remove(task_id)
             else:
@@ -444,15 +511,13 @@ class MemoryBroker:
         with self._lock:
             q = self._q(queue)
             for tid in ids:
-                if q.dead.remove(tid):
+                # without a message body it cannot run: it stays (dead_retry.lua)
+                if tid in q.msg and q.dead.remove(tid):
                     q.error.pop(tid, None)
                     self._results.pop((queue, tid), None)
-                    if tid in q.msg:
-                        q.ready.append(tid)
-                        q.state[tid] = "queued"
-                        n += 1
-                    else:
-                        q.state.pop(tid, None)
+                    q.ready.append(tid)
+                    q.state[tid] = "queued"
+                    n += 1
             if n:
                 q.incr("dead_retried", n)
                 self._wake(queue, q)
@@ -489,7 +554,7 @@ class MemoryBroker:
                 out.append(
                     QueueInfo(
                         name,
-                        len(q.ready),
+                        len(q.ready) + len(q.suspect),
                         len(q.delayed),
                         len(q.leased),
                         len(q.dead),
@@ -643,6 +708,8 @@ class MemoryBroker:
         return None
 
 
+#: the reason of a lease that lapsed (fetch.lua)
+_LAPSE = ("PoisonTask", "its worker died or froze each time")
 _NUDGE = "\x00nudge:"  # waiter names cannot clash with queue names (no control characters)
 
 

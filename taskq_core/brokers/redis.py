@@ -30,6 +30,7 @@ from .base import (
     Lease,
     Outcome,
     QueueInfo,
+    ReleaseMode,
     Settings,
     TaskState,
 )
@@ -326,8 +327,10 @@ class RedisBroker:
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
-        return self.run(self.plans.fetch(queues, want, now_ms, outcomes, stats))
+        return self.run(self.plans.fetch(queues, want, now_ms, outcomes, stats, alone=alone))
 
     async def fetch_async(
         self,
@@ -336,8 +339,12 @@ class RedisBroker:
         now_ms: int,
         outcomes: Sequence[Outcome] = (),
         stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
-        return await self.run_async(self.plans.fetch(queues, want, now_ms, outcomes, stats))
+        return await self.run_async(
+            self.plans.fetch(queues, want, now_ms, outcomes, stats, alone=alone)
+        )
 
     async def wait_async(
         self, queues: Sequence[str], timeout: float, nudge: str | None = None
@@ -364,6 +371,8 @@ class RedisBroker:
         want: int,
         now_ms: int,
         nudge: str | None = None,
+        *,
+        alone: bool = False,
     ) -> tuple[bool, FetchResult]:
         """:meth:`wait_async`, then a fetch of up to ``want`` tasks, in one round trip.
 
@@ -373,7 +382,9 @@ class RedisBroker:
         shorter by the wait, which the renewal period (at most a third of the lease, and
         the wait never longer) leaves room for."""
         timeout = self._blocking_timeout(timeout)
-        return await self.run_async(self.plans.wait_fetch(queues, timeout, nudge, want, now_ms))
+        return await self.run_async(
+            self.plans.wait_fetch(queues, timeout, nudge, want, now_ms, alone=alone)
+        )
 
     async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
         """Wake the :meth:`wait_async` call that passed ``nudge=waiter`` (or its next one).
@@ -402,11 +413,23 @@ class RedisBroker:
     def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
         return self.run(self.plans.renew(leases, now_ms))
 
-    def release(self, leases: Sequence[Lease]) -> int:
-        return self.run(self.plans.release(leases))
+    def release(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        return self.run(self.plans.release(leases, mode, reason, _wall_ms(now_ms)))
 
-    async def release_async(self, leases: Sequence[Lease]) -> int:
-        return await self.run_async(self.plans.release(leases))
+    async def release_async(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        return await self.run_async(self.plans.release(leases, mode, reason, _wall_ms(now_ms)))
 
     # -- handles and administration
 
@@ -677,3 +700,8 @@ def _raise_errors(replies: list[Any]) -> None:
     for r in replies:
         if isinstance(r, Exception):
             raise r
+
+
+def _wall_ms(now_ms: int | None) -> int:
+    """The caller's time, or the wall clock's (a hand-back dates a dead-letter entry)."""
+    return int(time.time() * 1000) if now_ms is None else now_ms

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from ..keys import Keys
 from . import resp, scripts
 from .base import (
+    RELEASE_ERROR_TYPES,
     DeadTask,
     Delivery,
     EnqueueItem,
@@ -20,6 +21,7 @@ from .base import (
     Lease,
     Outcome,
     QueueInfo,
+    ReleaseMode,
     Settings,
     TaskState,
     parse_stats,
@@ -188,8 +190,11 @@ class Plans:
         now_ms: int,
         outcomes: Sequence[Outcome],
         stats: dict[str, dict[str, int]] | None,
+        *,
+        alone: bool = False,
     ) -> Plan[tuple[FetchResult, list[Outcome]]]:
-        """Settle finished work and lease new work in one round trip."""
+        """Settle finished work and lease new work in one round trip (``alone``: the caller
+        holds no lease, so it may be given a suspect; see ``fetch.lua``)."""
         commands, order = (
             self._settle_calls(outcomes, now_ms, stats) if (outcomes or stats) else ([], [])
         )
@@ -198,22 +203,30 @@ class Plans:
             keys += self.qkeys(q)
         s = self.settings
         commands.append(
-            Call(scripts.FETCH, keys, [now_ms, s.lease_ms, want, s.max_deliveries, len(queues)])
+            Call(
+                scripts.FETCH,
+                keys,
+                [now_ms, s.lease_ms, want, s.max_deliveries, len(queues), 1 if alone else 0],
+            )
         )
         n_settle = len(order)
 
         def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
             stale = _stale(outcomes, order, replies[:n_settle])
             reply = replies[n_settle]
-            # (queue index, id, fence, message) per delivery, flat
+            # next due, suspects waiting, suspect batch; then (queue index, id, fence,
+            # message) per delivery, flat
             deliveries = [
                 Delivery(queues[int(q)], _s(task_id), int(fence), body)
                 for q, task_id, fence, body in zip(
-                    reply[1::4], reply[2::4], reply[3::4], reply[4::4], strict=True
+                    reply[3::4], reply[4::4], reply[5::4], reply[6::4], strict=True
                 )
             ]
             next_due = int(reply[0])
-            return FetchResult(deliveries, next_due if next_due >= 0 else None), stale
+            result = FetchResult(
+                deliveries, next_due if next_due >= 0 else None, int(reply[1]), reply[2] == 1
+            )
+            return result, stale
 
         return Plan(commands, parse, lean=True)
 
@@ -225,10 +238,17 @@ class Plans:
         return keys
 
     def wait_fetch(
-        self, queues: Sequence[str], timeout: float, nudge: str | None, want: int, now_ms: int
+        self,
+        queues: Sequence[str],
+        timeout: float,
+        nudge: str | None,
+        want: int,
+        now_ms: int,
+        *,
+        alone: bool = False,
     ) -> Plan[tuple[bool, FetchResult]]:
         """Block on the wake lists, then lease: one round trip (see ``wait_fetch_async``)."""
-        fetch = self.fetch(queues, want, now_ms, (), None)
+        fetch = self.fetch(queues, want, now_ms, (), None, alone=alone)
         commands: list[Call | Command] = [
             ("BLPOP", *self.wait_keys(queues, nudge), timeout),
             *fetch.commands,
@@ -260,11 +280,16 @@ class Plans:
 
         return Plan(commands, parse)
 
-    def release(self, leases: Sequence[Lease]) -> Plan[int]:
+    def release(
+        self, leases: Sequence[Lease], mode: ReleaseMode, reason: str, now_ms: int
+    ) -> Plan[int]:
         groups = _group(leases)
         commands: list[Call | Command] = []
+        kind = RELEASE_ERROR_TYPES.get(mode, "")
+        if mode != "graceful" and not kind:
+            raise ValueError(f"release mode must be graceful, crashed or unexplained: {mode!r}")
         for queue, idx in groups.items():
-            args: list[Any] = []
+            args: list[Any] = [kind, reason, now_ms, self.settings.max_deliveries]
             for i in idx:
                 args += (leases[i].id, leases[i].fence)
             commands.append(Call(scripts.RELEASE, self.qkeys(queue), args))
@@ -354,15 +379,16 @@ class Plans:
                 ("ZCARD", k[7]),
                 ("LINDEX", k[0], -1),
                 ("HGETALL", k[9]),
+                ("LLEN", k[11]),  # suspects wait too (counted as ready)
             ]
 
         def parse(r: list[Any]) -> list[tuple[QueueInfo, str | None]]:
             out = []
             for n, q in enumerate(queues):
-                ready, delayed, leased, dead, oldest, stats = r[n * 6 : n * 6 + 6]
+                ready, delayed, leased, dead, oldest, stats, suspects = r[n * 7 : n * 7 + 7]
                 info = QueueInfo(
                     q,
-                    int(ready),
+                    int(ready) + int(suspects),
                     int(delayed),
                     int(leased),
                     int(dead),

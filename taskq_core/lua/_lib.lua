@@ -30,3 +30,52 @@ end
 local function keep_fence(fence, id, entry)
   if not entry then redis.call('HSET', fence, id, 1) end
 end
+
+-- keys per queue (keys.py, QUEUE_KEY_NAMES): scripts over several queues step by it, and
+-- per-task keys (results) follow the queue's keys
+local QK = 12
+
+-- a dead-letter entry with its reason record, for a task that never reached an outcome
+-- (k: the offset of the queue's keys in KEYS)
+local function dead_letter(k, id, now, kind, message, attempts)
+  redis.call('ZADD', KEYS[k + 8], now, id)
+  redis.call('HSET', KEYS[k + 5], id, 'dead')
+  redis.call('HSET', KEYS[k + 9], id, cjson.encode({
+    status = 'dead',
+    error = {type = kind, message = message, traceback = ''},
+    attempts = attempts,
+    finished_at = now,
+  }))
+  redis.call('HINCRBY', KEYS[k + 10], 'dead', 1)
+  redis.call('PUBLISH', string.sub(KEYS[k + 1], 1, -6) .. 'done', id)
+end
+
+-- An id in a ready or suspect list without a message (deleted under the queue's feet,
+-- evicted): it cannot run, and it must not vanish without a trace.
+local function body_missing(k, id, now)
+  redis.call('HINCRBY', KEYS[k + 10], 'orphans', 1)
+  dead_letter(k, id, now, 'MissingMessage', 'message body missing', 0)
+end
+
+-- The poison rule (docs/delivery.md, "Poison tasks"), the one place it is written: a delivery
+-- of `id` ended without an outcome (its lease lapsed; or it was handed back after its
+-- worker process crashed or tripped over an internal error). The deliveries without an
+-- outcome are the fence minus unack. When they reach `maxd` the task is dead-lettered with
+-- the reason `kind` / `why`; before that it becomes a suspect, leased only alone to a worker
+-- that holds nothing else (fetch.lua), so it cannot take innocent tasks down with it again.
+-- `entry`: what HGET gave for its fence. Returns true when it was dead-lettered.
+local function no_outcome(k, id, entry, maxd, now, kind, why)
+  local fence, unack = KEYS[k + 6], KEYS[k + 7]
+  keep_fence(fence, id, entry)
+  local u = tonumber(fence_of(entry)) - tonumber(redis.call('HGET', unack, id) or '0')
+  if u >= maxd then
+    -- counted as had, so that a retry from the dead-letter queue starts from nothing
+    redis.call('HINCRBY', unack, id, u)
+    dead_letter(k, id, now, kind, 'delivered ' .. u .. ' times without finishing; ' .. why, u)
+    return true
+  end
+  redis.call('LPUSH', KEYS[k + 12], id)
+  -- an idle worker takes it at once (one token at most, as enqueue.lua)
+  if redis.call('LLEN', KEYS[k + 11]) == 0 then redis.call('LPUSH', KEYS[k + 11], '1') end
+  return false
+end

@@ -1,4 +1,4 @@
--- Delete dead-lettered tasks for good. KEYS[1..11]: the queue's keys. ARGV: ids.
+-- Delete dead-lettered tasks for good. KEYS[1..QK]: the queue's keys. ARGV: ids.
 -- Returns how many were deleted.
 local msg, state, fence, unack, dead, err = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local n = 0

@@ -1,98 +1,43 @@
 -- Lease up to `want` tasks from several queues in strict priority order, atomically.
--- Also re-queues tasks whose lease lapsed (dead-lettering those delivered max_deliveries
--- times without an outcome) and promotes delayed tasks that are due.
--- KEYS: 11 keys per queue, queues in priority order.
--- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
--- Returns {next_due_ms or -1, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
+-- Also re-queues tasks whose lease lapsed (the poison rule, _lib.lua's no_outcome: they
+-- become suspects, or are dead-lettered after max_deliveries deliveries without an outcome)
+-- and promotes delayed tasks that are due.
+-- KEYS: QK (12) keys per queue, queues in priority order.
+-- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, alone ('1': the caller holds no
+-- lease, so it may be given a suspect)
+-- Returns {next_due_ms or -1, suspects waiting, 1 if this batch is a suspect (alone) else 0,
+-- q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
 -- A first delivery costs no command of its own: its fence is 1, written nowhere (see
 -- docs/architecture.md, "fences"); a later one costs one HINCRBY. The rest is one command
--- per batch.
+-- per batch; while no suspect waits, suspects cost one EXISTS.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local maxd = tonumber(ARGV[4])
 local nq = tonumber(ARGV[5])
-local out = {-1}
+local alone = ARGV[6] == '1'
+local out = {-1, 0, 0}
 local got = 0
 local next_due = -1
+local deadline = now + lease
 for q = 0, nq - 1 do
-  local k = q * 11
-  local ready, delayed, leased, msg, state = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local fence, unack, dead, err, stats = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+  local k = q * QK
+  local ready, delayed, leased, fence, stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 6], KEYS[k + 10]
   -- 1. leases that lapsed: the worker died or froze
-  local dead_ids = {}
   local lapsed = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(lapsed) do
     redis.call('ZREM', leased, id)
     redis.call('HINCRBY', stats, 'lease_expired', 1)
-    local entry = redis.call('HGET', fence, id)
-    keep_fence(fence, id, entry)
-    -- deliveries without an outcome: all of them (the fence) but those that had one or were
-    -- handed back (unack)
-    local u = tonumber(fence_of(entry)) - tonumber(redis.call('HGET', unack, id) or '0')
-    if u >= maxd then
-      redis.call('ZADD', dead, now, id)
-      redis.call('HSET', state, id, 'dead')
-      redis.call('HINCRBY', unack, id, u)
-      redis.call('HSET', err, id, cjson.encode({
-        status = 'dead',
-        error = {
-          type = 'PoisonTask',
-          message = 'delivered ' .. u .. ' times without finishing; its worker died or froze each time',
-          traceback = '',
-        },
-        attempts = u,
-        finished_at = now,
-      }))
-      dead_ids[#dead_ids + 1] = id
-      redis.call('HINCRBY', stats, 'dead', 1)
-    else
-      redis.call('RPUSH', ready, id)
-    end
+    no_outcome(k, id, redis.call('HGET', fence, id), maxd, now, 'PoisonTask',
+      'its worker died or froze each time')
   end
-  if #dead_ids > 0 then redis.call('PUBLISH', string.sub(KEYS[k + 1], 1, -6) .. 'done', table.concat(dead_ids, ' ')) end
   -- 2. delayed tasks that are due (at most 1000 a call: unpack() is bounded)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
   if #due > 0 then
     redis.call('ZREM', delayed, unpack(due))
-    redis.call('HDEL', state, unpack(due))
+    redis.call('HDEL', KEYS[k + 5], unpack(due))
     for _, id in ipairs(due) do
       redis.call('LPUSH', ready, id)
-    end
-  end
-  -- 3. lease what is ready, highest priority first
-  if got < want then
-    local ids = redis.call('RPOP', ready, want - got)
-    if ids then
-      local bodies = each('HMGET', msg, ids)
-      local fences = each('HMGET', fence, ids)
-      local deadline = now + lease
-      local held = {}
-      -- ids delivered in this batch: an id listed twice (never in normal operation) still
-      -- gets a new fence for each delivery
-      local given = {}
-      for i, id in ipairs(ids) do
-        local body = bodies[i]
-        if body then
-          local f = 1
-          if fences[i] or given[id] then
-            if given[id] == 1 then keep_fence(fence, id, fences[i]) end
-            f = redis.call('HINCRBY', fence, id, 1)
-          end
-          given[id] = f
-          held[#held + 1] = deadline
-          held[#held + 1] = id
-          out[#out + 1] = q
-          out[#out + 1] = id
-          out[#out + 1] = f
-          out[#out + 1] = body
-          got = got + 1
-        else
-          -- an id without a message (a cancel raced a hand-back): nothing to run
-          redis.call('HINCRBY', stats, 'orphans', 1)
-        end
-      end
-      slices('ZADD', leased, held, 2000)
     end
   end
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
@@ -101,11 +46,78 @@ for q = 0, nq - 1 do
     if next_due < 0 or d < next_due then next_due = d end
   end
 end
+-- 3. suspects (tasks with a delivery that ended without an outcome): one, alone, to a
+-- caller that holds nothing, highest priority first; the others are told how many wait
+local lists = {}
+for q = 0, nq - 1 do lists[q + 1] = KEYS[q * QK + 12] end
+if redis.call('EXISTS', unpack(lists)) > 0 then
+  local waiting = 0
+  for q = 0, nq - 1 do
+    local k = q * QK
+    while alone and want > 0 and got == 0 do
+      local id = redis.call('RPOP', lists[q + 1])
+      if not id then break end
+      local body = redis.call('HGET', KEYS[k + 4], id)
+      if body then
+        local entry = redis.call('HGET', KEYS[k + 6], id)
+        keep_fence(KEYS[k + 6], id, entry)
+        local f = redis.call('HINCRBY', KEYS[k + 6], id, 1)
+        redis.call('ZADD', KEYS[k + 3], deadline, id)
+        out[3] = 1
+        out[#out + 1] = q
+        out[#out + 1] = id
+        out[#out + 1] = f
+        out[#out + 1] = body
+        got = 1
+      else
+        body_missing(k, id, now)
+      end
+    end
+    waiting = waiting + redis.call('LLEN', lists[q + 1])
+  end
+  out[2] = waiting
+end
+-- 4. lease what is ready, highest priority first (nothing more with a suspect)
+for q = 0, nq - 1 do
+  if got >= want or out[3] == 1 then break end
+  local k = q * QK
+  local ids = redis.call('RPOP', KEYS[k + 1], want - got)
+  if ids then
+    local fence = KEYS[k + 6]
+    local bodies = each('HMGET', KEYS[k + 4], ids)
+    local fences = each('HMGET', fence, ids)
+    local held = {}
+    -- ids delivered in this batch: an id listed twice (never in normal operation) still
+    -- gets a new fence for each delivery
+    local given = {}
+    for i, id in ipairs(ids) do
+      local body = bodies[i]
+      if body then
+        local f = 1
+        if fences[i] or given[id] then
+          if given[id] == 1 then keep_fence(fence, id, fences[i]) end
+          f = redis.call('HINCRBY', fence, id, 1)
+        end
+        given[id] = f
+        held[#held + 1] = deadline
+        held[#held + 1] = id
+        out[#out + 1] = q
+        out[#out + 1] = id
+        out[#out + 1] = f
+        out[#out + 1] = body
+        got = got + 1
+      else
+        body_missing(k, id, now)
+      end
+    end
+    slices('ZADD', KEYS[k + 3], held, 2000)
+  end
+end
 -- pass the baton: if work remains, make sure one sleeper wakes up for it
 if got >= want then
   for q = 0, nq - 1 do
-    if redis.call('LLEN', KEYS[q * 11 + 1]) > 0 then
-      local wake = KEYS[q * 11 + 11]
+    if redis.call('LLEN', KEYS[q * QK + 1]) > 0 then
+      local wake = KEYS[q * QK + 11]
       if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
       break
     end

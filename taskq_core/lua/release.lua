@@ -1,20 +1,31 @@
--- Hand leased tasks back to the front of their queue at once (graceful shutdown).
--- The delivery does not count towards poison detection: it was not the task's fault.
--- KEYS[1..11]: the queue's keys. ARGV: pairs id, fence. Returns how many were handed back.
+-- Hand leased tasks back, with fencing. KEYS[1..QK]: the queue's keys.
+-- ARGV: kind, why, now_ms, max_deliveries, then pairs id, fence.
+-- kind '': a graceful hand-back (SIGTERM, Worker.close(), leased but not started): to the
+-- front of the queue at once, not counted towards poison detection (not the task's fault).
+-- kind 'WorkerCrashed' / 'InternalError': the delivery ended without an outcome because its
+-- process died or an internal error happened around it: counted by the poison rule
+-- (_lib.lua's no_outcome) with `why` as the reason; the task becomes a suspect or, at
+-- max_deliveries, is dead-lettered.
+-- Returns how many were handed back (dead-lettered ones included).
 local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KEYS[11]
+local kind, why, now, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = 0
-for i = 1, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local entry = redis.call('HGET', fence, id)
   if fence_of(entry) == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
-    keep_fence(fence, id, entry)
-    redis.call('RPUSH', ready, id)
-    redis.call('HINCRBY', unack, id, 1)
+    if kind == '' then
+      keep_fence(fence, id, entry)
+      redis.call('RPUSH', ready, id)
+      redis.call('HINCRBY', unack, id, 1)
+    else
+      no_outcome(0, id, entry, maxd, now, kind, why)
+    end
     n = n + 1
   end
 end
 if n > 0 then
-  redis.call('HINCRBY', KEYS[10], 'released', n)
+  redis.call('HINCRBY', KEYS[10], kind == '' and 'released' or 'released_counted', n)
   if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
 end
 return n

@@ -1,5 +1,5 @@
 -- Extend the leases a worker still holds, with fencing.
--- KEYS[1..11]: the queue's keys. ARGV: now_ms, lease_ms, then pairs id, fence.
+-- KEYS[1..QK]: the queue's keys. ARGV: now_ms, lease_ms, then pairs id, fence.
 -- Returns the ids whose lease was lost (re-leased to another worker, or settled).
 local leased, fence = KEYS[3], KEYS[6]
 local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])

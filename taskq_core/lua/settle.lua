@@ -1,5 +1,5 @@
 -- Record the outcomes of leased tasks of one queue, atomically, with fencing.
--- KEYS[1..11]: the queue's keys; KEYS[12..]: the result key of each outcome.
+-- KEYS[1..QK]: the queue's keys; KEYS[QK + 1..]: the result key of each outcome.
 -- ARGV: now_ms, result_ttl_ms, n, nstats, then per outcome 6 values:
 --   id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
 --   extra (retry only: 'due_ms|new message')
@@ -42,7 +42,7 @@ for i = 0, n - 1 do
     local per_task = kind .. '|' .. name
     counts[per_task] = (counts[per_task] or 0) + 1
     if kind == 'ok' then
-      redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
+      redis.call('SET', KEYS[QK + 1 + i], record, 'PX', ttl)
       gone[#gone + 1] = id
       -- only a task delivered before has fence and unack entries to delete
       if cur then counted[#counted + 1] = id end
@@ -67,7 +67,7 @@ for i = 0, n - 1 do
         redis.call('ZADD', dead, now, id)
         redis.call('HSET', state, id, kind)
         redis.call('HSET', err, id, record)
-        redis.call('SET', KEYS[12 + i], record, 'PX', ttl)
+        redis.call('SET', KEYS[QK + 1 + i], record, 'PX', ttl)
         done[#done + 1] = id
       end
     end

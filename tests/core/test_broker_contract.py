@@ -38,7 +38,8 @@ def item(
 
 
 def ids(broker: Broker, want: int, now: int = T0, queues: list[str] = Q) -> list[str]:
-    result, _ = broker.fetch(queues, want, now)
+    """What a worker that holds nothing leases (it may be given a suspect, alone)."""
+    result, _ = broker.fetch(queues, want, now, alone=True)
     return [d.id for d in result.deliveries]
 
 
@@ -115,7 +116,7 @@ def test_stale_settle_is_refused_and_counted(broker: Broker) -> None:
     broker.enqueue([item(1)], T0)
     (first,) = broker.fetch(Q, 1, T0)[0].deliveries
     # the lease lapses (worker frozen); another fetch re-leases the task with a new fence
-    (second,) = broker.fetch(Q, 1, T0 + 10_001)[0].deliveries
+    (second,) = broker.fetch(Q, 1, T0 + 10_001, alone=True)[0].deliveries
     assert second.id == first.id
     assert second.fence == first.fence + 1
     late = Outcome("default", "t1", first.fence, "ok", "job", b'{"status":"succeeded","result":1}')
@@ -155,7 +156,7 @@ def test_poison_task_dead_lettered_after_max_deliveries(broker: Broker) -> None:
     broker.enqueue([item(1)], T0)
     now = T0
     for n in range(1, 4):
-        (d,) = broker.fetch(Q, 1, now)[0].deliveries
+        (d,) = broker.fetch(Q, 1, now, alone=True)[0].deliveries
         assert d.fence == n
         now += 10_001  # the worker dies each time: the lease lapses
     assert ids(broker, 1, now) == []  # third lapse: max_deliveries (3) reached
@@ -403,7 +404,7 @@ def test_fences_count_on_after_every_ending_but_success(broker: Broker, ending: 
         assert broker.release([Lease("default", "t1", 1)]) == 1
     else:
         now = T0 + 10_001  # the lease lapses; the next fetch takes it back and re-leases it
-    (d2,) = broker.fetch(Q, 1, now)[0].deliveries
+    (d2,) = broker.fetch(Q, 1, now, alone=True)[0].deliveries
     assert (d2.id, d2.fence) == ("t1", 2)
     assert broker.get("default", "t1").deliveries == 2  # type: ignore[union-attr]
     late = Lease("default", "t1", 1)
@@ -449,3 +450,134 @@ def test_first_deliveries_write_no_fence(redis_url: str, prefix: str) -> None:
     finally:
         r.close()
         b.close()
+
+
+# -- the poison rule and suspects (docs/delivery.md, "Poison tasks and suspects")
+
+CRASH = "worker process 4242 died: killed by signal SIGSEGV (exit code -11)"
+
+
+def test_counted_hand_back_dead_letters_at_the_cap_with_its_reason(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    now = T0
+    for n in range(1, 4):
+        (d,) = broker.fetch(Q, 1, now, alone=True)[0].deliveries
+        assert d.fence == n
+        assert broker.release([Lease("default", "t1", 99)], "crashed", CRASH, now) == 0  # fenced
+        assert broker.release([d], "crashed", CRASH, now) == 1
+        if n < 3:  # a suspect now: not leased to a worker that holds something
+            result, _ = broker.fetch(Q, 5, now)
+            assert (result.deliveries, result.suspects) == ([], 1)
+        now += 1
+    state = broker.get("default", "t1")
+    assert state is not None
+    assert state.state == "dead"
+    error = orjson.loads(state.record or b"")["error"]
+    assert error["type"] == "WorkerCrashed"
+    assert error["message"] == f"delivered 3 times without finishing; {CRASH}"
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert (dead.id, dead.message is not None) == ("t1", True)
+    stats = broker.queue_info(["default"])[0].stats
+    assert (stats["dead"], stats["released_counted"]) == (1, 3)
+    # retried from the dead-letter queue, it starts again from nothing
+    assert broker.dead_retry("default", ["t1"]) == 1
+    (d,) = broker.fetch(Q, 1, now)[0].deliveries
+    assert broker.release([d], "unexplained", "an internal error", now) == 1
+    assert broker.get("default", "t1").state == "queued"  # type: ignore[union-attr]
+
+
+def test_an_unknown_release_mode_is_refused(broker: Broker) -> None:
+    with pytest.raises(ValueError, match="release mode"):
+        broker.release([Lease("default", "t1", 1)], "oops")  # type: ignore[arg-type]
+
+
+def test_suspects_are_leased_alone_and_only_to_a_worker_that_holds_nothing(
+    broker: Broker,
+) -> None:
+    broker.enqueue([item(i) for i in range(1, 5)], T0)
+    assert len(ids(broker, 4)) == 4
+    now = T0 + 10_001  # the worker died: four lapsed leases, four suspects
+    broker.enqueue([item(5), item(6, queue="high")], now)
+    result, _ = broker.fetch(Q, 10, now)  # holds something: normal work only
+    assert sorted(d.id for d in result.deliveries) == ["t5", "t6"]
+    assert (result.suspects, result.suspect) == (4, False)
+    seen = []
+    for left in (3, 2, 1, 0):
+        result, _ = broker.fetch(Q, 10, now, alone=True)
+        (d,) = result.deliveries
+        assert (result.suspect, result.suspects, d.fence) == (True, left, 2)
+        seen.append(d.id)
+        assert broker.settle([Outcome("default", d.id, d.fence, "ok", "job", b"{}")], now) == []
+    assert seen == ["t1", "t2", "t3", "t4"]
+    # none left: a fetch alone is a normal fetch again
+    broker.enqueue([item(7), item(8)], now)
+    result, _ = broker.fetch(Q, 10, now, alone=True)
+    assert ([d.id for d in result.deliveries], result.suspect, result.suspects) == (
+        ["t7", "t8"],
+        False,
+        0,
+    )
+
+
+def test_an_innocent_batch_mate_of_a_crasher_is_never_dead_lettered(broker: Broker) -> None:
+    """A worker leases batches of 4; whenever it holds the crasher it dies (every lease it
+    holds lapses). The crasher is dead-lettered at the cap; every other task succeeds."""
+    broker.enqueue(
+        [item(i) for i in range(1, 4)] + [item("x")] + [item(i) for i in range(4, 12)], T0
+    )
+    now = T0
+    crashes = 0
+    for _ in range(100):
+        result, _ = broker.fetch(Q, 4, now, alone=True)
+        if not result.deliveries:
+            break
+        got = {d.id for d in result.deliveries}
+        if "tx" in got:
+            crashes += 1
+            now += 10_001  # killed: its leases lapse
+            continue
+        outcomes = [
+            Outcome("default", d.id, d.fence, "ok", "job", b"{}") for d in result.deliveries
+        ]
+        assert broker.settle(outcomes, now) == []
+        now += 1
+    assert crashes == 3
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert dead.id == "tx"
+    assert orjson.loads(dead.error or b"")["error"]["type"] == "PoisonTask"
+    info = broker.queue_info(["default"])[0]
+    assert (info.ready, info.leased, info.stats["ok"], info.stats["dead"]) == (0, 0, 11, 1)
+
+
+def _drop_message(broker: Broker, task_id: str) -> None:
+    if isinstance(broker, MemoryBroker):
+        broker._queues["default"].msg.pop(task_id)
+    else:
+        assert isinstance(broker, RedisBroker)
+        broker.client.hdel(broker.keys.queue("default")[3], task_id)
+
+
+def test_an_id_without_a_message_is_dead_lettered_with_its_reason(broker: Broker) -> None:
+    broker.enqueue([item(1), item(2)], T0)
+    _drop_message(broker, "t1")
+    assert ids(broker, 5) == ["t2"]
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert (dead.id, dead.state, dead.message) == ("t1", "dead", None)
+    error = orjson.loads(dead.error or b"")["error"]
+    assert (error["type"], error["message"]) == ("MissingMessage", "message body missing")
+    stats = broker.queue_info(["default"])[0].stats
+    assert (stats["dead"], stats["orphans"]) == (1, 1)
+    # it cannot run: a retry leaves it where it is, to be purged
+    assert broker.dead_retry("default", ["t1"]) == 0
+    assert [d.id for d in broker.dead_list("default", 0, 10)] == ["t1"]
+    assert broker.dead_purge("default", ["t1"]) == 1
+
+
+def test_a_queued_suspect_can_be_cancelled(broker: Broker) -> None:
+    broker.enqueue([item(1)], T0)
+    assert ids(broker, 1) == ["t1"]
+    now = T0 + 10_001
+    assert ids(broker, 0, now) == []  # the lapse makes it a suspect
+    assert broker.cancel("default", "t1", b'{"status":"cancelled"}') == "cancelled"
+    result, _ = broker.fetch(Q, 5, now, alone=True)
+    assert (result.deliveries, result.suspects) == ([], 0)
