@@ -39,6 +39,7 @@ from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .redact import redact_text
+from .suspects import SuspectGate, internal_error_reason
 from .threads import Interruptible, ThreadRunner
 from .validation import JSON_LEAVES, check_json, check_queue_name
 
@@ -189,6 +190,7 @@ class Worker:
         self._runtime = 1.0
         self._outbox: list[Outcome] = []
         self._stats: dict[str, dict[str, int]] = {}
+        self._suspects = SuspectGate()
         self._stopping = False
         self._signals = 0
         self._slot_freed: asyncio.Event | None = None
@@ -351,6 +353,11 @@ class Worker:
         assert self._loop is not None
         backoff = 0.05
         while not self._stopping:
+            if self._suspects.holding_back(self._held, bool(self._held)):
+                if not await self._hold_back():
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                continue
             want = self.concurrency + self._ahead() - len(self._held)
             if want <= 0:
                 self._slot_freed.clear()
@@ -361,7 +368,7 @@ class Worker:
             outcomes, stats = self._take_outbox()
             now_ms = self._now_ms()
             fetching = asyncio.ensure_future(
-                broker.fetch_async(self.queues, want, now_ms, outcomes, stats)
+                broker.fetch_async(self.queues, want, now_ms, outcomes, stats, alone=not self._held)
             )
             if self._buffer:
                 # the tasks leased last time run while Redis works on this round trip: the
@@ -379,9 +386,10 @@ class Worker:
                 continue
             backoff = 0.05
             self._note_stale(stale)
+            self._note_suspects(result)
             for d in result.deliveries:
                 self._lease_taken(d)
-            if result.deliveries or self._outbox:
+            if result.deliveries or self._outbox or self._suspects.waiting:
                 continue
             if self.burst and not self._held:
                 return
@@ -397,7 +405,9 @@ class Worker:
                 continue  # slots filled up meanwhile (the run time average moved)
             self._blocking = True
             self._idle_wait = asyncio.ensure_future(
-                broker.wait_fetch_async(self.queues, timeout, want, self._now_ms(), self.id)
+                broker.wait_fetch_async(
+                    self.queues, timeout, want, self._now_ms(), self.id, alone=not self._held
+                )
             )
             try:
                 _, result = await self._idle_wait
@@ -410,10 +420,47 @@ class Worker:
             finally:
                 self._blocking = False
                 self._idle_wait = None
+            self._note_suspects(result)
             for d in result.deliveries:
                 self._lease_taken(d)
             if not self._stopping:
                 self._start_buffered()  # at once: nothing else is waiting for the loop
+
+    def _note_suspects(self, result: FetchResult) -> None:
+        d = self._suspects.note(result)
+        if d is not None:
+            log.info(
+                "worker %s: running suspect task %s alone (its last delivery ended without "
+                "an outcome)",
+                self.id,
+                d.id,
+            )
+
+    async def _hold_back(self) -> bool:
+        """Suspects wait, or one runs here: lease nothing new. Settle what finished and
+        learn whether suspects still wait (a fetch of nothing: one round trip), then wait
+        for a task to end. False after a broker error."""
+        assert self._slot_freed is not None
+        self._slot_freed.clear()
+        self._start_buffered()  # what this worker holds runs to its end
+        outcomes, stats = self._take_outbox()
+        try:
+            result, stale = await self.app.broker.fetch_async(
+                self.queues, 0, self._now_ms(), outcomes, stats
+            )
+        except Exception as exc:
+            self._restore_outbox(outcomes, stats)
+            log.warning(
+                "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
+            )
+            return False
+        self._note_stale(stale)
+        self._suspects.waiting = result.suspects
+        if self._suspects.holding_back(self._held, bool(self._held)) and not self._outbox:
+            # a task's end, or now and then (another worker may have taken the suspects)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), self._longest_wait)
+        return True
 
     async def _tick_loop(self) -> None:
         while True:
@@ -574,8 +621,8 @@ class Worker:
             waiting = ctx.run(coro.send, None)
         except StopIteration:
             return
-        except Exception:
-            self._loop.create_task(self._internal_error(d, r), context=ctx)
+        except Exception as exc:
+            self._loop.create_task(self._internal_error(d, r, exc), context=ctx)
             return
         r.task = self._loop.create_task(self._resumed(d, r, coro, waiting), context=ctx)
 
@@ -587,18 +634,39 @@ class Worker:
             await _go_on(coro, waiting)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            await self._internal_error(d, r)
+        except Exception as exc:
+            await self._internal_error(d, r, exc)
 
-    async def _internal_error(self, d: Delivery, r: _Running) -> None:
-        # a bug of ours (or of a middleware) must not hold the slot or lose the task: the
-        # task goes back to its queue and the slot is freed
-        log.exception("worker %s: internal error around task %s; handing it back", self.id, d.id)
-        if self._held.pop((d.queue, d.id), None) is not None:
-            with contextlib.suppress(Exception):
-                await self.app.broker.release_async([r.lease])
+    async def _internal_error(self, d: Delivery, r: _Running, exc: BaseException) -> None:
+        # a bug of ours (or of a middleware) must not hold the slot or lose the task; nor
+        # may it hand the same message back without bound: the hand-back counts as a
+        # delivery without an outcome (the poison rule), so after max_deliveries the task
+        # is dead-lettered with this error
+        log.error(
+            "worker %s: internal error around task %s; handing it back (counted as a delivery)",
+            self.id,
+            d.id,
+            exc_info=exc,  # passed: this may run outside the except block
+        )
+        key = (d.queue, d.id)
+        if self._held.get(key) is r:
+            try:
+                await self.app.broker.release_async(
+                    [r.lease], "unexplained", internal_error_reason(exc), self._now_ms()
+                )
+            except Exception as err:
+                log.error(
+                    "worker %s: could not hand back task %s, its lease will lapse: %s",
+                    self.id,
+                    d.id,
+                    redact_text(str(err)),
+                )
+            # held until handed back: a burst worker must not see itself empty and close
+            self._held.pop(key, None)
             assert self._slot_freed is not None
             self._slot_freed.set()
+            if self.burst and not self._held:
+                self._nudge()
 
     def _finish(
         self,
@@ -810,8 +878,8 @@ class Worker:
             _began_in_thread(r, base)
             try:
                 self._complete(r, task, msg, base, ok=ok, value=value)
-            except Exception:
-                self._loop.create_task(self._internal_error(d, r))  # type: ignore[union-attr]
+            except Exception as exc:
+                self._loop.create_task(self._internal_error(d, r, exc))  # type: ignore[union-attr]
 
         self._threads.call(self._in_thread(task, msg, r), done)
 

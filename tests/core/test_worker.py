@@ -529,3 +529,52 @@ def test_idle_wait_longer_than_five_seconds_is_not_an_error(
         worker._loop.call_soon_threadsafe(worker.stop)
         thread.join(10)
     assert [r.getMessage() for r in caplog.records if r.name == "taskq.worker"] == []
+
+
+def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_it(
+    make_app: Callable[..., TaskQueue],
+    broker_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug of ours around one task (here: decoding its message raises) hands it back
+    counted: after max_deliveries it is dead-lettered with the error, instead of being
+    handed back without bound; the other task runs; the log line carries the exception."""
+    import taskq_core.worker as worker_module
+
+    tq = make_app(broker_kind, worker={"max_deliveries": 3})
+    real_decode = worker_module.decode
+
+    def decode(body: bytes, limit: int | None = None) -> Any:
+        if b"doomed" in body:
+            raise RuntimeError("decoder bug", "doomed")
+        return real_decode(body, limit)
+
+    monkeypatch.setattr(worker_module, "decode", decode)
+
+    @tq.task
+    def echo(word: str) -> str:
+        return word
+
+    doomed, fine = echo.enqueue("doomed"), echo.enqueue("fine")
+    worker = tq.worker(burst=True, handle_signals=False)
+
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(worker.async_run(), 30)  # today: handed back for ever
+        finally:
+            await tq.broker.aclose()
+
+    with caplog.at_level("ERROR", logger="taskq.worker"):
+        asyncio.run(run())
+    assert fine.result(timeout=5) == "fine"
+    state = tq.broker.get("default", doomed.id)
+    assert state is not None
+    assert state.state == "dead"
+    error = orjson.loads(state.record or b"")["error"]
+    assert error["type"] == "InternalError"
+    assert error["message"].startswith("delivered 3 times without finishing; ")
+    assert "RuntimeError: ('decoder bug', 'doomed')" in error["message"]
+    records = [r for r in caplog.records if "internal error around task" in r.getMessage()]
+    assert len(records) == 3
+    assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in records)
