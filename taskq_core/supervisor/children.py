@@ -5,6 +5,7 @@ timed out by its retry policy."""
 from __future__ import annotations
 
 import logging
+import signal
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 import psutil
 
-from ..brokers.base import Lease, Outcome
+from ..brokers.base import Lease, Outcome, ReleaseMode
 from ..errors import HardTimeout
 from ..message import BadMessage, decode
 from ..redact import redact_text
@@ -102,27 +103,55 @@ def recycle_reason(c: Child, s: SupervisorSettings) -> str:
     return ""
 
 
-def release_leases(broker: Broker, c: Child) -> int:
+def death_reason(pid: int, code: int | None) -> str:
+    """Why a worker process ended, as a dead-letter reason names it."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker process {pid} died: killed by signal {name} (exit code {code})"
+    return f"worker process {pid} died: exit code {code}"
+
+
+def release_leases(broker: Broker, c: Child, crash: str | None = None) -> int:
     """Hand the tasks of a dead child back to their queues at once; returns how many went
     back. Fenced: a no-op for those already settled or delivered again, so the recently
-    ended ones are released too, in case their outcome had not been settled yet."""
-    leases = [r.lease() for r in c.running.values()] + [r.lease() for r in c.ended]
+    ended ones are released too, in case their outcome had not been settled yet.
+
+    ``crash``: the process died unexpectedly (the reason, from :func:`death_reason`): the
+    tasks it had started count as a delivery without an outcome (the poison rule: each
+    becomes a suspect, run alone from now on, or is dead-lettered at max_deliveries with
+    this reason). The recently ended ones, and every task of a process that ended as told,
+    go back gracefully (not counted)."""
+    started = [r.lease() for r in c.running.values()]
+    ended = [r.lease() for r in c.ended]
     c.running.clear()
     c.ended.clear()
-    if not leases:
-        return 0
-    try:
-        n = broker.release(leases)
-    except Exception as exc:
-        log.error(
-            "supervisor: could not hand back the tasks of worker process %d, their leases "
-            "will lapse: %s",
-            c.pid,
-            redact_text(str(exc)),
-        )
-        return 0
+    calls: list[tuple[list[Lease], ReleaseMode, str]] = []
+    if crash is not None and started:
+        calls.append((started, "crashed", crash))
+        started = []
+    if started or ended:
+        calls.append(([*started, *ended], "graceful", ""))
+    n = 0
+    for leases, mode, reason in calls:
+        try:
+            n += broker.release(leases, mode, reason)
+        except Exception as exc:
+            log.error(
+                "supervisor: could not hand back the tasks of worker process %d, their leases "
+                "will lapse: %s",
+                c.pid,
+                redact_text(str(exc)),
+            )
     if n:
-        log.info("supervisor: handed back %d task(s) of worker process %d", n, c.pid)
+        log.info(
+            "supervisor: handed back %d task(s) of worker process %d%s",
+            n,
+            c.pid,
+            " (its running ones counted as a delivery)" if crash is not None else "",
+        )
     return n
 
 

@@ -7,10 +7,13 @@ One thread runs everything, waking on the children's pipes and exit sentinels (o
   interpreter: no state forked from the supervisor); each builds the app from the same
   ``--app`` / configuration and runs the core worker (:mod:`.child`). A child that dies
   unexpectedly has its tasks handed back at once (``broker.release`` of the leases it
-  reported, fenced, so a task settled or re-leased meanwhile is left alone) and is
-  restarted after ``restart_backoff`` seconds, doubling per crash in a row up to
-  ``restart_backoff_max`` — no restart storm; a child that lived longer than the cap
-  resets the streak.
+  reported, fenced, so a task settled or re-leased meanwhile is left alone): those it had
+  started count as a delivery without an outcome, with the exit code or signal as the
+  reason (the poison rule: run alone from then on, dead-lettered at max_deliveries), the
+  recently ended ones go back gracefully. It is restarted after ``restart_backoff``
+  seconds; a child that died with no task running (it cannot start: bad app, no Redis)
+  doubles that per crash in a row up to ``restart_backoff_max`` — no restart storm; a
+  child that lived longer than the cap resets the streak.
 * **Hard timeouts.** A task running longer than its ``hard_timeout`` has its process
   killed (SIGKILL: a task stuck in C cannot be interrupted any other way). The task is
   settled as timed out with its fence (:class:`~taskq_core.errors.HardTimeout`, retried
@@ -52,7 +55,15 @@ import psutil
 from ..redact import redact_text
 from ..validation import check_queue_name
 from .child import child_main
-from .children import Child, Pending, Run, recycle_reason, release_leases, settle_timed_out
+from .children import (
+    Child,
+    Pending,
+    Run,
+    death_reason,
+    recycle_reason,
+    release_leases,
+    settle_timed_out,
+)
 from .decision import Autoscaler, Decision, ScalerConfig
 from .publish import drop_autoscaler, make_record, write_autoscaler
 from .signals import OwnFigures, SignalCollector
@@ -362,11 +373,16 @@ class Supervisor:
             if c.process.exitcode is None:
                 continue
             self._read(c)  # its last messages (task ends) before its leases are judged
-            released = self._release(c)
+            code = c.process.exitcode
+            # died unexpectedly (not told to stop, not killed by us): the tasks it had
+            # started count as a delivery (a task that kills its process is bounded by the
+            # poison rule); a process that ended as told hands back gracefully
+            crash = death_reason(c.pid, code) if code != 0 and c.killed is None else None
+            ran = bool(c.running)
+            released = release_leases(self.app.broker, c, crash)
             self._children.remove(c)
             if c.conn is not None:
                 c.conn.close()
-            code = c.process.exitcode
             c.process.join(0)
             c.process.close()
             self._event("exit", c, code=code, released=released, reason=c.retiring or c.killed)
@@ -380,7 +396,7 @@ class Supervisor:
                 if c.replacing:
                     self._forget_replacement_of(c)
                 continue
-            self._crashed(c, code, now)
+            self._crashed(c, code, now, ran and crash is not None)
 
     def _forget_replacement_of(self, c: Child) -> None:
         for other in self._children:
@@ -390,12 +406,20 @@ class Supervisor:
             if p.replaces is c:
                 p.replaces = None
 
-    def _crashed(self, c: Child, code: int | None, now: float) -> None:
+    def _crashed(self, c: Child, code: int | None, now: float, by_task: bool) -> None:
+        """Restart ``c`` after a back-off. ``by_task``: it died running tasks, now counted
+        by the poison rule, which bounds how often one task can kill a process: the
+        restart waits only ``restart_backoff`` and the streak does not grow (doubling for
+        a poison task's every crash kept a 2-process pool down for a minute). A process
+        that dies on its own (bad app, no Redis) backs off doubling."""
         s = self.settings
         if now - c.started > s.restart_backoff_max:
             self._crash_streak = 0
-        self._crash_streak += 1
-        delay = min(s.restart_backoff_max, s.restart_backoff * 2 ** (self._crash_streak - 1))
+        if by_task:
+            delay = min(s.restart_backoff_max, s.restart_backoff)
+        else:
+            self._crash_streak += 1
+            delay = min(s.restart_backoff_max, s.restart_backoff * 2 ** (self._crash_streak - 1))
         self._pending.append(Pending(now + delay, c.replaces))
         log.warning(
             "supervisor: worker process %d %s (exit code %s); restarting in %.1fs",
@@ -404,7 +428,7 @@ class Supervisor:
             code,
             delay,
         )
-        self._event("crash", c, code=code, restart_in=round(delay, 3))
+        self._event("crash", c, code=code, restart_in=round(delay, 3), by_task=by_task)
 
     def _release(self, c: Child) -> int:
         return release_leases(self.app.broker, c)

@@ -57,3 +57,21 @@ def kill_my_worker() -> None:
     """A poison task: every delivery kills the process running it."""
     r.rpush(f"{PREFIX}:test:started", f"poison:{PID}")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@tq.task(name="rel.quick")
+def quick(i: int) -> str:
+    """An ordinary task: records that it ran."""
+    r.rpush(f"{PREFIX}:test:finished", f"{i}:{PID}")
+    return PID
+
+
+@tq.task(name="rel.crash")
+def crash(how: str) -> None:
+    """A task that kills its own process on every delivery: by SIGKILL (an OOM kill), by
+    SIGSEGV (a crash in C) or by ``os._exit(1)``."""
+    r.rpush(f"{PREFIX}:test:started", f"crasher:{PID}")
+    if how == "exit":
+        os._exit(1)
+    os.kill(os.getpid(), signal.SIGSEGV if how == "segv" else signal.SIGKILL)
+    time.sleep(10)  # the signal is delivered before this returns
