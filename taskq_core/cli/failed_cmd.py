@@ -138,10 +138,33 @@ def retry(*, task_ids: tuple[str, ...], all_: bool, queue: str | None, as_json: 
     """Put dead-lettered tasks back in their queue: TASK_ID... or --all."""
     app = get_app()
     count = _apply(app, task_ids, all_, queue, app.broker.dead_retry)
+    # an entry whose message body is missing cannot run: the broker leaves it in place
+    stuck = _without_message(app, task_ids, all_, queue)
     if as_json:
-        emit_json({"retried": count})
+        emit_json({"retried": count, **({"not_retried": stuck} if stuck else {})})
     else:
         console().print(f"retried {count} task(s)")
+    if stuck:
+        raise CliError(
+            f"{len(stuck)} task(s) cannot be retried, their message body is missing (purge "
+            f"them with `taskq failed purge`): {', '.join(stuck)}"
+        )
+
+
+def _without_message(
+    app: TaskQueue, task_ids: tuple[str, ...], all_: bool, queue: str | None
+) -> list[str]:
+    """The dead-lettered tasks asked for that have no message (they stay where they are)."""
+    if all_:
+        return [d.id for d in dead_tasks(app, queue) if d.message is None]
+    stuck = []
+    for tid in dict.fromkeys(task_ids):
+        for q in _queues(app, queue):
+            st = app.broker.get(q, tid)
+            if st is not None and st.state == "dead" and st.message is None:
+                stuck.append(tid)
+                break
+    return stuck
 
 
 @failed.command()

@@ -397,3 +397,28 @@ def test_help_and_version(cli: Cli) -> None:
         assert command in r.out
     r = cli("--version")
     assert (r.code, r.out.strip()) == (0, "taskq, version 0.1.0")
+
+
+def test_an_entry_without_a_message_is_listed_and_its_retry_is_a_clear_error(
+    cli: Cli, app: TaskQueue
+) -> None:
+    """An id whose message body went missing is dead-lettered by the fetch that finds it
+    ("message body missing"); `failed list` shows it and `failed retry` says why it cannot."""
+    task_id = str(enqueue(cli, "add", "--args", "[1, 2]")["id"])
+    app.broker.client.hdel(app.broker.keys.queue("default")[3], task_id)  # type: ignore[attr-defined]
+    burst(cli)
+    r = cli("failed", "list", "--json")
+    assert r.code == 0, r.err
+    (t,) = r.json()["tasks"]
+    assert (t["id"], t["state"]) == (task_id, "dead")
+    assert t["error"] == {"type": "MissingMessage", "message": "message body missing"}
+    r = cli("failed", "retry", task_id)
+    assert r.code == 1
+    assert r.out.strip() == "retried 0 task(s)"
+    assert r.err.strip() == (
+        "error: 1 task(s) cannot be retried, their message body is missing (purge them with "
+        f"`taskq failed purge`): {task_id}"
+    )
+    r = cli("failed", "retry", "--all", "--json")
+    assert (r.code, r.json()) == (1, {"retried": 0, "not_retried": [task_id]})
+    assert cli("failed", "purge", task_id).code == 0
