@@ -48,7 +48,7 @@ _QUEUE_HELP = {
     "lease_expired": "Leases that lapsed (worker killed or frozen); the task was re-queued.",
     "released": "Tasks handed back by a stopping worker.",
     "cancelled": "Tasks cancelled before they ran.",
-    "orphans": "Queued ids without a message, skipped.",
+    "orphans": "Queued ids without a message, dead-lettered (MissingMessage).",
     "dead_retried": "Dead-lettered tasks sent back to their queue.",
     "dead_purged": "Dead-lettered tasks deleted.",
 }
