@@ -578,3 +578,41 @@ def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_i
     records = [r for r in caplog.records if "internal error around task" in r.getMessage()]
     assert len(records) == 3
     assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in records)
+
+
+def test_a_worker_runs_a_suspect_alone_after_letting_what_it_holds_finish(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """A suspect appears while the worker is busy (another worker's process crashed running
+    it): the worker stops leasing, finishes what it holds, runs the suspect with nothing
+    else beside it, then goes on with the rest."""
+    from taskq_core.brokers.base import Lease
+
+    tq = make_app(broker_kind, worker={"concurrency": 4})
+    running: set[str] = set()
+    beside: dict[str, set[str]] = {}
+
+    @tq.task
+    async def step(name: str) -> None:
+        beside[name] = set(running)  # in the order they start
+        running.add(name)
+        await asyncio.sleep(0.02)
+        for other in running:
+            beside[other] |= running - {other}
+        if name == "n0":
+            # the suspect: leased by a worker whose process then died running it
+            h = step.options(queue="high", task_id="s").enqueue("s")
+            (d,) = tq.broker.fetch(["high"], 1, int(tq.clock.time() * 1000))[0].deliveries
+            assert d.id == h.id
+            lease = Lease(d.queue, d.id, d.fence)
+            assert tq.broker.release([lease], "crashed", "worker process 1 died: exit code 1") == 1
+        running.discard(name)
+
+    for i in range(40):
+        step.enqueue(f"n{i}")
+    burst(tq, concurrency=4)
+    assert set(beside) == {"s", *(f"n{i}" for i in range(40))}
+    assert beside["s"] == set()
+    # it did not wait for the queue to run dry: tasks were left when it ran the suspect
+    assert list(beside).index("s") < 30
+    assert tq.handle("s", queue="high").status() == "succeeded"
