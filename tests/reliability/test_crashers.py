@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 LEASE, RENEW, MAX_DELIVERIES = 3.0, 1.0, 5
 ORDINARY = 300
-# bounds on the 300 ordinary tasks (enqueue to the last one finished), about three times
+# bounds on the 300 ordinary tasks (start to the last one settled), about five times
 # what was measured on the loaded 2-core test machine (see the report in docs/delivery.md)
 SUPERVISED_BOUND = 60.0
 PLAIN_BOUND = 90.0
