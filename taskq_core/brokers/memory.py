@@ -153,6 +153,7 @@ class MemoryBroker:
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
         out: list[str] = []
         with self._lock:
+            now_ms = _now(now_ms)
             woken: set[str] = set()
             for item in items:
                 q = self._q(item.queue)
@@ -164,8 +165,9 @@ class MemoryBroker:
                         continue
                     self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
                 q.msg[item.id] = item.body
-                if item.due_ms > now_ms:
-                    q.delayed.add(item.id, item.due_ms)
+                due = now_ms + item.delay_ms if item.delay_ms > 0 else item.due_ms
+                if due > now_ms:
+                    q.delayed.add(item.id, due)
                     q.state[item.id] = "scheduled"
                 else:
                     q.ready.appendleft(item.id)
@@ -195,6 +197,7 @@ class MemoryBroker:
         deliveries: list[Delivery] = []
         next_due: int | None = None
         with self._lock:
+            now_ms = _now(now_ms)
             for name in queues:
                 q = self._q(name)
                 for tid in q.leased.upto(now_ms, 100):
@@ -247,7 +250,7 @@ class MemoryBroker:
                     if self._q(name).ready:
                         self._wake(name, self._q(name))
                         break
-        return FetchResult(deliveries, next_due), stale
+        return FetchResult(deliveries, next_due, now_ms), stale
 
     async def fetch_async(
         self,
@@ -296,7 +299,8 @@ class MemoryBroker:
         now_ms: int,
         nudge: str | None = None,
     ) -> tuple[bool, FetchResult]:
-        """:meth:`wait_async`, then :meth:`fetch` (with ``now_ms``, as Redis does)."""
+        """:meth:`wait_async`, then :meth:`fetch` (at ``now_ms``, or for 0 at the time the
+        wait ended, as Redis does)."""
         woken = await self.wait_async(queues, timeout, nudge)
         return woken, self.fetch(queues, want, now_ms)[0]
 
@@ -317,6 +321,7 @@ class MemoryBroker:
     ) -> list[Outcome]:
         stale: list[Outcome] = []
         with self._lock:
+            now_ms = _now(now_ms)
             woken: set[str] = set()
             for o in outcomes:
                 q = self._q(o.queue)
@@ -336,8 +341,8 @@ class MemoryBroker:
                     q.fence.pop(o.id, None)
                 elif o.kind == "retry":
                     q.msg[o.id] = o.retry_body
-                    if o.retry_due_ms > now_ms:
-                        q.delayed.add(o.id, o.retry_due_ms)
+                    if o.retry_delay_ms > 0:
+                        q.delayed.add(o.id, now_ms + o.retry_delay_ms)
                         q.state[o.id] = "scheduled"
                     else:
                         q.ready.appendleft(o.id)
@@ -368,6 +373,7 @@ class MemoryBroker:
     def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
         lost: list[Lease] = []
         with self._lock:
+            now_ms = _now(now_ms)
             for lease in leases:
                 q = self._q(lease.queue)
                 if q.fence.get(lease.id) == lease.fence and lease.id in q.leased:
@@ -644,6 +650,12 @@ class MemoryBroker:
 
 
 _NUDGE = "\x00nudge:"  # waiter names cannot clash with queue names (no control characters)
+
+
+def _now(now_ms: int) -> int:
+    """The caller's time, or for 0 this process's clock: the in-memory broker's "server"
+    clock, as Redis's TIME is for the Redis broker."""
+    return now_ms if now_ms > 0 else int(time.time() * 1000)
 
 
 def _mono_ms() -> int:

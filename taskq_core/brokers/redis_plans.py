@@ -91,8 +91,14 @@ class Plans:
     # -- producers
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> Plan[list[str]]:
-        if len(items) == 1 and items[0].due_ms <= now_ms and items[0].idempotency_key is None:
-            return self._enqueue_one(items[0])
+        if len(items) == 1:
+            one = items[0]
+            if (
+                one.delay_ms <= 0
+                and one.idempotency_key is None
+                and (one.due_ms == 0 or (now_ms > 0 and one.due_ms <= now_ms))
+            ):
+                return self._enqueue_one(one)
         groups = _group(items)
         commands: list[Call | Command] = []
         new_queues = [q for q in groups if q not in self.seen_queues]
@@ -106,7 +112,7 @@ class Plans:
                 if item.idempotency_key is not None:
                     keys.append(self.keys.idempotency(queue, item.idempotency_key))
                     ik = len(keys)
-                args += (item.id, item.task, item.body, item.due_ms, ik)
+                args += (item.id, item.task, item.body, item.due_ms, item.delay_ms, ik)
             commands.append(Call(scripts.ENQUEUE, keys, args))
         if new_queues:
             # recorded once per process per queue, so listings find custom queues
@@ -163,7 +169,7 @@ class Plans:
             for i in idx:
                 o = outcomes[i]
                 keys.append(self.keys.result(queue, o.id))
-                extra = b"%d|%s" % (o.retry_due_ms, o.retry_body) if o.kind == "retry" else b""
+                extra = b"%d|%s" % (o.retry_delay_ms, o.retry_body) if o.kind == "retry" else b""
                 args += (o.id, o.fence, o.kind, o.task, o.record, extra)
             for name, value in queue_stats.items():
                 args += (name, value)
@@ -205,15 +211,16 @@ class Plans:
         def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
             stale = _stale(outcomes, order, replies[:n_settle])
             reply = replies[n_settle]
-            # (queue index, id, fence, message) per delivery, flat
+            # next due time, now, then (queue index, id, fence, message) per delivery, flat
             deliveries = [
                 Delivery(queues[int(q)], _s(task_id), int(fence), body)
                 for q, task_id, fence, body in zip(
-                    reply[1::4], reply[2::4], reply[3::4], reply[4::4], strict=True
+                    reply[2::4], reply[3::4], reply[4::4], reply[5::4], strict=True
                 )
             ]
             next_due = int(reply[0])
-            return FetchResult(deliveries, next_due if next_due >= 0 else None), stale
+            result = FetchResult(deliveries, next_due if next_due >= 0 else None, int(reply[1]))
+            return result, stale
 
         return Plan(commands, parse, lean=True)
 

@@ -30,3 +30,13 @@ end
 local function keep_fence(fence, id, entry)
   if not entry then redis.call('HSET', fence, id, 1) end
 end
+
+-- "Now" in ms (docs/architecture.md, "Time"): the caller's time when it passed one (a test's
+-- ManualClock), else the server's own clock. One clock for every lease and due time, so a
+-- host whose clock runs ahead cannot expire the leases of the others.
+local function now_ms(arg)
+  local t = tonumber(arg)
+  if t and t > 0 then return t end
+  local s = redis.call('TIME')
+  return tonumber(s[1]) * 1000 + math.floor(tonumber(s[2]) / 1000)
+end

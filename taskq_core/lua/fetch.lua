@@ -2,17 +2,18 @@
 -- Also re-queues tasks whose lease lapsed (dead-lettering those delivered max_deliveries
 -- times without an outcome) and promotes delayed tasks that are due.
 -- KEYS: 11 keys per queue, queues in priority order.
--- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
--- Returns {next_due_ms or -1, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
+-- ARGV: now_ms (0: the server's clock), lease_ms, want, max_deliveries, nqueues, poison_error_json_prefix
+-- Returns {next_due_ms or -1, now_ms, q1, id1, fence1, message1, q2, ...} (q is the 0-based
+-- queue index; now_ms the time used, so a worker sleeps until next_due by the same clock).
 -- A first delivery costs no command of its own: its fence is 1, written nowhere (see
 -- docs/architecture.md, "fences"); a later one costs one HINCRBY. The rest is one command
 -- per batch.
-local now = tonumber(ARGV[1])
+local now = now_ms(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local maxd = tonumber(ARGV[4])
 local nq = tonumber(ARGV[5])
-local out = {-1}
+local out = {-1, now}
 local got = 0
 local next_due = -1
 for q = 0, nq - 1 do
