@@ -157,6 +157,11 @@ class MemoryBroker:
             woken: set[str] = set()
             for item in items:
                 q = self._q(item.queue)
+                # idempotent on the id: a known task (its message, or its result once it
+                # finished) is not added again
+                if item.id in q.msg or self._result(item.queue, item.id) is not None:
+                    out.append(item.id)
+                    continue
                 if item.idempotency_key is not None:
                     ikey = (item.queue, item.idempotency_key)
                     earlier = self._idem.get(ikey)

@@ -38,11 +38,15 @@ class Call:
     keys: list[str]
     args: list[Any]
     #: the packed EVALSHA, SHA, key count and keys of this call (``resp.head``), when the
-    #: plan keeps them ready; :meth:`packed` then packs only the arguments
+    #: plan keeps them ready; :meth:`packed` then packs only ``args``
     head: bytes = b""
+    #: how many of ``args``, first, are keys too (a task's own keys, after the queue's):
+    #: the head then stays the same for every task
+    arg_keys: int = 0
 
     def command(self) -> Command:
-        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+        nkeys = len(self.keys) + self.arg_keys
+        return ("EVALSHA", self.script.sha, nkeys, *self.keys, *self.args)
 
     def packed(self) -> bytes:
         """The command in the Redis protocol."""
@@ -79,7 +83,7 @@ class Plans:
         self.keys = keys
         self.settings = settings
         self._qkeys: dict[str, list[str]] = {}
-        self._one: dict[str, tuple[list[str], bytes]] = {}
+        self._one: dict[str, tuple[list[str], bytes, str]] = {}
         self.seen_queues: set[str] = set()
 
     def qkeys(self, queue: str) -> list[str]:
@@ -102,9 +106,12 @@ class Plans:
         groups = _group(items)
         commands: list[Call | Command] = []
         new_queues = [q for q in groups if q not in self.seen_queues]
+        result = self.keys.result
         for queue, idx in groups.items():
             k = self.qkeys(queue)
-            keys = [k[0], k[1], k[3], k[4], k[9], k[10]]  # what enqueue.lua touches
+            # what enqueue.lua touches: six keys of the queue, each task's result key (a
+            # finished task's id is known by it), the idempotency keys
+            keys = [k[0], k[1], k[3], k[4], k[9], k[10], *(result(queue, items[i].id) for i in idx)]
             args: list[Any] = [now_ms, self.settings.idempotency_ttl_ms, len(idx)]
             for i in idx:
                 item = items[i]
@@ -132,8 +139,10 @@ class Plans:
         """One task due now without an idempotency key: what a web request enqueues, with a
         script of three commands (``enqueue_one.lua``)."""
         queue = item.queue
-        keys, head = self._one.get(queue) or self._enqueue_one_head(queue)
-        call = Call(scripts.ENQUEUE_ONE, keys, [item.id, "enqueued|" + item.task, item.body], head)
+        keys, head, results = self._one.get(queue) or self._enqueue_one_head(queue)
+        # the task's result key, last of the keys: a finished task's id is known by it
+        args = [results + item.id, item.id, "enqueued|" + item.task, item.body]
+        call = Call(scripts.ENQUEUE_ONE, keys, args, head, 1)
         if queue in self.seen_queues:
             return Plan([call], lambda replies: [item.id], lean=True)
 
@@ -143,12 +152,15 @@ class Plans:
 
         return Plan([call, ("SADD", self.keys.queues(), queue)], parse, lean=True)
 
-    def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes]:
+    def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes, str]:
         k = self.qkeys(queue)
-        keys = [k[0], k[3], k[9], k[10]]  # what enqueue_one.lua touches
+        keys = [k[0], k[3], k[9], k[10]]  # the queue's keys enqueue_one.lua touches
         found = self._one[queue] = (
             keys,
-            resp.head(["EVALSHA", scripts.ENQUEUE_ONE.sha, len(keys), *keys], 3 + len(keys) + 3),
+            resp.head(
+                ["EVALSHA", scripts.ENQUEUE_ONE.sha, len(keys) + 1, *keys], 3 + len(keys) + 1 + 3
+            ),
+            self.keys.result(queue, ""),  # + the task id: its result key
         )
         return found
 
