@@ -6,6 +6,7 @@ delays them by its skew. Both brokers: the in-memory broker's own clock plays th
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 
 from taskq_core import Retry, SystemClock, TaskQueue
 from taskq_core.brokers.base import Outcome
+from taskq_core.web import RequestScope
 
 SKEW = 30.0
 
@@ -166,3 +168,34 @@ def test_a_worker_behind_keeps_its_leases_alive(
     assert runs == [1]
     info = tq.broker.queue_info(["default"])[0]
     assert (info.stats.get("lease_expired", 0), info.stats.get("ok", 0)) == (0, 1)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_deferred_enqueue_counts_its_delay_from_the_broker_clock(
+    make_app: Callable[..., TaskQueue], broker_kind: str, mode: str
+) -> None:
+    """A request scope that holds its enqueues until the response sends them with the
+    broker's clock too (web.py; wsgi.py, asgi.py and the Django middleware do the same)."""
+    tq = make_app(broker_kind)
+    ahead = twin(tq, AheadClock())
+
+    @tq.task
+    def job() -> None:
+        pass
+
+    before = _ms()
+    if mode == "sync":
+        with RequestScope(ahead, {}, defer=True):
+            ahead.enqueue_many([ahead.signature(job.name, delay=1.0)])
+    else:
+
+        async def request() -> None:
+            async with RequestScope(ahead, {}, defer=True):
+                await ahead.enqueue_many_async([ahead.signature(job.name, delay=1.0)])
+            await tq.broker.aclose()
+
+        asyncio.run(request())
+    after = _ms()
+    result, _ = tq.broker.fetch(["default"], 0, 0)
+    assert result.next_due_ms is not None
+    assert before + 1_000 - _TICK <= result.next_due_ms <= after + 1_000 + _TICK
