@@ -199,3 +199,49 @@ def test_a_deferred_enqueue_counts_its_delay_from_the_broker_clock(
     result, _ = tq.broker.fetch(["default"], 0, 0)
     assert result.next_due_ms is not None
     assert before + 1_000 - _TICK <= result.next_due_ms <= after + 1_000 + _TICK
+
+
+def test_an_idle_worker_ahead_sleeps_until_the_due_time_by_the_broker_clock(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """The idle wait is the next due time minus the broker's now from the last fetch: a
+    worker 30 s ahead neither runs the task early nor spins (by its own clock the task is
+    overdue, which would make every wait 1 ms)."""
+    tq = make_app(broker_kind)
+    ahead = twin(tq, AheadClock())
+    worker = ahead.worker(handle_signals=False)
+    ran: list[float] = []
+
+    @tq.task
+    async def job() -> None:
+        ran.append(time.monotonic())
+        worker.stop()
+
+    fetches = 0
+    broker: Any = tq.broker
+    fetch, wait_fetch = broker.fetch_async, broker.wait_fetch_async
+
+    async def counted_fetch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal fetches
+        fetches += 1
+        return await fetch(*args, **kwargs)
+
+    async def counted_wait_fetch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal fetches
+        fetches += 1
+        return await wait_fetch(*args, **kwargs)
+
+    broker.fetch_async, broker.wait_fetch_async = counted_fetch, counted_wait_fetch
+    enqueued = time.monotonic()
+    job.options(delay=2.0).enqueue()
+
+    async def main() -> None:
+        await asyncio.wait_for(worker.async_run(), 20)
+        await broker.aclose()
+
+    asyncio.run(main())
+    assert len(ran) == 1
+    assert ran[0] - enqueued >= 1.9  # not promoted on the worker's clock
+    # about one wait per idle_wait (1 s) until the task is due, and a few more around it;
+    # waits of 1 ms for 2 s would be hundreds
+    assert fetches < 30, fetches
