@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .brokers.base import Broker, EnqueueItem
 from .brokers.base import Settings as BrokerSettings
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
 from .errors import DuplicateTask, InvalidOption, UnknownTask
 from .handle import TaskHandle
@@ -275,9 +275,13 @@ class TaskQueue:
                 raise UnknownTask(f"task {task.name!r} is not registered with this TaskQueue")
             check_json(sig.args, "args")
             check_json(sig.kwargs, "kwargs")
-            due_ms = 0
+            # a delay counts from the broker's now (Redis's clock, as leases do); an ETA is
+            # an absolute time by this process's clock. due_at (the message's) is this
+            # process's reading either way: wait-time metrics count from it
+            due_ms = delay_ms = 0
             if o.delay is not None:
-                due_ms = now_ms + int(o.delay * 1000)
+                delay_ms = int(o.delay * 1000)
+                due_ms = now_ms + delay_ms
             elif o.eta is not None:
                 due_ms = int(o.eta * 1000)
             queue = o.queue or task.queue
@@ -298,8 +302,18 @@ class TaskQueue:
                 idempotency_key=o.idempotency_key,
                 trace=trace,
             ).encode(limit)
-            items.append(EnqueueItem(queue, task_id, task.name, body, due_ms, o.idempotency_key))
-        return items, now_ms
+            items.append(
+                EnqueueItem(
+                    queue,
+                    task_id,
+                    task.name,
+                    body,
+                    0 if o.delay is not None else due_ms,
+                    o.idempotency_key,
+                    delay_ms,
+                )
+            )
+        return items, script_ms(self.clock)
 
     def enqueue_many(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """Enqueue many tasks in one round trip; every one is checked before any is sent."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from .clock import script_ms
 from .web import RequestScope, active_scope
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def send_held(scope: RequestScope) -> None:
     """Send the tasks a deferring scope holds now, in one round trip."""
     items = scope.take_pending()
     if items:
-        await scope.app.broker.enqueue_async(items, int(scope.app.clock.time() * 1000))
+        await scope.app.broker.enqueue_async(items, script_ms(scope.app.clock))
 
 
 async def run_in_request_scope(

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .brokers.base import EnqueueItem
+from .clock import script_ms
 from .context import reset_trace, set_trace
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class RequestScope:
     ) -> None:
         items = self._leave(e)
         if items:
-            self.app.broker.enqueue(items, int(self.app.clock.time() * 1000))
+            self.app.broker.enqueue(items, script_ms(self.app.clock))
         if self.enqueued:
             self.app.broker.incr_counters("routes", {self.route: self.enqueued})
 
@@ -120,7 +121,7 @@ class RequestScope:
     ) -> None:
         items = self._leave(e)
         if items:
-            await self.app.broker.enqueue_async(items, int(self.app.clock.time() * 1000))
+            await self.app.broker.enqueue_async(items, script_ms(self.app.clock))
         if self.enqueued:
             await self.app.broker.incr_counters_async("routes", {self.route: self.enqueued})
 

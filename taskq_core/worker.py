@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from .brokers.base import Delivery, FetchResult, Lease, Outcome
-from .clock import SystemClock
+from .clock import SystemClock, script_ms
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .message import BadMessage, Message, decode
@@ -320,7 +320,13 @@ class Worker:
     # -- the loops
 
     def _now_ms(self) -> int:
+        """The app's wall clock: timestamps of records and metrics."""
         return int(self._wall() * 1000)
+
+    def _broker_ms(self) -> int:
+        """The ``now_ms`` of lease and due-time operations: 0, the broker's clock, unless the
+        app's clock is a test's (``clock.script_ms``)."""
+        return script_ms(self.app.clock)
 
     def _take_outbox(self) -> tuple[list[Outcome], dict[str, dict[str, int]] | None]:
         if self._hooks.before_settle:
@@ -366,9 +372,10 @@ class Worker:
                     await self._slot_freed.wait()
                 continue
             outcomes, stats = self._take_outbox()
-            now_ms = self._now_ms()
             fetching = asyncio.ensure_future(
-                broker.fetch_async(self.queues, want, now_ms, outcomes, stats, alone=not self._held)
+                broker.fetch_async(
+                    self.queues, want, self._broker_ms(), outcomes, stats, alone=not self._held
+                )
             )
             if self._buffer:
                 # the tasks leased last time run while Redis works on this round trip: the
@@ -395,7 +402,9 @@ class Worker:
                 return
             timeout = self._longest_wait
             if result.next_due_ms is not None:
-                timeout = min(timeout, max(0.001, (result.next_due_ms - now_ms) / 1000))
+                # both by the broker's clock: a worker whose clock is off neither spins nor
+                # oversleeps
+                timeout = min(timeout, max(0.001, (result.next_due_ms - result.now_ms) / 1000))
             if self._stopping:
                 break  # stop() came during the fetch: it had no idle wait to cancel
             # block until a wake token (or a nudge, or the timeout), and lease in the same
@@ -406,7 +415,7 @@ class Worker:
             self._blocking = True
             self._idle_wait = asyncio.ensure_future(
                 broker.wait_fetch_async(
-                    self.queues, timeout, want, self._now_ms(), self.id, alone=not self._held
+                    self.queues, timeout, want, self._broker_ms(), self.id, alone=not self._held
                 )
             )
             try:
@@ -446,7 +455,7 @@ class Worker:
         outcomes, stats = self._take_outbox()
         try:
             result, stale = await self.app.broker.fetch_async(
-                self.queues, 0, self._now_ms(), outcomes, stats
+                self.queues, 0, self._broker_ms(), outcomes, stats
             )
         except Exception as exc:
             self._restore_outbox(outcomes, stats)
@@ -510,7 +519,7 @@ class Worker:
         if not outcomes and not stats:
             return
         try:
-            stale = await self.app.broker.settle_async(outcomes, self._now_ms(), stats)
+            stale = await self.app.broker.settle_async(outcomes, self._broker_ms(), stats)
         except Exception as exc:
             self._restore_outbox(outcomes, stats)
             log.warning(
@@ -582,7 +591,7 @@ class Worker:
             if not leases:
                 continue
             try:
-                lost = broker.renew(leases, self._now_ms())
+                lost = broker.renew(leases, self._broker_ms())
             except Exception as exc:
                 log.warning("worker %s: could not renew leases: %s", self.id, redact_text(str(exc)))
                 continue
@@ -652,7 +661,7 @@ class Worker:
         if self._held.get(key) is r:
             try:
                 await self.app.broker.release_async(
-                    [r.lease], "unexplained", internal_error_reason(exc), self._now_ms()
+                    [r.lease], "unexplained", internal_error_reason(exc), self._broker_ms()
                 )
             except Exception as err:
                 log.error(
@@ -673,7 +682,7 @@ class Worker:
         r: _Running,
         kind: str,
         record: dict[str, Any],
-        retry_due_ms: int = 0,
+        retry_delay_ms: int = 0,
         retry_body: bytes = b"",
         *,
         error: dict[str, str] | None = None,
@@ -712,7 +721,7 @@ class Worker:
                 kind,  # type: ignore[arg-type]
                 r.name,
                 data,
-                retry_due_ms,
+                retry_delay_ms,
                 retry_body,
             )
         )
@@ -944,7 +953,7 @@ class Worker:
         timed_out = isinstance(exc, TaskTimeout)
         if f.kind == "retry":
             self._finish(
-                r, "retry", {}, f.retry_due_ms, f.retry_body, error=f.error, timed_out=timed_out
+                r, "retry", {}, f.retry_delay_ms, f.retry_body, error=f.error, timed_out=timed_out
             )
             log.info(
                 "task %s (%s) failed with %s, retry %d/%d in %.2fs",
@@ -984,7 +993,7 @@ class Failure:
     kind: Literal["retry", "failed"]
     record: dict[str, Any]  # the error record of a final failure (empty for a retry)
     error: dict[str, str]
-    retry_due_ms: int = 0
+    retry_delay_ms: int = 0  # due this long after the broker's now
     retry_body: bytes = b""  # the message to run again, its attempt counted
     delay: float | None = None
 
@@ -1010,11 +1019,14 @@ def failure_outcome(
     delay = policy.next_delay(exc, msg.attempt, msg.max_retries)
     if delay is not None:
         msg.attempt += 1
-        msg.due_at = now_ms + int(delay * 1000)
+        # the broker makes the due time (its now + the delay: one clock for due times and
+        # leases); the message's due_at is this process's reading, for wait-time metrics
+        delay_ms = int(delay * 1000)
+        msg.due_at = now_ms + delay_ms
         headers = dict(msg.headers or {})
         headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
         msg.headers = headers
-        return Failure("retry", {}, err, msg.due_at, msg.encode(), delay)
+        return Failure("retry", {}, err, delay_ms, msg.encode(), delay)
     if isinstance(exc, Retry):
         limit = policy.max_for(exc, msg.max_retries)
         err["message"] = (

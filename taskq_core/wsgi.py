@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .clock import script_ms
 from .config import InvalidConfiguration
 from .embedded import EmbeddedWorkers
 from .errors import ConfigurationError
@@ -48,7 +49,7 @@ def send_held(scope: RequestScope) -> None:
     goes out, so a client that reads a task id from it can rely on the task being queued)."""
     items = scope.take_pending()
     if items:
-        scope.app.broker.enqueue(items, int(scope.app.clock.time() * 1000))
+        scope.app.broker.enqueue(items, script_ms(scope.app.clock))
 
 
 @dataclass(frozen=True, slots=True)

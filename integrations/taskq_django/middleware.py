@@ -11,6 +11,7 @@ from django.http.response import HttpResponseBase
 
 from taskq_core import TaskQueue
 from taskq_core.brokers.base import EnqueueItem
+from taskq_core.clock import script_ms
 from taskq_core.web import RequestScope, active_scope
 from taskq_core.wsgi import send_held
 
@@ -35,7 +36,7 @@ class TransactionScope(RequestScope):
 
 
 def _send(tq: TaskQueue, items: list[EnqueueItem]) -> None:
-    tq.broker.enqueue(items, int(tq.clock.time() * 1000))
+    tq.broker.enqueue(items, script_ms(tq.clock))
 
 
 class TaskqMiddleware:

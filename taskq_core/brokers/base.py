@@ -32,7 +32,10 @@ RELEASE_ERROR_TYPES: dict[str, str] = {"crashed": "WorkerCrashed", "unexplained"
 
 @dataclass(slots=True)
 class EnqueueItem:
-    """One task to add. ``due_ms`` 0 means now."""
+    """One task to add: due now, at ``due_ms`` (an absolute time, by the producer's clock),
+    or ``delay_ms`` after the broker's now (by the clock that decides leases: see
+    docs/architecture.md, "Time"). The task id is the enqueue's identity: an item whose id
+    the broker knows already is not added again (a re-sent enqueue)."""
 
     queue: str
     id: str
@@ -40,12 +43,16 @@ class EnqueueItem:
     body: bytes
     due_ms: int = 0
     idempotency_key: str | None = None
+    delay_ms: int = 0
 
 
 @dataclass(slots=True)
 class FetchResult:
     deliveries: list[Delivery]
     next_due_ms: int | None  # earliest delayed task across the fetched queues
+    #: the time the fetch ran at, by the clock of ``next_due_ms`` (the server's, unless the
+    #: caller passed its own): how long to sleep is ``next_due_ms - now_ms``
+    now_ms: int = field(default=0, compare=False)
     #: suspects still waiting in the fetched queues (tasks whose last delivery ended without
     #: an outcome): a worker told so stops leasing, lets what it holds finish, then fetches
     #: with ``alone=True`` (see docs/delivery.md, "Poison tasks and suspects")
@@ -56,7 +63,8 @@ class FetchResult:
 
 @dataclass(slots=True)
 class Outcome:
-    """How one delivery ended. ``record`` is the JSON stored as its result or error."""
+    """How one delivery ended. ``record`` is the JSON stored as its result or error; a
+    retry is due ``retry_delay_ms`` after the broker's now."""
 
     queue: str
     id: str
@@ -64,7 +72,7 @@ class Outcome:
     kind: OutcomeKind
     task: str = ""
     record: bytes = b""
-    retry_due_ms: int = 0
+    retry_delay_ms: int = 0
     retry_body: bytes = b""
 
 
@@ -127,7 +135,12 @@ class Settings:
 
 
 class Broker(Protocol):
-    """What the core needs from a broker; see the module docstring."""
+    """What the core needs from a broker; see the module docstring.
+
+    ``now_ms`` arguments: 0 means "the broker's own clock" (Redis's ``TIME``; the in-memory
+    broker's process clock), which every lease, delay and due time then shares whatever
+    the clocks of the hosts calling it; any other value is the caller's time (a test's
+    ``ManualClock``: see ``clock.script_ms``)."""
 
     url: str
 

@@ -156,9 +156,15 @@ class MemoryBroker:
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
         out: list[str] = []
         with self._lock:
+            now_ms = _now(now_ms)
             woken: set[str] = set()
             for item in items:
                 q = self._q(item.queue)
+                # idempotent on the id: a known task (its message, or its result once it
+                # finished) is not added again
+                if item.id in q.msg or self._result(item.queue, item.id) is not None:
+                    out.append(item.id)
+                    continue
                 if item.idempotency_key is not None:
                     ikey = (item.queue, item.idempotency_key)
                     earlier = self._idem.get(ikey)
@@ -167,8 +173,9 @@ class MemoryBroker:
                         continue
                     self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
                 q.msg[item.id] = item.body
-                if item.due_ms > now_ms:
-                    q.delayed.add(item.id, item.due_ms)
+                due = now_ms + item.delay_ms if item.delay_ms > 0 else item.due_ms
+                if due > now_ms:
+                    q.delayed.add(item.id, due)
                     q.state[item.id] = "scheduled"
                 else:
                     q.ready.appendleft(item.id)
@@ -202,6 +209,7 @@ class MemoryBroker:
         suspects = 0
         suspect = False
         with self._lock:
+            now_ms = _now(now_ms)
             for name in queues:
                 q = self._q(name)
                 for tid in q.leased.upto(now_ms, 100):
@@ -242,7 +250,7 @@ class MemoryBroker:
                     if self._q(name).ready:
                         self._wake(name, self._q(name))
                         break
-        return FetchResult(deliveries, next_due, suspects, suspect), stale
+        return FetchResult(deliveries, next_due, now_ms, suspects, suspect), stale
 
     def _lease(self, name: str, q: _Queue, tid: str, deadline: int) -> Delivery:
         f = q.fence[tid] = q.fence.get(tid, 0) + 1
@@ -339,7 +347,8 @@ class MemoryBroker:
         *,
         alone: bool = False,
     ) -> tuple[bool, FetchResult]:
-        """:meth:`wait_async`, then :meth:`fetch` (with ``now_ms``, as Redis does)."""
+        """:meth:`wait_async`, then :meth:`fetch` (at ``now_ms``, or for 0 at the time the
+        wait ended, as Redis does)."""
         woken = await self.wait_async(queues, timeout, nudge)
         return woken, self.fetch(queues, want, now_ms, alone=alone)[0]
 
@@ -360,6 +369,7 @@ class MemoryBroker:
     ) -> list[Outcome]:
         stale: list[Outcome] = []
         with self._lock:
+            now_ms = _now(now_ms)
             woken: set[str] = set()
             for o in outcomes:
                 q = self._q(o.queue)
@@ -379,8 +389,8 @@ class MemoryBroker:
                     q.fence.pop(o.id, None)
                 elif o.kind == "retry":
                     q.msg[o.id] = o.retry_body
-                    if o.retry_due_ms > now_ms:
-                        q.delayed.add(o.id, o.retry_due_ms)
+                    if o.retry_delay_ms > 0:
+                        q.delayed.add(o.id, now_ms + o.retry_delay_ms)
                         q.state[o.id] = "scheduled"
                     else:
                         q.ready.appendleft(o.id)
@@ -411,6 +421,7 @@ class MemoryBroker:
     def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
         lost: list[Lease] = []
         with self._lock:
+            now_ms = _now(now_ms)
             for lease in leases:
                 q = self._q(lease.queue)
                 if q.fence.get(lease.id) == lease.fence and lease.id in q.leased:
@@ -429,7 +440,7 @@ class MemoryBroker:
         kind = RELEASE_ERROR_TYPES.get(mode, "")
         if mode != "graceful" and not kind:
             raise ValueError(f"release mode must be graceful, crashed or unexplained: {mode!r}")
-        now = int(time.time() * 1000) if now_ms is None else now_ms
+        now = _now(now_ms or 0)
         n = 0
         with self._lock:
             for lease in leases:
@@ -711,6 +722,12 @@ class MemoryBroker:
 #: the reason of a lease that lapsed (fetch.lua)
 _LAPSE = ("PoisonTask", "its worker died or froze each time")
 _NUDGE = "\x00nudge:"  # waiter names cannot clash with queue names (no control characters)
+
+
+def _now(now_ms: int) -> int:
+    """The caller's time, or for 0 this process's clock: the in-memory broker's "server"
+    clock, as Redis's TIME is for the Redis broker."""
+    return now_ms if now_ms > 0 else int(time.time() * 1000)
 
 
 def _mono_ms() -> int:

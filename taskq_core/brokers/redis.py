@@ -378,9 +378,9 @@ class RedisBroker:
 
         The fetch follows the ``BLPOP`` on the same connection, so Redis runs it the moment
         the wait returns: an idle worker gets a new task one round trip after its enqueue,
-        not two. ``now_ms`` is the time of the call: a lease taken after a long wait is
-        shorter by the wait, which the renewal period (at most a third of the lease, and
-        the wait never longer) leaves room for."""
+        not two. With ``now_ms`` 0 the lease starts at the server's time when the fetch
+        runs, after the wait; a caller's ``now_ms`` (a test's clock) is the time of the
+        call."""
         timeout = self._blocking_timeout(timeout)
         return await self.run_async(
             self.plans.wait_fetch(queues, timeout, nudge, want, now_ms, alone=alone)
@@ -420,7 +420,7 @@ class RedisBroker:
         reason: str = "",
         now_ms: int | None = None,
     ) -> int:
-        return self.run(self.plans.release(leases, mode, reason, _wall_ms(now_ms)))
+        return self.run(self.plans.release(leases, mode, reason, now_ms or 0))
 
     async def release_async(
         self,
@@ -429,7 +429,7 @@ class RedisBroker:
         reason: str = "",
         now_ms: int | None = None,
     ) -> int:
-        return await self.run_async(self.plans.release(leases, mode, reason, _wall_ms(now_ms)))
+        return await self.run_async(self.plans.release(leases, mode, reason, now_ms or 0))
 
     # -- handles and administration
 

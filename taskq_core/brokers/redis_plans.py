@@ -40,11 +40,15 @@ class Call:
     keys: list[str]
     args: list[Any]
     #: the packed EVALSHA, SHA, key count and keys of this call (``resp.head``), when the
-    #: plan keeps them ready; :meth:`packed` then packs only the arguments
+    #: plan keeps them ready; :meth:`packed` then packs only ``args``
     head: bytes = b""
+    #: how many of ``args``, first, are keys too (a task's own keys, after the queue's):
+    #: the head then stays the same for every task
+    arg_keys: int = 0
 
     def command(self) -> Command:
-        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+        nkeys = len(self.keys) + self.arg_keys
+        return ("EVALSHA", self.script.sha, nkeys, *self.keys, *self.args)
 
     def packed(self) -> bytes:
         """The command in the Redis protocol."""
@@ -81,7 +85,7 @@ class Plans:
         self.keys = keys
         self.settings = settings
         self._qkeys: dict[str, list[str]] = {}
-        self._one: dict[str, tuple[list[str], bytes]] = {}
+        self._one: dict[str, tuple[list[str], bytes, str]] = {}
         self.seen_queues: set[str] = set()
 
     def qkeys(self, queue: str) -> list[str]:
@@ -93,14 +97,23 @@ class Plans:
     # -- producers
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> Plan[list[str]]:
-        if len(items) == 1 and items[0].due_ms <= now_ms and items[0].idempotency_key is None:
-            return self._enqueue_one(items[0])
+        if len(items) == 1:
+            one = items[0]
+            if (
+                one.delay_ms <= 0
+                and one.idempotency_key is None
+                and (one.due_ms == 0 or (now_ms > 0 and one.due_ms <= now_ms))
+            ):
+                return self._enqueue_one(one)
         groups = _group(items)
         commands: list[Call | Command] = []
         new_queues = [q for q in groups if q not in self.seen_queues]
+        result = self.keys.result
         for queue, idx in groups.items():
             k = self.qkeys(queue)
-            keys = [k[0], k[1], k[3], k[4], k[9], k[10]]  # what enqueue.lua touches
+            # what enqueue.lua touches: six keys of the queue, each task's result key (a
+            # finished task's id is known by it), the idempotency keys
+            keys = [k[0], k[1], k[3], k[4], k[9], k[10], *(result(queue, items[i].id) for i in idx)]
             args: list[Any] = [now_ms, self.settings.idempotency_ttl_ms, len(idx)]
             for i in idx:
                 item = items[i]
@@ -108,7 +121,7 @@ class Plans:
                 if item.idempotency_key is not None:
                     keys.append(self.keys.idempotency(queue, item.idempotency_key))
                     ik = len(keys)
-                args += (item.id, item.task, item.body, item.due_ms, ik)
+                args += (item.id, item.task, item.body, item.due_ms, item.delay_ms, ik)
             commands.append(Call(scripts.ENQUEUE, keys, args))
         if new_queues:
             # recorded once per process per queue, so listings find custom queues
@@ -128,8 +141,10 @@ class Plans:
         """One task due now without an idempotency key: what a web request enqueues, with a
         script of three commands (``enqueue_one.lua``)."""
         queue = item.queue
-        keys, head = self._one.get(queue) or self._enqueue_one_head(queue)
-        call = Call(scripts.ENQUEUE_ONE, keys, [item.id, "enqueued|" + item.task, item.body], head)
+        keys, head, results = self._one.get(queue) or self._enqueue_one_head(queue)
+        # the task's result key, last of the keys: a finished task's id is known by it
+        args = [results + item.id, item.id, "enqueued|" + item.task, item.body]
+        call = Call(scripts.ENQUEUE_ONE, keys, args, head, 1)
         if queue in self.seen_queues:
             return Plan([call], lambda replies: [item.id], lean=True)
 
@@ -139,12 +154,15 @@ class Plans:
 
         return Plan([call, ("SADD", self.keys.queues(), queue)], parse, lean=True)
 
-    def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes]:
+    def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes, str]:
         k = self.qkeys(queue)
-        keys = [k[0], k[3], k[9], k[10]]  # what enqueue_one.lua touches
+        keys = [k[0], k[3], k[9], k[10]]  # the queue's keys enqueue_one.lua touches
         found = self._one[queue] = (
             keys,
-            resp.head(["EVALSHA", scripts.ENQUEUE_ONE.sha, len(keys), *keys], 3 + len(keys) + 3),
+            resp.head(
+                ["EVALSHA", scripts.ENQUEUE_ONE.sha, len(keys) + 1, *keys], 3 + len(keys) + 1 + 3
+            ),
+            self.keys.result(queue, ""),  # + the task id: its result key
         )
         return found
 
@@ -165,7 +183,7 @@ class Plans:
             for i in idx:
                 o = outcomes[i]
                 keys.append(self.keys.result(queue, o.id))
-                extra = b"%d|%s" % (o.retry_due_ms, o.retry_body) if o.kind == "retry" else b""
+                extra = b"%d|%s" % (o.retry_delay_ms, o.retry_body) if o.kind == "retry" else b""
                 args += (o.id, o.fence, o.kind, o.task, o.record, extra)
             for name, value in queue_stats.items():
                 args += (name, value)
@@ -214,17 +232,21 @@ class Plans:
         def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
             stale = _stale(outcomes, order, replies[:n_settle])
             reply = replies[n_settle]
-            # next due, suspects waiting, suspect batch; then (queue index, id, fence,
+            # next due, now, suspects waiting, suspect batch; then (queue index, id, fence,
             # message) per delivery, flat
             deliveries = [
                 Delivery(queues[int(q)], _s(task_id), int(fence), body)
                 for q, task_id, fence, body in zip(
-                    reply[3::4], reply[4::4], reply[5::4], reply[6::4], strict=True
+                    reply[4::4], reply[5::4], reply[6::4], reply[7::4], strict=True
                 )
             ]
             next_due = int(reply[0])
             result = FetchResult(
-                deliveries, next_due if next_due >= 0 else None, int(reply[1]), reply[2] == 1
+                deliveries,
+                next_due if next_due >= 0 else None,
+                int(reply[1]),
+                int(reply[2]),
+                reply[3] == 1,
             )
             return result, stale
 

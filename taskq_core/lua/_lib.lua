@@ -79,3 +79,13 @@ local function no_outcome(k, id, entry, maxd, now, kind, why)
   if redis.call('LLEN', KEYS[k + 11]) == 0 then redis.call('LPUSH', KEYS[k + 11], '1') end
   return false
 end
+
+-- "Now" in ms (docs/architecture.md, "Time"): the caller's time when it passed one (a test's
+-- ManualClock), else the server's own clock. One clock for every lease and due time, so a
+-- host whose clock runs ahead cannot expire the leases of the others.
+local function now_ms(arg)
+  local t = tonumber(arg)
+  if t and t > 0 then return t end
+  local s = redis.call('TIME')
+  return tonumber(s[1]) * 1000 + math.floor(tonumber(s[2]) / 1000)
+end

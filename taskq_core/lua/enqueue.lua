@@ -1,22 +1,40 @@
 -- Enqueue tasks into one queue, atomically.
 -- KEYS[1..6]: the queue's ready, delayed, msg, state, stats and wake keys (only those: fewer
--- keys to send on the hottest path); KEYS[7..]: idempotency keys.
--- ARGV: now_ms, idem_ttl_ms, n, then per task: id, name, message, due_ms, idem_key_index (0 = none)
+-- keys to send on the hottest path); KEYS[7..6+n]: the result key of each task; then the
+-- idempotency keys.
+-- ARGV: now_ms (0: the server's clock), idem_ttl_ms, n, then per task: id, name, message,
+-- due_ms (an absolute due time, 0 = none), delay_ms (due at now + delay, 0 = none),
+-- idem_key_index (its index in KEYS, 0 = none)
 -- Returns the task id of each task (the earlier task's id where an idempotency key matched).
--- Kept to few commands whatever the batch size: one HSET of every message, one LPUSH of every
--- ready id, one HINCRBY per task name. A queued task has no state entry (it is queued while
--- its message exists and it is neither leased, scheduled nor dead).
+-- Idempotent on the task id: a task whose id is known already (re-sent after a timeout or a
+-- lost connection, whatever retried it) is not added again. A known task has a message
+-- (queued, scheduled, running, retrying, dead-lettered) or, once finished or cancelled, its
+-- result record, kept for the result TTL (docs/delivery.md).
+-- Kept to few commands whatever the batch size: one HMGET and one EXISTS to find known ids,
+-- one HSET of every message, one LPUSH of every ready id, one HINCRBY per task name. A
+-- queued task has no state entry (it is queued while its message exists and it is neither
+-- leased, scheduled nor dead).
 local ready, delayed, msg, state, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local out, bodies, ids, names = {}, {}, {}, {}
+local now = false  -- read once, when a task has a due time (TIME is not free)
+local out, bodies, ids, names, seen, given = {}, {}, {}, {}, {}, {}
 local woke = false
+for i = 0, n - 1 do given[i + 1] = ARGV[4 + i * 6] end
+-- ids with a message, and how many of the batch have a result record (none, nearly always)
+local known = each('HMGET', msg, given)
+local finished = 0
+for i = 7, 6 + n, 1000 do
+  finished = finished + redis.call('EXISTS', unpack(KEYS, i, math.min(i + 999, 6 + n)))
+end
 for i = 0, n - 1 do
-  local b = 4 + i * 5
-  local id, name, body, due, ik = ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local b = 4 + i * 6
+  local id, name, body = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local due, delay, ik = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local earlier = false
-  if ik > 0 then
+  if known[i + 1] or seen[id] or (finished > 0 and redis.call('EXISTS', KEYS[7 + i]) == 1) then
+    earlier = id
+  elseif ik > 0 then
     earlier = redis.call('GET', KEYS[ik])
     if not earlier then
       redis.call('SET', KEYS[ik], id, 'PX', idem_ttl)
@@ -25,9 +43,15 @@ for i = 0, n - 1 do
   if earlier then
     out[#out + 1] = earlier
   else
+    seen[id] = true
     bodies[#bodies + 1] = id
     bodies[#bodies + 1] = body
-    if due > now then
+    if due > 0 or delay > 0 then
+      now = now or now_ms(ARGV[1])
+      -- a delay counts from the server's now; an absolute due time is the producer's
+      if delay > 0 then due = now + delay end
+    end
+    if due > 0 and due > now then
       redis.call('ZADD', delayed, due, id)
       redis.call('HSET', state, id, 'scheduled')
       -- a sleeping worker recomputes how long to sleep

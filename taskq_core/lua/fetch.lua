@@ -3,20 +3,21 @@
 -- become suspects, or are dead-lettered after max_deliveries deliveries without an outcome)
 -- and promotes delayed tasks that are due.
 -- KEYS: QK (12) keys per queue, queues in priority order.
--- ARGV: now_ms, lease_ms, want, max_deliveries, nqueues, alone ('1': the caller holds no
--- lease, so it may be given a suspect)
--- Returns {next_due_ms or -1, suspects waiting, 1 if this batch is a suspect (alone) else 0,
--- q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index).
+-- ARGV: now_ms (0: the server's clock), lease_ms, want, max_deliveries, nqueues, alone ('1':
+-- the caller holds no lease, so it may be given a suspect)
+-- Returns {next_due_ms or -1, now_ms, suspects waiting, 1 if this batch is a suspect (alone)
+-- else 0, q1, id1, fence1, message1, q2, ...} (q is the 0-based queue index; now_ms the time
+-- used, so a worker sleeps until next_due by the same clock).
 -- A first delivery costs no command of its own: its fence is 1, written nowhere (see
 -- docs/architecture.md, "fences"); a later one costs one HINCRBY. The rest is one command
 -- per batch; while no suspect waits, suspects cost one EXISTS.
-local now = tonumber(ARGV[1])
+local now = now_ms(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local maxd = tonumber(ARGV[4])
 local nq = tonumber(ARGV[5])
 local alone = ARGV[6] == '1'
-local out = {-1, 0, 0}
+local out = {-1, now, 0, 0}
 local got = 0
 local next_due = -1
 local deadline = now + lease
@@ -63,7 +64,7 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
         keep_fence(KEYS[k + 6], id, entry)
         local f = redis.call('HINCRBY', KEYS[k + 6], id, 1)
         redis.call('ZADD', KEYS[k + 3], deadline, id)
-        out[3] = 1
+        out[4] = 1
         out[#out + 1] = q
         out[#out + 1] = id
         out[#out + 1] = f
@@ -75,11 +76,11 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
     end
     waiting = waiting + redis.call('LLEN', lists[q + 1])
   end
-  out[2] = waiting
+  out[3] = waiting
 end
 -- 4. lease what is ready, highest priority first (nothing more with a suspect)
 for q = 0, nq - 1 do
-  if got >= want or out[3] == 1 then break end
+  if got >= want or out[4] == 1 then break end
   local k = q * QK
   local ids = redis.call('RPOP', KEYS[k + 1], want - got)
   if ids then

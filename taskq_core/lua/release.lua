@@ -1,5 +1,5 @@
 -- Hand leased tasks back, with fencing. KEYS[1..QK]: the queue's keys.
--- ARGV: kind, why, now_ms, max_deliveries, then pairs id, fence.
+-- ARGV: kind, why, now_ms (0: the server's clock), max_deliveries, then pairs id, fence.
 -- kind '': a graceful hand-back (SIGTERM, Worker.close(), leased but not started): to the
 -- front of the queue at once, not counted towards poison detection (not the task's fault).
 -- kind 'WorkerCrashed' / 'InternalError': the delivery ended without an outcome because its
@@ -8,7 +8,7 @@
 -- max_deliveries, is dead-lettered.
 -- Returns how many were handed back (dead-lettered ones included).
 local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KEYS[11]
-local kind, why, now, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local kind, why, now, maxd = ARGV[1], ARGV[2], now_ms(ARGV[3]), tonumber(ARGV[4])
 local n = 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]

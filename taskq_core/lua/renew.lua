@@ -1,8 +1,8 @@
 -- Extend the leases a worker still holds, with fencing.
--- KEYS[1..QK]: the queue's keys. ARGV: now_ms, lease_ms, then pairs id, fence.
+-- KEYS[1..QK]: the queue's keys. ARGV: now_ms (0: the server's clock), lease_ms, then pairs id, fence.
 -- Returns the ids whose lease was lost (re-leased to another worker, or settled).
 local leased, fence = KEYS[3], KEYS[6]
-local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+local deadline = now_ms(ARGV[1]) + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]

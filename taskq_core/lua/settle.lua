@@ -1,8 +1,8 @@
 -- Record the outcomes of leased tasks of one queue, atomically, with fencing.
 -- KEYS[1..QK]: the queue's keys; KEYS[QK + 1..]: the result key of each outcome.
--- ARGV: now_ms, result_ttl_ms, n, nstats, then per outcome 6 values:
+-- ARGV: now_ms (0: the server's clock), result_ttl_ms, n, nstats, then per outcome 6 values:
 --   id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
---   extra (retry only: 'due_ms|new message')
+--   extra (retry only: 'delay_ms|new message': due at now + delay, by the same clock as leases)
 -- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
 -- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
 -- Returns the 1-based indexes of outcomes refused as stale (their lease was lost).
@@ -11,7 +11,7 @@
 -- writes it, so the next delivery counts on from it.
 local ready, delayed, leased, msg, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fence, unack, dead, err, stats, wake = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local now = tonumber(ARGV[1])
+local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local nstats = tonumber(ARGV[4])
@@ -53,7 +53,7 @@ for i = 0, n - 1 do
       redis.call('HINCRBY', unack, id, 1)
       if kind == 'retry' then
         local sep = string.find(extra, '|', 1, true)
-        local due = tonumber(string.sub(extra, 1, sep - 1))
+        local due = now + tonumber(string.sub(extra, 1, sep - 1))
         redis.call('HSET', msg, id, string.sub(extra, sep + 1))
         if due > now then
           redis.call('ZADD', delayed, due, id)

@@ -16,6 +16,7 @@ import orjson
 import psutil
 
 from ..brokers.base import Lease, Outcome, ReleaseMode
+from ..clock import script_ms
 from ..errors import HardTimeout
 from ..message import BadMessage, decode
 from ..redact import redact_text
@@ -185,10 +186,12 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             f.kind,
             msg.task,
             orjson.dumps(f.record),
-            f.retry_due_ms,
+            f.retry_delay_ms,
             f.retry_body,
         )
-        stale = broker.settle([outcome], now_ms, {r.queue: {f"timed_out|{msg.task}": 1}})
+        # the retry's due time by the broker's clock, as the worker's retries
+        stats = {r.queue: {f"timed_out|{msg.task}": 1}}
+        stale = broker.settle([outcome], script_ms(app.clock), stats)
     except Exception as exc:
         log.error(
             "supervisor: could not settle timed-out task %s, its lease will lapse: %s",

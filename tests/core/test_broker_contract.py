@@ -187,7 +187,8 @@ def test_release_hands_back_without_counting_a_delivery(broker: Broker) -> None:
 def test_retry_outcome_reschedules_with_new_message(broker: Broker) -> None:
     broker.enqueue([item(1)], T0)
     (d,) = broker.fetch(Q, 1, T0)[0].deliveries
-    retry = Outcome("default", "t1", d.fence, "retry", "job", b"{}", T0 + 3_000, b'{"n":"again"}')
+    # due 3 s after the broker's now (the caller's T0 here)
+    retry = Outcome("default", "t1", d.fence, "retry", "job", b"{}", 3_000, b'{"n":"again"}')
     assert broker.settle([retry], T0) == []
     assert broker.get("default", "t1").state == "scheduled"  # type: ignore[union-attr]
     assert ids(broker, 1, T0 + 2_999) == []
@@ -394,7 +395,7 @@ def test_fences_count_on_after_every_ending_but_success(broker: Broker, ending: 
     assert broker.get("default", "t1").deliveries == 1  # type: ignore[union-attr]
     now = T0 + 1
     if ending == "retry":
-        again = Outcome("default", "t1", 1, "retry", "job", b"{}", now, orjson.dumps({"n": 1}))
+        again = Outcome("default", "t1", 1, "retry", "job", b"{}", 0, orjson.dumps({"n": 1}))
         assert broker.settle([again], now) == []
     elif ending == "failed":
         record = b'{"status":"failed"}'
