@@ -22,8 +22,16 @@ is not a browser's and passes on to the auth check.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .types import Request, Route
@@ -109,6 +117,44 @@ def read_limit(route: Route | None, headers: Mapping[str, str]) -> int:
     if declared is not None and declared > MAX_BODY:
         return 0
     return MAX_BODY + 1
+
+
+def read_body(read: Callable[[int], bytes], limit: int) -> bytes:
+    """At most ``limit`` bytes from a blocking ``read(n)`` (a WSGI input, a Django request):
+    what a sync adapter passes on, ``limit`` being :meth:`RouteTable.read_limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def read_body_async(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """At most ``limit`` bytes from an async stream of chunks (ASGI, aiohttp): it stops
+    reading there, so a client cannot make the server buffer more."""
+    if limit <= 0:
+        return b""
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
+
+
+async def asgi_body_chunks(receive: Callable[[], Awaitable[Any]]) -> AsyncIterator[bytes]:
+    """The chunks of an ASGI request body, read from ``receive`` as they come."""
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return  # the client went away
+        yield bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return
 
 
 def check_admin_request(request: Request) -> None:

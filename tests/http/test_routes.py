@@ -5,7 +5,7 @@ traceback. Responses are validated against the schemas the OpenAPI document publ
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import jsonschema
@@ -16,6 +16,7 @@ from taskq_core import TaskQueue
 from taskq_core.brokers.redis import RedisBroker
 from taskq_core.http import Request, Response
 from taskq_core.http import schemas as s
+from taskq_core.http.access import read_body, read_body_async
 from taskq_core.http.openapi import UNHEALTHY_BODY
 from taskq_core.http.routes import RouteTable
 from taskq_core.observability import alerts, facade
@@ -476,3 +477,27 @@ async def test_dispatch_async_runs_in_a_thread(populated: TaskQueue) -> None:
     response = await table.dispatch_async(Request("GET", "/metrics/summary"))
     assert response.status == 200
     assert orjson.loads(response.body)["enqueued"] >= 4
+
+
+async def test_body_readers_stop_at_the_cap() -> None:
+    served: list[int] = []
+
+    def endless(n: int) -> bytes:  # a client that never stops sending
+        served.append(n)
+        return b"x" * min(n, 1000)
+
+    assert len(read_body(endless, 5000)) == 5000
+    assert sum(min(n, 1000) for n in served) == 5000  # nothing read past the cap
+
+    pulled = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield b"y" * 1000
+
+    assert len(await read_body_async(chunks(), 2500)) == 2500
+    assert pulled == 3
+    assert await read_body_async(chunks(), 0) == b""
+    assert pulled == 3  # a route without a body reads nothing
