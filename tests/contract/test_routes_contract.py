@@ -429,6 +429,24 @@ def test_private_reads_need_auth_and_public_reads_stay_open(
         assert answer.status == 200 or (answer.status == 503 and call.path in unhealthy_ok)
 
 
+def test_without_an_auth_callable_private_and_admin_routes_are_401(
+    framework: str, copies: Callable[[], TaskQueue]
+) -> None:
+    make = factory(framework)
+    assert make is not None
+    tq = copies()
+    client = make(tq, None)
+    try:
+        calls = [*private_read_calls(tq), *admin_calls(tq, ADMIN_HEADERS)]
+        for call, answer in zip(calls, same_as_core(tq, client, calls, None), strict=True):
+            assert answer.status == 401, call.path  # not 500: no callable is a refusal
+            assert "www-authenticate" in answer.headers
+        for answer in same_as_core(tq, client, public_read_calls(tq), None):
+            assert answer.status in (200, 503)
+    finally:
+        close(client)
+
+
 @pytest.fixture
 def cookie_contract(
     framework: str, copies: Callable[[], TaskQueue]
