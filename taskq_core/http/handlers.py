@@ -66,8 +66,21 @@ def openapi(c: Call) -> Response:
     return ok(c.table.openapi())
 
 
+def _withhold_hosts(c: Call, report: dict[str, Any]) -> dict[str, Any]:
+    """Health is open to anyone, and a broker error's text names the broker's host and port:
+    unless the application opened the ``hosts`` class, only the error's type is shown (the
+    server log has the rest)."""
+    if "hosts" in c.table.open:
+        return report
+    parts = [report, *report.get("components", {}).values()]
+    for part in parts:
+        if isinstance(part.get("error"), str):
+            part["error"] = part["error"].split(":", 1)[0]
+    return report
+
+
 def health_check(c: Call) -> Response:
-    report = health.check(c.app)
+    report = _withhold_hosts(c, health.check(c.app))
     return Response.json(health.http_status(report["status"]), report)
 
 
@@ -76,7 +89,7 @@ def health_live(c: Call) -> Response:
 
 
 def health_ready(c: Call) -> Response:
-    report = health.ready(c.app)
+    report = _withhold_hosts(c, health.ready(c.app))
     return Response.json(200 if report["status"] == "ready" else 503, report)
 
 

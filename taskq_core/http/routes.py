@@ -262,7 +262,9 @@ class RouteTable:
         except (RedisError, OSError) as exc:
             detail = redact_text(f"{type(exc).__name__}: {exc}")[:300]
             log.warning("taskq route %s: broker error: %s", request.path[:200], detail)
-            return error_response(503, f"the broker did not answer: {detail}")
+            # the type only: the text names the broker's host and port (the log has it)
+            shown = type(exc).__name__
+            return error_response(503, f"the broker did not answer ({shown}); see the server log")
         except Exception:
             log.exception("taskq route %s %s failed", request.method, request.path[:200])
             return error_response(500, "internal error; the server log has the details")

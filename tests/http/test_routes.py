@@ -468,6 +468,15 @@ def test_a_broker_that_does_not_answer_is_503(dead_broker: TaskQueue) -> None:
         assert b":pw@" not in response.body
     assert client("GET", "/metrics").status == 503
     assert client("GET", "/health").status == 503
+    # open to anyone: an error shows its type, not the broker's address (the log has it)
+    anonymous = Client(RouteTable(dead_broker))
+    for path in ("/health", "/health/ready", "/metrics/summary"):
+        response = anonymous("GET", path)
+        assert response.status == 503, path
+        assert b"127.0.0.1" not in response.body, path
+        assert b"ConnectionError" in response.body, path
+    opened = Client(RouteTable(dead_broker, expose_private=["hosts"]))
+    assert b"127.0.0.1" in opened("GET", "/health").body
     assert client.json("GET", "/status")["status"] == "unhealthy"
     assert client("GET", "/health/live").status == 200
 
