@@ -296,7 +296,14 @@ class HttpSettings(_Section):
     )
     public_read: bool = Field(
         True,
-        description="Serve the read-only routes without auth (health routes are always open).",
+        description="Serve the aggregate read routes (status, summed metrics, Prometheus) "
+        "without auth; health routes are always open.",
+    )
+    expose_private: list[Literal["results", "errors", "hosts", "config"]] = Field(
+        default_factory=list,
+        description="Private route classes to serve without auth: results (task results), "
+        "errors (error messages, task lists), hosts (hosts, pids, workers, alerts), config "
+        "(configuration, versions, registry). Default: none; they need the auth callable.",
     )
 
 

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from flask import Blueprint, Flask, Response, current_app, g, has_app_context, request
+from flask.sansio.blueprints import BlueprintSetupState
+from werkzeug.routing import Rule
 
 from taskq_core import TaskQueue
 from taskq_core.config import InvalidConfiguration
 from taskq_core.errors import ConfigurationError
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
+from taskq_core.http.access import read_body
 from taskq_core.http.routes import RouteTable
 from taskq_core.message import Message
 from taskq_core.middleware import Middleware
@@ -24,9 +27,6 @@ from taskq_core.wsgi import HostOptions, WorkerThread, config_error, host_option
 from .cli import taskq_cli
 
 log = logging.getLogger("taskq.flask")
-
-#: every method goes to the core, so 404, 405 and 400 are decided there, as in every framework
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 #: app.config keys that belong to the extension, not to taskq's settings
 _OWN = ("ROUTE_PREFIX", "DEFER_ENQUEUE", "EMBEDDED_WORKERS")
@@ -66,8 +66,10 @@ class TaskQ:
     """The Flask extension; see the package docstring.
 
     ``tq`` is your TaskQueue (else one is built from ``app.config``); ``auth(request) ->
-    bool`` decides who may use the routes that change state (retry, purge, cancel), which
-    answer 401 without it; ``request.native`` is the Flask request.
+    bool`` decides who may use the routes that change state (retry, purge, cancel) and the
+    read routes that can carry private data (results, errors, hosts, configuration), which
+    answer 401 without it; ``request.native`` is the Flask request. ``TASKQ_HTTP =
+    {"public_read": ..., "expose_private": [...]}`` opens read routes (docs/security.md).
     """
 
     def __init__(
@@ -95,9 +97,7 @@ class TaskQ:
             return
         options, tq = self._configure(app)
         prefix = options.route_prefix or "/" + tq.settings.http.prefix.strip("/")
-        table = RouteTable(
-            tq, prefix=prefix, auth=self.auth, public_read=tq.settings.http.public_read
-        )
+        table = RouteTable(tq, prefix=prefix, auth=self.auth)
         app.register_blueprint(_blueprint(prefix))
         app.before_request(_open_scope)
         app.after_request(_finish_response)
@@ -176,21 +176,33 @@ def _add_app_context(tq: TaskQueue, app: Flask) -> None:
 
 
 def _blueprint(prefix: str) -> Blueprint:
-    bp = Blueprint("taskq", __name__, url_prefix=prefix if prefix != "/" else None)
-    # the bare prefix and everything below it, with or without a trailing slash
-    bp.add_url_rule("", "root", _dispatch, methods=METHODS, strict_slashes=False)
-    bp.add_url_rule("/<path:path>", "path", _dispatch, methods=METHODS)
+    bp = Blueprint("taskq", __name__)
+    root = prefix.rstrip("/")
+
+    def install(state: BlueprintSetupState) -> None:
+        # werkzeug rules of their own, because only a rule without a method list serves
+        # every method (Flask's add_url_rule always sets one): an odd method then reaches
+        # the core, which answers it as in every framework, instead of Flask's HTML 405
+        rules = [(root or "/", "taskq.root"), (root + "/<path:path>", "taskq.path")]
+        for path, endpoint in rules:
+            state.app.url_map.add(Rule(path, endpoint=endpoint, strict_slashes=False))
+            state.app.view_functions[endpoint] = _dispatch
+
+    bp.record_once(install)
     return bp
 
 
 def _dispatch(path: str = "") -> Response:
     state: TaskqState = current_app.extensions["taskq"]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # routed first: only a route that takes a body has it read, and no more than its cap
+    limit = state.table.read_limit(request.method, "/" + path, headers)
     core = CoreRequest(
         method=request.method,
         path="/" + path,
         query={k: request.args.getlist(k) for k in request.args},
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=request.get_data(),
+        headers=headers,
+        body=read_body(request.stream.read, limit) if limit else b"",
         native=request._get_current_object(),  # type: ignore[attr-defined]
     )
     out = state.table.dispatch(core)

@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, cast
 
-from litestar import Request, Response, route
+from litestar import Request, asgi
 from litestar.config.app import AppConfig
-from litestar.enums import HttpMethod, ScopeType
-from litestar.handlers import HTTPRouteHandler
+from litestar.enums import ScopeType
+from litestar.handlers import ASGIRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPlugin
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 from taskq_core import TaskQueue, Worker
 from taskq_core.asgi import run_in_request_scope
 from taskq_core.embedded import EmbeddedWorkers
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
+from taskq_core.http.access import asgi_body_chunks, read_body_async
 from taskq_core.http.routes import RouteTable
-
-#: every method goes to the core, so 404, 405 and 400 are decided there, as in every framework
-METHODS = [HttpMethod(m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")]
 
 
 class TaskqPlugin(InitPlugin, AbstractAsyncContextManager["TaskqPlugin"]):
     """``Litestar(plugins=[TaskqPlugin(tq, prefix="/tasks", auth=None, defer=False)])``.
 
     ``prefix`` defaults to the ``http.prefix`` setting, ``/tasks``. ``auth(request) -> bool``
-    decides who may use the routes that change state (retry, purge, cancel);
+    decides who may use the routes that change state (retry, purge, cancel) and the read
+    routes that can carry private data (results, errors, hosts, configuration);
     ``request.native`` is the Litestar request. ``public_read=False`` (default: the
-    ``http.public_read`` setting) puts the read routes behind ``auth`` too. ``defer=True``
+    ``http.public_read`` setting) puts the aggregate read routes behind ``auth`` too;
+    ``expose_private`` (default: the ``http.expose_private`` setting) opens private route
+    classes (docs/security.md). ``defer=True``
     holds the tasks a request enqueues until its response is known to succeed.
     ``embedded_workers`` workers (default 0) run in the server's loop while the app runs.
     """
@@ -45,11 +54,18 @@ class TaskqPlugin(InitPlugin, AbstractAsyncContextManager["TaskqPlugin"]):
         defer: bool = False,
         embedded_workers: int = 0,
         public_read: bool | None = None,
+        expose_private: Sequence[str] | None = None,
         queues: list[str] | None = None,
         concurrency: int | None = None,
     ) -> None:
         self.tq = tq
-        self.table = RouteTable(tq, prefix=prefix, auth=auth, public_read=public_read)
+        self.table = RouteTable(
+            tq,
+            prefix=prefix,
+            auth=auth,
+            public_read=public_read,
+            expose_private=None if expose_private is None else tuple(expose_private),
+        )
         self.defer = defer
         # built (and so validated) now: a bad count fails at import, not at server start
         self._spec = EmbeddedWorkers(tq, embedded_workers, queues=queues, concurrency=concurrency)
@@ -69,35 +85,49 @@ class TaskqPlugin(InitPlugin, AbstractAsyncContextManager["TaskqPlugin"]):
         app_config.lifespan.append(self)
         return app_config
 
-    def _route_handler(self) -> HTTPRouteHandler:
+    def _route_handler(self) -> ASGIRouteHandler:
         table = self.table
+        prefix = table.prefix  # normalised: "" or "/x" without a trailing slash
 
-        async def taskq_routes(request: Request[Any, Any, Any]) -> Response[bytes]:
+        async def taskq_routes(scope: Scope, receive: Receive, send: Send) -> None:
+            # a mount hands over the path below the prefix in scope["path"] ("/" for the
+            # bare prefix), whatever the method
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            path = str(scope["path"])
+            full = bytes(scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0]
+            if prefix and full and full != prefix and not full.startswith(prefix + "/"):
+                # Litestar's mount matches /tasksx too: that path is not below the prefix
+                path = full
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            # routed first: only a route that takes a body has it read, up to its cap
+            limit = table.read_limit(request.method, path, headers)
             core = CoreRequest(
                 method=request.method,
-                path="/" + str(request.path_params.get("path", "")).lstrip("/"),
+                path=path,
                 query=request.query_params.dict(),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=await request.body(),
+                headers=headers,
+                # receive, not request.stream(): the latter wants an HTTP route handler
+                body=await read_body_async(asgi_body_chunks(receive), limit),
                 native=request,
             )
             out = await table.dispatch_async(core)
-            # the core's content-type goes in the headers, where Litestar keeps it as is (as
-            # media_type it would append a second "; charset=utf-8" to text/plain)
-            return Response(
-                out.body,
-                status_code=out.status,
-                headers=out.headers,
-                media_type=out.headers.get("content-type"),
-            )
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers.items()]
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": out.status,
+                "headers": raw,
+            }
+            await send(start)
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": out.body,
+                "more_body": False,
+            }
+            await send(body)
 
-        prefix = table.prefix  # normalised: "" or "/x" without a trailing slash
-        paths = [prefix + "/{path:path}"]
-        if prefix:
-            paths.insert(0, prefix)  # the bare prefix too, as in the other frameworks
-        return route(paths, http_method=METHODS, name="taskq", include_in_schema=False)(
-            taskq_routes
-        )
+        # an ASGI mount, not an HTTP route: Litestar routes every method to a mount (an
+        # HTTP handler takes a fixed list), so the core answers odd methods as elsewhere
+        return asgi(prefix or "/", is_mount=True, copy_scope=True, name="taskq")(taskq_routes)
 
     async def __aenter__(self) -> TaskqPlugin:
         # a fresh handle on each start: handles of one TaskQueue share one pool

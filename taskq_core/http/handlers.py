@@ -14,6 +14,7 @@ import orjson
 
 from ..observability import diagnostics, facade, health, prometheus
 from . import schemas as s
+from .access import PRIVATE
 from .routes import Call, HttpError
 from .types import Response, Route
 
@@ -42,7 +43,13 @@ def ok(data: Any) -> Response:
 def index(c: Call) -> Response:
     t = c.table
     routes = [
-        {"method": r.method, "path": t.prefix + r.path, "summary": r.summary, "admin": r.admin}
+        {
+            "method": r.method,
+            "path": t.prefix + r.path,
+            "summary": r.summary,
+            "admin": r.admin,
+            "auth": t.needs_auth(r),
+        }
         for r in t.routes
     ]
     return ok(
@@ -59,8 +66,21 @@ def openapi(c: Call) -> Response:
     return ok(c.table.openapi())
 
 
+def _withhold_hosts(c: Call, report: dict[str, Any]) -> dict[str, Any]:
+    """Health is open to anyone, and a broker error's text names the broker's host and port:
+    unless the application opened the ``hosts`` class, only the error's type is shown (the
+    server log has the rest)."""
+    if "hosts" in c.table.open:
+        return report
+    parts = [report, *report.get("components", {}).values()]
+    for part in parts:
+        if isinstance(part.get("error"), str):
+            part["error"] = part["error"].split(":", 1)[0]
+    return report
+
+
 def health_check(c: Call) -> Response:
-    report = health.check(c.app)
+    report = _withhold_hosts(c, health.check(c.app))
     return Response.json(health.http_status(report["status"]), report)
 
 
@@ -69,7 +89,7 @@ def health_live(c: Call) -> Response:
 
 
 def health_ready(c: Call) -> Response:
-    report = health.ready(c.app)
+    report = _withhold_hosts(c, health.ready(c.app))
     return Response.json(200 if report["status"] == "ready" else 503, report)
 
 
@@ -163,6 +183,36 @@ _SELECT = {
 }
 
 
+#: what each read route can reveal (classes of :mod:`taskq_core.http.access`); a route not
+#: listed here exposes every private class, so a new route is private until declared
+EXPOSES: dict[str, tuple[str, ...]] = {
+    "index": ("metrics",),
+    "openapi": ("metrics",),
+    "health": ("health",),
+    "health_live": ("health",),
+    "health_ready": ("health",),
+    "status": ("metrics",),
+    "metrics_summary": ("metrics",),
+    "metrics_queues": ("metrics",),
+    "metrics_performance": ("metrics",),
+    "metrics_prometheus": ("metrics",),
+    "uptime": ("metrics",),
+    # worker ids are host:pid, and heartbeats carry host, pid and the ids of running tasks
+    "metrics": ("hosts",),
+    "metrics_system": ("hosts", "config"),
+    "metrics_workers": ("hosts",),
+    "metrics_memory": ("hosts",),
+    "metrics_autoscaler": ("hosts",),
+    # an alert's subject may be a worker (memory rule)
+    "alerts": ("hosts",),
+    "sla": ("hosts",),
+    "registry": ("config",),
+    "diagnostics": ("config", "errors", "hosts"),
+    "job": ("results", "errors"),
+    "failed": ("errors",),
+}
+
+
 def build_routes() -> list[Route]:
     """Every route, in the order the index and the OpenAPI document list them."""
     queue = q(QUEUE_PARAM, "Queue of the task (default: search every queue).")
@@ -224,7 +274,7 @@ def build_routes() -> list[Route]:
          "Cancel a queued or scheduled task.", {"queue": queue}),
     ]  # fmt: skip
     routes = [
-        Route("GET", path, name, handler, False, summary, schema, query)
+        Route("GET", path, name, handler, False, summary, schema, query, EXPOSES.get(name, PRIVATE))
         for path, name, handler, schema, summary, query in get
     ]
     routes += [

@@ -19,6 +19,10 @@ _ERRORS = {
     "400": "A query or path parameter is invalid.",
     "401": "Credentials are required (or no auth callable is configured).",
     "403": "The credentials may not use this route.",
+    "403_admin": "A cross-site request (Origin or Sec-Fetch-Site), or credentials that may "
+    "not use this route.",
+    "413": "The request body is over 64 KiB.",
+    "415": "The body is not Content-Type: application/json.",
     "404": "No such route or resource.",
     "405": "The path exists but not with this method.",
     "409": "The task is in a state that does not allow this.",
@@ -37,7 +41,7 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS[name]}
         for name in re.findall(r"\{(\w+)\}", route.path)
     ]
-    for name, spec in route.query.items():
+    for name, spec in {} if route.admin else route.query.items():
         p: dict[str, Any] = {
             "name": name,
             "in": "query",
@@ -53,15 +57,16 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
     else:
         content = {"application/json": {"schema": route.response_schema}}
     responses: dict[str, Any] = {"200": {"description": route.summary, "content": content}}
-    codes = ["404", "405", "500", "503"]
-    if route.query or "{" in route.path:
-        codes.append("400")
-    if route.admin or not table.public_read:
+    codes = ["400", "404", "405", "500", "503"]
+    if table.needs_auth(route):
         codes += ["401", "403"]
+    if route.admin:
+        codes += ["413", "415"]
     if route.name == "job_cancel":
         codes.append("409")
     for code in sorted(codes):
-        responses[code] = _error(_ERRORS[code])
+        key = "403_admin" if code == "403" and route.admin else code
+        responses[code] = _error(_ERRORS[key])
     if route.name in UNHEALTHY_BODY:
         responses["503"] = {
             "description": "Unhealthy (or not ready): the same report, with status 503.",
@@ -74,9 +79,31 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
         "parameters": params,
         "responses": responses,
     }
-    if route.admin or (not table.public_read and not route.path.startswith("/health")):
-        op["security"] = [{"taskqAuth": []}]
+    if route.admin:
+        op["requestBody"] = _body(route)
+    # an empty list overrides nothing here (no global requirement); it says "no auth"
+    op["security"] = [{"taskqAuth": []}] if table.needs_auth(route) else []
+    op["x-taskq-exposes"] = [] if route.admin else list(route.exposes)
     return op
+
+
+def _body(route: Route) -> dict[str, Any]:
+    """An admin route's JSON object of arguments (the fields its ``query`` declares)."""
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            name: {**spec["schema"], "description": spec["description"]}
+            for name, spec in route.query.items()
+        },
+        "required": [name for name, spec in route.query.items() if spec.get("required")],
+    }
+    return {
+        "required": False,
+        "description": "Arguments as a JSON object (an empty body is {}); Content-Type: "
+        "application/json is required, which a cross-site form cannot send.",
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def document(table: RouteTable) -> dict[str, Any]:

@@ -9,14 +9,21 @@
 Adapters mount one catch-all route under the prefix and forward every method and path, so
 what follows is the same in every framework:
 
-- an unknown path is 404; a known path with another method is 405 with an ``Allow``
-  header (HEAD is served wherever GET is);
+- a method the HTTP parsers do not know is 400 (aiohttp's server refuses it before any
+  application sees it, so the others do the same); an unknown path is 404; a known path
+  with another method is 405 with an ``Allow`` header (HEAD is served wherever GET is);
+  a trailing slash does not matter;
 - query parameters are checked against the route's declared parameters (types, bounds,
-  patterns; unknown names are refused): 400 naming the parameter;
-- admin routes (POST: retry, purge, cancel) need the application's ``auth`` callable:
-  none configured, or a refusal to a request without credentials, is 401; a refusal to a
-  request with credentials is 403. With ``public_read=False`` the read routes need it too
-  (the ``/health`` routes stay open for probes);
+  patterns, integers in ASCII digits only; unknown names are refused): 400 naming it;
+- admin routes (POST: retry, purge, cancel) refuse cross-site requests (403), bodies over
+  64 KiB (413) and bodies that are not ``application/json`` (415), then need the
+  application's ``auth`` callable: none configured, or a refusal to a request without
+  credentials, is 401; a refusal to a request with credentials is 403. Their arguments are
+  the fields of the JSON object, checked like query parameters;
+- read routes that can carry private data (results, error messages, hosts, configuration)
+  need the auth callable too unless ``expose_private`` opens their class; the aggregate
+  ones need it with ``public_read=False``; the ``/health`` routes never do
+  (:mod:`taskq_core.http.access`);
 - a broker that does not answer is 503, anything unexpected 500 (logged here, with its
   traceback, never sent). Every body is JSON with a schema, except the Prometheus text.
 """
@@ -30,9 +37,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from redis.exceptions import RedisError
 
 from ..redact import redact_text
+from . import access
 from .types import AuthCallable, Request, Response, Route
 
 if TYPE_CHECKING:
@@ -45,7 +54,14 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,100}$"},
     "queue": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"},
 }
-_CREDENTIALS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+#: the methods llhttp (aiohttp's parser, and node's) accepts; aiohttp answers 400 to any
+#: other before the application sees it, so every adapter does (CONNECT aside: no route)
+KNOWN_METHODS = frozenset(
+    ("ACL", "BIND", "CHECKOUT", "CONNECT", "COPY", "DELETE", "GET", "HEAD", "LINK", "LOCK",
+     "M-SEARCH", "MERGE", "MKACTIVITY", "MKCALENDAR", "MKCOL", "MOVE", "NOTIFY", "OPTIONS",
+     "PATCH", "POST", "PROPFIND", "PROPPATCH", "PURGE", "PUT", "QUERY", "REBIND", "REPORT",
+     "SEARCH", "SOURCE", "SUBSCRIBE", "TRACE", "UNBIND", "UNLINK", "UNLOCK", "UNSUBSCRIBE")
+)  # fmt: skip
 _REASONS = {
     400: "bad_request",
     401: "unauthorized",
@@ -53,6 +69,8 @@ _REASONS = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
     500: "internal_error",
     503: "unavailable",
 }
@@ -98,16 +116,17 @@ def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
     kind = schema.get("type", "string")
     value: Any = raw
     if kind == "integer":
-        if not re.fullmatch(r"-?\d{1,18}", raw):
-            raise HttpError(400, f"query parameter {name!r} must be an integer, got {raw[:40]!r}")
+        # [0-9], not \d: \d and int() take full-width and other non-ASCII digits
+        if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+            raise HttpError(400, f"parameter {name!r} must be an integer, got {raw[:40]!r}")
         value = int(raw)
         low, high = schema.get("minimum"), schema.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):
-            raise HttpError(400, f"query parameter {name!r} must be between {low} and {high}")
+            raise HttpError(400, f"parameter {name!r} must be between {low} and {high}")
     elif kind == "boolean":
         lowered = raw.lower()
         if lowered not in ("true", "false", "1", "0", "yes", "no"):
-            raise HttpError(400, f"query parameter {name!r} must be true or false")
+            raise HttpError(400, f"parameter {name!r} must be true or false")
         value = lowered in ("true", "1", "yes")
     else:
         enum = schema.get("enum")
@@ -147,6 +166,52 @@ def parse_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, Any]:
     return out
 
 
+def parse_body(route: Route, body: bytes) -> dict[str, Any]:
+    """An admin route's arguments: the fields of the JSON object in ``body`` (an empty body
+    is ``{}``), checked against the route's declared parameters with JSON types (integers,
+    booleans, strings, arrays of them), with defaults filled in."""
+    try:
+        data = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"the request body is not valid JSON: {str(exc)[:100]}") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "the request body must be a JSON object")
+    unknown = sorted(k for k in data if k not in route.query)
+    if unknown:
+        allowed = ", ".join(sorted(route.query)) or "none"
+        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise HttpError(400, f"unknown field {names} in the body (allowed: {allowed})")
+    out: dict[str, Any] = {}
+    for name, spec in route.query.items():
+        schema = spec["schema"]
+        if name not in data or data[name] is None:
+            if spec.get("required"):
+                raise HttpError(400, f"field {name!r} is required")
+            out[name] = schema.get("default")
+        elif schema.get("type") == "array":
+            values = data[name]
+            if not isinstance(values, list):
+                raise HttpError(400, f"field {name!r} must be an array")
+            limit = schema.get("maxItems", 100)
+            if len(values) > limit:
+                raise HttpError(400, f"field {name!r} takes at most {limit} values")
+            out[name] = [_check_json(name, v, schema["items"]) for v in values]
+        else:
+            out[name] = _check_json(name, data[name], schema)
+    return out
+
+
+def _check_json(name: str, value: Any, schema: dict[str, Any]) -> Any:
+    kind = schema.get("type", "string")
+    expected = {"integer": int, "boolean": bool, "string": str}[kind]
+    # bool is an int in Python, not in JSON
+    if not isinstance(value, expected) or (kind == "integer" and isinstance(value, bool)):
+        raise HttpError(400, f"field {name!r} must be a JSON {kind}")
+    if kind == "boolean":
+        return value
+    return _check(name, str(value), schema)
+
+
 class RouteTable:
     """Every route of taskq's HTTP surface, and the neutral handler (see module docstring).
 
@@ -161,6 +226,7 @@ class RouteTable:
         prefix: str | None = None,
         auth: AuthCallable | None = None,
         public_read: bool | None = None,
+        expose_private: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         from .handlers import build_routes
 
@@ -170,6 +236,10 @@ class RouteTable:
         self.prefix = "/" + raw.strip("/") if raw.strip("/") else ""
         self.auth = auth
         self.public_read = http.public_read if public_read is None else public_read
+        exposed = http.expose_private if expose_private is None else expose_private
+        self.expose_private = tuple(exposed)
+        #: the route classes served without auth (see access.open_classes)
+        self.open = access.open_classes(self.public_read, self.expose_private)
         self.routes: list[Route] = build_routes()
         self._compiled = [(r, _compile(r.path)) for r in self.routes]
 
@@ -178,14 +248,23 @@ class RouteTable:
 
     def dispatch(self, request: Request) -> Response:
         """Handle one request; never raises, never puts a traceback in the body."""
+        response = self._answer(request)
+        if request.method == "HEAD":
+            # errors too: every server drops a HEAD body, so the core does, alike everywhere
+            return Response(response.status, response.headers, b"")
+        return response
+
+    def _answer(self, request: Request) -> Response:
         try:
             return self._dispatch(request)
-        except HttpError as exc:
+        except (HttpError, access.Refused) as exc:
             return error_response(exc.status, exc.message, exc.headers)
         except (RedisError, OSError) as exc:
             detail = redact_text(f"{type(exc).__name__}: {exc}")[:300]
             log.warning("taskq route %s: broker error: %s", request.path[:200], detail)
-            return error_response(503, f"the broker did not answer: {detail}")
+            # the type only: the text names the broker's host and port (the log has it)
+            shown = type(exc).__name__
+            return error_response(503, f"the broker did not answer ({shown}); see the server log")
         except Exception:
             log.exception("taskq route %s %s failed", request.method, request.path[:200])
             return error_response(500, "internal error; the server log has the details")
@@ -200,12 +279,27 @@ class RouteTable:
 
         return document(self)
 
+    def needs_auth(self, route: Route) -> bool:
+        """Does ``route`` need the auth callable in this table?"""
+        return access.needs_auth(route, self.open)
+
+    def read_limit(self, method: str, path: str, headers: Mapping[str, str]) -> int:
+        """How many bytes of the request body an adapter should read (at most): 0 unless the
+        request goes to a route that takes a body. Adapters read no more than this, and
+        route first: no read route reads a body."""
+        try:
+            route, _ = self.match(method, path)
+        except HttpError:
+            return 0
+        return access.read_limit(route, headers)
+
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        """The route for ``method`` and ``path`` and its path parameters; 404 or 405."""
+        """The route for ``method`` and ``path`` and its path parameters; 400, 404 or 405."""
+        if method not in KNOWN_METHODS:
+            raise HttpError(400, f"unknown HTTP method {method[:20]!r}")
         path = "/" + path.strip("/") if path.strip("/") else "/"
         if len(path) > 2000:
             raise HttpError(404, "no such route")
-        method = method.upper()
         allowed: list[str] = []
         for route, pattern in self._compiled:
             m = pattern.match(path)
@@ -225,27 +319,16 @@ class RouteTable:
         route, params = self.match(request.method, request.path)
         for name, value in params.items():
             _check(name, value, PATH_PARAMS[name])
-        if route.admin or (not self.public_read and not route.path.startswith("/health")):
-            self._authorize(request)
-        query = parse_query(route, request.query)
-        response = route.handler(Call(self, request, params, query))
-        if request.method.upper() == "HEAD":
-            return Response(response.status, response.headers, b"")
-        return response
-
-    def _authorize(self, request: Request) -> None:
-        challenge = {"www-authenticate": 'Bearer realm="taskq"'}
-        if self.auth is None:
-            raise HttpError(
-                401, "this route needs the application's auth callable; none is set", challenge
-            )
-        try:
-            allowed = bool(self.auth(request))
-        except Exception:
-            log.exception("taskq auth callable failed")
-            raise HttpError(500, "the auth check failed; the server log has the details") from None
-        if allowed:
-            return
-        if not any(request.headers.get(h) for h in _CREDENTIALS):
-            raise HttpError(401, "credentials are required for this route", challenge)
-        raise HttpError(403, "these credentials may not use this route")
+        if route.admin:
+            access.check_admin_request(request)
+        if self.needs_auth(route):
+            access.authorize(request, self.auth)
+        if route.admin:
+            if request.query:
+                raise HttpError(
+                    400, "this route takes its arguments in a JSON body, not the query string"
+                )
+            query = parse_body(route, request.body)
+        else:
+            query = parse_query(route, request.query)
+        return route.handler(Call(self, request, params, query))

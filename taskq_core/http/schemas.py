@@ -389,7 +389,9 @@ INDEX = obj(
         "name": STR,
         "version": STR,
         "openapi": STR,
-        "routes": arr(obj({"method": STR, "path": STR, "summary": STR, "admin": BOOL})),
+        "routes": arr(
+            obj({"method": STR, "path": STR, "summary": STR, "admin": BOOL, "auth": BOOL})
+        ),
     }
 )
 OPENAPI = obj({"openapi": STR, "info": ANY_OBJECT, "paths": ANY_OBJECT})

@@ -47,13 +47,20 @@ class Response:
         )
 
 
-#: ``auth(request) -> bool``: may this request use the routes that change state?
+#: ``auth(request) -> bool``: may this request use the routes that change state, and the
+#: read routes that can carry private data?
 AuthCallable = Callable[[Request], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One route: ``path`` may hold ``{name}`` parameters; ``admin`` routes need auth."""
+    """One route: ``path`` may hold ``{name}`` parameters.
+
+    ``admin`` routes change state: POST, their arguments in a JSON body (``query`` declares
+    its fields), auth and the cross-site check (:mod:`taskq_core.http.access`). ``exposes``
+    names what a read route can reveal (see ``access.CLASSES``); it is served without auth
+    only when the application opened every one of them.
+    """
 
     method: str
     path: str
@@ -63,3 +70,5 @@ class Route:
     summary: str = ""
     response_schema: dict[str, Any] | None = None
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # private unless declared otherwise: a new route leaks nothing by default
+    exposes: tuple[str, ...] = ("results", "errors", "hosts", "config")

@@ -23,8 +23,10 @@ class ContractClient(Protocol):
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
-        """Send one request; return the status, the headers (names lower-case) and the body."""
+        """Send one request (``body`` as is, with whatever ``content-type`` the headers
+        give); return the status, the headers (names lower-case) and the body."""
         ...
 
 

@@ -25,8 +25,9 @@ class _SyncTestClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
-        r = self._client.request(method, path, params=params, headers=headers)
+        r = self._client.request(method, path, params=params, headers=headers, content=body or None)
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
 
     def close(self) -> None:
@@ -89,9 +90,23 @@ class _AiohttpClient:
         return client
 
     async def _request(
-        self, method: str, path: str, params: dict[str, str] | None, headers: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
-        async with self._client.request(method, path, params=params, headers=headers) as r:
+        # aiohttp's client adds Content-Type: application/octet-stream to a POST that sets
+        # none: send exactly the headers given, as the other clients do
+        kwargs: dict[str, Any] = {
+            "params": params,
+            "headers": headers,
+            "skip_auto_headers": ["Content-Type"],
+        }
+        if body:
+            kwargs["data"] = body
+        async with self._client.request(method, path, **kwargs) as r:
             body = await r.read()
             return r.status, {k.lower(): v for k, v in r.headers.items()}, body
 
@@ -102,8 +117,9 @@ class _AiohttpClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
-        return self._loop.run_until_complete(self._request(method, path, params, headers))
+        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
 
     def close(self) -> None:
         try:

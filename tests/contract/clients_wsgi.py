@@ -19,7 +19,8 @@ class _FlaskClient:
 
         app = Flask("contract")
         TaskQ(app, tq=tq, auth=auth)
-        self._client = app.test_client()
+        # no cookie jar: a test's own Cookie header goes out as given
+        self._client = app.test_client(use_cookies=False)
 
     def request(
         self,
@@ -28,8 +29,11 @@ class _FlaskClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
-        r = self._client.open(path, method=method, query_string=params, headers=headers)
+        r = self._client.open(
+            path, method=method, query_string=params, headers=headers, data=body or None
+        )
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.get_data()
 
 
@@ -57,7 +61,8 @@ class _DjangoClient:
             MIDDLEWARE=["taskq_django.middleware.TaskqMiddleware"],
         )
         self._override.enable()
-        self._client = Client(raise_request_exception=False)
+        # CSRF enforced, as for a real browser (the test client skips it by default)
+        self._client = Client(raise_request_exception=False, enforce_csrf_checks=True)
 
     def request(
         self,
@@ -66,8 +71,22 @@ class _DjangoClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
-        r = self._client.generic(method, path, data=b"", headers=headers, QUERY_STRING=_qs(params))
+        sent = dict(headers or {})
+        # Django's client sets CONTENT_TYPE itself: pass the header's value (or none at all)
+        content_type = next((v for k, v in sent.items() if k.lower() == "content-type"), None)
+        sent = {k: v for k, v in sent.items() if k.lower() != "content-type"}
+        extra = {"CONTENT_TYPE": content_type} if content_type is not None else {}
+        r = self._client.generic(
+            method,
+            path,
+            data=body,
+            content_type=content_type or "",
+            headers=sent,
+            QUERY_STRING=_qs(params),
+            **extra,
+        )
         return r.status_code, {k.lower(): v for k, v in r.items()}, r.content
 
     def close(self) -> None:

@@ -166,6 +166,23 @@ def smoke(
         assert health.headers["content-type"].startswith("application/json")
         assert isinstance(health.json(), dict)
 
+        # a task's result is private: the example's token opens it, nothing else does
+        bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.get(f"/tasks/jobs/{task_id}").status_code == 401
+        job = client.get(f"/tasks/jobs/{task_id}", headers=bearer)
+        assert job.status_code == 200, job.text
+        assert job.json()["result"]["total_cents"] == 900
+        # admin routes: a JSON body with the token; a cross-site form is refused even so
+        retry = client.post("/tasks/failed/high/retry", json={"all": True}, headers=bearer)
+        assert retry.status_code == 200, retry.text
+        assert retry.json() == {"queue": "high", "requested": 0, "retried": 0}
+        forged = client.post(
+            "/tasks/failed/high/retry",
+            data={"all": "true"},
+            headers={**bearer, "Origin": "https://evil.example"},
+        )
+        assert forged.status_code == 403, forged.text
+
         refused = client.post("/orders", json={"email": "ada@example.com", "items": []})
         assert refused.status_code in (400, 422)
 

@@ -42,7 +42,23 @@ def test_the_document_validates(make_app: Callable[..., TaskQueue]) -> None:
             assert code.isdigit()
         if route.admin:
             assert op["security"] == [{"taskqAuth": []}]
+            assert {"401", "403", "413", "415"} <= set(op["responses"])
+            # arguments in a JSON body (a cross-site form cannot send one), none in the URL
+            assert [p["in"] for p in op["parameters"]] == ["path"] * route.path.count("{")
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert set(body["properties"]) == set(route.query)
+            assert body["additionalProperties"] is False
+        elif table.needs_auth(route):
+            assert op["security"] == [{"taskqAuth": []}], route.path
             assert {"401", "403"} <= set(op["responses"])
+            assert "requestBody" not in op
+        else:
+            assert op["security"] == [], route.path  # open: explicitly no requirement
+        assert op["x-taskq-exposes"] == ([] if route.admin else list(route.exposes))
+    private = {r.name for r in table.routes if table.needs_auth(r) and not r.admin}
+    assert {"job", "failed", "diagnostics", "metrics_system"} <= private
+    opened = RouteTable(tq, expose_private=["results", "errors"]).openapi()
+    assert opened["paths"]["/tasks/failed"]["get"]["security"] == []
     served = RouteTable(tq).dispatch(Request("GET", "/openapi.json"))
     assert orjson.loads(served.body) == doc
 

@@ -23,7 +23,8 @@ from .tasks import charge_order, tq
 
 
 def is_admin(request: TaskqRequest) -> bool:
-    """Retry, purge and cancel need ``Authorization: Bearer $SHOP_ADMIN_TOKEN``."""
+    """Retry, purge, cancel and the private read routes (results, errors, hosts) need
+    ``Authorization: Bearer $SHOP_ADMIN_TOKEN``."""
     token = os.environ.get("SHOP_ADMIN_TOKEN", "")
     given = request.headers.get("authorization", "")
     return bool(token) and hmac.compare_digest(given, f"Bearer {token}")

@@ -61,32 +61,37 @@ def test_routes_answer_as_the_core_does(configure_taskq: Configure, client: Clie
     assert any(r["path"].startswith("/tasks/") for r in orjson.loads(index.content)["routes"])
 
 
+PURGE = "/tasks/failed/default/purge"
+ALL = b'{"all": true}'
+JSON = "application/json"
+
+
 def test_admin_routes_need_the_auth_callable(configure_taskq: Configure, client: Client) -> None:
     configure_taskq(AUTH=lambda request: request.headers.get("authorization") == "Bearer ok")
-    assert client.post("/tasks/failed/default/purge?all=true").status_code == 401
-    assert (
-        client.post("/tasks/failed/default/purge?all=true", headers={"Authorization": "Bearer no"})
-    ).status_code == 403
-    done = client.post(
-        "/tasks/failed/default/purge?all=true", headers={"Authorization": "Bearer ok"}
-    )
+    assert client.post(PURGE, ALL, content_type=JSON).status_code == 401
+    no = client.post(PURGE, ALL, content_type=JSON, headers={"Authorization": "Bearer no"})
+    assert no.status_code == 403
+    done = client.post(PURGE, ALL, content_type=JSON, headers={"Authorization": "Bearer ok"})
     assert done.status_code == 200, done.content
 
 
-def test_cookie_requests_to_admin_routes_pass_the_csrf_check(
+def test_forged_cookie_requests_get_taskq_json_refusals_not_django_html(
     configure_taskq: Configure,
 ) -> None:
     configure_taskq(AUTH="taskq_django.auth.is_staff")
     browser = Client(enforce_csrf_checks=True, raise_request_exception=False)
     browser.cookies["sessionid"] = "stolen"
-    refused = browser.post("/tasks/failed/default/purge?all=true")
-    # Django's CSRF refusal, before the route (and the auth callable) is reached
-    assert refused.status_code == 403
-    assert b"CSRF" in refused.content
-    # a token in a header is not what a forged cross-site form can send: no CSRF check
-    token = browser.post(
-        "/tasks/failed/default/purge?all=true", headers={"Authorization": "Bearer x"}
-    )
+    # a cross-site form: refused by the core's check (the view is csrf_exempt), in JSON
+    form = browser.post(PURGE, {"all": "true"}, headers={"Origin": "https://evil.example"})
+    assert form.status_code == 403
+    assert form["Content-Type"] == JSON
+    assert orjson.loads(form.content)["error"] == "forbidden"
+    # the cookie alone, with a form body and no Origin: not JSON, so 415, in JSON
+    cookie_only = browser.post(PURGE, {"all": "true"})
+    assert cookie_only.status_code == 415
+    assert orjson.loads(cookie_only.content)["error"] == "unsupported_media_type"
+    # a token in a header, JSON body: past the cross-site checks, refused by is_staff
+    token = browser.post(PURGE, ALL, content_type=JSON, headers={"Authorization": "Bearer x"})
     assert token.status_code == 403
     assert orjson.loads(token.content)["error"] == "forbidden"
 
@@ -97,12 +102,16 @@ def test_auth_is_staff_admits_staff_users(configure_taskq: Configure, db: str) -
     configure_taskq(AUTH="taskq_django.auth:is_staff")
     staff = User.objects.create_user("ops", password="pw", is_staff=True)
     try:
-        browser = Client(raise_request_exception=False)
+        browser = Client(raise_request_exception=False, enforce_csrf_checks=True)
         browser.force_login(staff)
-        assert browser.post("/tasks/failed/default/purge?all=true").status_code == 200
+        # the admin's own page posting JSON, same origin: served without a CSRF token
+        same = {"Origin": "http://testserver", "Host": "testserver"}
+        assert browser.post(PURGE, ALL, content_type=JSON, headers=same).status_code == 200
+        assert browser.get("/tasks/failed").status_code == 200  # private read, staff only
         staff.is_staff = False
         staff.save()
-        assert browser.post("/tasks/failed/default/purge?all=true").status_code == 403
+        assert browser.post(PURGE, ALL, content_type=JSON, headers=same).status_code == 403
+        assert browser.get("/tasks/failed").status_code == 403
     finally:
         staff.delete()
 

@@ -115,10 +115,15 @@ def test_route_prefix_from_config(tq: TaskQueue) -> None:
 
 def test_admin_routes_need_the_auth_callable(tq: TaskQueue) -> None:
     client = build(tq)[0].test_client()
-    url = "/tasks/failed/default/purge?all=true"
-    assert client.post(url).status_code == 401
-    assert client.post(url, headers={"Authorization": "Bearer no"}).status_code == 403
-    assert client.post(url, headers={"Authorization": "Bearer ok"}).status_code == 200
+    url = "/tasks/failed/default/purge"
+    assert client.post(url, json={"all": True}).status_code == 401
+    no = {"Authorization": "Bearer no"}
+    assert client.post(url, json={"all": True}, headers=no).status_code == 403
+    ok = {"Authorization": "Bearer ok"}
+    assert client.post(url, json={"all": True}, headers=ok).status_code == 200
+    # the old query-string form (a plain HTML form could send it) is refused
+    assert client.post(url + "?all=true", headers=ok).status_code == 415
+    assert client.post(url + "?all=true", json={}, headers=ok).status_code == 400
 
 
 # -- request hooks
