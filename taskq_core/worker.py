@@ -36,7 +36,7 @@ from .brokers.base import Delivery, FetchResult, Lease, Outcome
 from .clock import SystemClock
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
-from .message import BadMessage, Message, decode
+from .message import BadMessage, Message, check_delivery, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .redact import redact_text
 from .threads import Interruptible, ThreadRunner
@@ -669,7 +669,10 @@ class Worker:
         base = {"worker": self.id, "started_at": now_ms}
         try:
             msg = decode(d.body, self.payload_limit)
+            check_delivery(msg, d.id, d.queue)
         except BadMessage as exc:
+            # refused on its first delivery, before any of it is used: nothing of a message
+            # that fails a check runs, and it cannot come back
             self._finish(
                 r,
                 "dead",
@@ -677,10 +680,11 @@ class Worker:
                     **base,
                     "status": "dead",
                     "finished_at": now_ms,
-                    "error": {"type": "BadMessage", "message": str(exc), "traceback": ""},
+                    "reason": "bad_message",
+                    "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
                 },
             )
-            log.warning("task %s dead-lettered: %s", d.id, _escape(str(exc)))
+            log.warning("task %s dead-lettered: %s", _escape(d.id), _escape(str(exc)))
             return
         r.name = msg.task
         # kept in the final record: the message itself is deleted once the task settles
@@ -696,6 +700,7 @@ class Worker:
                     "task": msg.task,
                     "finished_at": now_ms,
                     "attempts": msg.attempt + 1,
+                    "reason": "unknown_task",
                     "error": {
                         "type": "UnknownTask",
                         "traceback": "",
