@@ -263,3 +263,35 @@ def test_bad_signatures_raise_an_alert(make_app: Callable[..., TaskQueue]) -> No
     assert a["severity"] == "critical"
     assert a["value"] == 1
     assert [e["rule"] for e in events if e["event"] == "fired"] == ["bad_signature"]
+
+
+def test_the_supervisor_does_not_sign_a_message_changed_while_its_task_ran(
+    make_app: Callable[..., TaskQueue], redis_client: Any
+) -> None:
+    from taskq_core.keys import Keys
+    from taskq_core.supervisor.children import Child, Run, settle_timed_out
+
+    tq = make_app("redis", security={"signing_keys": {"k1": NEW}})
+
+    @tq.task(name="billing.charge", max_retries=3)
+    def charge(amount: int) -> None:
+        return None
+
+    handle = charge.enqueue(1)
+    now_ms = int(START * 1000)
+    result, _ = tq.broker.fetch(["default"], 1, now_ms)
+    (delivery,) = result.deliveries
+    # while the task runs, someone with write access to Redis changes its arguments
+    msg_key = Keys(tq.settings.key_prefix).queue("default")[3]
+    tampered = orjson.loads(redis_client.hget(msg_key, handle.id))
+    tampered["args"] = [1_000_000]
+    redis_client.hset(msg_key, handle.id, orjson.dumps(tampered))
+    # ... and the supervisor kills the process at its hard time limit
+    run = Run("default", handle.id, delivery.fence, "billing.charge", 1.0, 0.0, now_ms)
+    child = Child(0, None, 0, None, 0.0, worker_id="w1")  # type: ignore[arg-type]
+    assert settle_timed_out(tq, child, run, now_ms) == "handed back (unreadable message)"
+    stored = tq.broker.get("default", handle.id)
+    assert stored is not None
+    assert stored.message is not None
+    with pytest.raises(BadSignature, match="does not match"):
+        Signer({"k1": NEW}).verify(orjson.loads(stored.message))  # not signed again
