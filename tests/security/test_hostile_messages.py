@@ -2,7 +2,8 @@
 any JSON at the top, arbitrary bytes) written straight into the broker, for one worker kept
 running across the examples. Each message ends, within the delivery cap, as a success, a
 failure or a dead-letter entry with its reason; the worker never loops on one, never
-crashes, and runs nothing but its registered task with what a valid envelope carries."""
+crashes, and runs nothing but its registered task with what a valid envelope carries (with
+message signing on: only what carries a valid signature)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from taskq_core import TaskQueue
 from taskq_core.brokers.base import EnqueueItem, TaskState
 from taskq_core.keys import Keys
 from taskq_core.message import BadMessage, decode
+from taskq_core.signing import BadSignature, Signer
 from taskq_core.worker import Worker
 
 EXAMPLES = 150
 RETRIES = 10  # the most retries an example's envelope can ask for (ints below)
 ENDS_WITHIN = 15.0  # seconds: generous on a loaded 2-core machine; most end in milliseconds
 MISSING = object()
+SECRET = "property-test-secret-0123456789"
 
 _ints = st.integers(-5, RETRIES) | st.sampled_from(
     [2**31, 2**53 + 1, 2**63 - 1, 2**64 - 1, -(2**63)]
@@ -53,7 +56,7 @@ _OPTIONAL = ("due_at", "max_retries", "timeout", "idempotency_key", "trace", "he
 
 
 @st.composite
-def bodies(draw: st.DrawFn, task_id: str) -> bytes:
+def bodies(draw: st.DrawFn, task_id: str, signer: Signer | None = None) -> bytes:
     kind = draw(st.sampled_from(["envelope", "envelope", "envelope", "json", "bytes"]))
     if kind == "bytes":
         return draw(st.binary(max_size=120))
@@ -88,6 +91,8 @@ def bodies(draw: st.DrawFn, task_id: str) -> bytes:
             envelope[name] = value
     if draw(st.integers(0, 9)) == 9:  # an unknown field, now and then
         envelope[draw(st.text(min_size=1, max_size=8))] = draw(json_value)
+    if signer is not None and draw(st.booleans()):  # signed by the key the worker has
+        signer.sign(envelope)
     return orjson.dumps(envelope)
 
 
@@ -102,12 +107,18 @@ def final(state: TaskState | None) -> str | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["unsigned", "signed"])
 def running(
-    make_app: Callable[..., TaskQueue], broker_kind: str
+    make_app: Callable[..., TaskQueue], broker_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[tuple[TaskQueue, Worker, list[Any]]]:
-    """One application with one registered task, and one worker running it in a thread."""
-    tq = make_app(broker_kind, retry={"max_retries": 1, "backoff": 0.0, "jitter": 0.0})
+    """One application with one registered task, and one worker running it in a thread;
+    with message signing on (``signed``) or off."""
+    keys = {"k1": SECRET} if request.param else {}
+    tq = make_app(
+        broker_kind,
+        retry={"max_retries": 1, "backoff": 0.0, "jitter": 0.0},
+        security={"signing_keys": keys},
+    )
     ran: list[Any] = []
 
     @tq.task(name="prop.echo")
@@ -171,7 +182,7 @@ def test_hostile_messages_end_and_never_loop_or_crash(
     @given(data=st.data())
     def one_message(data: st.DataObject) -> None:
         task_id = f"p{next(counter)}"
-        body = data.draw(bodies(task_id), label="body")
+        body = data.draw(bodies(task_id, tq.signer), label="body")
         started, calls = worker.counts.started, len(ran)
         write_raw(tq, client, task_id, body)
         deadline = time.monotonic() + ENDS_WITHIN
@@ -183,8 +194,16 @@ def test_hostile_messages_end_and_never_loop_or_crash(
         state = tq.broker.get("default", task_id)
         assert state is not None
         record = orjson.loads(state.record or b"{}")
+        verify = tq.signer.verify if tq.signer is not None else None
         try:
-            msg = decode(body)
+            msg = decode(body, verify=verify)
+        except BadSignature:
+            assert end == "dead", body
+            assert record["reason"] == "signature"
+            assert executions == 1
+            assert len(ran) == calls, "a message without a valid signature ran"
+            seen["signature"] += 1
+            return
         except BadMessage:
             msg = None
         if msg is None or msg.id != task_id or msg.queue != "default":
@@ -208,7 +227,7 @@ def test_hostile_messages_end_and_never_loop_or_crash(
 
     one_message()
     # the examples reached every kind of end, valid messages included
-    print(dict(seen))
     assert seen["bad_message"] > 0
     assert seen["unknown_task"] > 0
     assert seen["succeeded"] > 0
+    assert seen["signature"] > 0 or tq.signer is None
