@@ -261,10 +261,10 @@ def decode(
     :meth:`~taskq_core.signing.Signer.verify`) sees the parsed object first, so a message
     it refuses is judged on that alone.
     """
-    d = parse(data, limit)
+    d = _parse(data, limit)
     if verify is not None:
         verify(d)
-    return decode_dict(d, data)
+    return _decode_dict(d, data)
 
 
 def check_delivery(m: Message, task_id: str, queue: str) -> None:
@@ -281,7 +281,7 @@ def check_delivery(m: Message, task_id: str, queue: str) -> None:
         )
 
 
-def parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
+def _parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
     """The JSON object of a message, unchecked; raises :class:`BadMessage`."""
     if limit is not None and len(data) > limit:
         raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
@@ -294,7 +294,7 @@ def parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
     return d
 
 
-def decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
+def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
     """Check the object ``d`` parsed from ``data`` (see :func:`decode`)."""
     v = d.get("v")
     if type(v) is not int or v != VERSION:

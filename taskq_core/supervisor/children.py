@@ -151,7 +151,7 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             "supervisor killed its process"
         )
         base = {"worker": c.worker_id, "started_at": r.started_ms}
-        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base, signer=app.signer)
+        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base, signer=signer)
         outcome = Outcome(
             r.queue,
             r.id,
