@@ -75,7 +75,7 @@ FULL: dict[str, dict[str, Any]] = {
     # stall of this shared machine moves
     "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90, "windows": 2},
     "recovery": {"k": 4, "bound": 120, "reps": 3, "b_boot": 5},
-    "floor": {"n": 20000, "n_pipe": 200000, "payload": 0, "n_spans": 20000},
+    "floor": {"n": 20000, "n_pipe": 200000, "payload": 0, "n_spans": 20000, "n_messages": 50000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "produce": {"n": 500, "n_bulk": 5000, "batch": 100},
@@ -83,7 +83,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "latency": {"n": 100, "rate": 200, "idle_probes": 1, "boot_timeout": 60},
     # a short lease keeps the smoke run short; full runs use taskq's defaults (15 s / 5 s)
     "recovery": {"k": 4, "bound": 30, "reps": 1, "b_boot": 2, "lease": 3.0, "renew": 1.0},
-    "floor": {"n": 2000, "n_pipe": 20000, "payload": 0, "n_spans": 2000},
+    "floor": {"n": 2000, "n_pipe": 20000, "payload": 0, "n_spans": 2000, "n_messages": 5000},
 }
 #: taskq's throughput variants (task kind; metrics on, off, or no middleware at all; metrics
 #: and OpenTelemetry tracing on), in groups run back to back: the costs of metrics and of

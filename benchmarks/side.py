@@ -664,6 +664,52 @@ def otel_floor(n: int) -> dict[str, float]:
     return out
 
 
+def message_floor(n: int) -> dict[str, float]:
+    """What taskq's own message handling costs per task, in CPU time: decoding a typical
+    message (every field checked), and signing it plus verifying it (HMAC-SHA256 of its
+    canonical bytes, ``security.signing_keys``): the producer signs, the worker verifies.
+    No broker is involved."""
+    import uuid
+
+    from taskq_core.message import Message, decode
+    from taskq_core.signing import Signer
+
+    m = Message(
+        id=uuid.uuid4().hex,
+        task="shop.send_receipt",
+        queue="default",
+        args=[12345, "customer@example.com"],
+        kwargs={"locale": "en"},
+        enqueued_at=1 << 40,
+    )
+    plain = m.encode()
+    signer = Signer({"bench": "a-secret-of-32-characters-000000"})
+
+    def decode_plain() -> None:
+        decode(plain)
+
+    def sign_verify() -> None:
+        decode(m.encode(signer=signer), verify=signer.verify)
+
+    def encode_decode() -> None:  # the same without signing: the difference is signing's
+        decode(m.encode())
+
+    out: dict[str, float] = {}
+    for key, fn in (
+        ("decode_us", decode_plain),
+        ("encode_decode_us", encode_decode),
+        ("sign_verify_us", sign_verify),
+    ):
+        for _ in range(n // 10):  # warm-up
+            fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        out[key] = (time.process_time() - t) / n * 1e6
+    out["signing_us"] = max(0.0, out["sign_verify_us"] - out["encode_decode_us"])
+    return out
+
+
 def floor(p: dict[str, Any]) -> dict[str, Any]:
     """redis-py alone: one RPUSH per round trip (sync and asyncio), and pipelines of 100;
     and OpenTelemetry's SDK alone (:func:`otel_floor`)."""
@@ -713,6 +759,7 @@ def floor(p: dict[str, Any]) -> dict[str, Any]:
     r.close()
     return {
         **otel_floor(p.get("n_spans", 20000)),
+        **message_floor(p.get("n_messages", 20000)),
         **{k: statistics.median(v) for k, v in pings.items()},
         "redis_ping_after_1s_all_ms": pings["redis_ping_after_1s_ms"],
         "redis_one_command_sync": sync_rate,

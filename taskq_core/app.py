@@ -19,6 +19,7 @@ from .message import Message
 from .middleware import Middleware
 from .retry import RetryPolicy
 from .settings import Settings
+from .signing import Signer
 from .task import EnqueueOptions, Signature, Task
 from .validation import (
     check_json,
@@ -106,10 +107,23 @@ class TaskQueue:
             Callable[[dict[str, str] | None, str, str, str], dict[str, str] | None] | None
         ) = None
         self._imported = False
+        self._signer: Signer | None = None
+        self._signer_keys: dict[str, Any] | None = None
         from .observability import install_defaults
 
         # metrics, heartbeat and task log middleware, as monitoring settings say
         install_defaults(self)
+
+    @property
+    def signer(self) -> Signer | None:
+        """The message signer of ``security.signing_keys``; None while signing is off."""
+        keys = self.settings.security.signing_keys
+        if keys is not self._signer_keys:  # built again when the settings change
+            self._signer_keys = keys
+            self._signer = (
+                Signer({k: v.get_secret_value() for k, v in keys.items()}) if keys else None
+            )
+        return self._signer
 
     @classmethod
     def from_config(cls, config_file: str | None = None, **overrides: Any) -> TaskQueue:
@@ -266,6 +280,7 @@ class TaskQueue:
         now = self.clock.time()
         now_ms = int(now * 1000)
         limit = self.settings.max_payload_bytes
+        signer = self.signer
         items: list[EnqueueItem] = []
         # the ids of the batch from one read of the system's random source
         random_ids = os.urandom(16 * len(signatures)).hex()
@@ -301,7 +316,7 @@ class TaskQueue:
                 timeout=o.timeout,
                 idempotency_key=o.idempotency_key,
                 trace=trace,
-            ).encode(limit)
+            ).encode(limit, signer)
             items.append(
                 EnqueueItem(
                     queue,

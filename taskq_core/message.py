@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .errors import PayloadTooLarge
+from .validation import _NAME, MAX_DEPTH, MAX_QUEUE_NAME
+
+if TYPE_CHECKING:
+    from .signing import Signer
 
 VERSION = 1
+SIG_FIELD = "sig"  # the signature (signing.py); every other field is signed
 
 
 @dataclass(slots=True)
@@ -61,9 +66,13 @@ class Message:
             d["headers"] = self.headers
         return d
 
-    def encode(self, limit: int | None = None) -> bytes:
-        """The JSON bytes; raises :class:`PayloadTooLarge` past ``limit`` bytes."""
-        data = orjson.dumps(self.to_dict())
+    def encode(self, limit: int | None = None, signer: Signer | None = None) -> bytes:
+        """The JSON bytes, signed by ``signer`` if given; raises :class:`PayloadTooLarge`
+        past ``limit`` bytes."""
+        d = self.to_dict()
+        if signer is not None:
+            signer.sign(d)
+        data = orjson.dumps(d)
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(
                 f"task {self.task!r} message is {len(data)} bytes, over the limit of {limit} "
@@ -76,22 +85,204 @@ class BadMessage(ValueError):
     """A message that cannot be decoded; its reason goes to the dead-letter queue."""
 
 
-_REQUIRED: tuple[tuple[str, type | tuple[type, ...]], ...] = (
-    ("id", str),
-    ("task", str),
-    ("queue", str),
-    ("args", list),
-    ("kwargs", dict),
-    ("attempt", int),
-    ("enqueued_at", int),
+#: bounds of the envelope's fields (a message is refused past them, naming the field)
+MAX_ID = 200  # task ids, idempotency keys: enqueue allows 100 and 200 characters
+MAX_MS = 2**53  # epoch milliseconds: past this no clock reading is (and floats lose ms)
+MAX_ATTEMPT = 1_000_000
+MAX_RETRIES = 1_000_000
+MAX_TIMEOUT = 7 * 86_400.0  # seconds, as settings.task_timeout
+MAX_TRACE_ENTRIES = 32
+MAX_TRACE_KEY = 256
+MAX_TRACE_VALUE = 8192  # W3C baggage is at most 8192 bytes
+MAX_SIG = 256
+#: every field an envelope may have; any other is refused (a message carries nothing that
+#: taskq does not read, and a signature covers exactly what the worker uses). A new field
+#: must be added here, and to Message.to_dict.
+FIELDS = frozenset(
+    {
+        "v",
+        "id",
+        "task",
+        "queue",
+        "args",
+        "kwargs",
+        "attempt",
+        "enqueued_at",
+        "due_at",
+        "max_retries",
+        "timeout",
+        "idempotency_key",
+        "trace",
+        "headers",
+        SIG_FIELD,
+    }
 )
-
-
+_REQUIRED = ("id", "task", "queue", "args", "kwargs", "attempt", "enqueued_at")
 _PLAIN = 1 + len(_REQUIRED)  # "v" and the required fields
+_JSON_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
-def decode(data: bytes | str, limit: int | None = None) -> Message:
-    """Parse and check a message; raises :class:`BadMessage` with the reason."""
+def _got(value: Any) -> str:
+    """A field's value as an error names it: its JSON type, and a scalar's value, clipped."""
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    if type(value) in (list, dict) or value is None:
+        return kind
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _bad(name: str, want: str, value: Any) -> BadMessage:
+    return BadMessage(f"message field {name!r} must be {want}, got {_got(value)}")
+
+
+#: task names that passed the name check (most deliveries carry one of a few names)
+_NAMES_SEEN: set[str] = set()
+
+
+def _name_ok(task: str) -> bool:
+    if not _NAME.fullmatch(task):
+        return False
+    if len(_NAMES_SEEN) < 4096:  # bounded: forged names must not grow it without end
+        _NAMES_SEEN.add(task)
+    return True
+
+
+def _check_required(d: dict[str, Any]) -> None:
+    """Name the first required field that is missing, of the wrong type or out of range."""
+    for name in ("id", "task", "queue"):
+        value = d.get(name)
+        limit = MAX_QUEUE_NAME if name == "queue" else MAX_ID
+        if type(value) is not str or not 1 <= len(value) <= limit:
+            raise _bad(name, f"a string of 1 to {limit} characters", value)
+    task = d["task"]
+    if not _NAME.fullmatch(task):
+        raise _bad("task", "a task name (letters, digits and _ . : -)", task)
+    if type(d.get("args")) is not list:
+        raise _bad("args", "an array", d.get("args"))
+    if type(d.get("kwargs")) is not dict:
+        raise _bad("kwargs", "an object", d.get("kwargs"))
+    _check_int(d, "attempt", MAX_ATTEMPT)
+    _check_int(d, "enqueued_at", MAX_MS)
+
+
+def _check_int(d: dict[str, Any], name: str, limit: int) -> None:
+    value = d.get(name)
+    if type(value) is not int or not 0 <= value <= limit:
+        raise _bad(name, f"an integer from 0 to {limit}", value)
+
+
+def _check_optional(d: dict[str, Any]) -> None:
+    """Check the optional fields present (null counts as absent) and refuse unknown ones."""
+    if len(d) > len(FIELDS) or not FIELDS.issuperset(d):
+        unknown = sorted(k for k in d if k not in FIELDS)
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise BadMessage(f"message has unknown field(s) {shown}")
+    get = d.get
+    if get("due_at") is not None:
+        _check_int(d, "due_at", MAX_MS)
+    if get("max_retries") is not None:
+        _check_int(d, "max_retries", MAX_RETRIES)
+    timeout = get("timeout")
+    if timeout is not None and not (
+        (type(timeout) is float or type(timeout) is int)
+        and 0 < timeout <= MAX_TIMEOUT  # NaN and infinities fail this too
+    ):
+        raise _bad(
+            "timeout", f"a finite number of seconds above 0, at most {MAX_TIMEOUT:g}", timeout
+        )
+    key = get("idempotency_key")
+    if key is not None and (type(key) is not str or not 1 <= len(key) <= MAX_ID):
+        raise _bad("idempotency_key", f"a string of 1 to {MAX_ID} characters", key)
+    trace = get("trace")
+    if trace is not None:
+        _check_trace(trace)
+    headers = get("headers")
+    if headers is not None and type(headers) is not dict:
+        raise _bad("headers", "an object", headers)
+    sig = get(SIG_FIELD)
+    if sig is not None and (type(sig) is not str or len(sig) > MAX_SIG):
+        raise _bad(SIG_FIELD, f"a string of at most {MAX_SIG} characters", sig)
+
+
+def _trace_ok(trace: Any) -> bool:
+    if type(trace) is not dict or len(trace) > MAX_TRACE_ENTRIES:
+        return False
+    for k, v in trace.items():
+        if len(k) > MAX_TRACE_KEY or type(v) is not str or len(v) > MAX_TRACE_VALUE:
+            return False
+    return True
+
+
+def _check_trace(trace: Any) -> None:
+    want = (
+        f"an object of at most {MAX_TRACE_ENTRIES} strings (keys up to {MAX_TRACE_KEY} and "
+        f"values up to {MAX_TRACE_VALUE} characters)"
+    )
+    if type(trace) is not dict or len(trace) > MAX_TRACE_ENTRIES:
+        raise _bad("trace", want, trace)
+    for k, v in trace.items():
+        if len(k) > MAX_TRACE_KEY or type(v) is not str or len(v) > MAX_TRACE_VALUE:
+            raise BadMessage(f"message field 'trace' must be {want}, got {k[:40]!r}: {_got(v)}")
+
+
+def _check_depth(d: dict[str, Any]) -> None:
+    """Refuse arguments or headers nested deeper than enqueue allows (``MAX_DEPTH``): a
+    retry re-encodes them, and a JSON encoder has a nesting limit of its own."""
+    for name in ("args", "kwargs", "headers"):
+        top = d.get(name)
+        if type(top) is not list and type(top) is not dict:
+            continue
+        stack: list[tuple[Any, int]] = [(top, 0)]
+        while stack:
+            value, depth = stack.pop()
+            if depth >= MAX_DEPTH:
+                raise BadMessage(f"message field {name!r} is nested deeper than {MAX_DEPTH} levels")
+            items = value.values() if type(value) is dict else value
+            stack.extend((v, depth + 1) for v in items if type(v) is list or type(v) is dict)
+
+
+def decode(
+    data: bytes | str,
+    limit: int | None = None,
+    verify: Callable[[dict[str, Any]], None] | None = None,
+) -> Message:
+    """Parse and check a message; raises :class:`BadMessage` naming what is wrong.
+
+    Every field is checked (type, range, length; booleans are not integers), unknown fields
+    are refused, and arguments nest at most as deep as enqueue allows. ``verify`` (a
+    :meth:`~taskq_core.signing.Signer.verify`) sees the parsed object first, so a message
+    it refuses is judged on that alone.
+    """
+    d = _parse(data, limit)
+    if verify is not None:
+        verify(d)
+    return _decode_dict(d, data)
+
+
+def check_delivery(m: Message, task_id: str, queue: str) -> None:
+    """Refuse a message stored under another id or queue than its own (a copy of one
+    message, signed or not, cannot be run under another task's id)."""
+    if m.id != task_id:
+        raise BadMessage(
+            f"message field 'id' is {m.id[:80]!r} but the message is stored as task "
+            f"{task_id[:80]!r}"
+        )
+    if m.queue != queue:
+        raise BadMessage(
+            f"message field 'queue' is {m.queue!r} but the message is stored in queue {queue!r}"
+        )
+
+
+def _parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
+    """The JSON object of a message, unchecked; raises :class:`BadMessage`."""
     if limit is not None and len(data) > limit:
         raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
     try:
@@ -99,13 +290,20 @@ def decode(data: bytes | str, limit: int | None = None) -> Message:
     except orjson.JSONDecodeError as exc:
         raise BadMessage(f"message is not valid JSON: {exc}") from None
     if type(d) is not dict:
-        raise BadMessage(f"message is a JSON {type(d).__name__}, not an object")
-    if d.get("v") != VERSION:
-        raise BadMessage(f"message version {d.get('v')!r} is not supported (expected {VERSION})")
+        raise BadMessage(f"message is {_JSON_TYPES.get(type(d), 'a JSON value')}, not an object")
+    return d
+
+
+def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
+    """Check the object ``d`` parsed from ``data`` (see :func:`decode`)."""
+    v = d.get("v")
+    if type(v) is not int or v != VERSION:
+        shown = repr(v) if type(v) is int else _got(v)
+        raise BadMessage(f"message version {shown} is not supported (expected {VERSION})")
     get: Callable[[str], Any] = d.get
     id_, task, queue, args = get("id"), get("task"), get("queue"), get("args")
     kwargs, attempt, enqueued_at = get("kwargs"), get("attempt"), get("enqueued_at")
-    # one test for the whole envelope (every delivery decodes one); the loop below only
+    # one test for the usual envelope (every delivery decodes one); _check_required only
     # finds which field to name
     if not (
         type(id_) is str
@@ -115,13 +313,38 @@ def decode(data: bytes | str, limit: int | None = None) -> Message:
         and type(kwargs) is dict
         and type(attempt) is int
         and type(enqueued_at) is int
+        and 0 < len(id_) <= MAX_ID
+        and 0 < len(task) <= MAX_ID
+        and 0 < len(queue) <= MAX_QUEUE_NAME
+        and 0 <= attempt <= MAX_ATTEMPT
+        and 0 <= enqueued_at <= MAX_MS
+        and (task in _NAMES_SEEN or _name_ok(task))
     ):
-        for name, kind in _REQUIRED:
-            value = get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise BadMessage(f"message field {name!r} is missing or not a {kind}")
+        _check_required(d)
+    # a message nested MAX_DEPTH deep holds at least that many brackets: most hold fewer,
+    # and are not walked
+    opened = data.count(b"[") + data.count(b"{") if type(data) is bytes else MAX_DEPTH
+    if opened >= MAX_DEPTH:
+        _check_depth(d)
     if len(d) == _PLAIN:  # no optional field: the usual message
         return Message(id_, task, queue, args, kwargs, attempt, enqueued_at)
+    due_at, max_retries, timeout = get("due_at"), get("max_retries"), get("timeout")
+    key, trace, headers, sig = get("idempotency_key"), get("trace"), get("headers"), get(SIG_FIELD)
+    # as above, one test; _check_optional names the field (a range test also refuses NaN)
+    if not (
+        FIELDS.issuperset(d)
+        and (due_at is None or (type(due_at) is int and 0 <= due_at <= MAX_MS))
+        and (max_retries is None or (type(max_retries) is int and 0 <= max_retries <= MAX_RETRIES))
+        and (
+            timeout is None
+            or ((type(timeout) is float or type(timeout) is int) and 0 < timeout <= MAX_TIMEOUT)
+        )
+        and (key is None or (type(key) is str and 0 < len(key) <= MAX_ID))
+        and (trace is None or _trace_ok(trace))
+        and (headers is None or type(headers) is dict)
+        and (sig is None or (type(sig) is str and len(sig) <= MAX_SIG))
+    ):
+        _check_optional(d)
     return Message(
         id_,
         task,
@@ -130,10 +353,10 @@ def decode(data: bytes | str, limit: int | None = None) -> Message:
         kwargs,
         attempt,
         enqueued_at,
-        get("due_at"),
-        get("max_retries"),
-        get("timeout"),
-        get("idempotency_key"),
-        get("trace"),
-        get("headers"),
+        due_at,
+        max_retries,
+        timeout,
+        key,
+        trace,
+        headers,
     )

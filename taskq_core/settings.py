@@ -36,7 +36,7 @@ EXTRA_SOURCES: ContextVar[
 
 #: names of settings whose whole value is a secret (tokens, passwords); URL-valued settings
 #: keep their shape and lose only their credentials
-_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.I)
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential|signing_keys", re.I)
 
 
 def is_secret_field(name: str, field: FieldInfo | None = None) -> bool:
@@ -57,7 +57,8 @@ def redact_setting(name: str, value: Any, field: FieldInfo | None = None) -> Any
     if value is None or value == "":
         return value
     if is_secret_field(name, field) or isinstance(value, SecretStr | SecretBytes):
-        return MASK
+        # a table of secrets (security.signing_keys) keeps its key ids, not their secrets
+        return {str(k): MASK for k in value} if isinstance(value, dict) else MASK
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, list | tuple):
@@ -516,6 +517,41 @@ class SupervisorSettings(_Section):
         return value
 
 
+_KEY_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MIN_SECRET = 16
+
+
+class SecuritySettings(_Section):
+    """Message signing (see docs/security.md)."""
+
+    signing_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            "HMAC-SHA256 message signing keys, key id -> secret (at least 16 characters):"
+            " the first signs, any verifies; when set, workers dead-letter unsigned,"
+            " tampered and unknown-key messages. Empty: signing off."
+        ),
+        json_schema_extra={"secret": True},
+    )
+
+    @field_validator("signing_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for kid, secret in value.items():
+            if not _KEY_ID.fullmatch(kid):
+                raise ValueError(
+                    f"security.signing_keys: key id {kid[:80]!r} must be 1 to 64 letters,"
+                    " digits or _ . -"
+                )
+            if len(secret.get_secret_value()) < MIN_SECRET:
+                # the secret's length only, never the secret
+                raise ValueError(
+                    f"security.signing_keys[{kid!r}]: the secret must be at least {MIN_SECRET}"
+                    f" characters, got {len(secret.get_secret_value())}"
+                )
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting of taskq; see docs/configuration.md."""
 
@@ -563,6 +599,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("queues")
     @classmethod
@@ -628,6 +665,7 @@ __all__ = [
     "HttpSettings",
     "MonitoringSettings",
     "RetrySettings",
+    "SecuritySettings",
     "Settings",
     "SupervisorSettings",
     "WorkerSettings",

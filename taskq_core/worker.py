@@ -36,9 +36,10 @@ from .brokers.base import Delivery, FetchResult, Lease, Outcome
 from .clock import SystemClock, script_ms
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
-from .message import BadMessage, Message, decode
+from .message import BadMessage, Message, check_delivery, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .redact import redact_text
+from .signing import BadSignature
 from .suspects import SuspectGate, internal_error_reason
 from .threads import Interruptible, ThreadRunner
 from .validation import JSON_LEAVES, check_json, check_queue_name
@@ -46,6 +47,7 @@ from .validation import JSON_LEAVES, check_json, check_queue_name
 if TYPE_CHECKING:
     from .app import TaskQueue
     from .retry import RetryPolicy
+    from .signing import Signer
     from .task import Task
 
 log = logging.getLogger("taskq.worker")
@@ -55,6 +57,12 @@ def _wait(started_ms: int, m: Message) -> float:
     """Seconds from enqueue (or due time) to start; never negative (clock skew)."""
     waited = (started_ms - (m.due_at or m.enqueued_at)) / 1000
     return waited if waited > 0 else 0.0
+
+
+def _verifier(app: TaskQueue) -> Callable[[dict[str, Any]], None] | None:
+    """What checks each message's signature: None while signing is off."""
+    signer = app.signer
+    return signer.verify if signer is not None else None
 
 
 def _wall_clock(app: TaskQueue) -> Callable[[], float]:
@@ -205,6 +213,7 @@ class Worker:
         self._renewer: threading.Thread | None = None
         self.stragglers = 0  # sync tasks still running in threads when the worker returned
         self._wall = _wall_clock(app)
+        self._verify = _verifier(app)
 
     def __repr__(self) -> str:
         return f"Worker({self.id}, queues={self.queues}, concurrency={self.concurrency})"
@@ -235,6 +244,7 @@ class Worker:
         self.app.load_imports()
         self._hooks = Hooks(self.middleware)  # the list may have changed since __init__
         self._wall = _wall_clock(self.app)  # the app's clock may have changed too
+        self._verify = _verifier(self.app)  # and its signing keys
         self.started_at = time.time()
         installed: list[signal.Signals] = []
         if self.handle_signals:  # None (embedded in a host's loop) means no
@@ -745,8 +755,14 @@ class Worker:
         now_ms = r.started_ms
         base = {"worker": self.id, "started_at": now_ms}
         try:
-            msg = decode(d.body, self.payload_limit)
+            msg = decode(d.body, self.payload_limit, self._verify)
+            check_delivery(msg, d.id, d.queue)
         except BadMessage as exc:
+            # refused on its first delivery, before any of it is used: nothing of a message
+            # that fails a check runs, and it cannot come back
+            signature = isinstance(exc, BadSignature)
+            if signature:
+                self.add_stat(d.queue, "bad_signature")
             self._finish(
                 r,
                 "dead",
@@ -754,10 +770,11 @@ class Worker:
                     **base,
                     "status": "dead",
                     "finished_at": now_ms,
-                    "error": {"type": "BadMessage", "message": str(exc), "traceback": ""},
+                    "reason": "signature" if signature else "bad_message",
+                    "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
                 },
             )
-            log.warning("task %s dead-lettered: %s", d.id, _escape(str(exc)))
+            log.warning("task %s dead-lettered: %s", _escape(d.id), _escape(str(exc)))
             return
         r.name = msg.task
         # kept in the final record: the message itself is deleted once the task settles
@@ -773,6 +790,7 @@ class Worker:
                     "task": msg.task,
                     "finished_at": now_ms,
                     "attempts": msg.attempt + 1,
+                    "reason": "unknown_task",
                     "error": {
                         "type": "UnknownTask",
                         "traceback": "",
@@ -949,7 +967,15 @@ class Worker:
         exc: BaseException,
         base: dict[str, Any],
     ) -> None:
-        f = failure_outcome(task.policy, task.name, msg, exc, now_ms=self._now_ms(), base=base)
+        f = failure_outcome(
+            task.policy,
+            task.name,
+            msg,
+            exc,
+            now_ms=self._now_ms(),
+            base=base,
+            signer=self.app.signer,
+        )
         timed_out = isinstance(exc, TaskTimeout)
         if f.kind == "retry":
             self._finish(
@@ -1006,12 +1032,14 @@ def failure_outcome(
     *,
     now_ms: int,
     base: dict[str, Any],
+    signer: Signer | None = None,
 ) -> Failure:
     """Apply ``policy`` to an execution of ``msg`` that raised ``exc``.
 
     Shared by the worker and by the supervisor, which settles a task whose process it
     killed at its hard time limit. ``msg`` is updated for a retry (attempt, due time,
-    last error); ``base`` starts the error record of a final failure.
+    last error) and signed again by ``signer``; ``base`` starts the error record of a final
+    failure.
     """
     if isinstance(exc, NotJSONSerializable):
         exc = NotJSONSerializable(f"task {task_name} returned a value JSON cannot carry: {exc}")
@@ -1026,7 +1054,7 @@ def failure_outcome(
         headers = dict(msg.headers or {})
         headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
         msg.headers = headers
-        return Failure("retry", {}, err, delay_ms, msg.encode(), delay)
+        return Failure("retry", {}, err, delay_ms, msg.encode(signer=signer), delay)
     if isinstance(exc, Retry):
         limit = policy.max_for(exc, msg.max_retries)
         err["message"] = (

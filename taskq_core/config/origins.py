@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigurationError
 from ..redact import redact_text
-from ..settings import redact_setting
+from ..settings import is_secret_field, redact_setting
 
 Path_ = tuple[str, ...]
 
@@ -120,7 +120,9 @@ class InvalidConfiguration(ConfigurationError):
 def shown_value(path: Path_, value: Any) -> str:
     """``value`` of the key at ``path`` as an error may show it: JSON, redacted, clipped."""
     name = next((p for p in reversed(path) if not p.isdigit()), "")
-    safe = redact_setting(name, value)
+    # an entry of a table of secrets (security.signing_keys.<id>) is a secret too
+    secret = next((p for p in path if is_secret_field(p)), None)
+    safe = redact_setting(secret or name, value)
     text = json.dumps(safe, default=str) if not isinstance(safe, str) else json.dumps(safe)
     return redact_text(text if len(text) <= 200 else text[:197] + "...")
 

@@ -77,9 +77,14 @@ QUEUE_COUNTERS: dict[str, str] = {
     "orphans": "orphans",
     "dead_retried": "dead_retried",
     "dead_purged": "dead_purged",
+    # messages a worker with signing on refused (signing.py); the bad_signature alert
+    "bad_signature": "bad_signatures",
 }
 #: outcomes of an execution, as counted by settle.lua
 OUTCOMES = ("ok", "retry", "failed", "dead")
+#: counters kept in the alert evaluator's snapshots (windows.py): the outcomes, and the
+#: queue counters that a rule judges over the window
+WINDOW_COUNTERS = (*OUTCOMES, "bad_signature")
 
 
 class _Tally:

@@ -51,6 +51,7 @@ _QUEUE_HELP = {
     "orphans": "Queued ids without a message, dead-lettered (MissingMessage).",
     "dead_retried": "Dead-lettered tasks sent back to their queue.",
     "dead_purged": "Dead-lettered tasks deleted.",
+    "bad_signatures": "Messages refused for a missing, unknown-key or wrong signature.",
 }
 
 

@@ -12,6 +12,8 @@ oldest_age         oldest ready task waited > max_oldest_age (s)         queue  
 worker_rss         a worker's RSS > max_worker_rss_mb                    worker    warning
 memory_leak        a worker's RSS grows steadily (see memory.py)         worker    warning
 no_worker          tasks are ready in a queue no live worker serves      queue     critical
+bad_signature      messages refused for their signature over the window  queue     critical
+                   (signing.py; never while signing is off)
 =================  ====================================================  ========  ==========
 
 A threshold of ``None`` (or ``alert_no_worker = false``) turns its rule off.
@@ -77,6 +79,13 @@ RULES: dict[str, Rule] = {
             "critical",
             "queue",
         ),
+        Rule(
+            "bad_signature",
+            "messages refused for a missing, unknown-key or wrong signature over the window",
+            "messages",
+            "critical",
+            "queue",
+        ),
     )
 }
 
@@ -108,6 +117,8 @@ def thresholds(m: MonitoringSettings) -> dict[str, float | None]:
         "worker_rss": rss * MB if rss is not None else None,
         "memory_leak": m.leak_mb_per_hour * MB,
         "no_worker": 0.0 if m.alert_no_worker else None,
+        # one forged or tampered message is one too many
+        "bad_signature": 0.0,
     }
 
 
@@ -125,6 +136,9 @@ def check(m: MonitoringSettings, cluster: Cluster, window: Window) -> list[Condi
         over(
             "queue_wait_p95", {"queue": name}, qw.wait.quantile(0.95), f"queue {name} wait p95 (s)"
         )
+        refused = float(qw.counters.get("bad_signature", 0))
+        what = f"queue {name} messages refused for their signature"
+        over("bad_signature", {"queue": name}, refused, what)
         if executions(qw.counters) >= m.error_rate_min_tasks:
             over("error_rate", {"queue": name}, error_rate(qw.counters), f"queue {name} error rate")
     for task, h in window.task_runtime().items():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .metrics import LE, OUTCOMES, Histogram, error_rate, executions
+from .metrics import LE, WINDOW_COUNTERS, Histogram, error_rate, executions
 
 if TYPE_CHECKING:
     from ..app import TaskQueue
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class QueueWindow:
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WINDOW_COUNTERS, 0))
     wait: Histogram = field(default_factory=Histogram)
     runtime: dict[str, Histogram] = field(default_factory=dict)
 
@@ -78,7 +78,7 @@ def _state(cluster: Cluster) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, s in cluster.stats.items():
         out[name] = {
-            "c": {k: s.counters.get(k, 0) for k in OUTCOMES},
+            "c": {k: s.counters.get(k, 0) for k in WINDOW_COUNTERS},
             "w": s.histogram("wait").counts,
             "r": {t: ts.runtime.counts for t, ts in s.tasks.items() if ts.runtime.count},
         }
@@ -91,7 +91,10 @@ def _delta(now: dict[str, Any], base: dict[str, Any]) -> dict[str, QueueWindow]:
         old = base.get(name) or {}
         qw = QueueWindow()
         old_c = old.get("c") or {}
-        qw.counters = {k: max(0, int(cur["c"][k]) - int(old_c.get(k, 0))) for k in OUTCOMES}
+        # a snapshot written before a counter joined WINDOW_COUNTERS lacks it: 0
+        qw.counters = {
+            k: max(0, int(cur["c"].get(k, 0)) - int(old_c.get(k, 0))) for k in WINDOW_COUNTERS
+        }
         qw.wait = Histogram(cur["w"]).minus(_hist(old.get("w")))
         old_r = old.get("r") or {}
         for task, counts in cur["r"].items():

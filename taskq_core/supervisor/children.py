@@ -166,8 +166,11 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
         state = broker.get(r.queue, r.id)
         if state is None or state.message is None:
             return "gone"
+        signer = app.signer
         try:
-            msg = decode(state.message)
+            # verified before it is signed again: a message changed in Redis while its task
+            # ran must not come out of the supervisor with a valid signature
+            msg = decode(state.message, verify=signer.verify if signer is not None else None)
         except BadMessage:
             broker.release([r.lease()])
             return "handed back (unreadable message)"
@@ -178,7 +181,7 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             "supervisor killed its process"
         )
         base = {"worker": c.worker_id, "started_at": r.started_ms}
-        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base)
+        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base, signer=signer)
         outcome = Outcome(
             r.queue,
             r.id,

@@ -59,6 +59,8 @@ FLOOR_METRICS = [
     "otel_span_us",
     "otel_span_unsampled_us",
     "otel_span_bare_us",
+    "decode_us",
+    "sign_verify_us",
 ]
 
 

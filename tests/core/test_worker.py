@@ -545,10 +545,10 @@ def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_i
     tq = make_app(broker_kind, worker={"max_deliveries": 3})
     real_decode = worker_module.decode
 
-    def decode(body: bytes, limit: int | None = None) -> Any:
+    def decode(body: bytes, *args: Any) -> Any:
         if b"doomed" in body:
             raise RuntimeError("decoder bug", "doomed")
-        return real_decode(body, limit)
+        return real_decode(body, *args)
 
     monkeypatch.setattr(worker_module, "decode", decode)
 
