@@ -85,8 +85,12 @@ class RedisBroker:
         socket_timeout: float | None = 10.0,
         socket_connect_timeout: float = 5.0,
         retries: int | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
+        #: redis-py's ``ssl_*`` options (CA, client certificate, verification) for every
+        #: client this broker makes; see :func:`taskq_core.tls.client_options`
+        self.tls: dict[str, Any] = dict(tls or {})
         self.settings = settings or Settings()
         self.keys = Keys(prefix)
         self.plans = Plans(self.keys, self.settings)
@@ -94,6 +98,7 @@ class RedisBroker:
             "max_connections": max_connections,
             "socket_connect_timeout": socket_connect_timeout,
             "health_check_interval": 30,
+            **self.tls,
         }
         if retries is not None:
             # redis-py retries failed calls (with backoff) by default; a probe must not
@@ -540,6 +545,7 @@ class RedisBroker:
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retries=0,
+                tls=self.tls,
             )
         return found
 
