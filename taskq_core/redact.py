@@ -7,10 +7,12 @@ A broker URL carries credentials in three places, all masked here:
 * query parameters that name a credential (``?password=...``, ``ssl_password``, any name
   containing ``pass``, ``secret``, ``token``, ``credential``, ``auth`` or ``key``);
 * an unencoded reserved character in a password (``redis://:pa/ss@host``, ``:p@ss@host``,
-  ``:p?ss@host``, ``:p#ss@host``): URL parsers (``urllib``, so redis-py) end the userinfo
-  at the first ``/ ? #`` and at the last ``@``, so the rest of such a password would show in
-  the path or query. Everything up to the last ``@`` of the URL is taken as userinfo, which
-  may hide a path with an ``@`` in it but never shows a credential.
+  ``:p?ss@host``, ``:p#ss@host``): URL parsers (``urllib``, so redis-py) end the host part
+  at the first ``/ ? #`` and the userinfo at the last ``@`` before it, so the rest of such a
+  password would show in the path or query. When an ``@`` follows the host part anywhere
+  but in the value of a credential parameter (``?password=a@b``), everything up to the last
+  ``@`` is taken as userinfo: that may hide a harmless ``?client_name=a@b`` too, but never
+  shows a credential.
 """
 
 from __future__ import annotations
@@ -40,21 +42,44 @@ def _redact_query(query: str) -> str:
     return "&".join(out)
 
 
+def _stray_at(tail: str) -> bool:
+    """True if ``tail`` (what follows the host) holds an ``@`` that is not inside the value
+    of a credential parameter: then it ends a password that holds an unencoded ``/ ? #``."""
+    path, _, rest = tail.partition("?")
+    query, _, fragment = rest.partition("#")
+    if "@" in path or "@" in fragment:
+        return True
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        if "@" in part and not (eq and "@" not in name and _SECRET_PARAM.search(name)):
+            return True
+    return False
+
+
+def _mask_userinfo(auth: str) -> str:
+    user, colon, _password = auth.partition(":")
+    if colon and user and not re.search(r"[/?#@]", user):
+        return f"{user}:{MASK}@"
+    return f"{MASK}@"
+
+
 def redact_url(url: str) -> str:
     """``url`` with every credential masked (see the module docstring); other text as it is."""
     m = _SCHEME.match(url)
     if m is None:
         return redact_text(url)
     scheme, rest = m.group(0), url[m.end() :]
-    at = rest.rfind("@")
-    if at >= 0:
-        auth, rest = rest[:at], rest[at + 1 :]
-        user, colon, _password = auth.partition(":")
-        if colon and user and not re.search(r"[/?#@]", user):
-            scheme += f"{user}:{MASK}@"
-        else:
-            scheme += f"{MASK}@"
-    # the query of what is left (the host, port, path and parameters)
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if _stray_at(tail):
+        # a password with an unencoded / ? or #: everything up to the last @ is userinfo
+        at = rest.rfind("@")
+        scheme += _mask_userinfo(rest[:at])
+        rest = rest[at + 1 :]
+    elif "@" in authority:
+        at = authority.rfind("@")
+        scheme += _mask_userinfo(authority[:at])
+        rest = authority[at + 1 :] + tail
     path, q, query = rest.partition("?")
     if q:
         query, h, fragment = query.partition("#")

@@ -137,10 +137,17 @@ def check_url_userinfo(url: str) -> str:
         return url
     parts = urlsplit(url)
     after_host = url[url.index("//") + 2 + len(parts.netloc) :]
-    if "@" not in parts.netloc and "@" in after_host:
+    if "@" in after_host:
         try:
-            bad = parts.hostname is None or (parts.port is None and ":" in parts.netloc)
-        except ValueError:  # a port that is not a number: the password's start
+            # no host, a port that is no number (the password's start), or an @ in the
+            # path (a database number) or fragment, where a URL has none
+            bad = (
+                parts.hostname is None
+                or (parts.port is None and ":" in parts.netloc.rpartition("@")[2])
+                or "@" in parts.path
+                or "@" in parts.fragment
+            )
+        except ValueError:
             bad = True
         if bad:
             raise InvalidOption(
