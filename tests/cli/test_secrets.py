@@ -87,7 +87,8 @@ def test_password_never_shown(cli: Cli, secret_url: str) -> None:
     unencoded = f"redis://app:{PASSWORD}@127.0.0.1:6379/0"  # (config check connects nowhere)
     err = cli("config", "check", TASKQ_BROKER_URL=unencoded)
     outputs.extend([err.out, err.err])
-    assert err.code == 3 and "percent-encode" in err.err, err.err
+    assert err.code == 3, err.err
+    assert "percent-encode" in err.err
 
     assert len(outputs) > 30
     for text in outputs:
