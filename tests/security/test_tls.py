@@ -51,9 +51,6 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
         pytest.skip("the openssl command is not installed: cannot make test certificates")
     d = tmp_path_factory.mktemp("tls")
     certs = make_certificates(d)
-    probe = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-    if "redis-server" not in probe.stdout and "Redis server" not in probe.stdout:
-        pytest.skip("redis-server is not installed")
     client: dict[str, Any] = {
         "ssl_ca_certs": certs["ca.pem"],
         "ssl_certfile": certs["client.pem"],
@@ -147,10 +144,10 @@ def test_tls_settings_need_rediss_and_existing_files(tmp_path: Path) -> None:
     ca = write(tmp_path / "ca.pem", "not read here")
     with pytest.raises(ConfigurationError, match=r"broker.tls_ca_file only apply to TLS"):
         Settings(broker_url="redis://127.0.0.1:6379/0", broker={"tls_ca_file": ca})
-    with pytest.raises(ConfigurationError, match="broker.tls_verify only apply to TLS"):
+    with pytest.raises(ConfigurationError, match=r"broker\.tls_verify only apply to TLS"):
         Settings(broker_url="redis://127.0.0.1:6379/0", broker={"tls_verify": False})
     missing = str(tmp_path / "nope.pem")
     with pytest.raises(ConfigurationError, match=r"broker.tls_ca_file: no such file"):
         Settings(broker_url="rediss://127.0.0.1:6379/0", broker={"tls_ca_file": missing})
-    with pytest.raises(ConfigurationError, match="tls_key_file needs broker.tls_cert_file"):
+    with pytest.raises(ConfigurationError, match=r"tls_key_file needs broker\.tls_cert_file"):
         Settings(broker_url="rediss://127.0.0.1:6379/0", broker={"tls_key_file": ca})
