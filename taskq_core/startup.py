@@ -38,7 +38,7 @@ def check_broker(app: TaskQueue) -> None:
         probe.client.ping()
         # the scripts every state change runs; EVALSHA of a loaded script needs the same
         # ACL category (@scripting), so a user refused here could settle nothing
-        probe._load_scripts()
+        probe.load_scripts()
     except AuthenticationError as exc:
         raise BrokerRefused(
             f"Redis at {where} refused the credentials: {redact_text(str(exc))} "

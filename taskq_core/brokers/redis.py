@@ -305,6 +305,11 @@ class RedisBroker:
         lean = self._lean[loop] = _LeanLoop(self._loop_client(self._leanclients, None))
         return lean
 
+    def load_scripts(self) -> None:
+        """Load every Lua script into Redis (``SCRIPT LOAD``); the start-up check uses it to
+        learn whether the ACL user may run them."""
+        self._load_scripts()
+
     def _load_scripts(self) -> None:
         for s in scripts.ALL:
             self.client.script_load(s.source)
