@@ -22,6 +22,7 @@ from .settings import Settings
 from .signing import Signer
 from .task import EnqueueOptions, Signature, Task
 from .validation import (
+    check_due,
     check_json,
     check_positive,
     check_queue_name,
@@ -55,6 +56,7 @@ def make_broker(settings: Settings) -> Broker:
 
         return MemoryBroker(bs, url=settings.broker_url)
     from .brokers.redis import RedisBroker
+    from .tls import client_options
 
     return RedisBroker(
         settings.broker_url,
@@ -62,6 +64,7 @@ def make_broker(settings: Settings) -> Broker:
         settings=bs,
         max_connections=settings.broker.max_connections,
         socket_timeout=settings.broker.socket_timeout,
+        tls=client_options(settings),
     )
 
 
@@ -69,8 +72,10 @@ class TaskQueue:
     """Configuration, task registry and broker of one application.
 
     ``TaskQueue("redis://127.0.0.1:6379/0", key_prefix="shop", worker={"concurrency": 8})``
-    takes the built-in defaults and the arguments given; :meth:`from_config` also reads
-    configuration files and ``TASKQ_*`` environment variables.
+    takes the built-in defaults and the arguments given, and nothing else;
+    :meth:`from_config` is the one way that also reads configuration files and ``TASKQ_*``
+    environment variables. A TaskQueue built otherwise while ``TASKQ_*`` variables are set
+    warns (:class:`~taskq_core.errors.UnusedConfigWarning`), naming them.
     """
 
     def __init__(
@@ -87,6 +92,11 @@ class TaskQueue:
             settings = Settings(**options)
         elif options or isinstance(broker, str):
             raise InvalidOption("pass either settings=... or individual options, not both")
+        if not settings.from_config:
+            # TASKQ_* variables are read by from_config() only: say so if some are set
+            from .config.unused import warn_unused
+
+            warn_unused()
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.broker: Broker = (
@@ -298,7 +308,7 @@ class TaskQueue:
                 delay_ms = int(o.delay * 1000)
                 due_ms = now_ms + delay_ms
             elif o.eta is not None:
-                due_ms = int(o.eta * 1000)
+                due_ms = int(check_due(o.eta, now) * 1000)
             queue = o.queue or task.queue
             task_id = o.task_id or random_ids[n * 32 : n * 32 + 32]
             trace = current_trace()

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 import uuid
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -15,23 +16,27 @@ from rich.table import Table
 
 from .app import TaskQueue
 from .brokers.base import EnqueueItem
-from .errors import Retry
+from .errors import Retry, UnusedConfigWarning
 from .handle import FINAL, TaskHandle
 from .message import Message
 
 
 def build_app(broker: str, prefix: str) -> TaskQueue:
     """The demo's application: a small shop's tasks, some of them badly behaved."""
-    tq = TaskQueue(
-        broker,
-        key_prefix=prefix,
-        retry={"max_retries": 3, "backoff": 0.2, "backoff_max": 1.0, "jitter": 0.5},
-        worker={"concurrency": 8, "lease_seconds": 5, "grace_period": 2},
-        result_ttl=600,
-        # the progress bar and the summary table tell the story; per-task log lines would
-        # scroll through the bar
-        monitoring={"task_logs": False},
-    )
+    with warnings.catch_warnings():
+        # the demo's settings are its own on purpose (its broker is --broker): TASKQ_*
+        # variables set for the real application are no news here
+        warnings.simplefilter("ignore", UnusedConfigWarning)
+        tq = TaskQueue(
+            broker,
+            key_prefix=prefix,
+            retry={"max_retries": 3, "backoff": 0.2, "backoff_max": 1.0, "jitter": 0.5},
+            worker={"concurrency": 8, "lease_seconds": 5, "grace_period": 2},
+            result_ttl=600,
+            # the progress bar and the summary table tell the story; per-task log lines
+            # would scroll through the bar
+            monitoring={"task_logs": False},
+        )
     flaky_calls: Counter[str] = Counter()
 
     @tq.task(name="demo.resize_image")

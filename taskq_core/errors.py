@@ -55,6 +55,16 @@ class HardTimeout(TaskTimeout):
     failed by its retry policy like any :class:`TaskTimeout`."""
 
 
+class UnusedConfigWarning(UserWarning):
+    """``TASKQ_*`` variables are set, but the TaskQueue was built without ``from_config()``
+    and so does not read them."""
+
+
+class BrokerRefused(TaskqError):
+    """Redis refused the credentials of the broker URL (wrong password, disabled ACL user) or
+    a command taskq needs (ACL): retrying cannot help, so a worker stops (exit code 4)."""
+
+
 class Retry(TaskqError):
     """Raise from a task to have it retried, optionally after ``delay`` seconds.
 
@@ -64,8 +74,11 @@ class Retry(TaskqError):
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
         super().__init__(reason or "retry requested")
-        if delay is not None and not (delay >= 0 and delay != float("inf")):
-            raise InvalidOption(f"Retry(delay=...) must be a finite number >= 0, got {delay!r}")
+        # the bound of validation.MAX_DELAY (a year), which imports this module
+        if delay is not None and not (0 <= delay <= 365 * 86_400):
+            raise InvalidOption(
+                f"Retry(delay=...) must be a finite number >= 0 and at most 365 days, got {delay!r}"
+            )
         self.delay = delay
         self.reason = reason
 

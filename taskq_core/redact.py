@@ -1,38 +1,94 @@
-"""Hiding secrets wherever configuration is shown or logged."""
+"""Hiding secrets wherever configuration is shown or logged.
+
+A broker URL carries credentials in three places, all masked here:
+
+* the userinfo: ``redis://user:secret@host`` -> ``redis://user:***@host``; a lone user part
+  (``redis://token@host``) is masked whole, since some servers take it as a password;
+* query parameters that name a credential (``?password=...``, ``ssl_password``, any name
+  containing ``pass``, ``secret``, ``token``, ``credential``, ``auth`` or ``key``);
+* an unencoded reserved character in a password (``redis://:pa/ss@host``, ``:p@ss@host``,
+  ``:p?ss@host``, ``:p#ss@host``): URL parsers (``urllib``, so redis-py) end the host part
+  at the first ``/ ? #`` and the userinfo at the last ``@`` before it, so the rest of such a
+  password would show in the path or query. When an ``@`` follows the host part anywhere
+  but in the value of a credential parameter (``?password=a@b``), everything up to the last
+  ``@`` is taken as userinfo: that may hide a harmless ``?client_name=a@b`` too, but never
+  shows a credential.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
-_URL_IN_TEXT = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<auth>[^@/\s]*)@", re.I)
 MASK = "***"
+_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*://", re.I)
+#: a URL in free text: its scheme, then everything up to white space
+_URL_IN_TEXT = re.compile(r"[a-z][a-z0-9+.\-]*://\S+", re.I)
+#: query parameter names whose values are credentials
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|credential|auth|key", re.I)
+#: ``password=...`` / ``'password': '...'`` outside a URL (a client's keyword arguments)
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<name>\b\w*(?:password|passwd|secret)\w*\b['\"]?\s*[=:]\s*['\"]?)"
+    r"(?P<value>[^\s'\",&})\]]+)",
+    re.I,
+)
+
+
+def _redact_query(query: str) -> str:
+    """``a=1&password=x`` -> ``a=1&password=***``."""
+    out = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        out.append(f"{name}={MASK}" if eq and _SECRET_PARAM.search(name) else part)
+    return "&".join(out)
+
+
+def _stray_at(tail: str) -> bool:
+    """True if ``tail`` (what follows the host) holds an ``@`` that is not inside the value
+    of a credential parameter: then it ends a password that holds an unencoded ``/ ? #``."""
+    path, _, rest = tail.partition("?")
+    query, _, fragment = rest.partition("#")
+    if "@" in path or "@" in fragment:
+        return True
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        if "@" in part and not (eq and "@" not in name and _SECRET_PARAM.search(name)):
+            return True
+    return False
+
+
+def _mask_userinfo(auth: str) -> str:
+    user, colon, _password = auth.partition(":")
+    if colon and user and not re.search(r"[/?#@]", user):
+        return f"{user}:{MASK}@"
+    return f"{MASK}@"
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    """``url`` with every credential masked (see the module docstring); other text as it is."""
+    m = _SCHEME.match(url)
+    if m is None:
         return redact_text(url)
-    if parts.password is None and not (parts.username and "@" in parts.netloc):
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    if parts.password is not None:
-        user = parts.username or ""
-        netloc = f"{user}:{MASK}@{host}"
-    else:
-        # redis://token@host: a lone user part is a password for Redis
-        netloc = f"{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    scheme, rest = m.group(0), url[m.end() :]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if _stray_at(tail):
+        # a password with an unencoded / ? or #: everything up to the last @ is userinfo
+        at = rest.rfind("@")
+        scheme += _mask_userinfo(rest[:at])
+        rest = rest[at + 1 :]
+    elif "@" in authority:
+        at = authority.rfind("@")
+        scheme += _mask_userinfo(authority[:at])
+        rest = authority[at + 1 :] + tail
+    path, q, query = rest.partition("?")
+    if q:
+        query, h, fragment = query.partition("#")
+        rest = f"{path}?{_redact_query(query)}{h}{fragment}"
+    return scheme + rest
 
 
 def redact_text(text: str) -> str:
-    """Mask the credentials of every URL inside free text (error messages, log lines)."""
-
-    def mask(m: re.Match[str]) -> str:
-        auth = m.group("auth")
-        user = auth.split(":", 1)[0] if ":" in auth else ""
-        return f"{m.group('scheme')}{user + ':' if user else ''}{MASK}@"
-
-    return _URL_IN_TEXT.sub(mask, text)
+    """Mask the credentials of every URL inside free text (error messages, log lines), and
+    the values of ``password=...`` style assignments."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: m.group("name") + MASK, text)

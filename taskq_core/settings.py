@@ -7,7 +7,9 @@ with ``__``, e.g. ``TASKQ_WORKER__CONCURRENCY=16``) < explicit arguments.
 
 from __future__ import annotations
 
+import os
 import re
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -26,13 +28,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .redact import MASK, redact_text, redact_url
-from .validation import MAX_QUEUE_NAME, check_queue_name
+from .validation import MAX_QUEUE_NAME, check_queue_name, check_url_userinfo
 
 #: set by config.load_settings: builds the file sources below the environment
 EXTRA_SOURCES: ContextVar[
     Callable[[type[BaseSettings]], tuple[PydanticBaseSettingsSource, ...]] | None
 ] = ContextVar("taskq_extra_sources", default=None)
 
+
+#: ids of the live Settings objects that config.load made (see Settings.from_config)
+_FROM_CONFIG: set[int] = set()
 
 #: names of settings whose whole value is a secret (tokens, passwords); URL-valued settings
 #: keep their shape and lose only their credentials
@@ -93,6 +98,38 @@ class BrokerSettings(_Section):
     socket_timeout: float = Field(
         10.0, gt=0, le=3600, description="Seconds before a Redis call times out."
     )
+    tls_ca_file: str | None = Field(
+        None,
+        description="CA certificates (PEM) that sign the Redis server's certificate "
+        "(rediss:// only); default: the system's CA store.",
+    )
+    tls_cert_file: str | None = Field(
+        None, description="Client certificate (PEM) for Redis's tls-auth-clients (rediss:// only)."
+    )
+    tls_key_file: str | None = Field(
+        None, description="Private key (PEM) of tls_cert_file (rediss:// only)."
+    )
+    tls_verify: bool = Field(
+        True,
+        description="Verify the Redis server's certificate and host name (rediss:// only); "
+        "turn off only for a throwaway test server.",
+    )
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # checked here so that a missing file is a configuration error naming the key, not
+        # an SSL error at the first connection
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"broker.{info.field_name}: no such file: {value!r}")
+        return value
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("tls_cert_file") is None:
+            raise ValueError("broker.tls_key_file needs broker.tls_cert_file")
+        return value
 
 
 class WorkerSettings(_Section):
@@ -623,6 +660,21 @@ class Settings(BaseSettings):
                 f"broker_url must start with redis://, rediss://, unix:// or memory://, "
                 f"got {redact_url(value)!r}"
             )
+        check_url_userinfo(value)
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _tls_needs_rediss(cls, value: BrokerSettings, info: ValidationInfo) -> BrokerSettings:
+        url = info.data.get("broker_url")
+        tls = [f"broker.{k}" for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")]
+        given = [k for k in tls if getattr(value, k.split(".")[1]) is not None]
+        if not value.tls_verify:
+            given.append("broker.tls_verify")
+        if url is not None and given and not url.startswith("rediss://"):
+            raise ValueError(
+                f"{', '.join(given)} only apply to TLS: broker_url must start with rediss://"
+            )
         return value
 
     @classmethod
@@ -654,6 +706,18 @@ class Settings(BaseSettings):
 
     def __repr_args__(self) -> Any:
         return _redacted_repr_args(self, super().__repr_args__())
+
+    @property
+    def from_config(self) -> bool:
+        """True when these settings were read from files and ``TASKQ_*`` variables
+        (:func:`taskq_core.config.load_settings`), False when built from arguments alone."""
+        return id(self) in _FROM_CONFIG
+
+    def mark_from_config(self) -> None:
+        """Record that these settings read every source (called by config.load)."""
+        # kept outside the model (a private attribute would take part in ==)
+        _FROM_CONFIG.add(id(self))
+        weakref.finalize(self, _FROM_CONFIG.discard, id(self))
 
     def worker_queues(self) -> list[str]:
         return list(self.worker.queues or self.queues)

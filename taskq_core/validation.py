@@ -7,6 +7,7 @@ import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import InvalidName, InvalidOption, NotJSONSerializable
 
@@ -14,6 +15,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 64
 MAX_DEPTH = 64
+#: the furthest ahead a delay or an ETA may put a task (docs/delivery.md): a year is past any
+#: real schedule, and a bound keeps due times far inside every clock and format's range
+MAX_DELAY = 365 * 86_400.0
 JSON_LEAVES = frozenset({str, int, bool, type(None)})  # what JSON carries as it is (not float)
 
 
@@ -92,7 +96,21 @@ def check_delay(delay: float | timedelta | None) -> float | None:
         raise InvalidOption(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidOption(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+    if seconds > MAX_DELAY:
+        raise InvalidOption(
+            f"delay must be at most 365 days ({MAX_DELAY:.0f} s), got {seconds:g} s"
+        )
     return seconds
+
+
+def check_due(eta: float, now: float) -> float:
+    """``eta`` (epoch seconds) if it is at most :data:`MAX_DELAY` after ``now``; an ETA in
+    the past is due at once."""
+    if eta - now > MAX_DELAY:
+        raise InvalidOption(
+            f"eta must be at most 365 days ahead, got {(eta - now) / 86_400:.0f} days ahead"
+        )
+    return eta
 
 
 def check_eta(eta: datetime | None) -> float | None:
@@ -106,6 +124,38 @@ def check_eta(eta: datetime | None) -> float | None:
             "eta must be timezone-aware (e.g. datetime.now(timezone.utc)); got a naive datetime"
         )
     return eta.timestamp()
+
+
+def check_url_userinfo(url: str) -> str:
+    """Refuse a ``redis://`` URL whose password holds an unencoded ``/``, ``?`` or ``#``.
+
+    URL parsers (so redis-py) end the host part at the first of them, so such a URL would
+    connect to the wrong place with part of the password: the error says to percent-encode
+    them (``%2F``, ``%3F``, ``%23``; an ``@`` may stay as it is, or be ``%40``). The URL is
+    not shown: its credentials cannot be told apart from its path."""
+    if not url.startswith(("redis://", "rediss://")):
+        return url
+    parts = urlsplit(url)
+    after_host = url[url.index("//") + 2 + len(parts.netloc) :]
+    if "@" in after_host:
+        try:
+            # no host, a port that is no number (the password's start), or an @ in the
+            # path (a database number) or fragment, where a URL has none
+            bad = (
+                parts.hostname is None
+                or (parts.port is None and ":" in parts.netloc.rpartition("@")[2])
+                or "@" in parts.path
+                or "@" in parts.fragment
+            )
+        except ValueError:
+            bad = True
+        if bad:
+            raise InvalidOption(
+                "broker_url: the password (or user name) holds an unencoded '/', '?' or '#', "
+                "which ends the host part of a URL early: percent-encode them as %2F, %3F "
+                "and %23"
+            )
+    return url
 
 
 def check_retries(value: object, key: str = "max_retries") -> int:

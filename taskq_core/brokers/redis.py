@@ -86,8 +86,12 @@ class RedisBroker:
         socket_timeout: float | None = 10.0,
         socket_connect_timeout: float = 5.0,
         retries: int | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
+        #: redis-py's ``ssl_*`` options (CA, client certificate, verification) for every
+        #: client this broker makes; see :func:`taskq_core.tls.client_options`
+        self.tls: dict[str, Any] = dict(tls or {})
         self.settings = settings or Settings()
         self.keys = Keys(prefix)
         self.plans = Plans(self.keys, self.settings)
@@ -95,6 +99,7 @@ class RedisBroker:
             "max_connections": max_connections,
             "socket_connect_timeout": socket_connect_timeout,
             "health_check_interval": 30,
+            **self.tls,
         }
         if retries is not None:
             # redis-py retries failed calls (with backoff) by default; a probe must not
@@ -300,6 +305,11 @@ class RedisBroker:
     def _lean_loop(self, loop: asyncio.AbstractEventLoop) -> _LeanLoop:
         lean = self._lean[loop] = _LeanLoop(self._loop_client(self._leanclients, None))
         return lean
+
+    def load_scripts(self) -> None:
+        """Load every Lua script into Redis (``SCRIPT LOAD``); the start-up check uses it to
+        learn whether the ACL user may run them."""
+        self._load_scripts()
 
     def _load_scripts(self) -> None:
         for s in scripts.ALL:
@@ -563,6 +573,7 @@ class RedisBroker:
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retries=0,
+                tls=self.tls,
             )
         return found
 

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,15 @@ from rich.console import Console
 
 from ..app import TaskQueue
 from ..config import CONFIG_ENV
-from ..errors import ConfigurationError, TaskNotFound, TaskqValueError
+from ..config.unused import unused_message, unused_variables
+from ..errors import (
+    BrokerRefused,
+    ConfigurationError,
+    TaskNotFound,
+    TaskqValueError,
+    UnusedConfigWarning,
+)
+from ..observability.heartbeat import SUPERVISOR_ENV
 from ..redact import redact_text, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -132,7 +141,10 @@ def load_app(spec: str | None, broker: str | None = None, **overrides: Any) -> T
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        with warnings.catch_warnings():
+            # said once below, as a line a person reads, instead of a Python warning
+            warnings.simplefilter("ignore", UnusedConfigWarning)
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
             raise CliError(f"--app {spec}: cannot import {module_name!r} ({exc})", USAGE) from exc
@@ -144,6 +156,10 @@ def load_app(spec: str | None, broker: str | None = None, **overrides: Any) -> T
             f"(got {type(app).__name__})",
             USAGE,
         )
+    names = unused_variables()
+    if names and not app.settings.from_config and SUPERVISOR_ENV not in os.environ:
+        # (a supervisor's worker processes do not repeat what the supervisor said)
+        click.echo(f"warning: {unused_message(names, f'--app {spec}')}", err=True)
     return app
 
 
@@ -172,7 +188,9 @@ def exit_code_for(exc: BaseException) -> int:
         return exc.code
     if isinstance(exc, ConfigurationError):
         return CONFIG
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError):
+    if isinstance(
+        exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | BrokerRefused
+    ):
         return BROKER
     if isinstance(exc, TaskNotFound):
         return NOT_FOUND
@@ -187,7 +205,9 @@ def describe_error(exc: BaseException, app: TaskQueue | None) -> str:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         where = f" at {redact_url(app.broker.url)}" if app is not None else ""
         text = f"cannot reach the broker{where}: {text}"
-    elif not isinstance(exc, CliError | TaskqValueError | ConfigurationError | TaskNotFound):
+    elif not isinstance(
+        exc, CliError | TaskqValueError | ConfigurationError | TaskNotFound | BrokerRefused
+    ):
         text = f"{type(exc).__name__}: {text}"
     return redact_text(text)
 

@@ -11,6 +11,8 @@ from rich.text import Text
 
 from ..config import InvalidConfiguration, display_path, load
 from ..errors import ConfigurationError
+from ..redact import redact_text
+from ..tls import security_warnings
 from .common import CONFIG, config_options, console, emit_json, state
 
 
@@ -75,9 +77,20 @@ def check(as_json: bool) -> None:
         else:
             click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(CONFIG) from None
+    # valid, but unsafe: said, without failing the check
+    warnings = [redact_text(w) for w in security_warnings(loaded.settings)]
     if as_json:
-        emit_json({"valid": True, "problems": [], "config_file": _path(loaded.sources.file)})
+        emit_json(
+            {
+                "valid": True,
+                "problems": [],
+                "warnings": warnings,
+                "config_file": _path(loaded.sources.file),
+            }
+        )
     else:
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
         console().print(
             f"configuration is valid (file: {_file_text(loaded.sources.file)})", highlight=False
         )

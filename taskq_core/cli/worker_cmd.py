@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..config import load_settings
+from ..startup import check_broker
 from .common import FAILURE, CliError, common_options, get_app, log_options, state
 from .logs import LogFormat, configure_logging, use_log_format
 
@@ -91,6 +92,8 @@ def worker(
         use_log_format(app, log_format)
     fmt: LogFormat = "json" if ws.log_format == "json" else "console"
     configure_logging(ws.log_level, fmt)
+    # a refused password or ACL user stops here with exit code 4, not a retry loop
+    check_broker(app)
     w = app.worker(queues=_queues(queues), concurrency=concurrency, burst=burst)
     w.run()
     if w.stragglers:

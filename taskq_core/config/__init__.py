@@ -220,6 +220,7 @@ def load(
         _SOURCES.reset(token)
     if problems:
         raise InvalidConfiguration(problems)
+    settings.mark_from_config()
     return Loaded(settings, sources)
 
 

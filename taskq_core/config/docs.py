@@ -43,8 +43,14 @@ from these sources; a higher one wins, key by key:
 4. explicit arguments: `TaskQueue.from_config(worker={"concurrency": 4})` and the flags of
    `taskq worker`.
 
-`TaskQueue("redis://...", **options)` built in code takes only the defaults and its
-arguments; `TaskQueue.from_config()` and the `taskq` command read every source.
+`TaskQueue.from_config(**overrides)` is the one way to build a TaskQueue that reads every
+source; the `taskq` commands use it when no `--app` is given. `TaskQueue("redis://...",
+**options)` and `TaskQueue(settings=Settings(...))` take only the defaults and their
+arguments, so code under test is never changed by a stray variable. When `TASKQ_*`
+variables are set all the same, such a TaskQueue warns (`taskq_core.UnusedConfigWarning`,
+naming the variables), and `taskq ... --app MODULE:ATTR` prints `warning: TASKQ_... is set
+but ignored` for an application built that way
+(tests/config/test_unused_env.py).
 
 ```toml
 # taskq.toml (in pyproject.toml, the same keys go under [tool.taskq] / [tool.taskq.worker])
@@ -84,7 +90,16 @@ the table says which) are replaced by `***` in every repr, log line, error messa
 `taskq config show`.
 
 `taskq config show` prints the effective value of every key with its source;
-`taskq config check` validates and exits with status 3 listing the problems.
+`taskq config check` validates and exits with status 3 listing the problems. It also warns
+(exit status 0) about a `rediss://` broker whose certificate is not verified
+(`broker.tls_verify = false` or `?ssl_cert_reqs=none`) and a Redis off this machine reached
+without a password.
+
+TLS: a `rediss://` `broker_url` connects with TLS, verifying the server's certificate and
+host name (`broker.tls_verify`, on by default) against `broker.tls_ca_file` or the system's
+CA store; `broker.tls_cert_file` and `broker.tls_key_file` give a client certificate. The
+`broker.tls_*` keys with a `redis://` URL are an error. Every Redis client taskq makes
+(blocking, asyncio, health probes) gets them. See docs/security.md.
 """
 
 

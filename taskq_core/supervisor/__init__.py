@@ -44,6 +44,7 @@ def run_supervisor(
     from ..cli.common import load_app
     from ..cli.logs import LogFormat, configure_logging, use_log_format
     from ..config.keys import CONFIG_ENV
+    from ..startup import check_broker
 
     if config_file:
         # the worker processes read the same file (they inherit the environment)
@@ -53,6 +54,8 @@ def run_supervisor(
     app = load_app(app_spec)
     use_log_format(app, fmt)
     try:
+        # a refused password or ACL user: exit 4 before any process starts
+        check_broker(app)
         supervisor = Supervisor(
             app,
             app_spec=app_spec,

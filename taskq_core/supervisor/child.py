@@ -44,6 +44,8 @@ log = logging.getLogger("taskq.supervisor")
 #: how long a retiring process waits for its running tasks when no retire_timeout is set:
 #: in effect for ever (a task with a hard time limit is still bounded by it)
 FOREVER = 1e9
+#: exit code of a child whose broker refused its credentials (the CLI's BROKER code)
+BROKER_REFUSED = 4
 
 
 class LeaseReporter(Middleware):
@@ -151,7 +153,9 @@ def child_main(conn: Connection, spec_json: str) -> None:
     # imported here: the supervisor's own process does not need the CLI helpers
     from ..cli.common import load_app
     from ..cli.logs import LogFormat, configure_logging, use_log_format
+    from ..errors import BrokerRefused
     from ..observability.heartbeat import SUPERVISOR_ENV
+    from ..startup import check_broker
 
     spec: dict[str, Any] = orjson.loads(spec_json)
     with contextlib.suppress(OSError):
@@ -164,6 +168,7 @@ def child_main(conn: Connection, spec_json: str) -> None:
         app = load_app(spec.get("app_spec"))
         if spec.get("log_format"):
             use_log_format(app, fmt)
+        check_broker(app)
         reporter = LeaseReporter(conn, spec.get("retire_timeout"))
         worker = app.worker(
             queues=spec.get("queues"),
@@ -174,6 +179,10 @@ def child_main(conn: Connection, spec_json: str) -> None:
             target=_listen, args=(conn, reporter), name="taskq-supervisor-pipe", daemon=True
         ).start()
         worker.run()
+    except BrokerRefused as exc:
+        # the supervisor stops on this code instead of restarting the process
+        log.error("worker process %d: %s", os.getpid(), exc)
+        code = BROKER_REFUSED
     except Exception:
         log.exception("worker process %d failed", os.getpid())
         code = 1

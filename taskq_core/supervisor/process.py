@@ -54,7 +54,7 @@ import psutil
 
 from ..redact import redact_text
 from ..validation import check_queue_name
-from .child import child_main
+from .child import BROKER_REFUSED, child_main
 from .children import (
     Child,
     Pending,
@@ -133,6 +133,8 @@ class Supervisor:
         self._n = 0
         self._crash_streak = 0
         self._stop_requests = 0
+        #: what :meth:`run` returns: 0, or 4 once a child was refused by the broker
+        self.exit_code = 0
         self._stop_lock = threading.Lock()
         self._shutdown_phase = 0
         self._shutdown_deadline = 0.0
@@ -179,7 +181,8 @@ class Supervisor:
         ]
 
     def run(self) -> int:
-        """Run until stopped; returns the exit code (0)."""
+        """Run until stopped; returns the exit code: 0, or 4 when a worker process was
+        refused by the broker (a wrong password is not fixed by restarting)."""
         previous = self._install_signals()
         self.app.load_imports()  # the registry gives timed-out tasks their retry policy
         initial = self.fixed if self.fixed is not None else self.config.min_processes
@@ -219,7 +222,7 @@ class Supervisor:
                 drop_autoscaler(self.app, self.id)
             self._restore_signals(previous)
             log.info("supervisor %s stopped", self.id)
-        return 0
+        return self.exit_code
 
     # -- signals
 
@@ -387,6 +390,17 @@ class Supervisor:
             c.process.close()
             self._event("exit", c, code=code, released=released, reason=c.retiring or c.killed)
             if c.killed == "hard timeout" or self._stop_requests:
+                continue
+            if code == BROKER_REFUSED:
+                # Redis refused the credentials: a restart would be refused too
+                log.error(
+                    "supervisor: worker process %d was refused by the broker (exit code %d); "
+                    "stopping",
+                    c.pid,
+                    code,
+                )
+                self.exit_code = BROKER_REFUSED
+                self.stop()
                 continue
             if c.retiring is not None or c.replacing:
                 if code != 0:

@@ -96,6 +96,9 @@ def test_enqueue_options(cli: Cli, app: TaskQueue) -> None:
         (["add", "--eta", "tomorrow"], "'tomorrow' is not an ISO-8601 time"),
         (["add", "--delay", "5s", "--eta", "2030-01-01T09:00:00Z"], "either --delay or --eta"),
         (["add", "--queue", "bad queue!"], "error: "),
+        # past the horizon: refused before writing (it used to write, then fail with exit 1)
+        (["add", "--delay", "99999999d"], "error: delay must be at most 365 days"),
+        (["add", "--eta", "2999-01-01T00:00:00Z"], "error: eta must be at most 365 days ahead"),
     ],
 )
 def test_enqueue_refuses_bad_input(cli: Cli, app: TaskQueue, args: list[str], says: str) -> None:

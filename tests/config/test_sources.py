@@ -18,6 +18,7 @@ from taskq_core.config import (
     toml_key_lines,
     yaml_key_lines,
 )
+from taskq_core.errors import UnusedConfigWarning
 
 from .conftest import FILE_NAME, FILE_SOURCES, SOURCES, Put, line_of
 
@@ -196,8 +197,9 @@ def test_from_config_uses_every_source(put: Put, monkeypatch: pytest.MonkeyPatch
         assert (s.worker.concurrency, s.retry.max_retries, s.key_prefix) == (3, 8, "from-arg")
     finally:
         tq.close()
-    # TaskQueue(...) built in code reads neither files nor the environment
-    tq = TaskQueue("memory://")
+    # TaskQueue(...) built in code reads neither files nor the environment, and says so
+    with pytest.warns(UnusedConfigWarning, match="TASKQ_RETRY__MAX_RETRIES"):
+        tq = TaskQueue("memory://")
     try:
         assert (tq.settings.worker.concurrency, tq.settings.retry.max_retries) == (16, 3)
     finally:

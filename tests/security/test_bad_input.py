@@ -144,6 +144,29 @@ def test_bad_delays(job: Task[..., Any], delay: Any, message: str) -> None:
         job.options(delay=delay).enqueue()
 
 
+@pytest.mark.parametrize(
+    "delay", [1e300, 365 * 86_400 + 1, timedelta(days=400), 99_999_999 * 86_400]
+)
+def test_delays_past_the_horizon(job: Task[..., Any], delay: Any) -> None:
+    # (1e300 was finite, so it was accepted and made a due time no clock can show)
+    with pytest.raises(InvalidOption, match=r"delay must be at most 365 days \(31536000 s\)"):
+        job.options(delay=delay).enqueue()
+
+
+def test_eta_past_the_horizon(tq: TaskQueue, job: Task[..., Any]) -> None:
+    eta = datetime.fromtimestamp(tq.clock.time()).astimezone() + timedelta(days=366)
+    with pytest.raises(InvalidOption, match="eta must be at most 365 days ahead, got 366 days"):
+        job.options(eta=eta).enqueue()
+    # a bulk enqueue with one such task writes none of them
+    with pytest.raises(InvalidOption, match="eta must be at most 365 days ahead"):
+        tq.enqueue_many([job.call(1), job.options(eta=eta).call(2)])
+
+
+def test_retry_delay_past_the_horizon() -> None:
+    with pytest.raises(InvalidOption, match=r"at most 365 days, got 1e\+300"):
+        Retry(delay=1e300)
+
+
 def test_naive_eta(job: Task[..., Any]) -> None:
     with pytest.raises(InvalidOption, match="eta must be timezone-aware"):
         job.options(eta=datetime(2030, 1, 1, 12, 0)).enqueue()

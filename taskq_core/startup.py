@@ -1,0 +1,53 @@
+"""Checks a long-running process makes before it starts work.
+
+A worker whose Redis password is wrong, or whose ACL user may not run taskq's commands,
+would otherwise log the same broker error every second for ever (and under the
+supervisor, be restarted for ever). :func:`check_broker` turns those refusals into one
+:class:`~taskq_core.errors.BrokerRefused` at start-up, which the CLI reports with exit code
+4. A broker that cannot be reached at all is left to the worker, which waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+
+from .errors import BrokerRefused
+from .redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    from .app import TaskQueue
+
+#: seconds the start-up check waits for Redis
+CHECK_TIMEOUT = 5.0
+
+
+def check_broker(app: TaskQueue) -> None:
+    """Raise :class:`BrokerRefused` if Redis refuses the credentials of ``app``'s broker, or
+    refuses its user the commands a worker needs (loading taskq's scripts); otherwise (also
+    when Redis cannot be reached) return."""
+    from .brokers.redis import RedisBroker
+
+    broker = app.broker
+    if not isinstance(broker, RedisBroker):
+        return
+    where = redact_url(broker.url)
+    probe = broker.probe(CHECK_TIMEOUT)
+    try:
+        probe.client.ping()
+        # the scripts every state change runs; EVALSHA of a loaded script needs the same
+        # ACL category (@scripting), so a user refused here could settle nothing
+        probe.load_scripts()
+    except AuthenticationError as exc:
+        raise BrokerRefused(
+            f"Redis at {where} refused the credentials: {redact_text(str(exc))} "
+            "(check the user name and password of broker_url)"
+        ) from None
+    except NoPermissionError as exc:
+        raise BrokerRefused(
+            f"Redis at {where} refused a command to this user: {redact_text(str(exc))} "
+            "(see the ACL in docs/security.md)"
+        ) from None
+    except RedisError:
+        return  # not reachable now: the worker retries as it always does
