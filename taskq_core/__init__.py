@@ -18,6 +18,7 @@ from __future__ import annotations
 from .app import TaskQueue
 from .clock import ManualClock, SystemClock
 from .errors import (
+    BrokerFull,
     ConfigurationError,
     DuplicateTask,
     HardTimeout,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STATUSES",
+    "BrokerFull",
     "ConfigurationError",
     "DuplicateTask",
     "HardTimeout",
