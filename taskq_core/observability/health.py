@@ -6,8 +6,10 @@ Components:
   policy. Unreachable is *unhealthy*; a policy other than ``noeviction`` (Redis may then
   drop task keys), memory above 90% of ``maxmemory`` or a round trip slower than
   ``monitoring.rtt_warn_ms`` is *degraded*.
-- ``workers``: live workers per queue. *Degraded* when none is alive, or when tasks are
-  ready in a queue that no live worker serves.
+- ``workers``: live workers per queue. *Degraded* when none is alive, when tasks are
+  ready in a queue that no live worker serves, or when a worker's fetch loop has a round
+  trip outstanding past its bound (``stalled``: the worker is cut off from Redis and its
+  watchdog has not freed it yet, see ``fetch_watch.py``).
 - ``scheduler``: *healthy* while a scheduler heartbeat is live (with each schedule's next
   run time); *degraded* when the app has schedules (``tq.schedule``) but no scheduler runs;
   ``not_configured`` when there are neither. Never unhealthy: a missing scheduler delays
@@ -31,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import scheduler_store
+from ..fetch_watch import stalled
 from ..redact import redact_text
 from .cluster import collect
 
@@ -147,14 +150,18 @@ def check(app: TaskQueue) -> dict[str, Any]:
         orphaned = sorted(q for q, n in per_queue.items() if n == 0 and ready.get(q, 0) > 0)
         w_status = "healthy"
         detail = ""
+        stuck = sorted(str(w["id"]) for w in cluster.workers if stalled(w, cluster.at_ms))
         if not cluster.workers:
             w_status, detail = "degraded", "no live worker"
         elif orphaned:
             w_status, detail = "degraded", "tasks ready but no worker: " + ", ".join(orphaned)
+        elif stuck:
+            w_status, detail = "degraded", "fetch loop stalled: " + ", ".join(stuck)
         components["workers"] = {
             "status": w_status,
             "alive": len(cluster.workers),
             "per_queue": per_queue,
+            "stalled": stuck,
             "detail": detail,
         }
         queues: dict[str, Any] = {}
