@@ -221,6 +221,15 @@ class MonitoringSettings(_Section):
     rtt_warn_ms: float = Field(
         100.0, gt=0, le=60_000, description="Broker round trip (ms) above which health degrades."
     )
+    memory_warn_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Share of Redis's maxmemory in use above which health degrades (at maxmemory,"
+            " enqueues fail with BrokerFull)."
+        ),
+    )
     memory_window: float = Field(
         3600.0,
         ge=10,

@@ -4,7 +4,7 @@ Components:
 
 - ``broker``: reachable, round-trip time, and for Redis its version, memory and eviction
   policy. Unreachable is *unhealthy*; a policy other than ``noeviction`` (Redis may then
-  drop task keys), memory above 90% of ``maxmemory`` or a round trip slower than
+  drop task keys), memory above ``monitoring.memory_warn_ratio`` of ``maxmemory`` or a round trip slower than
   ``monitoring.rtt_warn_ms`` is *degraded*.
 - ``workers``: live workers per queue. *Degraded* when none is alive, when tasks are
   ready in a queue that no live worker serves, or when a worker's fetch loop has a round
@@ -85,9 +85,15 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
             maxmemory_policy=policy,
         )
         if policy != "noeviction":
-            warnings.append(f"maxmemory-policy is {policy}: Redis may evict task keys")
-        if limit and used > 0.9 * limit:
-            warnings.append(f"memory {used} bytes is over 90% of maxmemory {limit}")
+            warnings.append(
+                f"maxmemory-policy is {policy}: Redis may evict task keys (taskq requires "
+                "noeviction)"
+            )
+        if limit and used > m.memory_warn_ratio * limit:
+            warnings.append(
+                f"memory {used} bytes is over {m.memory_warn_ratio:.0%} of maxmemory {limit}: "
+                "at maxmemory enqueues fail (BrokerFull)"
+            )
     out["warnings"] = warnings
     if warnings:
         out["status"] = "degraded"
