@@ -230,6 +230,13 @@ class MonitoringSettings(_Section):
             " enqueues fail with BrokerFull)."
         ),
     )
+    durability_warn: bool = Field(
+        True,
+        description=(
+            "Degrade health when Redis's persistence (appendonly, save) can lose tasks on a"
+            " restart; turn off for a Redis run without persistence on purpose."
+        ),
+    )
     memory_window: float = Field(
         3600.0,
         ge=10,

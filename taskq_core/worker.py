@@ -39,6 +39,7 @@ from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .fetch_watch import FetchWatch, call_bound
 from .message import BadMessage, Message, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
+from .observability.durability import explain_refused
 from .redact import redact_text
 from .threads import Interruptible, ThreadRunner
 from .validation import JSON_LEAVES, check_json, check_queue_name
@@ -542,14 +543,10 @@ class Worker:
             )
 
     def _note_stale(self, stale: list[Outcome]) -> None:
-        for o in stale:
-            self.counts.stale += 1
-            log.warning(
-                "worker %s: outcome of task %s refused: its lease was lost and it was "
-                "delivered again",
-                self.id,
-                o.id,
-            )
+        if stale:
+            self.counts.stale += len(stale)
+            # why: a lapsed lease (delivered again), or Redis lost its data (the task is gone)
+            explain_refused(self, stale)
 
     def _renew_loop(self) -> None:
         """Renews leases from a thread of its own, whatever the loop or the tasks are doing."""

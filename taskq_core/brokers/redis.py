@@ -643,6 +643,18 @@ class RedisBroker:
     def server_info(self) -> dict[str, Any]:
         return self.run(self.plans.server_info())
 
+    def server_config(self, names: Sequence[str]) -> dict[str, str]:
+        try:
+            return self.run(self.plans.server_config(names))
+        except ResponseError:  # CONFIG renamed, disabled or not allowed to this user
+            return {}
+
+    def data_marker(self) -> tuple[bytes | None, str]:
+        return self.run(self.plans.data_marker())
+
+    def put_data_marker(self, value: bytes) -> None:
+        self.run(self.plans.put_data_marker(value))
+
     def try_lock(self, name: str, ttl_ms: int) -> bool:
         return self.run(self.plans.try_lock(name, ttl_ms))
 

@@ -2,10 +2,13 @@
 
 Components:
 
-- ``broker``: reachable, round-trip time, and for Redis its version, memory and eviction
-  policy. Unreachable is *unhealthy*; a policy other than ``noeviction`` (Redis may then
-  drop task keys), memory above ``monitoring.memory_warn_ratio`` of ``maxmemory`` or a round trip slower than
-  ``monitoring.rtt_warn_ms`` is *degraded*.
+- ``broker``: reachable, round-trip time, and for Redis its version, memory, eviction
+  policy, ``durability`` (persistence in force, see ``durability.py``) and ``data_loss``
+  (a loss of Redis's data that a worker saw in the last hour, else null). Unreachable is
+  *unhealthy*; a policy other than ``noeviction`` (Redis may then drop task keys), memory
+  above ``monitoring.memory_warn_ratio`` of ``maxmemory``, a round trip slower than
+  ``monitoring.rtt_warn_ms``, persistence that loses tasks on a restart (unless
+  ``monitoring.durability_warn`` is off) or a recent data loss is *degraded*.
 - ``workers``: live workers per queue. *Degraded* when none is alive, when tasks are
   ready in a queue that no live worker serves, or when a worker's fetch loop has a round
   trip outstanding past its bound (``stalled``: the worker is cut off from Redis and its
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .. import scheduler_store
 from ..fetch_watch import stalled
 from ..redact import redact_text
+from . import durability
 from .cluster import collect
 
 if TYPE_CHECKING:
@@ -93,6 +97,18 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
             warnings.append(
                 f"memory {used} bytes is over {m.memory_warn_ratio:.0%} of maxmemory {limit}: "
                 "at maxmemory enqueues fail (BrokerFull)"
+            )
+        durable = durability.persistence(b, info)
+        if durable:
+            out["durability"] = durable
+            if durable["warning"] and m.durability_warn:
+                warnings.append(durable["warning"])
+        marker, _ = durability.read_marker(b)
+        loss = durability.recent_loss(marker, int(time.time() * 1000))
+        out["data_loss"] = loss
+        if loss is not None:
+            warnings.append(
+                f"Redis lost its data ({loss['cause']}): queued tasks may have been lost"
             )
     out["warnings"] = warnings
     if warnings:
