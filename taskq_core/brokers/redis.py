@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import hiredis
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -103,10 +102,10 @@ class RedisBroker:
             "socket_keepalive": True,
             "socket_keepalive_options": keepalive_options(),
         }
-        # redis-py retries a failed call ten times by default, each retry with its own
-        # timeouts: over a half-open link one call would last minutes. One retry on a fresh
-        # connection (a pooled one the server closed) as the lean sends do; a probe (health)
-        # none.
+        # redis-py retries a failed call of the blocking client ten times by default, each
+        # retry with its own timeouts: over a half-open link one call would last minutes.
+        # One retry on a fresh connection (a pooled one the server closed) as the lean sends
+        # do; a probe (health) none. (The asyncio clients' calls are bounded as a whole.)
         self._retries = 1 if retries is None else retries
         self._socket_timeout = socket_timeout
         self.client: redis.Redis = redis.Redis.from_url(
@@ -155,7 +154,8 @@ class RedisBroker:
             client = aioredis.Redis.from_url(
                 self.url,
                 socket_timeout=socket_timeout,
-                retry=AsyncRetry(NoBackoff(), self._retries),
+                # redis-py's own retries here: every asyncio call is bounded as a whole
+                # (the lean timer, or bounded()), however often redis-py tries
                 **self._options,
             )
             pool = client.connection_pool
@@ -240,9 +240,10 @@ class RedisBroker:
     def call_bound(self) -> float | None:
         """The longest an asyncio call to Redis lasts, in seconds (``None``: no bound).
 
-        The socket timeout covers each whole exchange: taking a connection (a new one's
-        connect and handshake, a pooled one's health-check PING), the request and every
-        reply. A call that met a closed connection is tried once more on a fresh one."""
+        Twice the socket timeout plus the connect timeout: room for the blocking client's
+        one retry on a fresh connection (a pooled one the server closed). Asyncio calls are
+        cut at this bound as a whole, whatever redis-py's own retries; the lean sends (the
+        worker's hot path) at the socket timeout."""
         if self._socket_timeout is None:
             return None
         connect: float = self._options["socket_connect_timeout"]
@@ -786,5 +787,5 @@ async def _drop(pool: Any, conn: Any) -> None:
     """Close ``conn`` and give it back to ``pool``; a close over a dead link is bounded by
     the connect timeout, and a failure to close does not hide the call's own error."""
     with contextlib.suppress(Exception):
-        await conn.disconnect(nowait=True)
+        await conn.disconnect()
     await pool.release(conn)
