@@ -385,6 +385,7 @@ class Worker:
                     if not watch.abandoned(fetching):
                         raise
                     await watch.recover(broker)
+                    exc = TimeoutError("round trip abandoned by the watchdog")
                 self._restore_outbox(outcomes, stats)
                 log.warning(
                     "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
@@ -424,6 +425,7 @@ class Worker:
                     if not watch.abandoned(self._idle_wait):
                         raise
                     await watch.recover(broker)
+                    exc = TimeoutError("round trip abandoned by the watchdog")
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
                 )
