@@ -24,6 +24,8 @@ from taskq_core.brokers.base import EnqueueItem
 from taskq_core.brokers.redis import RedisBroker
 from tests.reliability.proxy import Proxy
 
+pytestmark = pytest.mark.slow  # fault injection through the proxy
+
 T = TypeVar("T")
 TIMEOUT = 0.5
 GUARD = 30.0

@@ -12,6 +12,8 @@ import redis
 
 from tests.reliability.proxy import Proxy
 
+pytestmark = pytest.mark.slow  # fault injection through the proxy
+
 
 @pytest.fixture
 def proxy(redis_url: str) -> Iterator[Proxy]:
