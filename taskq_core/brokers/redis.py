@@ -256,10 +256,13 @@ class RedisBroker:
         bound = self.call_bound
         if bound is None:
             return await call
+        limit = asyncio.timeout(bound)
         try:
-            async with asyncio.timeout(bound):
+            async with limit:
                 return await call
         except TimeoutError:
+            if not limit.expired():
+                raise  # not ours
             raise RedisTimeoutError(f"no reply from Redis within {bound:g}s") from None
 
     def _send_lean(self, packed: list[bytes], again: bool = True) -> list[Any]:
