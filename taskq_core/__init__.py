@@ -18,6 +18,7 @@ from __future__ import annotations
 from .app import TaskQueue
 from .clock import ManualClock, SystemClock
 from .errors import (
+    BrokerFull,
     BrokerRefused,
     ConfigurationError,
     DuplicateTask,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STATUSES",
+    "BrokerFull",
     "BrokerRefused",
     "ConfigurationError",
     "DuplicateTask",

@@ -83,6 +83,15 @@ class Retry(TaskqError):
         self.reason = reason
 
 
+class BrokerFull(TaskqError):
+    """Redis refused a write at its ``maxmemory`` limit (redis-py's ``OutOfMemoryError``).
+
+    A refused enqueue wrote nothing of its task: the caller may retry once memory is freed.
+    taskq requires ``maxmemory-policy noeviction``, under which Redis refuses writes rather
+    than dropping task keys; health warns well before the limit
+    (``monitoring.memory_warn_ratio``)."""
+
+
 class TaskFailed(TaskqError):
     """Raised by ``handle.result()`` when the task failed, was dead-lettered or cancelled."""
 

@@ -259,6 +259,22 @@ class MonitoringSettings(_Section):
     rtt_warn_ms: float = Field(
         100.0, gt=0, le=60_000, description="Broker round trip (ms) above which health degrades."
     )
+    memory_warn_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Share of Redis's maxmemory in use above which health degrades (at maxmemory,"
+            " enqueues fail with BrokerFull)."
+        ),
+    )
+    durability_warn: bool = Field(
+        True,
+        description=(
+            "Degrade health when Redis's persistence (appendonly, save) can lose tasks on a"
+            " restart; turn off for a Redis run without persistence on purpose."
+        ),
+    )
     memory_window: float = Field(
         3600.0,
         ge=10,

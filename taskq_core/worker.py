@@ -36,8 +36,10 @@ from .brokers.base import Delivery, FetchResult, Lease, Outcome
 from .clock import SystemClock, script_ms
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
+from .fetch_watch import FetchWatch, call_bound
 from .message import BadMessage, Message, check_delivery, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
+from .observability.durability import explain_refused
 from .redact import redact_text
 from .signing import BadSignature
 from .suspects import SuspectGate, internal_error_reason
@@ -102,6 +104,7 @@ class WorkerCounts:
     lost_leases: int = 0
     released: int = 0
     timed_out: int = 0
+    fetch_stalls: int = 0  # fetch round trips abandoned by the watchdog
 
 
 _NO_WRAP = contextlib.nullcontext()
@@ -182,6 +185,12 @@ class Worker:
         # fetch that follows, shorter by the wait, could lapse before the first renewal
         self._longest_wait = min(
             ws.idle_wait, self.renew_every, max(0.1, (ws.lease_seconds - ws.renew_every) / 2)
+        )
+        #: the fetch loop's watchdog (see fetch_watch.py)
+        self.fetch_watch = FetchWatch(
+            FetchWatch.bound_for(
+                self._longest_wait, call_bound(app.broker, app.settings.broker.socket_timeout)
+            )
         )
         self.payload_limit = app.settings.max_payload_bytes
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -365,6 +374,7 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         broker = self.app.broker
+        watch = self.fetch_watch
         assert self._slot_freed is not None
         assert self._loop is not None
         backoff = 0.05
@@ -391,9 +401,15 @@ class Worker:
                 # the tasks leased last time run while Redis works on this round trip: the
                 # fetch sends its request before this callback runs (the loop is FIFO)
                 self._loop.call_soon(self._start_buffered)
+            watch.begin(fetching)
             try:
                 result, stale = await fetching
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    if not watch.abandoned(fetching):
+                        raise
+                    await watch.recover(broker)
+                    exc = TimeoutError("round trip abandoned by the watchdog")
                 self._restore_outbox(outcomes, stats)
                 log.warning(
                     "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
@@ -401,6 +417,8 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                watch.end()
             backoff = 0.05
             self._note_stale(stale)
             self._note_suspects(result)
@@ -428,15 +446,22 @@ class Worker:
                     self.queues, timeout, want, self._broker_ms(), self.id, alone=not self._held
                 )
             )
+            watch.begin(self._idle_wait)
             try:
                 _, result = await self._idle_wait
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    if not watch.abandoned(self._idle_wait):
+                        raise
+                    await watch.recover(broker)
+                    exc = TimeoutError("round trip abandoned by the watchdog")
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
                 )
                 await asyncio.sleep(backoff)
                 continue
             finally:
+                watch.end()
                 self._blocking = False
                 self._idle_wait = None
             self._note_suspects(result)
@@ -484,6 +509,8 @@ class Worker:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.renew_every)
+            if self.fetch_watch.overdue():
+                self.counts.fetch_stalls += 1
             call_hooks(self.middleware, "tick", self)
 
     def add_stat(self, queue: str, name: str, n: int = 1) -> None:
@@ -584,14 +611,10 @@ class Worker:
             )
 
     def _note_stale(self, stale: list[Outcome]) -> None:
-        for o in stale:
-            self.counts.stale += 1
-            log.warning(
-                "worker %s: outcome of task %s refused: its lease was lost and it was "
-                "delivered again",
-                self.id,
-                o.id,
-            )
+        if stale:
+            self.counts.stale += len(stale)
+            # why: a lapsed lease (delivered again), or Redis lost its data (the task is gone)
+            explain_refused(self, stale)
 
     def _renew_loop(self) -> None:
         """Renews leases from a thread of its own, whatever the loop or the tasks are doing."""

@@ -259,6 +259,20 @@ class Broker(Protocol):
         """Facts about the server (Redis ``INFO``); empty for the in-memory broker."""
         ...
 
+    def server_config(self, names: Sequence[str]) -> dict[str, str]:
+        """Server settings by name (Redis ``CONFIG GET``); empty when the server refuses
+        CONFIG (renamed, or not allowed to this user) and for the in-memory broker."""
+        ...
+
+    def data_marker(self) -> tuple[bytes | None, str]:
+        """The data marker (``{prefix}:marker``, see observability/durability.py) and the
+        id of the server's current run (Redis ``run_id``: new at every restart)."""
+        ...
+
+    def put_data_marker(self, value: bytes) -> None:
+        """Write the data marker."""
+        ...
+
     def try_lock(self, name: str, ttl_ms: int) -> bool:
         """Take the named lock unless someone holds it; it lapses after ``ttl_ms``."""
         ...

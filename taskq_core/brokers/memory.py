@@ -114,6 +114,7 @@ class MemoryBroker:
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         # observability: heartbeats and locks expire on real time, as Redis TTLs do
         self._heartbeats: dict[str, tuple[bytes, int]] = {}  # id -> (record, expiry)
+        self._marker: bytes | None = None  # see observability/durability.py
         self._locks: dict[str, int] = {}  # name -> expiry
         self._alerts: dict[str, bytes] = {}
         self._alert_history: deque[bytes] = deque()
@@ -666,6 +667,18 @@ class MemoryBroker:
 
     def server_info(self) -> dict[str, Any]:
         return {}
+
+    def server_config(self, names: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def data_marker(self) -> tuple[bytes | None, str]:
+        # the data lives as long as this object: one "server run" per broker
+        with self._lock:
+            return self._marker, f"memory-{id(self):x}"
+
+    def put_data_marker(self, value: bytes) -> None:
+        with self._lock:
+            self._marker = value
 
     def try_lock(self, name: str, ttl_ms: int) -> bool:
         now = _mono_ms()

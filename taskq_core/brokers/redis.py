@@ -7,7 +7,9 @@ One connection pool per process for blocking calls and one per event loop for as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,10 +19,11 @@ import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from ..errors import BrokerFull
 from ..keys import Keys
 from . import resp, scripts
 from .base import (
@@ -100,13 +103,22 @@ class RedisBroker:
             "socket_connect_timeout": socket_connect_timeout,
             "health_check_interval": 30,
             **self.tls,
+            # a peer that vanished without a word (a half-open link) is found by the kernel
+            # even on an idle pooled connection, not only by the next call's timeout
+            "socket_keepalive": True,
+            "socket_keepalive_options": keepalive_options(),
         }
-        if retries is not None:
-            # redis-py retries failed calls (with backoff) by default; a probe must not
-            self._options["retry"] = Retry(NoBackoff(), retries)
+        # redis-py retries a failed call of the blocking client ten times by default, each
+        # retry with its own timeouts: over a half-open link one call would last minutes.
+        # One retry on a fresh connection (a pooled one the server closed) as the lean sends
+        # do; a probe (health) none. (The asyncio clients' calls are bounded as a whole.)
+        self._retries = 1 if retries is None else retries
         self._socket_timeout = socket_timeout
         self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, **self._options
+            url,
+            socket_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), self._retries),
+            **self._options,
         )
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
@@ -146,7 +158,11 @@ class RedisBroker:
         client = clients.get(loop)
         if client is None:
             client = aioredis.Redis.from_url(
-                self.url, socket_timeout=socket_timeout, **self._options
+                self.url,
+                socket_timeout=socket_timeout,
+                # redis-py's own retries here: every asyncio call is bounded as a whole
+                # (the lean timer, or bounded()), however often redis-py tries
+                **self._options,
             )
             pool = client.connection_pool
             pool.connection_class = _hiredis_packing(pool.connection_class)
@@ -212,6 +228,9 @@ class RedisBroker:
         return list(pipe.execute(raise_on_error=False))
 
     async def _send_async(self, commands: list[Command]) -> list[Any]:
+        return await self.bounded(self._send_async_unbounded(commands))
+
+    async def _send_async_unbounded(self, commands: list[Command]) -> list[Any]:
         client = self.aclient()
         if len(commands) == 1:
             try:
@@ -222,6 +241,35 @@ class RedisBroker:
         for c in commands:
             pipe.execute_command(*c)
         return list(await pipe.execute(raise_on_error=False))
+
+    @property
+    def call_bound(self) -> float | None:
+        """The longest an asyncio call to Redis lasts, in seconds (``None``: no bound).
+
+        Twice the socket timeout plus the connect timeout: room for the blocking client's
+        one retry on a fresh connection (a pooled one the server closed). Asyncio calls are
+        cut at this bound as a whole, whatever redis-py's own retries; the lean sends (the
+        worker's hot path) at the socket timeout."""
+        if self._socket_timeout is None:
+            return None
+        connect: float = self._options["socket_connect_timeout"]
+        return 2 * self._socket_timeout + connect
+
+    async def bounded(self, call: Awaitable[T]) -> T:
+        """``call`` (redis-py's client at work), given up as a :class:`RedisTimeoutError`
+        after the socket timeout plus a retry (see :attr:`call_bound`): redis-py bounds
+        each read, not a call that connects, checks health and retries."""
+        bound = self.call_bound
+        if bound is None:
+            return await call
+        limit = asyncio.timeout(bound)
+        try:
+            async with limit:
+                return await call
+        except TimeoutError:
+            if not limit.expired():
+                raise  # not ours
+            raise RedisTimeoutError(f"no reply from Redis within {bound:g}s") from None
 
     def _send_lean(self, packed: list[bytes], again: bool = True) -> list[Any]:
         pool = self.client.connection_pool
@@ -251,21 +299,28 @@ class RedisBroker:
             pool.release(conn)
         return replies
 
-    async def _send_lean_async(self, packed: list[bytes], again: bool = True) -> list[Any]:
+    async def _send_lean_async(
+        self, packed: list[bytes], again: bool = True, deadline: float | None = None
+    ) -> list[Any]:
         loop = asyncio.get_running_loop()
         lean = self._lean.get(loop) or self._lean_loop(loop)
         pool = lean.pool
-        conn = _take(lean.spares) or await pool.get_connection()
         # the exchange's timeout: a timer that cancels this task, as asyncio.timeout does
         # (a cancellation it did not make passes through), at a fraction of its cost: no
-        # context manager, no coroutines of its own
+        # context manager, no coroutines of its own. It starts before the connection is
+        # taken: a new connection's handshake and a pooled one's health-check PING read
+        # without a timeout of their own, and over a half-open link they never end.
         task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
         timer = None
         if self._socket_timeout is not None:
-            timer = loop.call_at(loop.time() + self._socket_timeout, _expire, task, lean)
+            if deadline is None:
+                deadline = loop.time() + self._socket_timeout
+            timer = loop.call_at(deadline, _expire, task, lean)
+        conn = None
         try:
+            conn = _take(lean.spares) or await pool.get_connection()
             await conn.send_packed_command([_joined(packed)])
             replies: list[Any] = []
             for _ in packed:
@@ -274,8 +329,8 @@ class RedisBroker:
                 except ResponseError as exc:
                     replies.append(exc)
         except asyncio.CancelledError:
-            await conn.disconnect()
-            await pool.release(conn)
+            if conn is not None:
+                await _drop(pool, conn)
             if task in lean.expired:
                 lean.expired.discard(task)
                 if task.uncancel() <= cancelling:
@@ -284,14 +339,18 @@ class RedisBroker:
                     ) from None
             raise
         except ConnectionError:
-            await conn.disconnect()
-            await pool.release(conn)
+            if conn is not None:
+                await _drop(pool, conn)
             if not again:
                 raise
-            return await self._send_lean_async(packed, again=False)
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            # the retry keeps this call's deadline: one bound for the whole call
+            return await self._send_lean_async(packed, again=False, deadline=deadline)
         except BaseException:
-            await conn.disconnect()
-            await pool.release(conn)
+            if conn is not None:
+                await _drop(pool, conn)  # a reply may be left unread: the connection is unusable
             raise
         finally:
             if timer is not None:
@@ -301,6 +360,22 @@ class RedisBroker:
         else:
             await pool.release(conn)
         return replies
+
+    async def reset_async(self) -> None:
+        """Drop the connections of the running loop (idle ones now, busy ones as they are
+        given back): after a call was abandoned, the others on the same link are likely
+        dead too (a half-open link), and a fresh connection is the way back."""
+        loop = asyncio.get_running_loop()
+        lean = self._lean.get(loop)
+        if lean is not None:
+            spares, lean.spares = lean.spares, []
+            for conn in spares:
+                await _drop(lean.pool, conn)
+        for clients in (self._leanclients, self._async):
+            client = clients.get(loop)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.connection_pool.disconnect(), 1.0)
 
     def _lean_loop(self, loop: asyncio.AbstractEventLoop) -> _LeanLoop:
         lean = self._lean[loop] = _LeanLoop(self._loop_client(self._leanclients, None))
@@ -318,7 +393,7 @@ class RedisBroker:
     async def _load_scripts_async(self) -> None:
         client = self.aclient()
         for s in scripts.ALL:
-            await client.script_load(s.source)
+            await self.bounded(client.script_load(s.source))
 
     # -- producers
 
@@ -364,7 +439,9 @@ class RedisBroker:
         if timeout <= 0:
             return False
         keys = self.plans.wait_keys(queues, nudge)
-        reply = await self.aclient().blpop(keys, timeout=self._blocking_timeout(timeout))
+        reply = await self.bounded(
+            self.aclient().blpop(keys, timeout=self._blocking_timeout(timeout))
+        )
         return reply is not None
 
     def _blocking_timeout(self, timeout: float) -> float:
@@ -519,7 +596,8 @@ class RedisBroker:
         deadline = time.monotonic() + timeout
         ps = self.aclient().pubsub()
         try:
-            await ps.subscribe(self.keys.done_channel(queue))
+            # redis-py bounds each read of a subscription, not its connect and retry
+            await self.bounded(ps.subscribe(self.keys.done_channel(queue)))
             while (m := await ps.get_message(timeout=5.0)) is not None and m["type"] != "subscribe":
                 pass
             while True:
@@ -602,6 +680,18 @@ class RedisBroker:
 
     def server_info(self) -> dict[str, Any]:
         return self.run(self.plans.server_info())
+
+    def server_config(self, names: Sequence[str]) -> dict[str, str]:
+        try:
+            return self.run(self.plans.server_config(names))
+        except ResponseError:  # CONFIG renamed, disabled or not allowed to this user
+            return {}
+
+    def data_marker(self) -> tuple[bytes | None, str]:
+        return self.run(self.plans.data_marker())
+
+    def put_data_marker(self, value: bytes) -> None:
+        self.run(self.plans.put_data_marker(value))
 
     def try_lock(self, name: str, ttl_ms: int) -> bool:
         return self.run(self.plans.try_lock(name, ttl_ms))
@@ -709,10 +799,30 @@ def _failed(replies: list[Any]) -> bool:
 
 def _raise_errors(replies: list[Any]) -> None:
     for r in replies:
+        if isinstance(r, OutOfMemoryError) or (
+            isinstance(r, ResponseError) and str(r).startswith("OOM")
+        ):
+            # Redis decides whether a script may write before it runs it (the memory state
+            # at its start), so a refused enqueue script wrote nothing of its task
+            raise BrokerFull(
+                "the broker is full: Redis refused a write at its maxmemory limit "
+                "(the refused step wrote nothing; free memory or raise maxmemory)"
+            ) from r
+    for r in replies:
         if isinstance(r, Exception):
             raise r
 
 
-def _wall_ms(now_ms: int | None) -> int:
-    """The caller's time, or the wall clock's (a hand-back dates a dead-letter entry)."""
-    return int(time.time() * 1000) if now_ms is None else now_ms
+def keepalive_options() -> dict[int, int]:
+    """TCP keepalive for every connection where the platform has the options: probes after
+    30 s of silence, every 5 s, the connection dropped after 3 unanswered."""
+    wanted = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    return {getattr(socket, n): v for n, v in wanted if hasattr(socket, n)}
+
+
+async def _drop(pool: Any, conn: Any) -> None:
+    """Close ``conn`` and give it back to ``pool``; a close over a dead link is bounded by
+    the connect timeout, and a failure to close does not hide the call's own error."""
+    with contextlib.suppress(Exception):
+        await conn.disconnect()
+    await pool.release(conn)

@@ -470,6 +470,26 @@ class Plans:
     def server_info(self) -> Plan[dict[str, Any]]:
         return Plan([("INFO",)], lambda r: dict(r[0]))
 
+    def server_config(self, names: Sequence[str]) -> Plan[dict[str, str]]:
+        # one CONFIG GET per name: Redis before 7 takes a single pattern
+        def parse(r: list[Any]) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for reply in r:
+                pairs = _as_dict(reply)
+                out.update({_s(k): _s(v) for k, v in pairs.items()})
+            return out
+
+        return Plan([("CONFIG", "GET", n) for n in names], parse)
+
+    def data_marker(self) -> Plan[tuple[bytes | None, str]]:
+        def parse(r: list[Any]) -> tuple[bytes | None, str]:
+            return r[0], _s(dict(r[1]).get("run_id", ""))
+
+        return Plan([("GET", self._key("marker")), ("INFO", "server")], parse)
+
+    def put_data_marker(self, value: bytes) -> Plan[None]:
+        return Plan([("SET", self._key("marker"), value)], lambda r: None)
+
     def try_lock(self, name: str, ttl_ms: int) -> Plan[bool]:
         command = ("SET", self._key("lock", name), "1", "NX", "PX", ttl_ms)
         return Plan([command], lambda r: bool(r[0]))

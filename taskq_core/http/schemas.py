@@ -115,8 +115,17 @@ WORKER = obj(
         "seen_at": MS,
         "supervisor": null(STR),
         "memory": TREND,
+        # the fetch loop's watchdog (fetch_watch.py); absent in older workers' records
+        "fetch": obj(
+            {
+                "last_progress_ms": MS,
+                "pending_since_ms": null(MS),
+                "bound_ms": INT,
+                "stalls": INT,
+            }
+        ),
     },
-    optional=("memory",),
+    optional=("memory", "fetch"),
 )
 WORKERS = obj(
     {

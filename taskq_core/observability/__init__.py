@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 def install_defaults(app: TaskQueue) -> None:
     """Register the default middleware on ``app`` (once; safe to call again)."""
     from .alerts import AlertMiddleware
+    from .durability import DurabilityMiddleware
     from .heartbeat import HeartbeatMiddleware
     from .logs import TaskLogMiddleware
     from .metrics import MetricsMiddleware
@@ -35,6 +36,7 @@ def install_defaults(app: TaskQueue) -> None:
         (m.metrics, MetricsMiddleware, MetricsMiddleware),
         (True, HeartbeatMiddleware, lambda: HeartbeatMiddleware(m)),
         (True, AlertMiddleware, AlertMiddleware),
+        (True, DurabilityMiddleware, DurabilityMiddleware),
         (
             m.task_logs,
             TaskLogMiddleware,

@@ -94,7 +94,10 @@ def evaluate(app: TaskQueue, *, force: bool = False) -> bool:
         put[key] = orjson.dumps(record)
         if before is None:
             events.append({"event": "fired", "at": now_ms, **record})
-    cleared = [k for k in active if k not in conditions]
+    # an alert raised outside the SLA rules (durability.report_loss) holds until its time
+    cleared = [
+        k for k in active if k not in conditions and int(active[k].get("until", 0)) <= now_ms
+    ]
     for key in cleared:
         events.append({**active[key], "event": "cleared", "at": now_ms})
     app.broker.alerts_write(put, cleared, [orjson.dumps(e) for e in events], m.alert_history)

@@ -2,12 +2,17 @@
 
 Components:
 
-- ``broker``: reachable, round-trip time, and for Redis its version, memory and eviction
-  policy. Unreachable is *unhealthy*; a policy other than ``noeviction`` (Redis may then
-  drop task keys), memory above 90% of ``maxmemory`` or a round trip slower than
-  ``monitoring.rtt_warn_ms`` is *degraded*.
-- ``workers``: live workers per queue. *Degraded* when none is alive, or when tasks are
-  ready in a queue that no live worker serves.
+- ``broker``: reachable, round-trip time, and for Redis its version, memory, eviction
+  policy, ``durability`` (persistence in force, see ``durability.py``) and ``data_loss``
+  (a loss of Redis's data that a worker saw in the last hour, else null). Unreachable is
+  *unhealthy*; a policy other than ``noeviction`` (Redis may then drop task keys), memory
+  above ``monitoring.memory_warn_ratio`` of ``maxmemory``, a round trip slower than
+  ``monitoring.rtt_warn_ms``, persistence that loses tasks on a restart (unless
+  ``monitoring.durability_warn`` is off) or a recent data loss is *degraded*.
+- ``workers``: live workers per queue. *Degraded* when none is alive, when tasks are
+  ready in a queue that no live worker serves, or when a worker's fetch loop has a round
+  trip outstanding past its bound (``stalled``: the worker is cut off from Redis and its
+  watchdog has not freed it yet, see ``fetch_watch.py``).
 - ``scheduler``: *healthy* while a scheduler heartbeat is live (with each schedule's next
   run time); *degraded* when the app has schedules (``tq.schedule``) but no scheduler runs;
   ``not_configured`` when there are neither. Never unhealthy: a missing scheduler delays
@@ -31,7 +36,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import scheduler_store
+from ..fetch_watch import stalled
 from ..redact import redact_text
+from . import durability
 from .cluster import collect
 
 if TYPE_CHECKING:
@@ -82,9 +89,27 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
             maxmemory_policy=policy,
         )
         if policy != "noeviction":
-            warnings.append(f"maxmemory-policy is {policy}: Redis may evict task keys")
-        if limit and used > 0.9 * limit:
-            warnings.append(f"memory {used} bytes is over 90% of maxmemory {limit}")
+            warnings.append(
+                f"maxmemory-policy is {policy}: Redis may evict task keys (taskq requires "
+                "noeviction)"
+            )
+        if limit and used > m.memory_warn_ratio * limit:
+            warnings.append(
+                f"memory {used} bytes is over {m.memory_warn_ratio:.0%} of maxmemory {limit}: "
+                "at maxmemory enqueues fail (BrokerFull)"
+            )
+        durable = durability.persistence(b, info)
+        if durable:
+            out["durability"] = durable
+            if durable["warning"] and m.durability_warn:
+                warnings.append(durable["warning"])
+        marker, _ = durability.read_marker(b)
+        loss = durability.recent_loss(marker, int(time.time() * 1000))
+        out["data_loss"] = loss
+        if loss is not None:
+            warnings.append(
+                f"Redis lost its data ({loss['cause']}): queued tasks may have been lost"
+            )
     out["warnings"] = warnings
     if warnings:
         out["status"] = "degraded"
@@ -147,14 +172,18 @@ def check(app: TaskQueue) -> dict[str, Any]:
         orphaned = sorted(q for q, n in per_queue.items() if n == 0 and ready.get(q, 0) > 0)
         w_status = "healthy"
         detail = ""
+        stuck = sorted(str(w["id"]) for w in cluster.workers if stalled(w, cluster.at_ms))
         if not cluster.workers:
             w_status, detail = "degraded", "no live worker"
         elif orphaned:
             w_status, detail = "degraded", "tasks ready but no worker: " + ", ".join(orphaned)
+        elif stuck:
+            w_status, detail = "degraded", "fetch loop stalled: " + ", ".join(stuck)
         components["workers"] = {
             "status": w_status,
             "alive": len(cluster.workers),
             "per_queue": per_queue,
+            "stalled": stuck,
             "detail": detail,
         }
         queues: dict[str, Any] = {}

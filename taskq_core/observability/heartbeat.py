@@ -9,11 +9,14 @@ same records in-process. Record::
     {"id", "host", "pid", "queues": [...], "concurrency", "busy",
      "current": [{"id", "queue", "task", "running_for"}],
      "done": int, "failed": int, "rss_bytes": int, "started_at": ms, "seen_at": ms,
-     "supervisor": str | null, "memory": {...trend, see memory.py...}}
+     "supervisor": str | null, "memory": {...trend, see memory.py...},
+     "fetch": {"last_progress_ms", "pending_since_ms": ms | null, "bound_ms", "stalls"}}
 
 ``done`` counts executions that reached an outcome, ``failed`` those that raised (retried,
 failed or dead-lettered). ``supervisor`` is the ``TASKQ_SUPERVISOR_ID`` environment variable
-of the worker process, set by the supervisor that started it.
+of the worker process, set by the supervisor that started it. ``fetch`` is the fetch loop's
+watchdog state (``fetch_watch.py``): a round trip outstanding past ``bound_ms`` is a stalled
+fetch loop, which health reports.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class HeartbeatMiddleware(Middleware):
             "seen_at": int(now * 1000),
             "supervisor": os.environ.get(SUPERVISOR_ENV) or None,
             "memory": trend.trend(),
+            "fetch": worker.fetch_watch.record(),
         }
 
     def _ttl_ms(self, worker: Worker) -> int:

@@ -582,3 +582,19 @@ def test_a_queued_suspect_can_be_cancelled(broker: Broker) -> None:
     assert broker.cancel("default", "t1", b'{"status":"cancelled"}') == "cancelled"
     result, _ = broker.fetch(Q, 5, now, alone=True)
     assert (result.deliveries, result.suspects) == ([], 0)
+
+
+def test_data_marker_and_server_config(broker: Broker) -> None:
+    # the durability checks' storage (observability/durability.py): a marker that reads back
+    # as written, beside a run id that stays the same while the server runs
+    marker, run_id = broker.data_marker()
+    assert marker is None
+    assert run_id
+    broker.put_data_marker(b'{"run_id": "x"}')
+    assert broker.data_marker() == (b'{"run_id": "x"}', run_id)
+    config = broker.server_config(["appendonly", "save"])
+    if isinstance(broker, RedisBroker):
+        assert config["appendonly"] in ("yes", "no")
+        assert "save" in config
+    else:
+        assert config == {}

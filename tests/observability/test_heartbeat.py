@@ -15,7 +15,7 @@ from taskq_core.observability.heartbeat import SUPERVISOR_ENV, HeartbeatMiddlewa
 
 FIELDS = {
     "id", "host", "pid", "queues", "concurrency", "busy", "current", "done", "failed",
-    "rss_bytes", "started_at", "seen_at", "supervisor", "memory",
+    "rss_bytes", "started_at", "seen_at", "supervisor", "memory", "fetch",
 }  # fmt: skip
 
 

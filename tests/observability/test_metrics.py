@@ -87,6 +87,7 @@ def test_middleware_is_installed_once() -> None:
         "MetricsMiddleware",
         "HeartbeatMiddleware",
         "AlertMiddleware",
+        "DurabilityMiddleware",
         "TaskLogMiddleware",
     ]
 

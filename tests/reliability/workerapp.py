@@ -11,23 +11,30 @@ import time
 
 import redis
 
-from taskq_core import TaskQueue
+from taskq_core import Settings, TaskQueue
 
 URL = os.environ["TASKQ_TEST_REDIS_URL"]
 PREFIX = os.environ["TASKQ_TEST_PREFIX"]
+#: where the tasks record their runs: Redis itself when the worker talks to it through a
+#: fault proxy (the record must not depend on the link under test)
+RECORD_URL = os.environ.get("TASKQ_TEST_RECORD_URL", URL)
+SOCKET_TIMEOUT = os.environ.get("TASKQ_TEST_SOCKET_TIMEOUT")
 
 tq = TaskQueue(
-    URL,
-    key_prefix=PREFIX,
-    worker={
-        "lease_seconds": float(os.environ.get("TASKQ_TEST_LEASE", "3")),
-        "renew_interval": float(os.environ.get("TASKQ_TEST_RENEW", "1")),
-        "grace_period": float(os.environ.get("TASKQ_TEST_GRACE", "10")),
-        "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
-    },
-    retry={"max_retries": 0},
+    settings=Settings(
+        broker_url=URL,
+        key_prefix=PREFIX,
+        worker={
+            "lease_seconds": float(os.environ.get("TASKQ_TEST_LEASE", "3")),
+            "renew_interval": float(os.environ.get("TASKQ_TEST_RENEW", "1")),
+            "grace_period": float(os.environ.get("TASKQ_TEST_GRACE", "10")),
+            "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
+        },
+        retry={"max_retries": 0},
+        **({"broker": {"socket_timeout": float(SOCKET_TIMEOUT)}} if SOCKET_TIMEOUT else {}),
+    )
 )
-r = redis.Redis.from_url(URL)
+r = redis.Redis.from_url(RECORD_URL)
 PID = str(os.getpid())
 
 
