@@ -196,34 +196,51 @@ def in_flight(run: RunRecord, t: float) -> bool:
     return run.start <= t and (run.finish is None or run.finish > t)
 
 
-#: a run that finished this little before its process was killed or frozen may not have been
-#: settled yet (its outcome goes with the worker's next round trip, within milliseconds when
-#: busy): its task is still held under its lease and runs again
-UNSETTLED_S = 1.0
+#: a process woken from a SIGSTOP that starts a task within this many seconds started one it
+#: had leased before the freeze
+WOKEN_S = 1.0
 
 
-def why_extra(run: RunRecord, faults: Sequence[Fault]) -> str | None:
-    """The fault that explains a run that did not count (or ``None``): ``killed``, cut by a
-    SIGKILL of its process; ``killed_unsettled``, finished less than UNSETTLED_S before that
-    kill (its outcome died with the process); ``frozen``, in flight (or finished less than
-    UNSETTLED_S before) when its process was SIGSTOPped; or the kind of a Redis fault it was
-    in flight during. ``frozen_prefetched``: started by a process within UNSETTLED_S of
-    waking from a SIGSTOP (a task it had leased ahead before the freeze, whose lease lapsed
-    meanwhile: today's worker starts it anyway, and its outcome is refused)."""
+def why_extra(
+    run: RunRecord, next_start: float | None, faults: Sequence[Fault], lease: float
+) -> str | None:
+    """The fault that explains a run that did not count, or ``None``. ``next_start`` is when
+    the task's next run began (``None`` for its last run), ``lease`` the workers' lease.
+
+    - ``killed``: cut by a SIGKILL of its process (started before, no finish).
+    - ``killed_unsettled``: finished before its process was SIGKILLed, but the task ran again
+      only after the kill, while the lease taken for this run could not yet have lapsed
+      (it started less than ``lease`` before the kill): the process held the task, its
+      outcome not yet accepted, when it died. (A worker sends outcomes with its next round
+      trip, and stops renewing a task's lease when it finishes: a process starved of CPU
+      before the kill can hold a finished task for a while.)
+    - ``frozen``: in flight when its process was SIGSTOPped, or finished but re-run only
+      after the freeze began, as above.
+    - ``frozen_prefetched``: started within WOKEN_S of its process waking from a SIGSTOP (a
+      task it had leased ahead before the freeze, whose lease lapsed meanwhile: today's
+      worker starts it anyway; its outcome is then refused).
+    - a Redis fault's kind (``kill_redis``, ``freeze_redis``, or any other kind that is not
+      a worker's): the run was in flight, or its outcome unsent, during that fault.
+    """
     for f in faults:
-        if f.kind == "stop_worker" and f.pid == run.pid and 0 <= run.start - f.end < UNSETTLED_S:
+        if f.kind == "stop_worker" and f.pid == run.pid and 0 <= run.start - f.end < WOKEN_S:
             return "frozen_prefetched"
         if f.on_worker and f.pid == run.pid and run.start < f.t:
-            if run.finish is not None and run.finish > f.t:
-                if f.kind == "stop_worker":
-                    return "frozen"
-                continue
+            what = "killed" if f.kind == "kill_worker" else "frozen"
             if run.finish is None:
-                return "killed" if f.kind == "kill_worker" else "frozen"
-            if f.t - run.finish < UNSETTLED_S:
-                return "killed_unsettled" if f.kind == "kill_worker" else "frozen"
-        if not f.on_worker and run.start <= f.end and (run.finish is None or run.finish >= f.t):
-            return f.kind
+                return what
+            if run.finish > f.t:
+                if f.kind == "stop_worker":
+                    return what
+                continue
+            rerun_after = next_start is None or next_start > f.t
+            if rerun_after and run.start > f.t - lease:
+                return what + "_unsettled" if f.kind == "kill_worker" else what
+        if not f.on_worker and run.start <= f.end:
+            if run.finish is None or run.finish >= f.t:
+                return f.kind
+            if (next_start is None or next_start > f.t) and run.start > f.t - lease:
+                return f.kind
     return None
 
 
@@ -305,7 +322,10 @@ class Report:
 
 
 def classify(
-    enqueued: Iterable[str], runs: dict[str, list[RunRecord]], faults: Sequence[Fault]
+    enqueued: Iterable[str],
+    runs: dict[str, list[RunRecord]],
+    faults: Sequence[Fault],
+    lease: float,
 ) -> Report:
     """ok: one run, finished. lost: never finished. duplicated: more than one run (with, for
     each run but the one that counts, the fault that explains it or ``None``). unexpected:
@@ -323,7 +343,9 @@ def classify(
             # one run counts (the journal cannot say which settle was accepted): every
             # other run needs a fault to explain it, so one unexplained run is dropped, or,
             # if all are explained, that of the last to finish
-            why = [why_extra(r, faults) for r in rs]
+            rs = sorted(rs, key=lambda r: r.start)
+            nexts: list[float | None] = [r.start for r in rs[1:]]
+            why = [why_extra(r, n, faults, lease) for r, n in zip(rs, [*nexts, None], strict=True)]
             keep = (
                 why.index(None)
                 if None in why
@@ -403,6 +425,8 @@ class Rig:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._n = 0
+        self._offsets: dict[str, int] = {}
+        self._finished: set[str] = set()
 
     # setup
 
@@ -457,7 +481,9 @@ class Rig:
 
     # faults
 
-    def _fault(self, kind: str, pid: int, t: float, end: float = 0.0) -> Fault:
+    def record_fault(self, kind: str, pid: int, t: float, end: float = 0.0) -> Fault:
+        """Log a fault injected here or elsewhere (a proxy cutting the link, say) so the
+        classifier can explain the runs it touched."""
         f = Fault(kind, t, pid, end)
         with self._lock:
             self.faults.append(f)
@@ -466,14 +492,14 @@ class Rig:
     def kill_worker(self, pid: int) -> Fault:
         t = time.time()
         os.kill(pid, signal.SIGKILL)
-        return self._fault("kill_worker", pid, t)
+        return self.record_fault("kill_worker", pid, t)
 
     def stop_worker(self, pid: int, seconds: float) -> Fault:
         t = time.time()
         os.kill(pid, signal.SIGSTOP)
         time.sleep(seconds)
         os.kill(pid, signal.SIGCONT)
-        return self._fault("stop_worker", pid, t, time.time())
+        return self.record_fault("stop_worker", pid, t, time.time())
 
     def kill_redis(self, down: float = 0.5) -> Fault:
         """SIGKILL redis-server, wait ``down`` seconds, start it again on the same port and
@@ -483,7 +509,7 @@ class Rig:
         self.redis.kill()
         time.sleep(down)
         self.redis.start()
-        return self._fault("kill_redis", pid, t, time.time())
+        return self.record_fault("kill_redis", pid, t, time.time())
 
     def freeze_redis(self, seconds: float) -> Fault:
         assert self.redis.proc is not None
@@ -491,7 +517,7 @@ class Rig:
         self.redis.signal(signal.SIGSTOP)
         time.sleep(seconds)
         self.redis.signal(signal.SIGCONT)
-        return self._fault("freeze_redis", pid, t, time.time())
+        return self.record_fault("freeze_redis", pid, t, time.time())
 
     def storm(
         self,
@@ -516,7 +542,7 @@ class Rig:
                 break
             end = time.monotonic() + rng.uniform(*every)
             while time.monotonic() < end and not until():
-                time.sleep(0.05)
+                time.sleep(0.1)
             if until():
                 break
             live = pids() if pids is not None else [p.pid for p in self.live_workers()]
@@ -530,7 +556,19 @@ class Rig:
     # waiting and results
 
     def finished_ids(self) -> set[str]:
-        return {label for kind, label, _, _ in read_journal(self.journal) if kind == "finish"}
+        """Ids with a finish in the journal so far (read on from where the last call
+        stopped, so polling a journal of 100,000 lines stays cheap)."""
+        for path in self.journal.glob("*.log"):
+            with path.open("rb") as fh:
+                fh.seek(self._offsets.get(path.name, 0))
+                chunk = fh.read()
+            # only whole lines: a line being written is read next time
+            cut = chunk.rfind(b"\n") + 1
+            self._offsets[path.name] = self._offsets.get(path.name, 0) + cut
+            for line in chunk[:cut].decode().splitlines():
+                if line.startswith("finish "):
+                    self._finished.add(line.split()[1])
+        return set(self._finished)
 
     def wait_done(self, timeout: float, quiet: float | None = None, poll: float = 0.25) -> bool:
         """Wait until every enqueued task has finished (True), or ``timeout`` passes, or
@@ -550,7 +588,9 @@ class Rig:
         return False
 
     def report(self) -> Report:
-        return classify(self.enqueued, pair_runs(read_journal(self.journal)), self.faults)
+        return classify(
+            self.enqueued, pair_runs(read_journal(self.journal)), self.faults, self.lease
+        )
 
     def stats(self) -> dict[str, int]:
         """The default queue's counters (ok, stale_acks, lease_expired, ...)."""
