@@ -248,13 +248,16 @@ def why_extra(
 class Recovery:
     """How long after a fault the work went on: ``next_finish``, the first finish anywhere
     after the fault ended; ``in_flight``, for a worker fault, until the last task it had in
-    flight finished elsewhere (``None`` if it had none, or one never did)."""
+    flight finished elsewhere (``None`` if it had none, or one never did); ``chained``, one
+    of those tasks was cut again elsewhere before it finished (a later kill caught its
+    re-delivery), so ``in_flight`` spans more than one recovery."""
 
     kind: str
     t: float
     next_finish: float | None
     in_flight: float | None
     tasks_in_flight: int
+    chained: bool = False
 
 
 @dataclass
@@ -316,7 +319,10 @@ class Report:
                 [r.next_finish for r in self.recoveries if r.next_finish is not None]
             ),
             "recovery_in_flight_s": stats(
-                [r.in_flight for r in self.recoveries if r.in_flight is not None]
+                [r.in_flight for r in self.recoveries if r.in_flight is not None and not r.chained]
+            ),
+            "recovery_in_flight_chained_s": stats(
+                [r.in_flight for r in self.recoveries if r.in_flight is not None and r.chained]
             ),
         }
 
@@ -374,8 +380,11 @@ def classify(
         rec = None
         if cut and len(done) == len(cut):
             rec = max(done) - f.t
+        chained = any(
+            r.pid != f.pid and r.start > f.t and r.finish is None for i in cut for r in runs[i]
+        )
         rep.recoveries.append(
-            Recovery(f.kind, f.t, None if nxt is None else nxt - f.t, rec, len(cut))
+            Recovery(f.kind, f.t, None if nxt is None else nxt - f.t, rec, len(cut), chained)
         )
     return rep
 

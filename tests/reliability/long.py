@@ -166,6 +166,7 @@ def results(args: argparse.Namespace, report: Report, extra: dict[str, Any]) -> 
                 "in_flight": r.tasks_in_flight,
                 "in_flight_done_s": None if r.in_flight is None else round(r.in_flight, 3),
                 "next_finish_s": None if r.next_finish is None else round(r.next_finish, 3),
+                "chained": r.chained,
             }
             for r in report.recoveries
         ],
@@ -176,6 +177,8 @@ def results(args: argparse.Namespace, report: Report, extra: dict[str, Any]) -> 
 def markdown(res: dict[str, Any]) -> str:
     s, st, m = res["summary"], res["settings"], res["machine"]
     rin, rnext = s["recovery_in_flight_s"], s["recovery_next_finish_s"]
+    chain = s["recovery_in_flight_chained_s"]
+    bound = st["lease_s"] + st["renew_s"]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["extra_runs_by_reason"].items()))
     where = "children of one supervisor" if st["supervisor"] else "top-level worker processes"
     lines = [
@@ -199,7 +202,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"| extra runs by reason | {reasons or 'none'} |",
         f"| unexpected (ran, never enqueued) | {s['unexpected']} |",
         f"| recovery: killed process's tasks done elsewhere | median {rin.get('median', '-')} s,"
-        f" max {rin.get('max', '-')} s ({rin['n']} kills with tasks in flight) |",
+        f" max {rin.get('max', '-')} s over {rin['n']} kills (bound: lease + renewal ="
+        f" {bound:g} s) |",
+        f"| the same when a later kill cut a re-delivered task again (chained) |"
+        f" {chain['n']} kills, max {chain.get('max', '-')} s |",
         f"| recovery: next finish anywhere | median {rnext.get('median', '-')} s,"
         f" max {rnext.get('max', '-')} s |",
         f"| machine | {m['cpu']}, {m['cpus']} CPUs shared, {m['system']}, Python {m['python']},"

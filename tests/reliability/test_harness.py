@@ -50,6 +50,27 @@ def test_a_run_cut_by_a_kill_explains_its_duplicate() -> None:
     (rec,) = rep.recoveries
     assert rec.tasks_in_flight == 1
     assert rec.in_flight == pytest.approx(3.1)
+    assert not rec.chained
+
+
+def test_a_redelivery_cut_by_a_later_kill_makes_a_chained_recovery() -> None:
+    runs = pair_runs(
+        [
+            ev("start", "a", KILLED, 1.0),
+            ev("start", "a", OTHER, 4.0),  # the re-delivery, cut by the second kill
+            ev("start", "a", LIVE, 7.0),
+            ev("finish", "a", LIVE, 7.1),
+        ]
+    )
+    faults = [Fault("kill_worker", 2.0, KILLED), Fault("kill_worker", 5.0, OTHER)]
+    rep = classify(["a"], runs, faults, LEASE)
+    assert rep.duplicated == {"a": ["killed", "killed"]}
+    first, second = rep.recoveries
+    assert first.chained
+    assert first.in_flight == pytest.approx(5.1)
+    assert not second.chained
+    assert second.in_flight == pytest.approx(2.1)
+    assert rep.summary()["recovery_in_flight_s"]["max"] == pytest.approx(2.1)
 
 
 def test_a_duplicate_no_fault_explains_is_unexplained() -> None:

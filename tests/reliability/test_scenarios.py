@@ -63,8 +63,8 @@ def test_sigkill_storm(rigs: list[Rig], tmp_path: Path) -> None:
     assert_nothing_lost(rep)
     assert rep.explained_by_kill == sorted(rep.duplicated)
     assert rep.duplicated, "no kill caught a task in flight: the storm tested nothing"
-    for r in rep.recoveries:
-        assert r.in_flight is None or r.in_flight <= BOUND, r
+    for r in rep.recoveries:  # a chained one (re-delivery killed again) spans two
+        assert r.in_flight is None or r.chained or r.in_flight <= BOUND, r
 
 
 def test_sigkill_storm_under_supervisor(rigs: list[Rig], tmp_path: Path) -> None:
@@ -88,8 +88,8 @@ def test_sigkill_storm_under_supervisor(rigs: list[Rig], tmp_path: Path) -> None
     assert_nothing_lost(rep)
     assert rep.explained_by_kill == sorted(rep.duplicated)
     assert rep.duplicated
-    for r in rep.recoveries:
-        assert r.in_flight is None or r.in_flight <= BOUND, r
+    for r in rep.recoveries:  # a chained one (re-delivery killed again) spans two
+        assert r.in_flight is None or r.chained or r.in_flight <= BOUND, r
 
 
 def test_sigstop_past_the_lease(rigs: list[Rig], tmp_path: Path) -> None:
