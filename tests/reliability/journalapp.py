@@ -5,7 +5,7 @@ tests.reliability.journalapp:tq``). Its one task writes ``start <id> <pid> <t>``
 and a SIGKILL can cut a run but never garble or lose a line already written.
 
 Configured by TASKQ_TEST_* variables (see harness.py): Redis URL, key prefix, lease,
-renewal, grace period and socket timeout.
+renewal, grace period, socket timeout, the supervisor's longest restart delay.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ tq = TaskQueue(
             "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
         },
         retry={"max_retries": 0},
+        supervisor={
+            "restart_backoff_max": float(os.environ.get("TASKQ_TEST_RESTART_BACKOFF_MAX", "60"))
+        },
     )
 )
 

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--supervisor", action="store_true",
         help="one `taskq worker --processes N` whose children are killed (it restarts them)",
+    )  # fmt: skip
+    p.add_argument(
+        "--restart-backoff-max", type=float, metavar="S",
+        help="the supervisor's supervisor.restart_backoff_max (default 60 s: a kill every few"
+        " seconds counts as a crash loop, and restarts soon wait a minute)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800.0, help="give up after this long")
@@ -78,7 +84,10 @@ def machine() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]]:
-    rig = Rig(workdir, lease=args.lease, renew=args.renew)
+    env = {}
+    if args.restart_backoff_max is not None:
+        env["TASKQ_TEST_RESTART_BACKOFF_MAX"] = str(args.restart_backoff_max)
+    rig = Rig(workdir, lease=args.lease, renew=args.renew, env=env)
     try:
         if args.supervisor:
             sup = rig.start_worker(args.concurrency, processes=args.workers)
@@ -154,6 +163,7 @@ def results(args: argparse.Namespace, report: Report, extra: dict[str, Any]) -> 
             "lease_s": args.lease,
             "renew_s": args.renew,
             "supervisor": args.supervisor,
+            "restart_backoff_max_s": args.restart_backoff_max,
         },
         **extra,
         "summary": summary,
@@ -227,8 +237,16 @@ def write_doc(doc: Path, section: str) -> None:
     doc.write_text(head + section + tail)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # stopped by SIGTERM or SIGINT (even started in the background, where SIGINT is
+    # ignored), the run still stops its redis-server and workers on the way out
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         report, extra = run(args, args.workdir)
