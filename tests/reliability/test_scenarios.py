@@ -69,7 +69,7 @@ def test_sigkill_storm(rigs: list[Rig], tmp_path: Path) -> None:
 
 def test_sigkill_storm_under_supervisor(rigs: list[Rig], tmp_path: Path) -> None:
     """The same storm on the children of ``taskq worker --processes 3``, which the
-    supervisor restarts itself."""
+    supervisor restarts itself, handing their tasks back as soon as it sees them die."""
     rig = make(rigs, tmp_path)
     sup = rig.start_worker(4, processes=3)
     rig.enqueue(1500, (20, 60))
@@ -88,8 +88,10 @@ def test_sigkill_storm_under_supervisor(rigs: list[Rig], tmp_path: Path) -> None
     assert_nothing_lost(rep)
     assert rep.explained_by_kill == sorted(rep.duplicated)
     assert rep.duplicated
-    for r in rep.recoveries:  # a chained one (re-delivery killed again) spans two
-        assert r.in_flight is None or r.chained or r.in_flight <= BOUND, r
+    # the supervisor hands a dead child's tasks back at once, without waiting for the lease
+    # (measured: about 0.15 s; a chained one, re-delivery killed again, spans two)
+    for r in rep.recoveries:
+        assert r.in_flight is None or r.chained or r.in_flight <= 2.0, r
 
 
 def test_sigstop_past_the_lease(rigs: list[Rig], tmp_path: Path) -> None:
