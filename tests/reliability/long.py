@@ -215,7 +215,7 @@ def markdown(res: dict[str, Any]) -> str:
         f" max {rin.get('max', '-')} s over {rin['n']} kills (bound: lease + renewal ="
         f" {bound:g} s) |",
         f"| the same when a later kill cut a re-delivered task again (chained) |"
-        f" {chain['n']} kills, max {chain.get('max', '-')} s |",
+        f" kills: {chain['n']}, max {chain.get('max', '-')} s |",
         f"| recovery: next finish anywhere | median {rnext.get('median', '-')} s,"
         f" max {rnext.get('max', '-')} s |",
         f"| machine | {m['cpu']}, {m['cpus']} CPUs shared, {m['system']}, Python {m['python']},"
