@@ -1,0 +1,74 @@
+"""The application the fault suite runs in its worker processes (``--app
+tests.reliability.journalapp:tq``). Its one task writes ``start <id> <pid> <t>`` and
+``finish <id> <pid> <t>`` to an append-only file per process in ``TASKQ_TEST_JOURNAL``, one
+``os.write`` per line (unbuffered, O_APPEND), so a line is on disk before the task goes on
+and a SIGKILL can cut a run but never garble or lose a line already written.
+
+Configured by TASKQ_TEST_* variables (see harness.py): Redis URL, key prefix, lease,
+renewal, grace period, socket timeout, the supervisor's longest restart delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+from taskq_core import TaskQueue
+from taskq_core.settings import Settings
+
+URL = os.environ["TASKQ_TEST_REDIS_URL"]
+PREFIX = os.environ["TASKQ_TEST_PREFIX"]
+JOURNAL = Path(os.environ["TASKQ_TEST_JOURNAL"])
+TASK, ATASK = "rel.journal", "rel.ajournal"
+
+tq = TaskQueue(
+    settings=Settings(
+        broker_url=URL,
+        key_prefix=PREFIX,
+        broker={"socket_timeout": float(os.environ.get("TASKQ_TEST_SOCKET_TIMEOUT", "10"))},
+        worker={
+            "lease_seconds": float(os.environ.get("TASKQ_TEST_LEASE", "3")),
+            "renew_interval": float(os.environ.get("TASKQ_TEST_RENEW", "1")),
+            "grace_period": float(os.environ.get("TASKQ_TEST_GRACE", "10")),
+            "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
+        },
+        retry={"max_retries": 0},
+        supervisor={
+            "restart_backoff_max": float(os.environ.get("TASKQ_TEST_RESTART_BACKOFF_MAX", "60"))
+        },
+    )
+)
+
+_lock = threading.Lock()
+_fds: dict[int, int] = {}  # by pid: a forked child opens a file of its own
+
+
+def _write(kind: str, label: str) -> None:
+    pid = os.getpid()
+    with _lock:
+        fd = _fds.get(pid)
+        if fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            fd = _fds[pid] = os.open(JOURNAL / f"{pid}.log", flags, 0o644)
+    # one write per line: O_APPEND makes it land whole at the end, whatever other threads do
+    os.write(fd, f"{kind} {label} {pid} {time.time():.6f}\n".encode())
+
+
+@tq.task(name=TASK)
+def journal(label: str, ms: float = 10.0, pad: str = "") -> None:
+    """Record the start, sleep ``ms`` milliseconds, record the finish (``pad`` only makes the
+    message bigger, for the maxmemory scenario)."""
+    _write("start", label)
+    time.sleep(ms / 1000)
+    _write("finish", label)
+
+
+@tq.task(name=ATASK)
+async def ajournal(label: str, ms: float = 10.0) -> None:
+    """The same on the event loop."""
+    _write("start", label)
+    await asyncio.sleep(ms / 1000)
+    _write("finish", label)
