@@ -342,6 +342,27 @@ def test_admin_routes_refuse_cross_site_requests(
         assert populated.handle("waiting-2").status() in expected
 
 
+def test_admin_checks_run_in_the_documented_order(make_app: Callable[..., TaskQueue]) -> None:
+    """docs/security.md: same site (403), body size (413) and content type (415) come before
+    the auth callable (401/403), which comes before the arguments (400)."""
+    table = RouteTable(make_app("memory"), auth=admin)
+    path = "/failed/default/purge"
+
+    def status(query: dict[str, list[str]], headers: dict[str, str], body: bytes) -> int:
+        return table.dispatch(Request("POST", path, query, headers, body)).status
+
+    json_type = {"content-type": "application/json"}
+    evil = {"origin": "https://evil.example", "host": "shop.example"}
+    big = b"x" * (64 * 1024 + 1)
+    # no credentials anywhere below but the last two: each refusal names the earliest check
+    assert status({}, {**evil, "content-type": "text/plain"}, big) == 403
+    assert status({}, {"content-type": "text/plain"}, big) == 413
+    assert status({}, {"content-type": "text/plain"}, b"{}") == 415
+    assert status({"all": ["true"]}, json_type, b"{nope") == 401
+    assert status({"all": ["true"]}, {**json_type, "authorization": TOKEN}, b"{}") == 400
+    assert status({}, {**json_type, "authorization": TOKEN}, b"{nope") == 400
+
+
 def test_admin_bodies_over_64_kib_are_413_and_never_parsed(populated: TaskQueue) -> None:
     table = RouteTable(populated, auth=admin)
     headers = {"authorization": TOKEN, "content-type": "application/json"}
