@@ -88,9 +88,8 @@ def references_in(text: str, rel: str) -> list[Ref]:
             if m.re is PATH_REF:
                 last_path = m.group(1)
                 refs.append(Ref(rel, number, m.group(1), _strip_id(m.group(2))))
-            else:
-                assert last_path is not None, f"{rel}:{number}: '::{m.group(1)}' follows no file"
-                refs.append(Ref(rel, number, last_path, _strip_id(m.group(1))))
+            else:  # "" (no file before it) is reported by problem()
+                refs.append(Ref(rel, number, last_path or "", _strip_id(m.group(1))))
             covered.append(m.span())
         for m in BARE_REF.finditer(line):
             if not any(a <= m.start() + 1 < b for a, b in covered):
@@ -131,6 +130,8 @@ def resolve(path: str) -> list[Path]:
 
 def problem(ref: Ref) -> str | None:
     """Why a reference dangles, or None when the test (or file) it names exists."""
+    if ref.path == "":
+        return "a '::name' that follows no file name in its paragraph"
     if ref.path is not None:
         files = resolve(ref.path)
         if not files:
@@ -146,18 +147,20 @@ def problem(ref: Ref) -> str | None:
     return None
 
 
-ALL_REFS = [ref for page in DOCS for ref in references(page)]
+@cache
+def all_refs() -> tuple[Ref, ...]:
+    return tuple(ref for page in DOCS for ref in references(page))
 
 
 def test_the_docs_name_tests_at_all() -> None:
     """Guard against a parser that silently finds nothing."""
     for page in GUARANTEE_PAGES:
-        named = [r for r in ALL_REFS if r.page == page and r.name is not None]
+        named = [r for r in all_refs() if r.page == page and r.name is not None]
         assert len(named) >= 5, f"{page}: the parser found only {len(named)} test names"
 
 
 def test_every_test_the_docs_name_exists() -> None:
-    dangling = [f"{ref}: {why}" for ref in ALL_REFS if (why := problem(ref)) is not None]
+    dangling = [f"{ref}: {why}" for ref in all_refs() if (why := problem(ref)) is not None]
     assert not dangling, "dangling test references:\n" + "\n".join(dangling)
 
 
@@ -191,6 +194,8 @@ def test_a_dangling_reference_is_reported() -> None:
     assert problem(Ref("d.md", 1, "tests/test_docs_refs.py", "test_no_such_test")) is not None
     assert problem(Ref("d.md", 1, None, "test_no_such_test_anywhere")) is not None
     assert problem(Ref("d.md", 1, "tests/no/such_file.py", None)) == "no such file"
+    [orphan] = references_in("text\n\n::test_x here", "d.md")
+    assert problem(orphan) is not None
     assert (
         problem(Ref("d.md", 1, "tests/test_docs_refs.py", "test_a_dangling_reference_is_reported"))
         is None
