@@ -531,3 +531,28 @@ async def test_body_readers_stop_at_the_cap() -> None:
     assert pulled == 3
     assert await read_body_async(chunks(), 0) == b""
     assert pulled == 3  # a route without a body reads nothing
+
+
+def test_no_read_route_shows_task_arguments(make_app: Callable[..., TaskQueue]) -> None:
+    """security.md: the routes never show a task's arguments, even with every private class
+    opened (a result or an error shows only what the task returned or raised)."""
+    tq = make_app("memory", retry={"max_retries": 0})
+    marker = "card-4242-4242-4242-4242"
+    tq.task(name="a.ok")(lambda card: "charged")
+
+    @tq.task(name="a.fail")
+    def fail(card: str) -> None:
+        raise ValueError("declined")
+
+    done = tq.enqueue("a.ok", [marker])
+    dead = tq.enqueue("a.fail", [], {"card": marker})
+    waiting_id = "waiting-args"
+    tq.worker(burst=True, handle_signals=False).run()
+    tq.enqueue("a.ok", [marker], task_id=waiting_id)
+    table = RouteTable(tq, auth=admin, expose_private=("results", "errors", "hosts", "config"))
+    paths = [r.path for r in table.routes if r.method == "GET" and "{" not in r.path]
+    paths += [f"/jobs/{done.id}", f"/jobs/{dead.id}", f"/jobs/{waiting_id}"]
+    for path in paths:
+        response = table.dispatch(Request("GET", path, {}, {"authorization": TOKEN}, b""))
+        assert response.status in (200, 503), path
+        assert marker.encode() not in response.body, path
