@@ -342,6 +342,27 @@ def test_admin_routes_refuse_cross_site_requests(
         assert populated.handle("waiting-2").status() in expected
 
 
+def test_admin_checks_run_in_the_documented_order(make_app: Callable[..., TaskQueue]) -> None:
+    """docs/security.md: same site (403), body size (413) and content type (415) come before
+    the auth callable (401/403), which comes before the arguments (400)."""
+    table = RouteTable(make_app("memory"), auth=admin)
+    path = "/failed/default/purge"
+
+    def status(query: dict[str, list[str]], headers: dict[str, str], body: bytes) -> int:
+        return table.dispatch(Request("POST", path, query, headers, body)).status
+
+    json_type = {"content-type": "application/json"}
+    evil = {"origin": "https://evil.example", "host": "shop.example"}
+    big = b"x" * (64 * 1024 + 1)
+    # no credentials anywhere below but the last two: each refusal names the earliest check
+    assert status({}, {**evil, "content-type": "text/plain"}, big) == 403
+    assert status({}, {"content-type": "text/plain"}, big) == 413
+    assert status({}, {"content-type": "text/plain"}, b"{}") == 415
+    assert status({"all": ["true"]}, json_type, b"{nope") == 401
+    assert status({"all": ["true"]}, {**json_type, "authorization": TOKEN}, b"{}") == 400
+    assert status({}, {**json_type, "authorization": TOKEN}, b"{nope") == 400
+
+
 def test_admin_bodies_over_64_kib_are_413_and_never_parsed(populated: TaskQueue) -> None:
     table = RouteTable(populated, auth=admin)
     headers = {"authorization": TOKEN, "content-type": "application/json"}
@@ -510,3 +531,28 @@ async def test_body_readers_stop_at_the_cap() -> None:
     assert pulled == 3
     assert await read_body_async(chunks(), 0) == b""
     assert pulled == 3  # a route without a body reads nothing
+
+
+def test_no_read_route_shows_task_arguments(make_app: Callable[..., TaskQueue]) -> None:
+    """security.md: the routes never show a task's arguments, even with every private class
+    opened (a result or an error shows only what the task returned or raised)."""
+    tq = make_app("memory", retry={"max_retries": 0})
+    marker = "card-4242-4242-4242-4242"
+    tq.task(name="a.ok")(lambda card: "charged")
+
+    @tq.task(name="a.fail")
+    def fail(card: str) -> None:
+        raise ValueError("declined")
+
+    done = tq.enqueue("a.ok", [marker])
+    dead = tq.enqueue("a.fail", [], {"card": marker})
+    waiting_id = "waiting-args"
+    tq.worker(burst=True, handle_signals=False).run()
+    tq.enqueue("a.ok", [marker], task_id=waiting_id)
+    table = RouteTable(tq, auth=admin, expose_private=("results", "errors", "hosts", "config"))
+    paths = [r.path for r in table.routes if r.method == "GET" and "{" not in r.path]
+    paths += [f"/jobs/{done.id}", f"/jobs/{dead.id}", f"/jobs/{waiting_id}"]
+    for path in paths:
+        response = table.dispatch(Request("GET", path, {}, {"authorization": TOKEN}, b""))
+        assert response.status in (200, 503), path
+        assert marker.encode() not in response.body, path

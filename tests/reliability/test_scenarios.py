@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from taskq_core.errors import BrokerFull
+
 from .harness import Report, Rig, child_pids
 
 LEASE, RENEW = 2.0, 0.5
@@ -136,9 +138,9 @@ def test_redis_sigkill_with_aof_loses_nothing(rigs: list[Rig], tmp_path: Path) -
 
 
 def test_redis_sigkill_without_aof_loses_the_queue(rigs: list[Rig], tmp_path: Path) -> None:
-    """Without persistence a SIGKILLed Redis comes back empty. What today's code does: the
-    tasks still queued are lost (nothing tells anyone yet; to be tightened to "the loss is
-    detected and reported" once that lands), workers reconnect and run new tasks."""
+    """Without persistence a SIGKILLed Redis comes back empty: the tasks still queued are
+    lost, workers reconnect and run new tasks. (That the loss is noticed and reported is
+    tests/reliability/test_durability.py's subject.)"""
     rig = make(rigs, tmp_path, aof=False)
     rig.start_workers(2, concurrency=4)
     rig.enqueue(800, (10, 30))
@@ -177,21 +179,22 @@ def test_frozen_redis(rigs: list[Rig], tmp_path: Path) -> None:
 def test_maxmemory_producer_gets_an_error_and_nothing_acknowledged_is_lost(
     rigs: list[Rig], tmp_path: Path
 ) -> None:
-    """Redis at its maxmemory (noeviction): an enqueue gets Redis's OOM error and writes
+    """Redis at its maxmemory (noeviction): an enqueue raises BrokerFull and writes
     nothing (no task of the refused batch ever runs); once there is room again, every enqueue
     that returned runs. (Today workers cannot fetch while Redis is over its limit, since the
     fetch script writes: the queue stalls, it does not lose; hence the limit is raised here
     before the workers start. To be tightened once fetching under OOM is decided.)"""
     rig = make(rigs, tmp_path, maxmemory="4mb")
-    refused: Exception | None = None
+    refused: BrokerFull | None = None
     for seed in range(1000):
         try:
             rig.enqueue(50, (1, 2), batch=50, seed=seed, pad=2000)
-        except redis.exceptions.OutOfMemoryError as exc:
+        except BrokerFull as exc:
             refused = exc
             break
     assert refused is not None, "50,000 tasks of 2 kB fit in 4 MB?"
     assert "maxmemory" in str(refused)
+    assert isinstance(refused.__cause__, redis.exceptions.OutOfMemoryError)
     accepted = len(rig.enqueued)
     assert accepted >= 50
     admin = redis.Redis.from_url(rig.redis.url)

@@ -295,3 +295,26 @@ def test_the_supervisor_does_not_sign_a_message_changed_while_its_task_ran(
     assert stored.message is not None
     with pytest.raises(BadSignature, match="does not match"):
         Signer({"k1": NEW}).verify(orjson.loads(stored.message))  # not signed again
+
+
+def test_signing_secrets_never_reach_a_route(make_app: Callable[..., TaskQueue]) -> None:
+    """The configuration routes show the key ids and mask the secrets (and the webhook)."""
+    from taskq_core.http import Request
+    from taskq_core.http.routes import RouteTable
+
+    hook = "https://hooks.example/T0/B0/s3cret-path"
+    tq = make_app(
+        "memory",
+        security={"signing_keys": {"2026-12": NEW, "2026-06": OLD}},
+        monitoring={"alert_webhook": hook},
+    )
+    table = RouteTable(tq, auth=lambda _request: True)
+    for path in ("/diagnostics", "/metrics/system", "/registry"):
+        response = table.dispatch(Request("GET", path, {}, {"authorization": "x"}, b""))
+        assert response.status == 200, path
+        for secret in (NEW, OLD, hook, "s3cret-path"):
+            assert secret.encode() not in response.body, (path, secret)
+    diagnostics = table.dispatch(Request("GET", "/diagnostics", {}, {"authorization": "x"}, b""))
+    shown = diagnostics.body.decode()
+    assert '"2026-12":"***"' in shown.replace(" ", "")
+    assert '"2026-06":"***"' in shown.replace(" ", "")
