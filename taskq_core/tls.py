@@ -48,7 +48,9 @@ def _is_loopback(host: str) -> bool:
 
 def security_warnings(settings: Settings) -> list[str]:
     """What ``taskq config check`` warns about (the configuration is valid all the same):
-    certificate checks turned off, and a Redis off this machine reached without a password."""
+    certificate checks turned off, a Redis off this machine reached without a password, or
+    reached with one over plain ``redis://`` (the password and every task cross the network
+    in clear text)."""
     url = settings.broker_url
     if not url.startswith(("redis://", "rediss://")):
         return []
@@ -75,5 +77,10 @@ def security_warnings(settings: Settings) -> list[str]:
         out.append(
             f"broker_url names Redis on {host} without a password: anyone who can reach "
             "that port can read and change the queues (see docs/security.md)"
+        )
+    elif url.startswith("redis://") and not _is_loopback(host):
+        out.append(
+            f"broker_url reaches Redis on {host} over plain redis://: its password and every "
+            "task cross the network in clear text (use rediss:// and broker.tls_ca_file)"
         )
     return out

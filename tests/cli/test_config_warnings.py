@@ -1,5 +1,6 @@
 """``taskq config check`` warns, and still exits 0, about a Redis off this machine reached
-without a password and about certificate checks turned off; a safe configuration gets no
+without a password, one reached with a password over plain redis:// and about certificate
+checks turned off; a safe configuration gets no
 warning. The password of the URL is not shown in a warning either."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .conftest import Cli
 
 NO_PASSWORD = "without a password"
 UNVERIFIED = "the server's certificate is not verified"
+CLEAR_TEXT = "in clear text"
 
 
 @pytest.mark.parametrize(
@@ -23,8 +25,9 @@ UNVERIFIED = "the server's certificate is not verified"
          ["ssl_cert_reqs=none", UNVERIFIED]),
         ("rediss://:Pw-hidden@redis.internal:6380/0", {"TASKQ_BROKER__TLS_VERIFY": "false"},
          ["broker.tls_verify is false", UNVERIFIED]),
-        ("redis://:Pw-hidden@10.1.2.3:6379/0", {}, []),
-        ("redis://10.1.2.3:6379/0?username=app&password=Pw-hidden", {}, []),
+        ("redis://:Pw-hidden@10.1.2.3:6379/0", {}, [CLEAR_TEXT]),
+        ("redis://10.1.2.3:6379/0?username=app&password=Pw-hidden", {}, [CLEAR_TEXT]),
+        ("redis://:Pw-hidden@127.0.0.1:6379/0", {}, []),
         ("redis://127.0.0.1:6379/0", {}, []),
         ("redis://localhost/0", {}, []),
         ("rediss://:Pw-hidden@redis.internal:6380/0", {}, []),
