@@ -205,7 +205,7 @@ class Broker(Protocol):
     ) -> int:
         """Hand leases back (fenced: a lease settled or re-leased meanwhile is left alone);
         returns how many were handed back. ``mode`` and ``reason``: see :data:`ReleaseMode`;
-        ``now_ms`` (default: the wall clock) dates a dead-letter entry."""
+        ``now_ms`` (default: the broker's clock) dates a dead-letter entry."""
         ...
 
     async def release_async(
