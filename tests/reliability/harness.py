@@ -346,6 +346,7 @@ class Report:
             "lost": len(self.lost),
             "duplicated": len(self.duplicated),
             "duplicates_explained_by_kill": len(self.explained_by_kill),
+            "duplicates_explained_by_death": len(self.explained_by_death),
             "duplicates_unexplained": len(self.unexplained),
             "extra_runs_by_reason": self.reasons(),
             "unexpected": len(self.unexpected),
