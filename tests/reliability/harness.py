@@ -2,11 +2,12 @@
 of every run, the faults injected, and a classifier that says for every task whether it was
 ok, lost, duplicated or unexpected, and why each duplicate ran twice.
 
-A scenario is three parts on one :class:`Rig`: its setup (``Rig(...)``, ``rig.start_workers``,
-``rig.enqueue``), its fault schedule (``rig.kill_worker``, ``rig.stop_worker``,
-``rig.kill_redis``, ``rig.freeze_redis``, or :meth:`Rig.storm`) and its expectations (on the
-:class:`Report` of ``rig.report()``). Used by ``test_scenarios.py`` (CI-sized) and by
-``long.py`` (the long run).
+A scenario is three parts on one :class:`Rig`: its setup (``Rig(...)``, ``rig.start_workers``
+or ``rig.keep_workers``, ``rig.enqueue``), its fault schedule (``rig.kill_worker``,
+``rig.stop_worker``, ``rig.kill_redis``, ``rig.freeze_redis``, :meth:`Rig.storm`,
+``rig.enqueue_crasher``, or a fault injected elsewhere, such as the proxy's, logged with
+``rig.record_fault``) and its expectations (on the :class:`Report` of ``rig.report()``).
+Used by ``test_scenarios.py`` (CI-sized) and by ``long.py`` (the long run).
 
 Times in the journal and in the fault log are wall-clock seconds (``time.time()``) of the same
 machine, so runs and faults from different processes line up.
