@@ -2,11 +2,12 @@
 of every run, the faults injected, and a classifier that says for every task whether it was
 ok, lost, duplicated or unexpected, and why each duplicate ran twice.
 
-A scenario is three parts on one :class:`Rig`: its setup (``Rig(...)``, ``rig.start_workers``,
-``rig.enqueue``), its fault schedule (``rig.kill_worker``, ``rig.stop_worker``,
-``rig.kill_redis``, ``rig.freeze_redis``, or :meth:`Rig.storm`) and its expectations (on the
-:class:`Report` of ``rig.report()``). Used by ``test_scenarios.py`` (CI-sized) and by
-``long.py`` (the long run).
+A scenario is three parts on one :class:`Rig`: its setup (``Rig(...)``, ``rig.start_workers``
+or ``rig.keep_workers``, ``rig.enqueue``), its fault schedule (``rig.kill_worker``,
+``rig.stop_worker``, ``rig.kill_redis``, ``rig.freeze_redis``, :meth:`Rig.storm`,
+``rig.enqueue_crasher``, or a fault injected elsewhere, such as the proxy's, logged with
+``rig.record_fault``) and its expectations (on the :class:`Report` of ``rig.report()``).
+Used by ``test_scenarios.py`` (CI-sized) and by ``long.py`` (the long run).
 
 Times in the journal and in the fault log are wall-clock seconds (``time.time()``) of the same
 machine, so runs and faults from different processes line up.
@@ -36,7 +37,7 @@ from taskq_core import TaskQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.reliability.journalapp:tq"
-TASK, ATASK = "rel.journal", "rel.ajournal"
+TASK, ATASK, CRASH = "rel.journal", "rel.ajournal", "rel.crash"
 PREFIX = "rel"
 
 
@@ -149,7 +150,7 @@ class Fault:
     """A fault injected at ``t`` (wall clock), on process ``pid`` (a worker, or redis-server),
     lasting until ``end`` (SIGCONT, or the restart of a killed Redis; ``t`` for a kill)."""
 
-    kind: str  # kill_worker | stop_worker | kill_redis | freeze_redis
+    kind: str  # kill_worker | stop_worker | crash | link_* | kill_redis | freeze_redis | ...
     t: float
     pid: int
     end: float = 0.0
@@ -159,7 +160,20 @@ class Fault:
 
     @property
     def on_worker(self) -> bool:
-        return self.kind in ("kill_worker", "stop_worker")
+        """A fault of the process ``pid`` itself: SIGKILL, SIGSTOP, or a crash (a task that
+        killed its own process, journaled as ``crash``)."""
+        return self.kind in ("kill_worker", "stop_worker", "crash")
+
+    @property
+    def on_link(self) -> bool:
+        """A fault of the link between worker ``pid`` and Redis (``link_blackhole``,
+        ``link_slow``, ...): it explains only that worker's runs."""
+        return self.kind.startswith("link_")
+
+
+def crash_faults(events: Iterable[tuple[str, str, int, float]]) -> list[Fault]:
+    """A ``crash <id> <pid> <t>`` journal line is a fault: process ``pid`` died at ``t``."""
+    return [Fault("crash", t, pid) for kind, _, pid, t in events if kind == "crash"]
 
 
 def read_journal(directory: Path) -> list[tuple[str, str, int, float]]:
@@ -177,10 +191,13 @@ def read_journal(directory: Path) -> list[tuple[str, str, int, float]]:
 
 
 def pair_runs(events: Iterable[tuple[str, str, int, float]]) -> dict[str, list[RunRecord]]:
-    """Runs by task id: each start, with the finish the same process wrote for it."""
+    """Runs by task id: each start, with the finish the same process wrote for it (a
+    ``crash`` line is a fault, not a run: see :func:`crash_faults`)."""
     runs: dict[str, list[RunRecord]] = defaultdict(list)
     open_: dict[tuple[str, int], list[RunRecord]] = defaultdict(list)
     for kind, label, pid, t in events:
+        if kind == "crash":
+            continue
         if kind == "start":
             r = RunRecord(label, pid, t)
             runs[label].append(r)
@@ -200,6 +217,8 @@ def in_flight(run: RunRecord, t: float) -> bool:
 #: had leased before the freeze
 WOKEN_S = 1.0
 
+_DIED = {"kill_worker": "killed", "stop_worker": "frozen", "crash": "crashed"}
+
 
 def why_extra(
     run: RunRecord, next_start: float | None, faults: Sequence[Fault], lease: float
@@ -208,6 +227,8 @@ def why_extra(
     the task's next run began (``None`` for its last run), ``lease`` the workers' lease.
 
     - ``killed``: cut by a SIGKILL of its process (started before, no finish).
+    - ``crashed`` / ``crashed_unsettled``: the same for a process that a task killed
+      (a ``crash`` line in the journal, see journalapp.py).
     - ``killed_unsettled``: finished before its process was SIGKILLed, but the task ran again
       only after the kill, while the lease taken for this run could not yet have lapsed
       (it started less than ``lease`` before the kill): the process held the task, its
@@ -219,14 +240,18 @@ def why_extra(
     - ``frozen_prefetched``: started within WOKEN_S of its process waking from a SIGSTOP (a
       task it had leased ahead before the freeze, whose lease lapsed meanwhile: today's
       worker starts it anyway; its outcome is then refused).
+    - a link fault's kind (``link_blackhole``, ``link_slow``): a run on that worker, in
+      flight or its outcome unsent during the fault, or started within WOKEN_S after it (a
+      task leased before the link went bad, whose lease lapsed meanwhile).
     - a Redis fault's kind (``kill_redis``, ``freeze_redis``, or any other kind that is not
-      a worker's): the run was in flight, or its outcome unsent, during that fault.
+      a worker's or a link's): the run was in flight, or its outcome unsent, during that
+      fault.
     """
     for f in faults:
         if f.kind == "stop_worker" and f.pid == run.pid and 0 <= run.start - f.end < WOKEN_S:
             return "frozen_prefetched"
         if f.on_worker and f.pid == run.pid and run.start < f.t:
-            what = "killed" if f.kind == "kill_worker" else "frozen"
+            what = _DIED[f.kind]
             if run.finish is None:
                 return what
             if run.finish > f.t:
@@ -235,7 +260,11 @@ def why_extra(
                 continue
             rerun_after = next_start is None or next_start > f.t
             if rerun_after and run.start > f.t - lease:
-                return what + "_unsettled" if f.kind == "kill_worker" else what
+                return what if f.kind == "stop_worker" else what + "_unsettled"
+        if f.on_link and f.pid != run.pid:
+            continue
+        if f.on_link and 0 <= run.start - f.end < WOKEN_S:
+            return f.kind
         if not f.on_worker and run.start <= f.end:
             if run.finish is None or run.finish >= f.t:
                 return f.kind
@@ -278,6 +307,13 @@ class Report:
         return sorted(i for i, why in self.duplicated.items() if None in why)
 
     @property
+    def explained_by_death(self) -> list[str]:
+        """Duplicates whose every extra run was cut by (or unsettled at) the death of its
+        process: a SIGKILL or a crash."""
+        died = {"killed", "killed_unsettled", "crashed", "crashed_unsettled"}
+        return sorted(i for i, why in self.duplicated.items() if set(why) <= died)
+
+    @property
     def explained_by_kill(self) -> list[str]:
         """Duplicates whose every extra run was cut by (or unsettled at) a worker's SIGKILL."""
         kill = {"killed", "killed_unsettled"}
@@ -311,6 +347,7 @@ class Report:
             "lost": len(self.lost),
             "duplicated": len(self.duplicated),
             "duplicates_explained_by_kill": len(self.explained_by_kill),
+            "duplicates_explained_by_death": len(self.explained_by_death),
             "duplicates_unexplained": len(self.unexplained),
             "extra_runs_by_reason": self.reasons(),
             "unexpected": len(self.unexpected),
@@ -427,11 +464,15 @@ class Rig:
             **(env or {}),
         }
         self.tq = TaskQueue(self.redis.url, key_prefix=PREFIX, retry={"max_retries": 0})
-        for name in (TASK, ATASK):  # registered here only to enqueue them by name
+        for name in (TASK, ATASK, CRASH):  # registered here only to enqueue them by name
             self.tq.task(name=name)(lambda *a, **k: None)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.enqueued: list[str] = []
+        #: crash tasks by label (not in ``enqueued``: they never finish), with their task id
+        self.crashers: dict[str, str] = {}
         self.faults: list[Fault] = []
+        self._keeper: threading.Thread | None = None
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._n = 0
         self._offsets: dict[str, int] = {}
@@ -487,6 +528,27 @@ class Rig:
             self.tq.enqueue_many(sigs)
             self.enqueued.extend(part)
         return labels
+
+    def enqueue_crasher(self, how: str = "kill") -> str:
+        """Enqueue one task that kills the process running it (journalapp's ``rel.crash``:
+        ``kill``, ``segv`` or ``exit``) on every delivery; returns its task id."""
+        label = f"crash{len(self.crashers)}"
+        handle = self.tq.enqueue(CRASH, [label, how])
+        self.crashers[label] = handle.id
+        return handle.id
+
+    def keep_workers(self, n: int, concurrency: int = 4, **kw: Any) -> None:
+        """Start ``n`` workers and, until :meth:`close`, start a new one whenever one dies
+        (a crash, a kill), as a process manager would: checked every 0.1 s."""
+        self.start_workers(n, concurrency, **kw)
+
+        def keep() -> None:
+            while not self._closing.wait(0.1):
+                for _ in range(n - len(self.live_workers())):
+                    self.start_worker(concurrency, **kw)
+
+        self._keeper = threading.Thread(target=keep, name="taskq-test-keeper", daemon=True)
+        self._keeper.start()
 
     # faults
 
@@ -597,9 +659,11 @@ class Rig:
         return False
 
     def report(self) -> Report:
-        return classify(
-            self.enqueued, pair_runs(read_journal(self.journal)), self.faults, self.lease
-        )
+        """Every enqueued task classified, against the faults injected and the crashes the
+        journal recorded."""
+        events = read_journal(self.journal)
+        faults = sorted([*self.faults, *crash_faults(events)], key=lambda f: f.t)
+        return classify(self.enqueued, pair_runs(events), faults, self.lease)
 
     def stats(self) -> dict[str, int]:
         """The default queue's counters (ok, stale_acks, lease_expired, ...)."""
@@ -611,6 +675,9 @@ class Rig:
         return {str(k): int(v) for k, v in raw.items()}
 
     def close(self) -> None:
+        self._closing.set()
+        if self._keeper is not None:
+            self._keeper.join(10)
         for p in self.live_workers():
             for pid in child_pids(p.pid):
                 with_suppressed(os.kill, pid, signal.SIGCONT)

@@ -4,27 +4,44 @@ tests.reliability.journalapp:tq``). Its one task writes ``start <id> <pid> <t>``
 ``os.write`` per line (unbuffered, O_APPEND), so a line is on disk before the task goes on
 and a SIGKILL can cut a run but never garble or lose a line already written.
 
+A second task, ``rel.crash``, writes ``crash <id> <pid> <t>`` and then kills its own process
+(SIGKILL, SIGSEGV or ``os._exit(1)``): the harness reads that line as a fault on that pid.
+
 Configured by TASKQ_TEST_* variables (see harness.py): Redis URL, key prefix, lease,
-renewal, grace period, socket timeout, the supervisor's longest restart delay.
+renewal, grace period, socket timeout, the supervisor's longest restart delay, and
+``TASKQ_TEST_CLOCK_OFFSET`` (seconds this process's clock is ahead of the machine's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 from taskq_core import TaskQueue
+from taskq_core.clock import SystemClock
 from taskq_core.settings import Settings
 
 URL = os.environ["TASKQ_TEST_REDIS_URL"]
 PREFIX = os.environ["TASKQ_TEST_PREFIX"]
 JOURNAL = Path(os.environ["TASKQ_TEST_JOURNAL"])
-TASK, ATASK = "rel.journal", "rel.ajournal"
+TASK, ATASK, CRASH = "rel.journal", "rel.ajournal", "rel.crash"
+OFFSET = float(os.environ.get("TASKQ_TEST_CLOCK_OFFSET", "0"))
+
+
+class OffsetClock(SystemClock):
+    """The system clock, ``OFFSET`` seconds ahead (or behind): a host whose clock is off.
+    A SystemClock, as a real host's clock is: the broker keeps Redis's time for leases."""
+
+    def time(self) -> float:
+        return time.time() + OFFSET
+
 
 tq = TaskQueue(
+    clock=OffsetClock() if OFFSET else None,
     settings=Settings(
         broker_url=URL,
         key_prefix=PREFIX,
@@ -39,7 +56,7 @@ tq = TaskQueue(
         supervisor={
             "restart_backoff_max": float(os.environ.get("TASKQ_TEST_RESTART_BACKOFF_MAX", "60"))
         },
-    )
+    ),
 )
 
 _lock = threading.Lock()
@@ -72,3 +89,14 @@ async def ajournal(label: str, ms: float = 10.0) -> None:
     _write("start", label)
     await asyncio.sleep(ms / 1000)
     _write("finish", label)
+
+
+@tq.task(name=CRASH)
+def crash(label: str, how: str = "kill") -> None:
+    """Journal ``crash``, then kill this process: ``kill`` (SIGKILL, as the OOM killer does),
+    ``segv`` (SIGSEGV, a crash in C) or ``exit`` (``os._exit(1)``)."""
+    _write("crash", label)
+    if how == "exit":
+        os._exit(1)
+    os.kill(os.getpid(), signal.SIGSEGV if how == "segv" else signal.SIGKILL)
+    time.sleep(10)  # the signal arrives before this returns

@@ -2,10 +2,17 @@
 random one is SIGKILLed every few seconds and restarted, then every task classified.
 
     .venv/bin/python -m tests.reliability.long --tasks 50000
+    .venv/bin/python -m tests.reliability.long --tasks 50000 --supervisor --restart-backoff-max 1
+    .venv/bin/python -m tests.reliability.long --tasks 50000 --crashers 3
+
+``--crashers N`` spreads N tasks among the others that kill their own process on every
+delivery (``--crash-how``): each must end dead-lettered, and the processes they kill count as
+faults that explain the runs they cut.
 
 Writes ``benchmarks/results/reliability.json`` and regenerates the results section of
 ``docs/reliability.md`` (between its ``long-run`` markers). Exits 1 if a task was lost, ran
-without being enqueued, or ran twice with no kill to explain it.
+without being enqueued, or ran twice with no kill or crash to explain it, or if a crasher
+was not dead-lettered.
 """
 
 from __future__ import annotations
@@ -49,6 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--restart-backoff-max", type=float, metavar="S",
         help="the supervisor's supervisor.restart_backoff_max (default 60 s: a kill every few"
         " seconds counts as a crash loop, and restarts soon wait a minute)",
+    )  # fmt: skip
+    p.add_argument(
+        "--crashers", type=int, default=0, metavar="N",
+        help="tasks that kill their own process on every delivery, spread among the others",
+    )  # fmt: skip
+    p.add_argument(
+        "--crash-how", choices=("kill", "segv", "exit"), default="kill",
+        help="how a crasher kills its process: SIGKILL, SIGSEGV or os._exit(1)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800.0, help="give up after this long")
@@ -98,16 +113,22 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]
             def restart() -> None:
                 return None
         else:
-            rig.start_workers(args.workers, args.concurrency)
+            # a worker that dies (a kill, a crasher) is replaced within 0.1 s
+            rig.keep_workers(args.workers, args.concurrency)
 
             def pids() -> list[int]:
                 return [p.pid for p in rig.live_workers()]
 
             def restart() -> None:
-                rig.start_worker(args.concurrency)
+                return None
 
         t0 = time.monotonic()
-        rig.enqueue(args.tasks, tuple(args.ms), seed=args.seed)
+        parts = args.crashers + 1
+        for k in range(parts):  # the crashers evenly spread among the tasks
+            n = args.tasks * (k + 1) // parts - args.tasks * k // parts
+            rig.enqueue(n, tuple(args.ms), seed=args.seed + k)
+            if k < args.crashers:
+                rig.enqueue_crasher(args.crash_how)
         enqueue_s = time.monotonic() - t0
         total = len(rig.enqueued)
         last_kill_at = 0.95 * total  # the tail runs undisturbed, so the run ends
@@ -121,6 +142,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]
         )
         done = rig.wait_done(args.timeout, quiet=4 * (args.lease + args.renew) + 10, poll=1.0)
         elapsed = time.monotonic() - t0
+        crashers = crasher_outcomes(rig, wait=4 * (args.lease + args.renew) + 10)
         report = rig.report()
         last: dict[int, float] = {}
         for _, _, pid, t in read_journal(rig.journal):
@@ -135,9 +157,10 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]
                     "t": round(f.t, 3),
                     "silent_before_s": round(f.t - last[f.pid], 3) if f.pid in last else None,
                 }
-                for f in rig.faults
+                for f in report.faults
             ],
             "kills": kills,
+            "crashers": crashers,
             "all_finished": done,
             "enqueue_s": round(enqueue_s, 2),
             "run_s": round(elapsed, 1),
@@ -146,6 +169,23 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[str, Any]
         return report, extra
     finally:
         rig.close()
+
+
+def crasher_outcomes(rig: Rig, wait: float) -> list[dict[str, Any]]:
+    """Each crasher's end: its state (``dead`` expected, waiting up to ``wait`` seconds for
+    it) and, once dead-lettered, the reason given."""
+    deadline = time.monotonic() + wait
+    out = []
+    for label, task_id in rig.crashers.items():
+        rec = rig.tq.broker.get("default", task_id)
+        while (rec is None or rec.state != "dead") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rec = rig.tq.broker.get("default", task_id)
+        error = None
+        if rec is not None and rec.record:
+            error = json.loads(rec.record).get("error")
+        out.append({"label": label, "state": rec.state if rec else None, "error": error})
+    return out
 
 
 def results(args: argparse.Namespace, report: Report, extra: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +204,8 @@ def results(args: argparse.Namespace, report: Report, extra: dict[str, Any]) -> 
             "renew_s": args.renew,
             "supervisor": args.supervisor,
             "restart_backoff_max_s": args.restart_backoff_max,
+            "crashers": args.crashers,
+            "crash_how": args.crash_how,
         },
         **extra,
         "summary": summary,
@@ -191,6 +233,13 @@ def markdown(res: dict[str, Any]) -> str:
     bound = st["lease_s"] + st["renew_s"]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["extra_runs_by_reason"].items()))
     where = "children of one supervisor" if st["supervisor"] else "top-level worker processes"
+    crash = ""
+    if st.get("crashers"):
+        dead = sum(c["state"] == "dead" for c in res["crashers"])
+        crash = (
+            f"; {st['crashers']} crasher tasks ({st['crash_how']}), {s['faults'].get('crash', 0)}"
+            f" crashes, {dead} of {st['crashers']} crashers dead-lettered"
+        )
     lines = [
         BEGIN,
         "",
@@ -202,12 +251,12 @@ def markdown(res: dict[str, Any]) -> str:
         f"| processes | {st['workers']} {where} x concurrency {st['concurrency']}, "
         f"lease {st['lease_s']:g} s, renewal {st['renew_s']:g} s |",
         f"| faults injected | {res['kills']} SIGKILLs of a random worker process, one every "
-        f"{st['kill_every_s'][0]:g}-{st['kill_every_s'][1]:g} s |",
+        f"{st['kill_every_s'][0]:g}-{st['kill_every_s'][1]:g} s{crash} |",
         f"| run time | {res['run_s']} s (enqueue {res['enqueue_s']} s) |",
         f"| ok (ran once) | {s['ok']:,} |",
         f"| **lost** | **{s['lost']}** |",
         f"| duplicated (ran more than once) | {s['duplicated']} |",
-        f"| of which explained by a kill | {s['duplicates_explained_by_kill']} |",
+        f"| of which explained by a kill or a crash | {s['duplicates_explained_by_death']} |",
         f"| **unexplained duplicates** | **{s['duplicates_unexplained']}** |",
         f"| extra runs by reason | {reasons or 'none'} |",
         f"| unexpected (ran, never enqueued) | {s['unexpected']} |",
@@ -259,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     write_doc(args.doc, markdown(res))
     print(json.dumps(res["summary"], indent=2))
     bad = res["summary"]["lost"] or res["summary"]["unexpected"] or report.unexplained
+    bad = bad or any(c["state"] != "dead" for c in res["crashers"])
     return 1 if bad else 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Fault, classify, pair_runs, read_journal
+from .harness import Fault, classify, crash_faults, pair_runs, read_journal
 
 LEASE = 3.0
 
@@ -132,3 +132,52 @@ def test_the_journal_skips_a_cut_line_and_pairs_runs_per_process(tmp_path: Path)
     runs = pair_runs(read_journal(tmp_path))
     assert [(r.pid, r.finish) for r in runs["a"]] == [(1, 2.0)]
     assert [(r.pid, r.finish) for r in runs["b"]] == [(1, None), (2, 4.5)]
+
+
+def test_a_crash_line_is_a_fault_on_its_process_not_a_run() -> None:
+    events = [
+        ev("start", "a", KILLED, 1.0),
+        ev("crash", "crash0", KILLED, 2.0),  # the crasher journals, then kills its process
+        ev("start", "a", LIVE, 2.5),
+        ev("finish", "a", LIVE, 2.6),
+        ev("start", "b", KILLED, 1.5),  # finished, its outcome unsent at the crash
+        ev("finish", "b", KILLED, 1.6),
+        ev("start", "b", LIVE, 2.7),
+        ev("finish", "b", LIVE, 2.8),
+    ]
+    runs = pair_runs(events)
+    assert "crash0" not in runs  # neither a run nor unexpected
+    faults = crash_faults(events)
+    assert [(f.kind, f.pid, f.t) for f in faults] == [("crash", KILLED, 2.0)]
+    rep = classify(["a", "b"], runs, faults, LEASE)
+    assert rep.duplicated == {"a": ["crashed"], "b": ["crashed_unsettled"]}
+    assert rep.explained_by_death == ["a", "b"]
+    assert rep.explained_by_kill == []
+    assert rep.unexpected == []
+    (rec,) = rep.recoveries
+    assert rec.tasks_in_flight == 1
+
+
+def test_a_link_fault_explains_only_its_own_workers_runs() -> None:
+    runs = pair_runs(
+        [
+            ev("start", "a", KILLED, 1.0),  # on the cut-off worker, in flight at the cut
+            ev("finish", "a", KILLED, 3.0),
+            ev("start", "a", LIVE, 5.0),
+            ev("finish", "a", LIVE, 5.1),
+            ev("start", "b", KILLED, 6.5),  # leased before the cut, started once it is back
+            ev("finish", "b", KILLED, 6.6),
+            ev("start", "b", LIVE, 5.5),
+            ev("finish", "b", LIVE, 5.6),
+            ev("start", "c", OTHER, 2.0),  # on another worker: the link does not explain it
+            ev("finish", "c", OTHER, 2.1),
+            ev("start", "c", LIVE, 2.2),
+            ev("finish", "c", LIVE, 2.3),
+        ]
+    )
+    fault = Fault("link_blackhole", 2.0, KILLED, 6.0)
+    assert fault.on_link
+    assert not fault.on_worker
+    rep = classify(["a", "b", "c"], runs, [fault], LEASE)
+    assert rep.duplicated == {"a": ["link_blackhole"], "b": ["link_blackhole"], "c": [None]}
+    assert rep.unexplained == ["c"]
