@@ -196,11 +196,6 @@ def in_flight(run: RunRecord, t: float) -> bool:
     return run.start <= t and (run.finish is None or run.finish > t)
 
 
-#: a process woken from a SIGSTOP that starts a task within this many seconds started one it
-#: had leased before the freeze
-WOKEN_S = 1.0
-
-
 def why_extra(
     run: RunRecord, next_start: float | None, faults: Sequence[Fault], lease: float
 ) -> str | None:
@@ -216,15 +211,10 @@ def why_extra(
       before the kill can hold a finished task for a while.)
     - ``frozen``: in flight when its process was SIGSTOPped, or finished but re-run only
       after the freeze began, as above.
-    - ``frozen_prefetched``: started within WOKEN_S of its process waking from a SIGSTOP (a
-      task it had leased ahead before the freeze, whose lease lapsed meanwhile: today's
-      worker starts it anyway; its outcome is then refused).
     - a Redis fault's kind (``kill_redis``, ``freeze_redis``, or any other kind that is not
       a worker's): the run was in flight, or its outcome unsent, during that fault.
     """
     for f in faults:
-        if f.kind == "stop_worker" and f.pid == run.pid and 0 <= run.start - f.end < WOKEN_S:
-            return "frozen_prefetched"
         if f.on_worker and f.pid == run.pid and run.start < f.t:
             what = "killed" if f.kind == "kill_worker" else "frozen"
             if run.finish is None:

@@ -5,7 +5,7 @@ tests.reliability.journalapp:tq``). Its one task writes ``start <id> <pid> <t>``
 and a SIGKILL can cut a run but never garble or lose a line already written.
 
 Configured by TASKQ_TEST_* variables (see harness.py): Redis URL, key prefix, lease,
-renewal, grace period, socket timeout, the supervisor's longest restart delay.
+renewal, grace period, socket timeout, the supervisor's longest restart delay, prefetch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ URL = os.environ["TASKQ_TEST_REDIS_URL"]
 PREFIX = os.environ["TASKQ_TEST_PREFIX"]
 JOURNAL = Path(os.environ["TASKQ_TEST_JOURNAL"])
 TASK, ATASK = "rel.journal", "rel.ajournal"
+PREFETCH = os.environ.get("TASKQ_TEST_PREFETCH")
 
 tq = TaskQueue(
     settings=Settings(
@@ -34,6 +35,8 @@ tq = TaskQueue(
             "renew_interval": float(os.environ.get("TASKQ_TEST_RENEW", "1")),
             "grace_period": float(os.environ.get("TASKQ_TEST_GRACE", "10")),
             "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
+            # unset: the worker's own choice
+            **({"prefetch": int(PREFETCH)} if PREFETCH else {}),
         },
         retry={"max_retries": 0},
         supervisor={
