@@ -407,15 +407,9 @@ class Worker:
                 # the tasks leased last time run while Redis works on this round trip: the
                 # fetch sends its request before this callback runs (the loop is FIFO)
                 self._loop.call_soon(self._start_buffered)
-            watch.begin(fetching)
             try:
-                result, stale = await fetching
-            except (Exception, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    if not watch.abandoned(fetching):
-                        raise
-                    await watch.recover(broker)
-                    exc = TimeoutError("round trip abandoned by the watchdog")
+                result, stale = await watch.watched(fetching, broker)
+            except Exception as exc:
                 self._restore_outbox(outcomes, stats)
                 log.warning(
                     "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
@@ -423,8 +417,6 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            finally:
-                watch.end()
             backoff = 0.05
             self._note_stale(stale)
             self._note_suspects(result)
@@ -453,22 +445,15 @@ class Worker:
                     self.queues, timeout, want, self._broker_ms(), self.id, alone=not self._held
                 )
             )
-            watch.begin(self._idle_wait)
             try:
-                _, result = await self._idle_wait
-            except (Exception, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    if not watch.abandoned(self._idle_wait):
-                        raise
-                    await watch.recover(broker)
-                    exc = TimeoutError("round trip abandoned by the watchdog")
+                _, result = await watch.watched(self._idle_wait, broker)
+            except Exception as exc:
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
                 )
                 await asyncio.sleep(backoff)
                 continue
             finally:
-                watch.end()
                 self._blocking = False
                 self._idle_wait = None
             self._note_suspects(result)
@@ -495,9 +480,15 @@ class Worker:
         self._slot_freed.clear()
         self._start_buffered()  # what this worker holds runs to its end
         outcomes, stats = self._take_outbox()
+        broker = self.app.broker
         try:
-            result, stale = await self.app.broker.fetch_async(
-                self.queues, 0, self._broker_ms(), outcomes, stats
+            # watched as the other fetches are: a round trip that never ends would hold the
+            # loop here for good
+            result, stale = await self.fetch_watch.watched(
+                asyncio.ensure_future(
+                    broker.fetch_async(self.queues, 0, self._broker_ms(), outcomes, stats)
+                ),
+                broker,
             )
         except Exception as exc:
             self._restore_outbox(outcomes, stats)
