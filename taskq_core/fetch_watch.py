@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("taskq.worker")
 
@@ -65,6 +67,22 @@ class FetchWatch:
         """The pending round trip ended (answered or failed): the loop is moving."""
         self.pending = None
         self.last_progress_ms = int(time.time() * 1000)
+
+    async def watched(self, fut: asyncio.Future[T], broker: Any) -> T:
+        """Await the round trip ``fut`` under this watch. One the watch abandons raises
+        ``TimeoutError`` once the loop's connections are dropped; a cancellation of the
+        caller itself propagates."""
+        self.begin(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if not self.abandoned(fut):
+                raise
+            await self.recover(broker)
+            # a cancellation has no text of its own: say what happened
+            raise TimeoutError("round trip abandoned by the watchdog") from None
+        finally:
+            self.end()
 
     def overdue(self) -> bool:
         """Abandon the pending round trip if it is past its bound; True if it did."""

@@ -510,7 +510,12 @@ class SupervisorSettings(_Section):
         1.0,
         ge=0,
         le=3600,
-        description="Delay (s) before restarting a crashed process; doubles per crash in a row.",
+        description=(
+            "Delay (s) before restarting a crashed process. A process that died while running"
+            " tasks restarts after this delay every time (the poison rule bounds how often a"
+            " task can kill one); for one that died with no task running it doubles per"
+            " crash in a row, up to restart_backoff_max."
+        ),
     )
     restart_backoff_max: float = Field(
         60.0,

@@ -9,6 +9,7 @@ supervisor, be restarted for ever). :func:`check_broker` turns those refusals in
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 #: seconds the start-up check waits for Redis
 CHECK_TIMEOUT = 5.0
+#: the exit code of a refused worker (``taskq worker``'s code for the broker, docs/cli.md)
+REFUSED_EXIT = 4
 
 
 def check_broker(app: TaskQueue) -> None:
@@ -51,3 +54,15 @@ def check_broker(app: TaskQueue) -> None:
         ) from None
     except RedisError:
         return  # not reachable now: the worker retries as it always does
+
+
+def check_broker_or_exit(app: TaskQueue) -> None:
+    """:func:`check_broker` for a command that starts a worker outside taskq's CLI (``flask
+    taskq worker``, ``manage.py taskq_worker``): a refusal prints the line ``taskq worker``
+    prints and exits with the same code, :data:`REFUSED_EXIT`."""
+    try:
+        check_broker(app)
+    except BrokerRefused as exc:
+        # the text is built from redacted parts already; redacted again as every error line
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
+        raise SystemExit(REFUSED_EXIT) from None

@@ -37,6 +37,7 @@ from .clock import SystemClock, script_ms
 from .context import current_trace, reset_trace, set_trace
 from .errors import NotJSONSerializable, Retry, TaskTimeout
 from .fetch_watch import FetchWatch, call_bound
+from .leases import LeaseClock
 from .message import BadMessage, Message, check_delivery, decode
 from .middleware import Hooks, Middleware, TaskEvent, call_hooks, run_hooks, wrapped
 from .observability.durability import explain_refused
@@ -89,6 +90,9 @@ class _Running:
     ended: float = 0.0
     began_ms: int = 0  # the app's wall clock when its thread began it
     queued: float = 0.0  # seconds a sync task waited for a thread
+    #: monotonic: the lease holds at least until then (leases.py); a buffered delivery
+    #: past it does not start
+    until: float = 0.0
 
 
 @dataclass(slots=True)
@@ -208,6 +212,7 @@ class Worker:
         self._outbox: list[Outcome] = []
         self._stats: dict[str, dict[str, int]] = {}
         self._suspects = SuspectGate()
+        self._lease_clock = LeaseClock(ws.lease_seconds)
         self._stopping = False
         self._signals = 0
         self._slot_freed: asyncio.Event | None = None
@@ -392,6 +397,7 @@ class Worker:
                     await self._slot_freed.wait()
                 continue
             outcomes, stats = self._take_outbox()
+            sent = time.monotonic()
             fetching = asyncio.ensure_future(
                 broker.fetch_async(
                     self.queues, want, self._broker_ms(), outcomes, stats, alone=not self._held
@@ -401,15 +407,9 @@ class Worker:
                 # the tasks leased last time run while Redis works on this round trip: the
                 # fetch sends its request before this callback runs (the loop is FIFO)
                 self._loop.call_soon(self._start_buffered)
-            watch.begin(fetching)
             try:
-                result, stale = await fetching
-            except (Exception, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    if not watch.abandoned(fetching):
-                        raise
-                    await watch.recover(broker)
-                    exc = TimeoutError("round trip abandoned by the watchdog")
+                result, stale = await watch.watched(fetching, broker)
+            except Exception as exc:
                 self._restore_outbox(outcomes, stats)
                 log.warning(
                     "worker %s: broker error while fetching: %s", self.id, redact_text(str(exc))
@@ -417,13 +417,11 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            finally:
-                watch.end()
             backoff = 0.05
             self._note_stale(stale)
             self._note_suspects(result)
             for d in result.deliveries:
-                self._lease_taken(d)
+                self._lease_taken(d, sent)
             if result.deliveries or self._outbox or self._suspects.waiting:
                 continue
             if self.burst and not self._held:
@@ -441,32 +439,26 @@ class Worker:
             if want <= 0:
                 continue  # slots filled up meanwhile (the run time average moved)
             self._blocking = True
+            sent = time.monotonic()
             self._idle_wait = asyncio.ensure_future(
                 broker.wait_fetch_async(
                     self.queues, timeout, want, self._broker_ms(), self.id, alone=not self._held
                 )
             )
-            watch.begin(self._idle_wait)
             try:
-                _, result = await self._idle_wait
-            except (Exception, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    if not watch.abandoned(self._idle_wait):
-                        raise
-                    await watch.recover(broker)
-                    exc = TimeoutError("round trip abandoned by the watchdog")
+                _, result = await watch.watched(self._idle_wait, broker)
+            except Exception as exc:
                 log.warning(
                     "worker %s: broker error while idle: %s", self.id, redact_text(str(exc))
                 )
                 await asyncio.sleep(backoff)
                 continue
             finally:
-                watch.end()
                 self._blocking = False
                 self._idle_wait = None
             self._note_suspects(result)
             for d in result.deliveries:
-                self._lease_taken(d)
+                self._lease_taken(d, sent)
             if not self._stopping:
                 self._start_buffered()  # at once: nothing else is waiting for the loop
 
@@ -488,9 +480,15 @@ class Worker:
         self._slot_freed.clear()
         self._start_buffered()  # what this worker holds runs to its end
         outcomes, stats = self._take_outbox()
+        broker = self.app.broker
         try:
-            result, stale = await self.app.broker.fetch_async(
-                self.queues, 0, self._broker_ms(), outcomes, stats
+            # watched as the other fetches are: a round trip that never ends would hold the
+            # loop here for good
+            result, stale = await self.fetch_watch.watched(
+                asyncio.ensure_future(
+                    broker.fetch_async(self.queues, 0, self._broker_ms(), outcomes, stats)
+                ),
+                broker,
             )
         except Exception as exc:
             self._restore_outbox(outcomes, stats)
@@ -620,11 +618,10 @@ class Worker:
         """Renews leases from a thread of its own, whatever the loop or the tasks are doing."""
         broker = self.app.broker
         while not self._renew_stop.wait(self.renew_every):
-            leases = [r.lease for r in self._held.copy().values()]
-            if not leases:
-                continue
             try:
-                lost = broker.renew(leases, self._broker_ms())
+                # only leases still held after the call count as lost (a task settled
+                # meanwhile is refused too)
+                lost = self._lease_clock.renew(broker, self._held, self._broker_ms())
             except Exception as exc:
                 log.warning("worker %s: could not renew leases: %s", self.id, redact_text(str(exc)))
                 continue
@@ -634,8 +631,8 @@ class Worker:
 
     # -- one task
 
-    def _lease_taken(self, d: Delivery) -> None:
-        r = _Running(d)
+    def _lease_taken(self, d: Delivery, sent: float) -> None:
+        r = _Running(d, until=self._lease_clock.until(sent))
         self._held[(d.queue, d.id)] = r
         self._buffer.append((d, r))
 
@@ -645,9 +642,32 @@ class Worker:
         self._start_pending = False
         buffer = self._buffer
         n = min(len(buffer), self.concurrency - (len(self._held) - len(buffer)))
-        for _ in range(n):
+        now = time.monotonic()
+        lapsed: list[_Running] = []
+        while n > 0 and buffer:
             d, r = buffer.popleft()
+            if now > r.until:
+                lapsed.append(r)  # another worker may have run it: must not start here
+                continue
             self._start(d, r)
+            n -= 1
+        if lapsed:
+            self._drop_lapsed(lapsed)
+
+    def _drop_lapsed(self, lapsed: list[_Running]) -> None:
+        """Forget leased-ahead deliveries whose lease lapsed before they could start (the
+        broker re-delivers each, counted as a delivery without an outcome)."""
+        for r in lapsed:
+            self._held.pop((r.lease.queue, r.lease.id), None)
+        self.counts.lost_leases += len(lapsed)
+        log.warning(
+            "worker %s: lost the lease of %d task(s) leased ahead before they could start "
+            "(was this process frozen or starved?); not starting them",
+            self.id,
+            len(lapsed),
+        )
+        assert self._slot_freed is not None
+        self._slot_freed.set()
 
     def _start(self, d: Delivery, r: _Running) -> None:
         assert self._loop is not None

@@ -29,6 +29,7 @@ from .clock import script_ms
 from .config import InvalidConfiguration
 from .embedded import EmbeddedWorkers
 from .errors import ConfigurationError
+from .startup import check_broker_or_exit
 from .web import RequestScope
 
 if TYPE_CHECKING:
@@ -238,10 +239,14 @@ def run_worker(
     log_level: str = "INFO",
 ) -> None:
     """Run one worker process of ``tq`` in the foreground until SIGTERM/SIGINT (or, with
-    ``burst``, until nothing is left to run): what the framework commands do."""
+    ``burst``, until nothing is left to run): what the framework commands do. Redis
+    refusing the credentials or the user's commands exits at once with code 4 and one line
+    on stderr, as ``taskq worker`` does (``startup.check_broker_or_exit``)."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # a refused password or ACL user stops here, as in `taskq worker`, not a retry loop
+    check_broker_or_exit(tq)
     w = tq.worker(
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
         concurrency=concurrency,

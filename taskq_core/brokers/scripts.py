@@ -24,7 +24,14 @@ _LIB = _read("_lib")
 def _load(name: str, lib: bool = True) -> Script:
     # the helpers of _lib.lua go in front: a script cannot call another one (a script that
     # uses none of them goes without: defining them costs every call)
-    source = (_LIB if lib else b"") + _read(name)
+    body = _read(name)
+    shebang = b""
+    if body.startswith(b"#!"):
+        # Redis reads a script's flags only from its very first line, so the shebang goes
+        # in front of the lib
+        end = body.index(b"\n") + 1
+        shebang, body = body[:end], body[end:]
+    source = shebang + (_LIB if lib else b"") + body
     return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
 
 

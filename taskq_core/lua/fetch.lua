@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- allow-oom: leasing drains the queue, the only way a full Redis frees memory. No other flag:
+-- the script may write and runs in a cluster (no-cluster unset); a flagged script may not use
+-- keys of a slot other than its declared keys', and every key it uses is in KEYS.
 -- Lease up to `want` tasks from several queues in strict priority order, atomically.
 -- Also re-queues tasks whose lease lapsed (the poison rule, _lib.lua's no_outcome: they
 -- become suspects, or are dead-lettered after max_deliveries deliveries without an outcome)

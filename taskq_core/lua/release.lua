@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- allow-oom: a hand-back moves a lease to its queue; refused at maxmemory, the task would
+-- wait for its lease to lapse.
 -- Hand leased tasks back, with fencing. KEYS[1..QK]: the queue's keys.
 -- ARGV: kind, why, now_ms (0: the server's clock), max_deliveries, then pairs id, fence.
 -- kind '': a graceful hand-back (SIGTERM, Worker.close(), leased but not started): to the

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- allow-oom: a renewal only moves lease deadlines; refused at maxmemory, running tasks
+-- would lose their leases and run twice.
 -- Extend the leases a worker still holds, with fencing.
 -- KEYS[1..QK]: the queue's keys. ARGV: now_ms (0: the server's clock), lease_ms, then pairs id, fence.
 -- Returns the ids whose lease was lost (re-leased to another worker, or settled).

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- allow-oom: an outcome removes its task, freeing memory; refused at maxmemory, it would
+-- leave the task to run again once its lease lapsed.
 -- Record the outcomes of leased tasks of one queue, atomically, with fencing.
 -- KEYS[1..QK]: the queue's keys; KEYS[QK + 1..]: the result key of each outcome.
 -- ARGV: now_ms (0: the server's clock), result_ttl_ms, n, nstats, then per outcome 6 values:

@@ -73,6 +73,8 @@ QUEUE_COUNTERS: dict[str, str] = {
     "stale_acks": "stale_acks",
     "lease_expired": "lease_expired",
     "released": "released",
+    # hand-backs that count as a delivery without an outcome (release.lua; the poison rule)
+    "released_counted": "released_counted",
     "cancelled": "cancelled",
     "orphans": "orphans",
     "dead_retried": "dead_retried",

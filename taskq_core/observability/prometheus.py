@@ -47,6 +47,10 @@ _QUEUE_HELP = {
     "stale_acks": "Outcomes refused because the lease had moved on (fencing).",
     "lease_expired": "Leases that lapsed (worker killed or frozen); the task was re-queued.",
     "released": "Tasks handed back by a stopping worker.",
+    "released_counted": (
+        "Tasks handed back as a delivery without an outcome (worker process crashed,"
+        " internal error): counted toward max_deliveries."
+    ),
     "cancelled": "Tasks cancelled before they ran.",
     "orphans": "Queued ids without a message, dead-lettered (MissingMessage).",
     "dead_retried": "Dead-lettered tasks sent back to their queue.",

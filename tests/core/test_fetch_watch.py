@@ -131,3 +131,31 @@ def test_the_watch_abandons_only_past_its_bound() -> None:
         assert watch.stalls == 1
 
     asyncio.run(main())
+
+
+def test_the_hold_back_fetch_is_watched_too(make_app: Callable[..., TaskQueue]) -> None:
+    """The fetch of nothing a worker sends while suspects hold it back is bounded by the
+    watchdog like its other fetches: one that never ends is abandoned at its bound, and
+    the hold-back reports a failed round trip (the loop backs off and goes on)."""
+    tq = make_app("memory")
+
+    async def hung(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+
+    tq.broker.fetch_async = hung  # type: ignore[method-assign]
+
+    async def main() -> None:
+        worker = tq.worker(handle_signals=False)
+        worker.fetch_watch = FetchWatch(0.2)
+        worker._slot_freed = asyncio.Event()
+        holding = asyncio.ensure_future(worker._hold_back())
+        await asyncio.sleep(0.05)
+        assert worker.fetch_watch.pending is not None, "the hold-back fetch is not watched"
+        assert not worker.fetch_watch.overdue()
+        await asyncio.sleep(0.3)
+        assert worker.fetch_watch.overdue()  # what the worker's tick does
+        assert await asyncio.wait_for(holding, 5) is False
+        assert worker.fetch_watch.pending is None
+        assert worker.fetch_watch.stalls == 1
+
+    asyncio.run(main())

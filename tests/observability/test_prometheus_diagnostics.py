@@ -96,3 +96,24 @@ def test_autoscaler_records_reach_the_route_and_prometheus(
     got = families(tq)
     assert got["taskq_autoscaler_processes"] == [({}, 3.0)]
     assert got["taskq_autoscaler_target"] == [({}, 4.0)]
+
+
+def test_a_counted_hand_back_is_a_counter_and_a_prometheus_metric(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """A hand-back that counts as a delivery (a crashed process, the poison rule) shows in
+    the queue's counters, the totals and Prometheus, apart from a graceful one."""
+    from taskq_core.observability import facade
+
+    tq = make_app(broker_kind)
+    tq.task(name="p.handed")(lambda: None)
+    for _ in range(3):
+        tq.enqueue("p.handed")
+    a, b, c = tq.broker.fetch(["default"], 3, 0, alone=True)[0].deliveries
+    assert tq.broker.release([a, b], "crashed", "the worker process died") == 2
+    assert tq.broker.release([c]) == 1  # graceful: not counted
+    got = families(tq)
+    assert ({"queue": "default"}, 2.0) in got["taskq_released_counted_total"]
+    assert ({"queue": "default"}, 1.0) in got["taskq_released_total"]
+    (queue,) = [q for q in facade.queues(tq)["queues"] if q["name"] == "default"]
+    assert (queue["counters"]["released_counted"], queue["counters"]["released"]) == (2, 1)

@@ -213,8 +213,8 @@ def in_flight(run: RunRecord, t: float) -> bool:
     return run.start <= t and (run.finish is None or run.finish > t)
 
 
-#: a process woken from a SIGSTOP that starts a task within this many seconds started one it
-#: had leased before the freeze
+#: a worker whose link to Redis returns and starts a task within this many seconds may have
+#: started one it had leased before the link went bad
 WOKEN_S = 1.0
 
 _DIED = {"kill_worker": "killed", "stop_worker": "frozen", "crash": "crashed"}
@@ -237,9 +237,6 @@ def why_extra(
       before the kill can hold a finished task for a while.)
     - ``frozen``: in flight when its process was SIGSTOPped, or finished but re-run only
       after the freeze began, as above.
-    - ``frozen_prefetched``: started within WOKEN_S of its process waking from a SIGSTOP (a
-      task it had leased ahead before the freeze, whose lease lapsed meanwhile: today's
-      worker starts it anyway; its outcome is then refused).
     - a link fault's kind (``link_blackhole``, ``link_slow``): a run on that worker, in
       flight or its outcome unsent during the fault, or started within WOKEN_S after it (a
       task leased before the link went bad, whose lease lapsed meanwhile).
@@ -248,8 +245,6 @@ def why_extra(
       fault.
     """
     for f in faults:
-        if f.kind == "stop_worker" and f.pid == run.pid and 0 <= run.start - f.end < WOKEN_S:
-            return "frozen_prefetched"
         if f.on_worker and f.pid == run.pid and run.start < f.t:
             what = _DIED[f.kind]
             if run.finish is None:

@@ -8,7 +8,7 @@ A second task, ``rel.crash``, writes ``crash <id> <pid> <t>`` and then kills its
 (SIGKILL, SIGSEGV or ``os._exit(1)``): the harness reads that line as a fault on that pid.
 
 Configured by TASKQ_TEST_* variables (see harness.py): Redis URL, key prefix, lease,
-renewal, grace period, socket timeout, the supervisor's longest restart delay, and
+renewal, grace period, socket timeout, the supervisor's longest restart delay, prefetch, and
 ``TASKQ_TEST_CLOCK_OFFSET`` (seconds this process's clock is ahead of the machine's).
 """
 
@@ -40,6 +40,8 @@ class OffsetClock(SystemClock):
         return time.time() + OFFSET
 
 
+PREFETCH = os.environ.get("TASKQ_TEST_PREFETCH")
+
 tq = TaskQueue(
     clock=OffsetClock() if OFFSET else None,
     settings=Settings(
@@ -51,6 +53,8 @@ tq = TaskQueue(
             "renew_interval": float(os.environ.get("TASKQ_TEST_RENEW", "1")),
             "grace_period": float(os.environ.get("TASKQ_TEST_GRACE", "10")),
             "max_deliveries": int(os.environ.get("TASKQ_TEST_MAX_DELIVERIES", "5")),
+            # unset: the worker's own choice
+            **({"prefetch": int(PREFETCH)} if PREFETCH else {}),
         },
         retry={"max_retries": 0},
         supervisor={

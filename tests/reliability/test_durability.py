@@ -255,3 +255,44 @@ def test_a_full_redis_refuses_enqueues_with_broker_full_and_health_warns_before(
     finally:
         tq.close()
         r.stop()
+
+
+def test_a_full_redis_still_leases_settles_renews_and_releases_but_refuses_enqueues() -> None:
+    """At maxmemory the scripts that drain the queue or keep leases run (their shebang's
+    ``allow-oom``): a worker can fetch, renew, settle and hand back, which frees memory,
+    while an enqueue is still refused with BrokerFull."""
+    from taskq_core.brokers.base import Outcome
+
+    r = OwnRedis(("--maxmemory", "2mb", "--maxmemory-policy", "noeviction"))
+    r.start()
+    tq = TaskQueue(r.url, key_prefix="drain", monitoring={"durability_warn": False})
+
+    @tq.task(name="d.big")
+    def big(blob: str) -> None: ...
+
+    try:
+        accepted = 0
+        full = False
+        while not full and accepted < 1000:
+            try:
+                big.enqueue("x" * 20_000)
+                accepted += 1
+            except BrokerFull:
+                full = True
+        assert full, "Redis never filled up"
+        assert accepted > 4
+        broker = tq.broker
+        result, _ = broker.fetch(["default"], 4, 0)
+        got = result.deliveries
+        assert len(got) == 4, "a full Redis refused the fetch"
+        assert broker.renew(got[:3], 0) == [], "a full Redis refused the renewal"
+        done = [Outcome(d.queue, d.id, d.fence, "ok", task="d.big") for d in got[:2]]
+        assert broker.settle(done, 0) == [], "a full Redis refused the outcomes"
+        assert broker.release(got[2:], "graceful") == 2, "a full Redis refused the hand-back"
+        with pytest.raises(BrokerFull):
+            big.enqueue("x" * 20_000)  # still full: settling two tasks freed too little
+        info = broker.queue_info(["default"])[0]
+        assert (info.ready, info.leased) == (accepted - 2, 0)
+    finally:
+        tq.close()
+        r.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +22,15 @@ from django.db import connections, transaction
 from django.test import Client, override_settings
 
 import taskq_django
-from taskq_core import MissingExtra, TaskHandle, TaskQueue
+from taskq_core import BrokerRefused, MissingExtra, TaskHandle, TaskQueue
+from taskq_core.redact import redact_text
+from taskq_core.startup import check_broker
 from taskq_django.conf import get_taskqueue
 from taskq_django.dbconn import CloseOldConnections
 from taskq_django.middleware import TransactionScope
 from tests.integrations.django.fixtures import SEEN
 from tests.integrations.leaks import leftover_threads, taskq_threads
+from tests.security.servers import redis_server
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -374,6 +378,38 @@ def test_worker_command_runs_the_queued_tasks(configure_taskq: Configure) -> Non
     handle = tq.enqueue("t.trace")
     call_command("taskq_worker", "--burst", "--concurrency", "2", "--log-level", "warning")
     assert handle.status() == "succeeded"
+
+
+@pytest.mark.slow
+def test_worker_command_exits_4_when_redis_refuses_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As ``taskq worker``: exit code 4 and its one line, not a retry loop (the command runs
+    in a thread so that a command retrying for ever fails the test instead of hanging it)."""
+    with redis_server("--requirepass", "right-pw") as port:
+        tq = TaskQueue(f"redis://:wrong-pw@127.0.0.1:{port}/0", key_prefix="refused")
+        try:
+            with pytest.raises(BrokerRefused) as refused:
+                check_broker(tq)
+            codes: list[object] = []
+
+            def command() -> None:
+                try:
+                    call_command("taskq_worker", "--burst")
+                except SystemExit as exc:
+                    codes.append(exc.code)
+
+            with override_settings(TASKQ={"APP": tq}):
+                thread = threading.Thread(target=command, daemon=True)
+                thread.start()
+                thread.join(30)
+            assert codes, "still running 30 s after Redis refused its password"
+            assert codes == [4]
+            err = capsys.readouterr().err
+            assert f"error: {redact_text(str(refused.value))}" in err
+            assert "wrong-pw" not in err
+        finally:
+            tq.close()
 
 
 def test_missing_django_raises_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:

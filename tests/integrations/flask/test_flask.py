@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,10 +16,13 @@ pytest.importorskip("flask")
 
 from flask import Flask, abort, current_app, jsonify, request
 
-from taskq_core import ConfigurationError, MissingExtra, TaskQueue
+from taskq_core import BrokerRefused, ConfigurationError, MissingExtra, TaskQueue
 from taskq_core.context import current_trace
+from taskq_core.redact import redact_text
+from taskq_core.startup import check_broker
 from taskq_flask import AppContextMiddleware, TaskQ
 from tests.integrations.leaks import leftover_threads, taskq_threads
+from tests.security.servers import redis_server
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -222,6 +226,32 @@ def test_flask_taskq_worker_command(tq: TaskQueue) -> None:
     result = app.test_cli_runner().invoke(args=["taskq", "worker", "--burst", "-c", "2"])
     assert result.exit_code == 0, result.output
     assert handle.result(timeout=10) == {"app": "shop", "currency": "EUR"}
+
+
+@pytest.mark.slow
+def test_flask_taskq_worker_exits_4_when_redis_refuses_the_password() -> None:
+    """As ``taskq worker``: exit code 4 and its one line, not a retry loop (the command runs
+    in a thread so that a command retrying for ever fails the test instead of hanging it)."""
+    with redis_server("--requirepass", "right-pw") as port:
+        tq = TaskQueue(f"redis://:wrong-pw@127.0.0.1:{port}/0", key_prefix="refused")
+        try:
+            with pytest.raises(BrokerRefused) as refused:
+                check_broker(tq)
+            app, _ = build(tq)
+            results: list[Any] = []
+
+            def invoke() -> None:
+                results.append(app.test_cli_runner().invoke(args=["taskq", "worker", "--burst"]))
+
+            thread = threading.Thread(target=invoke, daemon=True)
+            thread.start()
+            thread.join(30)
+            assert results, "still running 30 s after Redis refused its password"
+            assert results[0].exit_code == 4, results[0].output
+            assert f"error: {redact_text(str(refused.value))}" in results[0].output
+            assert "wrong-pw" not in results[0].output
+        finally:
+            tq.close()
 
 
 # -- configuration
