@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from urllib.parse import urlparse
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -32,13 +31,6 @@ SOCKET_TIMEOUT = float(os.environ.get("TASKQ_TEST_SOCKET_TIMEOUT", "2"))
 PROMISED = SOCKET_TIMEOUT + 5.0
 #: room for a loaded 2-core machine
 SLACK = 10.0
-
-
-@pytest.fixture
-def proxy(redis_url: str) -> Iterator[Proxy]:
-    p = Proxy(urlparse(redis_url).port or 6379).start()
-    yield p
-    p.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 import orjson
 import pytest
@@ -31,13 +30,6 @@ TIMEOUT = 0.5
 GUARD = 30.0
 #: margin for a loaded 2-core machine
 SLACK = 2.0
-
-
-@pytest.fixture
-def proxy(redis_url: str) -> Iterator[Proxy]:
-    p = Proxy(urlparse(redis_url).port or 6379).start()
-    yield p
-    p.stop()
 
 
 @pytest.fixture

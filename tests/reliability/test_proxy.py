@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -14,13 +12,6 @@ import redis
 from tests.reliability.proxy import Proxy
 
 pytestmark = pytest.mark.slow  # fault injection through the proxy
-
-
-@pytest.fixture
-def proxy(redis_url: str) -> Iterator[Proxy]:
-    p = Proxy(urlparse(redis_url).port or 6379).start()
-    yield p
-    p.stop()
 
 
 def client(proxy: Proxy) -> redis.Redis:
