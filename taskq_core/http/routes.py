@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,13 +138,19 @@ def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
     return value
 
 
-def parse_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, Any]:
-    """The route's declared query parameters, parsed, with defaults filled in."""
-    unknown = sorted(k for k in query if k not in route.query)
+def _refuse_unknown(route: Route, given: Iterable[str], what: str) -> None:
+    """400 naming the arguments ``route`` does not declare (query parameters or body
+    fields: ``what`` is the phrase, with ``{names}`` where they go)."""
+    unknown = sorted(k for k in given if k not in route.query)
     if unknown:
         allowed = ", ".join(sorted(route.query)) or "none"
         names = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise HttpError(400, f"unknown query parameter {names} (allowed: {allowed})")
+        raise HttpError(400, f"unknown {what.format(names=names)} (allowed: {allowed})")
+
+
+def parse_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The route's declared query parameters, parsed, with defaults filled in."""
+    _refuse_unknown(route, query, "query parameter {names}")
     out: dict[str, Any] = {}
     for name, spec in route.query.items():
         schema = spec["schema"]
@@ -176,11 +182,7 @@ def parse_body(route: Route, body: bytes) -> dict[str, Any]:
         raise HttpError(400, f"the request body is not valid JSON: {str(exc)[:100]}") from None
     if not isinstance(data, dict):
         raise HttpError(400, "the request body must be a JSON object")
-    unknown = sorted(k for k in data if k not in route.query)
-    if unknown:
-        allowed = ", ".join(sorted(route.query)) or "none"
-        names = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise HttpError(400, f"unknown field {names} in the body (allowed: {allowed})")
+    _refuse_unknown(route, data, "field {names} in the body")
     out: dict[str, Any] = {}
     for name, spec in route.query.items():
         schema = spec["schema"]
