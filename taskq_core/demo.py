@@ -190,10 +190,16 @@ def _demo(tq: TaskQueue, console: Console, workers: int) -> int:
         )
     console.print(table)
     dead = tq.broker.dead_list("default", 0, 10)
+    failed = sum(c["failed"] for c in rows.values())
+    unrun = sum(c["dead"] for c in rows.values())
+    # "failed" ran out of retries, "dead" was dead-lettered without running: both are kept
+    # in the dead-letter queue, so its count is their sum, said in words
     console.print(
         f"dead-letter queue 'default': {len(dead)} task(s) kept with their error "
-        "(see `taskq failed list`)"
+        f"({failed} failed after their retries, {unrun} dead-lettered without running)"
     )
+    # a line of its own, never wrapped: the command must be copyable as it stands
+    console.print("  see them with: taskq failed list", soft_wrap=True)
     expected_failed = {"demo.always_fails"}
     ok = all(
         (c["failed"] == sum(c.values()))

@@ -30,6 +30,20 @@ def test_demo_needs_no_server(cli: Cli) -> None:
     assert r.out.strip().endswith(SUMMARY)
 
 
+def test_demo_explains_its_dead_letter_count_and_hint_is_one_line(cli: Cli) -> None:
+    """The dead-letter queue holds the failed and the unrun tasks: the line says both, and
+    the command it suggests is never broken across lines (an 80-column pipe here)."""
+    r = cli("demo", timeout=60)
+    assert r.code == 0, r.err
+    text = " ".join(r.out.split())
+    assert re.search(
+        r"dead-letter queue 'default': 3 task\(s\) kept with their error "
+        r"\(2 failed after their retries, 1 dead-lettered without running\)",
+        text,
+    ), r.out
+    assert any(line.strip() == "see them with: taskq failed list" for line in r.out.splitlines())
+
+
 def test_demo_in_a_bare_environment(cli: Cli) -> None:
     """As a new user runs it: no TASKQ_* variable, no configuration file, the console script."""
     script = Path(sys.executable).with_name("taskq")
