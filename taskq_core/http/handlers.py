@@ -94,11 +94,8 @@ def health_ready(c: Call) -> Response:
 
 
 def prometheus_text(c: Call) -> Response:
-    return Response(
-        200,
-        {"content-type": prometheus.CONTENT_TYPE, "cache-control": "no-store"},
-        prometheus.exposition(c.app),
-    )
+    body, content_type = prometheus.negotiated(c.app, c.request.headers.get("accept", ""))
+    return Response(200, {"content-type": content_type, "cache-control": "no-store"}, body)
 
 
 def job(c: Call) -> Response:

@@ -53,7 +53,11 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
             p.update(style="form", explode=True)
         params.append(p)
     if route.response_schema is None:
-        content = {"text/plain": {"schema": {"type": "string"}}}
+        # the Prometheus exposition, in the format the Accept header asks for
+        content = {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/openmetrics-text": {"schema": {"type": "string"}},
+        }
     else:
         content = {"application/json": {"schema": route.response_schema}}
     responses: dict[str, Any] = {"200": {"description": route.summary, "content": content}}

@@ -23,6 +23,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 
 from . import alerts, facade
 from .cluster import Cluster, collect
@@ -41,7 +42,7 @@ _TASK_HELP = {
     "retried": "Executions that failed and were scheduled again.",
     "failed": "Executions that failed with no retry left (dead-lettered).",
     "dead": "Tasks dead-lettered without running to an outcome (poison, unknown task).",
-    "timed_out": "Executions stopped by their soft time limit.",
+    "timed_out": "Executions stopped by a time limit: soft (raised in the task) or hard (killed).",
 }
 _QUEUE_HELP = {
     "stale_acks": "Outcomes refused because the lease had moved on (fencing).",
@@ -178,6 +179,16 @@ def _sum(records: list[dict[str, object]], key: str) -> int:
 
 def exposition(app: TaskQueue) -> bytes:
     """The text exposition (format 0.0.4) of one scrape."""
+    return negotiated(app, "")[0]
+
+
+def negotiated(app: TaskQueue, accept: str) -> tuple[bytes, str]:
+    """One scrape in the format the ``Accept`` header asks for, and its content type:
+    OpenMetrics 1.0 when the scraper offers it (as Prometheus does), else the text format
+    0.0.4. prometheus_client's own negotiation, so both stay what its parsers accept."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TaskqCollector(app))
-    return generate_latest(registry)
+    if not accept:
+        return generate_latest(registry), CONTENT_TYPE
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type

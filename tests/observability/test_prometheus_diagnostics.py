@@ -117,3 +117,40 @@ def test_a_counted_hand_back_is_a_counter_and_a_prometheus_metric(
     assert ({"queue": "default"}, 1.0) in got["taskq_released_total"]
     (queue,) = [q for q in facade.queues(tq)["queues"] if q["name"] == "default"]
     assert (queue["counters"]["released_counted"], queue["counters"]["released"]) == (2, 1)
+
+
+def test_the_route_offers_openmetrics_when_the_scraper_asks(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """Prometheus sends an Accept header preferring OpenMetrics: the route answers in it (a
+    valid exposition ending in ``# EOF``); without one it answers the 0.0.4 text format."""
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    tq = make_app(broker_kind)
+
+    @tq.task(name="obs.om")
+    def om() -> None:
+        pass
+
+    om.enqueue()
+    table = RouteTable(tq)
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    asked = table.dispatch(Request("GET", "/metrics/prometheus", headers={"accept": accept}))
+    assert asked.status == 200
+    assert asked.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = asked.body.decode()
+    assert text.endswith("# EOF\n")
+    names = {s.name for fam in openmetrics_families(text) for s in fam.samples}
+    assert "taskq_tasks_enqueued_total" in names
+    plain = table.dispatch(Request("GET", "/metrics/prometheus"))
+    assert plain.headers["content-type"] == prometheus.CONTENT_TYPE
+    assert "# EOF" not in plain.body.decode()
+    help_line = next(
+        line
+        for line in plain.body.decode().splitlines()
+        if line.startswith("# HELP taskq_tasks_timed_out_total")
+    )
+    assert "hard" in help_line
+    assert "soft" in help_line
