@@ -37,7 +37,7 @@ from .base import (
     Settings,
     TaskState,
 )
-from .redis_plans import Call, Command, Plan, Plans
+from .redis_plans import Command, Plan, Plans, ScriptCall
 
 T = TypeVar("T")
 
@@ -563,7 +563,7 @@ class RedisBroker:
     def wait_for(
         self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
     ) -> T | None:
-        """Call ``check`` until it returns something, waking on the queue's announcements of
+        """ScriptCall ``check`` until it returns something, waking on the queue's announcements of
         settled tasks rather than polling; ``None`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         ps = self.client.pubsub()
@@ -778,14 +778,14 @@ def _expire(task: asyncio.Task[Any], lean: _LeanLoop) -> None:
     task.cancel()
 
 
-def _packed(commands: Sequence[Call | Command]) -> list[bytes]:
+def _packed(commands: Sequence[ScriptCall | Command]) -> list[bytes]:
     """The hot plans' commands in the Redis protocol (their arguments are str, bytes and
     int, and no command name holds a space)."""
-    return [c.packed() if isinstance(c, Call) else resp.pack(c) for c in commands]
+    return [c.packed() if isinstance(c, ScriptCall) else resp.pack(c) for c in commands]
 
 
-def _commands(commands: Sequence[Call | Command]) -> list[Command]:
-    return [c.command() if isinstance(c, Call) else c for c in commands]
+def _commands(commands: Sequence[ScriptCall | Command]) -> list[Command]:
+    return [c.command() if isinstance(c, ScriptCall) else c for c in commands]
 
 
 def _joined(packed: list[bytes]) -> bytes:
