@@ -32,10 +32,10 @@ class QueueKeys(NamedTuple):
     #: HASH id -> delivery counter, the fencing token of the current lease; a task on its
     #: first delivery has no entry (its fence is 1 while it is leased: see fetch.lua)
     fence: str
-    #: HASH id -> deliveries that do not count towards poison detection (they had an
-    #: outcome, or were handed back gracefully); the fence minus this is the deliveries that
-    #: ended without one
-    unack: str
+    #: HASH id -> deliveries accounted for: they had an outcome, or were handed back
+    #: gracefully, so they do not count towards poison detection; the fence minus this is
+    #: the deliveries that ended without one. Stored as ``unack`` (see STORED_SUFFIXES).
+    accounted: str
     #: ZSET id -> time dead-lettered (ms)
     dead: str
     #: HASH id -> error record (JSON) of a dead-lettered task
@@ -57,10 +57,11 @@ class QueueKeys(NamedTuple):
 #: The names of a queue's fixed keys, in script order.
 QUEUE_KEY_NAMES: tuple[str, ...] = QueueKeys._fields
 QUEUE_KEY_COUNT = len(QUEUE_KEY_NAMES)
-#: Name in code -> suffix of the stored key, where the two differ. Empty until a key is
-#: renamed in code: its stored suffix stays, so that data written by an earlier version is
-#: read by this one.
-STORED_SUFFIXES: dict[str, str] = {}
+#: Name in code -> suffix of the stored key, where the two differ. A key renamed in code keeps
+#: its stored suffix, so that a worker of this version reads what an earlier one wrote (and
+#: the two can run side by side during an upgrade): ``accounted`` was called ``unack``,
+#: a name that said the opposite of what it holds.
+STORED_SUFFIXES: dict[str, str] = {"accounted": "unack"}
 
 
 def stored_suffix(name: str) -> str:

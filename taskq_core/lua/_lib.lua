@@ -57,17 +57,20 @@ end
 -- The poison rule (docs/delivery.md, "Poison tasks"), the one place it is written: a delivery
 -- of `id` ended without an outcome (its lease lapsed; or it was handed back after its
 -- worker process crashed or tripped over an internal error). The deliveries without an
--- outcome are the fence minus unack. When they reach `maxd` the task is dead-lettered with
+-- outcome are the fence minus those accounted for (the `accounted` hash: outcomes and
+-- graceful hand-backs). When they reach `maxd` the task is dead-lettered with
 -- the reason `kind` / `why`; before that it becomes a suspect, leased only alone to a worker
 -- that holds nothing else (fetch.lua), so it cannot take innocent tasks down with it again.
 -- `entry`: what HGET gave for its fence. Returns true when it was dead-lettered.
 local function no_outcome(k, id, entry, maxd, now, kind, why)
-  local fence, unack, wake = KEYS[k + K.fence], KEYS[k + K.unack], KEYS[k + K.wake]
+  local fence, accounted = KEYS[k + K.fence], KEYS[k + K.accounted]
+  local wake = KEYS[k + K.wake]
   keep_fence(fence, id, entry)
-  local without = tonumber(fence_of(entry)) - tonumber(redis.call('HGET', unack, id) or '0')
+  local had = tonumber(redis.call('HGET', accounted, id) or '0')
+  local without = tonumber(fence_of(entry)) - had
   if without >= maxd then
-    -- counted as had, so that a retry from the dead-letter queue starts from nothing
-    redis.call('HINCRBY', unack, id, without)
+    -- now accounted for, so that a retry from the dead-letter queue starts from nothing
+    redis.call('HINCRBY', accounted, id, without)
     local message = 'delivered ' .. without .. ' times without finishing; ' .. why
     dead_letter(k, id, now, kind, message, without)
     return true

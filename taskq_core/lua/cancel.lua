@@ -22,7 +22,7 @@ end
 redis.call('HDEL', msg, id)
 redis.call('HDEL', state, id)
 redis.call('HDEL', KEYS[K.fence], id)
-redis.call('HDEL', KEYS[K.unack], id)
+redis.call('HDEL', KEYS[K.accounted], id)
 redis.call('SET', KEYS[QK + 1], ARGV[3], 'PX', tonumber(ARGV[2]))
 redis.call('HINCRBY', KEYS[K.stats], 'cancelled', 1)
 redis.call('PUBLISH', string.sub(KEYS[K.ready], 1, -6) .. 'done', id)

@@ -1,7 +1,8 @@
 -- Delete dead-lettered tasks for good.
 -- KEYS: queue(*)
 -- ARGV: ids. Returns how many were deleted.
-local msg, state, fence, unack = KEYS[K.msg], KEYS[K.state], KEYS[K.fence], KEYS[K.unack]
+local msg, state, fence = KEYS[K.msg], KEYS[K.state], KEYS[K.fence]
+local accounted = KEYS[K.accounted]
 local dead, err = KEYS[K.dead], KEYS[K.error]
 local purged = 0
 for _, id in ipairs(ARGV) do
@@ -9,7 +10,7 @@ for _, id in ipairs(ARGV) do
     redis.call('HDEL', msg, id)
     redis.call('HDEL', state, id)
     redis.call('HDEL', fence, id)
-    redis.call('HDEL', unack, id)
+    redis.call('HDEL', accounted, id)
     redis.call('HDEL', err, id)
     purged = purged + 1
   end

@@ -12,7 +12,7 @@
 -- max_deliveries, is dead-lettered.
 -- Returns how many were handed back (dead-lettered ones included).
 local ready, leased, fence = KEYS[K.ready], KEYS[K.leased], KEYS[K.fence]
-local unack, wake = KEYS[K.unack], KEYS[K.wake]
+local accounted, wake = KEYS[K.accounted], KEYS[K.wake]
 local kind, why, now, maxd = ARGV[1], ARGV[2], now_ms(ARGV[3]), tonumber(ARGV[4])
 local released = 0
 for i = 5, #ARGV, 2 do
@@ -22,7 +22,7 @@ for i = 5, #ARGV, 2 do
     if kind == '' then
       keep_fence(fence, id, entry)
       redis.call('RPUSH', ready, id)
-      redis.call('HINCRBY', unack, id, 1)
+      redis.call('HINCRBY', accounted, id, 1)
     else
       no_outcome(0, id, entry, maxd, now, kind, why)
     end

@@ -14,7 +14,7 @@
 -- delivery's fence is 1 with no entry (see fetch.lua): an outcome other than success
 -- writes it, so the next delivery counts on from it.
 local ready, delayed, leased, msg = KEYS[K.ready], KEYS[K.delayed], KEYS[K.leased], KEYS[K.msg]
-local state, fence, unack = KEYS[K.state], KEYS[K.fence], KEYS[K.unack]
+local state, fence, accounted = KEYS[K.state], KEYS[K.fence], KEYS[K.accounted]
 local dead, err, stats, wake = KEYS[K.dead], KEYS[K.error], KEYS[K.stats], KEYS[K.wake]
 local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -49,13 +49,13 @@ for i = 0, noutcomes - 1 do
     if kind == 'ok' then
       redis.call('SET', KEYS[QK + 1 + i], record, 'PX', ttl)
       gone[#gone + 1] = id
-      -- only a task delivered before has fence and unack entries to delete
+      -- only a task delivered before has fence and accounted entries to delete
       if entry then counted[#counted + 1] = id end
       done[#done + 1] = id
     else
       keep_fence(fence, id, entry)
       -- this delivery had an outcome: it does not count towards poison detection
-      redis.call('HINCRBY', unack, id, 1)
+      redis.call('HINCRBY', accounted, id, 1)
       if kind == 'retry' then
         local sep = string.find(extra, '|', 1, true)
         local due = now + tonumber(string.sub(extra, 1, sep - 1))
@@ -81,7 +81,7 @@ end
 slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
 slices('HDEL', fence, counted, 1000)
-slices('HDEL', unack, counted, 1000)
+slices('HDEL', accounted, counted, 1000)
 if #done > 0 then
   redis.call('PUBLISH', string.sub(ready, 1, -6) .. 'done', table.concat(done, ' '))
 end
