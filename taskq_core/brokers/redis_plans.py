@@ -53,7 +53,7 @@ class ScriptCall:
     def packed(self) -> bytes:
         """The command in the Redis protocol."""
         if self.head:
-            return self.head + b"".join([resp.bulk(a) for a in self.args])
+            return self.head + b"".join([resp.bulk(arg) for arg in self.args])
         return resp.pack(self.command())
 
 
@@ -115,7 +115,7 @@ class Plans:
                 return self._enqueue_one(one)
         groups = _group(items)
         commands: list[ScriptCall | Command] = []
-        new_queues = [q for q in groups if q not in self.seen_queues]
+        new_queues = [queue for queue in groups if queue not in self.seen_queues]
         result = self.keys.result
         for queue, idx in groups.items():
             # what enqueue.lua touches: some keys of the queue, each task's result key (a
@@ -273,7 +273,7 @@ class Plans:
 
     def wait_keys(self, queues: Sequence[str], nudge: str | None) -> list[str]:
         """The lists an idle worker blocks on: its queues' wake lists and its nudge list."""
-        keys = [self.keys.wake(q) for q in queues]
+        keys = [self.keys.wake(queue) for queue in queues]
         if nudge is not None:
             keys.append(self.keys.nudge(queues[0], nudge))
         return keys
@@ -313,7 +313,7 @@ class Plans:
         def parse(replies: list[Any]) -> list[Lease]:
             lost: list[Lease] = []
             for (queue, idx), reply in zip(groups.items(), replies, strict=True):
-                gone = {_s(x) for x in reply}
+                gone = {_s(task_id) for task_id in reply}
                 lost += [
                     leases[i] for i in idx if leases[i].id in gone and leases[i].queue == queue
                 ]
@@ -334,7 +334,7 @@ class Plans:
             for i in idx:
                 args += (leases[i].id, leases[i].fence)
             commands.append(ScriptCall(scripts.RELEASE, self.qkeys(queue), args))
-        return Plan(commands, lambda replies: sum(int(r) for r in replies))
+        return Plan(commands, lambda replies: sum(int(reply) for reply in replies))
 
     # -- handles and administration
 
