@@ -197,7 +197,7 @@ def _decomposition(data: dict[str, Any]) -> str:
                     f"{items:.1f} µs",
                 ],
                 [
-                    "… of which `Plans.enqueue` + `Call.packed` (the script call)",
+                    "… of which `Plans.enqueue` + `ScriptCall.packed` (the script call)",
                     "",
                     f"{plan:.1f} µs",
                 ],

@@ -95,9 +95,9 @@ TASKQ_ONLY = [
         Metric(f"stage_{key}", f"CPU only: {label}", "µs per task", False, "ms")
         for key, label in (
             ("items_sync", "TaskQueue._items, one task (check, id, message, encode)"),
-            ("plan_sync", "Plans.enqueue + Call.packed, one task"),
+            ("plan_sync", "Plans.enqueue + ScriptCall.packed, one task"),
             ("items_bulk", "TaskQueue._items, 100 tasks"),
-            ("plan_bulk", "Plans.enqueue + Call.packed, 100 tasks"),
+            ("plan_bulk", "Plans.enqueue + ScriptCall.packed, 100 tasks"),
         )
     ),
 ]

@@ -22,6 +22,7 @@ from .settings import Settings
 from .signing import Signer
 from .task import EnqueueOptions, Signature, Task
 from .validation import (
+    NAME_CHARS,
     check_due,
     check_json,
     check_positive,
@@ -472,4 +473,4 @@ def _default_name(fn: Callable[..., Any]) -> str:
     return _ODD.sub("_", f"{fn.__module__}.{qualname}")
 
 
-_ODD = re.compile(r"[^A-Za-z0-9_.:\-]")
+_ODD = re.compile(f"[^{NAME_CHARS}]")

@@ -8,33 +8,67 @@ idempotency keys that the caller names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-#: The fixed keys of one queue, in the order the Lua scripts expect them.
-QUEUE_KEY_NAMES: tuple[str, ...] = (
-    "ready",  # LIST of task ids; producers LPUSH, consumers RPOP (handed-back tasks RPUSH)
-    "delayed",  # ZSET id -> due time (ms)
-    "leased",  # ZSET id -> lease deadline (ms)
-    "msg",  # HASH id -> message envelope (JSON)
-    # HASH id -> scheduled | failed | dead; none for a queued or running task (the hot path
-    # writes no state): it has a message, and it is running while it is leased
-    "state",
-    # HASH id -> delivery counter, the fencing token of the current lease; a task on its
-    # first delivery has no entry (its fence is 1 while it is leased: see fetch.lua)
-    "fence",
-    # HASH id -> deliveries that do not count towards poison detection (they had an
-    # outcome, or were handed back gracefully); the fence minus this is the deliveries that
-    # ended without one
-    "unack",
-    "dead",  # ZSET id -> time dead-lettered (ms)
-    "error",  # HASH id -> error record (JSON) of a dead-lettered task
-    "stats",  # HASH counter name -> value
-    "wake",  # LIST of at most one token; idle workers block on it
-    # LIST of task ids whose last delivery ended without an outcome (lease lapsed, process
-    # crashed, internal error): leased only alone, to a worker that holds nothing else
-    "suspect",
-)
+
+class QueueKeys(NamedTuple):
+    """The fixed keys of one queue, by name, in the order the Lua scripts number them
+    (``scripts.py`` hands the scripts this order as the table ``K``: ``KEYS[k + K.fence]``).
+    A tuple: ``[*keys]`` is every key, in script order."""
+
+    #: LIST of task ids; producers LPUSH, consumers RPOP (handed-back tasks RPUSH)
+    ready: str
+    #: ZSET id -> due time (ms)
+    delayed: str
+    #: ZSET id -> lease deadline (ms)
+    leased: str
+    #: HASH id -> message envelope (JSON)
+    msg: str
+    #: HASH id -> scheduled | failed | dead; none for a queued or running task (the hot path
+    #: writes no state): it has a message, and it is running while it is leased
+    state: str
+    #: HASH id -> delivery counter, the fencing token of the current lease; a task on its
+    #: first delivery has no entry (its fence is 1 while it is leased: see fetch.lua)
+    fence: str
+    #: HASH id -> deliveries accounted for: they had an outcome, or were handed back
+    #: gracefully, so they do not count towards poison detection; the fence minus this is
+    #: the deliveries that ended without one. Stored as ``unack`` (see STORED_SUFFIXES).
+    accounted: str
+    #: ZSET id -> time dead-lettered (ms)
+    dead: str
+    #: HASH id -> error record (JSON) of a dead-lettered task
+    error: str
+    #: HASH counter name -> value
+    stats: str
+    #: LIST of at most one token; idle workers block on it
+    wake: str
+    #: LIST of task ids whose last delivery ended without an outcome (lease lapsed, process
+    #: crashed, internal error): leased only alone, to a worker that holds nothing else
+    suspect: str
+
+    def pick(self, names: Sequence[str]) -> list[str]:
+        """The keys called ``names``, in that order (what a script that takes only some of
+        a queue's keys is given)."""
+        return [getattr(self, name) for name in names]
+
+
+#: The names of a queue's fixed keys, in script order.
+QUEUE_KEY_NAMES: tuple[str, ...] = QueueKeys._fields
 QUEUE_KEY_COUNT = len(QUEUE_KEY_NAMES)
+#: Name in code -> suffix of the stored key, where the two differ. A key renamed in code keeps
+#: its stored suffix, so that a worker of this version reads what an earlier one wrote (and
+#: the two can run side by side during an upgrade): ``accounted`` was called ``unack``,
+#: a name that said the opposite of what it holds.
+STORED_SUFFIXES: dict[str, str] = {"accounted": "unack"}
+
+
+def stored_suffix(name: str) -> str:
+    """The suffix of the stored key of the queue key called ``name`` in code."""
+    if name not in QUEUE_KEY_NAMES:
+        raise ValueError(f"no queue key {name!r} (known: {', '.join(QUEUE_KEY_NAMES)})")
+    return STORED_SUFFIXES.get(name, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +77,10 @@ class Keys:
 
     prefix: str = "taskq"
 
-    def queue(self, queue: str) -> list[str]:
-        """The fixed keys of ``queue``, in script order."""
+    def queue(self, queue: str) -> QueueKeys:
+        """The fixed keys of ``queue``, by name and in script order."""
         tag = f"{self.prefix}:{{{queue}}}:"
-        return [tag + name for name in QUEUE_KEY_NAMES]
+        return QueueKeys(*(tag + stored_suffix(name) for name in QUEUE_KEY_NAMES))
 
     def wake(self, queue: str) -> str:
         return f"{self.prefix}:{{{queue}}}:wake"

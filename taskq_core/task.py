@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .retry import RetryPolicy
 from .validation import (
+    MAX_IDEMPOTENCY_KEY,
     check_delay,
     check_eta,
     check_name,
     check_queue_name,
     check_retries,
+    check_task_id,
     check_timeout,
 )
 
@@ -59,13 +61,13 @@ class EnqueueOptions:
             delay=check_delay(delay),
             eta=check_eta(eta),
             idempotency_key=(
-                check_name("idempotency key", idempotency_key, 200)
+                check_name("idempotency key", idempotency_key, MAX_IDEMPOTENCY_KEY)
                 if idempotency_key is not None
                 else None
             ),
             max_retries=check_retries(max_retries) if max_retries is not None else None,
             timeout=check_timeout(timeout),
-            task_id=check_name("task id", task_id, 100) if task_id is not None else None,
+            task_id=check_task_id(task_id) if task_id is not None else None,
         )
 
 

@@ -11,9 +11,15 @@ from urllib.parse import urlsplit
 
 from .errors import InvalidName, InvalidOption, NotJSONSerializable
 
-_NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
+#: the characters of every name taskq takes (task names, queue names, task ids, idempotency
+#: keys): safe in a Redis key, a URL path and a log line as they are; the HTTP path and query
+#: patterns are derived from this (see :func:`name_pattern`)
+NAME_CHARS = r"A-Za-z0-9_.:\-"
+_NAME = re.compile(f"[{NAME_CHARS}]+")
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 64
+MAX_TASK_ID = 100
+MAX_IDEMPOTENCY_KEY = 200
 MAX_DEPTH = 64
 #: the furthest ahead a delay or an ETA may put a task (docs/delivery.md): a year is past any
 #: real schedule, and a bound keeps due times far inside every clock and format's range
@@ -32,12 +38,27 @@ def check_name(kind: str, value: object, max_len: int) -> str:
     return value
 
 
+def name_pattern(max_len: int) -> str:
+    """The anchored regular expression (JSON Schema ``pattern``) of what :func:`check_name`
+    accepts with ``max_len``: one rule for the core and the HTTP routes."""
+    return f"^[{NAME_CHARS}]{{1,{max_len}}}$"
+
+
+#: the ``pattern`` of a queue name and of a task id, as the HTTP routes declare them
+QUEUE_NAME_PATTERN = name_pattern(MAX_QUEUE_NAME)
+TASK_ID_PATTERN = name_pattern(MAX_TASK_ID)
+
+
 def check_task_name(value: object) -> str:
     return check_name("task", value, MAX_TASK_NAME)
 
 
 def check_queue_name(value: object) -> str:
     return check_name("queue", value, MAX_QUEUE_NAME)
+
+
+def check_task_id(value: object) -> str:
+    return check_name("task id", value, MAX_TASK_ID)
 
 
 def check_json(value: Any, path: str) -> None:

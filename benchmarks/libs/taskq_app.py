@@ -217,7 +217,7 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
     from taskq_core.brokers import resp
     from taskq_core.brokers.base import EnqueueItem
     from taskq_core.brokers.redis import RedisBroker
-    from taskq_core.brokers.redis_plans import Call
+    from taskq_core.brokers.redis_plans import ScriptCall
     from taskq_core.message import Message
 
     broker = tq.broker
@@ -232,7 +232,7 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
             body = Message(id=task_id, task="noop_async", queue=QUEUE, enqueued_at=now_ms)
             items.append(EnqueueItem(QUEUE, task_id, "noop_async", body.encode()))
         call = broker.plans.enqueue(items, now_ms).commands[0]
-        assert isinstance(call, Call)
+        assert isinstance(call, ScriptCall)
         return call.packed()
 
     client = broker.client
@@ -342,13 +342,13 @@ def _decompose(blocks: int = 10, per_block: int = 300, batches: int = 5) -> dict
         def plan() -> None:
             for _ in range(per_block):
                 for c in broker.plans.enqueue(built, now_ms).commands:
-                    if isinstance(c, Call):
+                    if isinstance(c, ScriptCall):
                         c.packed()
 
         def plan_bulk() -> None:
             for _ in range(batches):
                 for c in broker.plans.enqueue(built_bulk, now_ms).commands:
-                    if isinstance(c, Call):
+                    if isinstance(c, ScriptCall):
                         c.packed()
 
         timed("decomp_rpush_sync", per_block, rpush)

@@ -51,23 +51,23 @@ class _Scored:
         old = self.score.pop(member, None)
         if old is None:
             return False
-        i = bisect.bisect_left(self._order, (old, member))
-        del self._order[i]
+        at = bisect.bisect_left(self._order, (old, member))
+        del self._order[at]
         return True
 
     def upto(self, limit_score: int, count: int) -> list[str]:
         out: list[str] = []
-        for s, m in self._order:
-            if s > limit_score or len(out) >= count:
+        for score, member in self._order:
+            if score > limit_score or len(out) >= count:
                 break
-            out.append(m)
+            out.append(member)
         return out
 
     def first(self) -> tuple[int, str] | None:
         return self._order[0] if self._order else None
 
     def page(self, offset: int, limit: int) -> list[tuple[str, int]]:
-        return [(m, s) for s, m in self._order[offset : offset + limit]]
+        return [(member, score) for score, member in self._order[offset : offset + limit]]
 
     def __len__(self) -> int:
         return len(self.score)
@@ -84,7 +84,10 @@ class _Queue:
     msg: dict[str, bytes] = field(default_factory=dict)
     state: dict[str, str] = field(default_factory=dict)
     fence: dict[str, int] = field(default_factory=dict)
-    unack: dict[str, int] = field(default_factory=dict)
+    # id -> deliveries without an outcome (since its last outcome, graceful hand-backs not
+    # counted): what the poison rule counts. Redis keeps the complement instead (the
+    # ``accounted`` key, the fence minus it), so that a delivery writes nothing there
+    unaccounted: dict[str, int] = field(default_factory=dict)
     dead: _Scored = field(default_factory=_Scored)
     error: dict[str, bytes] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
@@ -124,20 +127,20 @@ class MemoryBroker:
     def __repr__(self) -> str:
         return f"MemoryBroker({self.url!r})"
 
-    def _q(self, name: str) -> _Queue:
-        q = self._queues.get(name)
-        if q is None:
-            q = self._queues[name] = _Queue()
-        return q
+    def _store(self, name: str) -> _Queue:
+        store = self._queues.get(name)
+        if store is None:
+            store = self._queues[name] = _Queue()
+        return store
 
-    def _wake(self, name: str, q: _Queue) -> None:
+    def _wake(self, name: str, store: _Queue) -> None:
         # hand the token straight to a sleeper if there is one, else keep it (as LPUSH wake)
         for i, (names, loop, fut) in enumerate(self._waiters):
             if name in names and not fut.done():
                 del self._waiters[i]
                 loop.call_soon_threadsafe(_resolve, fut)
                 return
-        q.wake = True
+        store.wake = True
 
     def _result(self, queue: str, task_id: str) -> bytes | None:
         hit = self._results.get((queue, task_id))
@@ -160,10 +163,10 @@ class MemoryBroker:
             now_ms = _now(now_ms)
             woken: set[str] = set()
             for item in items:
-                q = self._q(item.queue)
+                store = self._store(item.queue)
                 # idempotent on the id: a known task (its message, or its result once it
                 # finished) is not added again
-                if item.id in q.msg or self._result(item.queue, item.id) is not None:
+                if item.id in store.msg or self._result(item.queue, item.id) is not None:
                     out.append(item.id)
                     continue
                 if item.idempotency_key is not None:
@@ -173,19 +176,19 @@ class MemoryBroker:
                         out.append(earlier[0])
                         continue
                     self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
-                q.msg[item.id] = item.body
+                store.msg[item.id] = item.body
                 due = now_ms + item.delay_ms if item.delay_ms > 0 else item.due_ms
                 if due > now_ms:
-                    q.delayed.add(item.id, due)
-                    q.state[item.id] = "scheduled"
+                    store.delayed.add(item.id, due)
+                    store.state[item.id] = "scheduled"
                 else:
-                    q.ready.appendleft(item.id)
-                    q.state[item.id] = "queued"
-                q.incr("enqueued|" + item.task)
+                    store.ready.appendleft(item.id)
+                    store.state[item.id] = "queued"
+                store.incr("enqueued|" + item.task)
                 out.append(item.id)
                 woken.add(item.queue)
             for name in woken:
-                self._wake(name, self._q(name))
+                self._wake(name, self._store(name))
         return out
 
     async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
@@ -204,7 +207,7 @@ class MemoryBroker:
         alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
         stale = self.settle(outcomes, now_ms, stats) if (outcomes or stats) else []
-        s = self.settings
+        settings = self.settings
         deliveries: list[Delivery] = []
         next_due: int | None = None
         suspects = 0
@@ -212,81 +215,81 @@ class MemoryBroker:
         with self._lock:
             now_ms = _now(now_ms)
             for name in queues:
-                q = self._q(name)
-                for tid in q.leased.upto(now_ms, 100):
-                    q.leased.remove(tid)
-                    q.incr("lease_expired")
-                    self._no_outcome(name, q, tid, now_ms, _LAPSE)
-                for tid in q.delayed.upto(now_ms, 1000):
-                    q.delayed.remove(tid)
-                    q.ready.appendleft(tid)
-                    q.state[tid] = "queued"
-                first = q.delayed.first()
+                store = self._store(name)
+                for tid in store.leased.upto(now_ms, 100):
+                    store.leased.remove(tid)
+                    store.incr("lease_expired")
+                    self._no_outcome(name, store, tid, now_ms, _LAPSE)
+                for tid in store.delayed.upto(now_ms, 1000):
+                    store.delayed.remove(tid)
+                    store.ready.appendleft(tid)
+                    store.state[tid] = "queued"
+                first = store.delayed.first()
                 if first is not None and (next_due is None or first[0] < next_due):
                     next_due = first[0]
-            deadline = now_ms + s.lease_ms
+            deadline = now_ms + settings.lease_ms
             # suspects: one, alone, to a caller that holds nothing (fetch.lua, part 3)
             for name in queues:
-                q = self._q(name)
-                while alone and want > 0 and not suspect and q.suspect:
-                    tid = q.suspect.pop()
-                    if tid not in q.msg:
-                        self._body_missing(name, q, tid, now_ms)
+                store = self._store(name)
+                while alone and want > 0 and not suspect and store.suspect:
+                    tid = store.suspect.pop()
+                    if tid not in store.msg:
+                        self._body_missing(name, store, tid, now_ms)
                         continue
-                    deliveries.append(self._lease(name, q, tid, deadline))
+                    deliveries.append(self._lease(name, store, tid, deadline))
                     suspect = True
-                suspects += len(q.suspect)
+                suspects += len(store.suspect)
             for name in queues:
                 if suspect:
                     break
-                q = self._q(name)
-                while len(deliveries) < want and q.ready:
-                    tid = q.ready.pop()
-                    if tid not in q.msg:
-                        self._body_missing(name, q, tid, now_ms)
+                store = self._store(name)
+                while len(deliveries) < want and store.ready:
+                    tid = store.ready.pop()
+                    if tid not in store.msg:
+                        self._body_missing(name, store, tid, now_ms)
                         continue
-                    deliveries.append(self._lease(name, q, tid, deadline))
+                    deliveries.append(self._lease(name, store, tid, deadline))
             if len(deliveries) >= want:
                 for name in queues:
-                    if self._q(name).ready:
-                        self._wake(name, self._q(name))
+                    if self._store(name).ready:
+                        self._wake(name, self._store(name))
                         break
         return FetchResult(deliveries, next_due, now_ms, suspects, suspect), stale
 
-    def _lease(self, name: str, q: _Queue, tid: str, deadline: int) -> Delivery:
-        f = q.fence[tid] = q.fence.get(tid, 0) + 1
-        q.unack[tid] = q.unack.get(tid, 0) + 1
-        q.state[tid] = "running"
-        q.leased.add(tid, deadline)
-        return Delivery(name, tid, f, q.msg[tid])
+    def _lease(self, name: str, store: _Queue, tid: str, deadline: int) -> Delivery:
+        fence = store.fence[tid] = store.fence.get(tid, 0) + 1
+        store.unaccounted[tid] = store.unaccounted.get(tid, 0) + 1
+        store.state[tid] = "running"
+        store.leased.add(tid, deadline)
+        return Delivery(name, tid, fence, store.msg[tid])
 
     def _no_outcome(
-        self, name: str, q: _Queue, tid: str, now_ms: int, why: tuple[str, str]
+        self, name: str, store: _Queue, tid: str, now_ms: int, why: tuple[str, str]
     ) -> None:
         """The poison rule (``_lib.lua``'s ``no_outcome``): a delivery ended without an
-        outcome. ``unack`` holds here the deliveries without one."""
+        outcome. ``unaccounted`` counts here the deliveries without one."""
         kind, reason = why
-        u = q.unack.get(tid, 0)
-        if u >= self.settings.max_deliveries:
-            q.unack.pop(tid, None)
-            message = f"delivered {u} times without finishing; {reason}"
-            self._dead_letter(q, tid, now_ms, (kind, message), u)
+        without = store.unaccounted.get(tid, 0)
+        if without >= self.settings.max_deliveries:
+            store.unaccounted.pop(tid, None)
+            message = f"delivered {without} times without finishing; {reason}"
+            self._dead_letter(store, tid, now_ms, (kind, message), without)
             return
-        q.suspect.appendleft(tid)
-        q.state[tid] = "queued"
-        self._wake(name, q)
+        store.suspect.appendleft(tid)
+        store.state[tid] = "queued"
+        self._wake(name, store)
 
-    def _body_missing(self, name: str, q: _Queue, tid: str, now_ms: int) -> None:
-        q.incr("orphans")
-        self._dead_letter(q, tid, now_ms, ("MissingMessage", "message body missing"), 0)
+    def _body_missing(self, name: str, store: _Queue, tid: str, now_ms: int) -> None:
+        store.incr("orphans")
+        self._dead_letter(store, tid, now_ms, ("MissingMessage", "message body missing"), 0)
 
     def _dead_letter(
-        self, q: _Queue, tid: str, now_ms: int, error: tuple[str, str], attempts: int
+        self, store: _Queue, tid: str, now_ms: int, error: tuple[str, str], attempts: int
     ) -> None:
         kind, message = error
-        q.dead.add(tid, now_ms)
-        q.state[tid] = "dead"
-        q.error[tid] = orjson.dumps(
+        store.dead.add(tid, now_ms)
+        store.state[tid] = "dead"
+        store.error[tid] = orjson.dumps(
             {
                 "status": "dead",
                 "error": {"type": kind, "message": message, "traceback": ""},
@@ -294,7 +297,7 @@ class MemoryBroker:
                 "finished_at": now_ms,
             }
         )
-        q.incr("dead")
+        store.incr("dead")
         self._announce()
 
     async def fetch_async(
@@ -321,9 +324,9 @@ class MemoryBroker:
                 self._nudged.discard(nudge)
                 return True
             for name in queues:
-                q = self._q(name)
-                if q.wake:
-                    q.wake = False
+                store = self._store(name)
+                if store.wake:
+                    store.wake = False
                     return True
             fut: asyncio.Future[None] = loop.create_future()
             entry = (names, loop, fut)
@@ -372,43 +375,43 @@ class MemoryBroker:
         with self._lock:
             now_ms = _now(now_ms)
             woken: set[str] = set()
-            for o in outcomes:
-                q = self._q(o.queue)
-                if q.fence.get(o.id) != o.fence or o.id not in q.leased:
-                    stale.append(o)
-                    q.incr("stale_acks")
+            for outcome in outcomes:
+                store = self._store(outcome.queue)
+                if store.fence.get(outcome.id) != outcome.fence or outcome.id not in store.leased:
+                    stale.append(outcome)
+                    store.incr("stale_acks")
                     continue
-                q.leased.remove(o.id)
-                q.unack.pop(o.id, None)
-                q.incr(o.kind)
-                q.incr(f"{o.kind}|{o.task}")
-                if o.kind == "ok":
-                    self._set_result(o.queue, o.id, o.record)
+                store.leased.remove(outcome.id)
+                store.unaccounted.pop(outcome.id, None)
+                store.incr(outcome.kind)
+                store.incr(f"{outcome.kind}|{outcome.task}")
+                if outcome.kind == "ok":
+                    self._set_result(outcome.queue, outcome.id, outcome.record)
                     self._announce()
-                    q.msg.pop(o.id, None)
-                    q.state.pop(o.id, None)
-                    q.fence.pop(o.id, None)
-                elif o.kind == "retry":
-                    q.msg[o.id] = o.retry_body
-                    if o.retry_delay_ms > 0:
-                        q.delayed.add(o.id, now_ms + o.retry_delay_ms)
-                        q.state[o.id] = "scheduled"
+                    store.msg.pop(outcome.id, None)
+                    store.state.pop(outcome.id, None)
+                    store.fence.pop(outcome.id, None)
+                elif outcome.kind == "retry":
+                    store.msg[outcome.id] = outcome.retry_body
+                    if outcome.retry_delay_ms > 0:
+                        store.delayed.add(outcome.id, now_ms + outcome.retry_delay_ms)
+                        store.state[outcome.id] = "scheduled"
                     else:
-                        q.ready.appendleft(o.id)
-                        q.state[o.id] = "queued"
-                    woken.add(o.queue)
+                        store.ready.appendleft(outcome.id)
+                        store.state[outcome.id] = "queued"
+                    woken.add(outcome.queue)
                 else:
-                    q.dead.add(o.id, now_ms)
-                    q.state[o.id] = o.kind
-                    q.error[o.id] = o.record
-                    self._set_result(o.queue, o.id, o.record)
+                    store.dead.add(outcome.id, now_ms)
+                    store.state[outcome.id] = outcome.kind
+                    store.error[outcome.id] = outcome.record
+                    self._set_result(outcome.queue, outcome.id, outcome.record)
                     self._announce()
             for name, fields in (stats or {}).items():
-                q = self._q(name)
+                store = self._store(name)
                 for key, value in fields.items():
-                    q.incr(key, value)
+                    store.incr(key, value)
             for name in woken:
-                self._wake(name, self._q(name))
+                self._wake(name, self._store(name))
         return stale
 
     async def settle_async(
@@ -424,9 +427,9 @@ class MemoryBroker:
         with self._lock:
             now_ms = _now(now_ms)
             for lease in leases:
-                q = self._q(lease.queue)
-                if q.fence.get(lease.id) == lease.fence and lease.id in q.leased:
-                    q.leased.add(lease.id, now_ms + self.settings.lease_ms)
+                store = self._store(lease.queue)
+                if store.fence.get(lease.id) == lease.fence and lease.id in store.leased:
+                    store.leased.add(lease.id, now_ms + self.settings.lease_ms)
                 else:
                     lost.append(lease)
         return lost
@@ -442,22 +445,22 @@ class MemoryBroker:
         if mode != "graceful" and not kind:
             raise ValueError(f"release mode must be graceful, crashed or unexplained: {mode!r}")
         now = _now(now_ms or 0)
-        n = 0
+        released = 0
         with self._lock:
             for lease in leases:
-                q = self._q(lease.queue)
-                if q.fence.get(lease.id) == lease.fence and q.leased.remove(lease.id):
+                store = self._store(lease.queue)
+                if store.fence.get(lease.id) == lease.fence and store.leased.remove(lease.id):
                     if kind:
-                        self._no_outcome(lease.queue, q, lease.id, now, (kind, reason))
-                        q.incr("released_counted")
+                        self._no_outcome(lease.queue, store, lease.id, now, (kind, reason))
+                        store.incr("released_counted")
                     else:
-                        q.ready.append(lease.id)
-                        q.state[lease.id] = "queued"
-                        q.unack[lease.id] = q.unack.get(lease.id, 0) - 1
-                        q.incr("released")
-                        self._wake(lease.queue, q)
-                    n += 1
-        return n
+                        store.ready.append(lease.id)
+                        store.state[lease.id] = "queued"
+                        store.unaccounted[lease.id] = store.unaccounted.get(lease.id, 0) - 1
+                        store.incr("released")
+                        self._wake(lease.queue, store)
+                    released += 1
+        return released
 
     async def release_async(
         self,
@@ -472,15 +475,15 @@ class MemoryBroker:
 
     def get(self, queue: str, task_id: str) -> TaskState | None:
         with self._lock:
-            q = self._q(queue)
+            store = self._store(queue)
             record = self._result(queue, task_id)
-            state = q.state.get(task_id)
+            state = store.state.get(task_id)
             if record is None and state is None:
                 return None
             if record is None:
-                record = q.error.get(task_id)
+                record = store.error.get(task_id)
             return TaskState(
-                task_id, queue, state, record, q.msg.get(task_id), q.fence.get(task_id, 0)
+                task_id, queue, state, record, store.msg.get(task_id), store.fence.get(task_id, 0)
             )
 
     async def get_async(self, queue: str, task_id: str) -> TaskState | None:
@@ -488,22 +491,22 @@ class MemoryBroker:
 
     def cancel(self, queue: str, task_id: str, record: bytes) -> str:
         with self._lock:
-            q = self._q(queue)
-            state = q.state.get(task_id)
+            store = self._store(queue)
+            state = store.state.get(task_id)
             if state == "queued":
                 # state and lists agree under the lock: it waits in one of them
-                if task_id in q.suspect:
-                    q.suspect.remove(task_id)
+                if task_id in store.suspect:
+                    store.suspect.remove(task_id)
                 else:
-                    q.ready.remove(task_id)
+                    store.ready.remove(task_id)
             elif state == "scheduled":
-                q.delayed.remove(task_id)
+                store.delayed.remove(task_id)
             else:
                 return state or ""
-            for d in (q.msg, q.state, q.fence, q.unack):
-                d.pop(task_id, None)
+            for per_task in (store.msg, store.state, store.fence, store.unaccounted):
+                per_task.pop(task_id, None)
             self._set_result(queue, task_id, record)
-            q.incr("cancelled")
+            store.incr("cancelled")
             self._announce()
             return "cancelled"
 
@@ -512,41 +515,54 @@ class MemoryBroker:
 
     def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
         with self._lock:
-            q = self._q(queue)
+            store = self._store(queue)
             return [
-                DeadTask(tid, queue, at, q.state.get(tid, "dead"), q.msg.get(tid), q.error.get(tid))
-                for tid, at in q.dead.page(offset, limit)
+                DeadTask(
+                    tid,
+                    queue,
+                    at,
+                    store.state.get(tid, "dead"),
+                    store.msg.get(tid),
+                    store.error.get(tid),
+                )
+                for tid, at in store.dead.page(offset, limit)
             ]
 
     def dead_retry(self, queue: str, ids: Sequence[str]) -> int:
-        n = 0
+        retried = 0
         with self._lock:
-            q = self._q(queue)
+            store = self._store(queue)
             for tid in ids:
                 # without a message body it cannot run: it stays (dead_retry.lua)
-                if tid in q.msg and q.dead.remove(tid):
-                    q.error.pop(tid, None)
+                if tid in store.msg and store.dead.remove(tid):
+                    store.error.pop(tid, None)
                     self._results.pop((queue, tid), None)
-                    q.ready.append(tid)
-                    q.state[tid] = "queued"
-                    n += 1
-            if n:
-                q.incr("dead_retried", n)
-                self._wake(queue, q)
-        return n
+                    store.ready.append(tid)
+                    store.state[tid] = "queued"
+                    retried += 1
+            if retried:
+                store.incr("dead_retried", retried)
+                self._wake(queue, store)
+        return retried
 
     def dead_purge(self, queue: str, ids: Sequence[str]) -> int:
-        n = 0
+        purged = 0
         with self._lock:
-            q = self._q(queue)
+            store = self._store(queue)
             for tid in ids:
-                if q.dead.remove(tid):
-                    for d in (q.msg, q.state, q.fence, q.unack, q.error):
-                        d.pop(tid, None)
-                    n += 1
-            if n:
-                q.incr("dead_purged", n)
-        return n
+                if store.dead.remove(tid):
+                    for per_task in (
+                        store.msg,
+                        store.state,
+                        store.fence,
+                        store.unaccounted,
+                        store.error,
+                    ):
+                        per_task.pop(tid, None)
+                    purged += 1
+            if purged:
+                store.incr("dead_purged", purged)
+        return purged
 
     def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]:
         from ..message import BadMessage, decode
@@ -554,10 +570,10 @@ class MemoryBroker:
         out = []
         with self._lock:
             for name in queues:
-                q = self._q(name)
+                store = self._store(name)
                 oldest = None
-                if q.ready:
-                    body = q.msg.get(q.ready[-1])
+                if store.ready:
+                    body = store.msg.get(store.ready[-1])
                     if body is not None:
                         try:
                             oldest = decode(body).enqueued_at
@@ -566,12 +582,12 @@ class MemoryBroker:
                 out.append(
                     QueueInfo(
                         name,
-                        len(q.ready) + len(q.suspect),
-                        len(q.delayed),
-                        len(q.leased),
-                        len(q.dead),
+                        len(store.ready) + len(store.suspect),
+                        len(store.delayed),
+                        len(store.leased),
+                        len(store.dead),
                         oldest,
-                        queue_stats(q.stats),
+                        queue_stats(store.stats),
                     )
                 )
         return out
@@ -623,8 +639,8 @@ class MemoryBroker:
     def incr_counters(self, group: str, counts: dict[str, int]) -> None:
         with self._lock:
             mine = self._counters.setdefault(group, {})
-            for k, v in counts.items():
-                mine[k] = mine.get(k, 0) + v
+            for counter, value in counts.items():
+                mine[counter] = mine.get(counter, 0) + value
 
     async def incr_counters_async(self, group: str, counts: dict[str, int]) -> None:
         self.incr_counters(group, counts)

@@ -37,7 +37,7 @@ from .base import (
     Settings,
     TaskState,
 )
-from .redis_plans import Call, Command, Plan, Plans
+from .redis_plans import Command, Plan, Plans, ScriptCall
 
 T = TypeVar("T")
 
@@ -180,13 +180,14 @@ class RedisBroker:
             wire, send = _commands(plan.commands), self._send
         replies = send(wire)
         if _failed(replies):
-            missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
+            missing = [at for at, reply in enumerate(replies) if _is_noscript(reply)]
             if missing:
                 # the server lost its scripts (restart, SCRIPT FLUSH): the refused calls did
                 # nothing, so they are sent again once the scripts are loaded
                 self._load_scripts()
-                for i, r in zip(missing, send([wire[i] for i in missing]), strict=True):
-                    replies[i] = r
+                again = send([wire[at] for at in missing])
+                for at, reply in zip(missing, again, strict=True):
+                    replies[at] = reply
             _raise_errors(replies)
         return plan.parse(replies)
 
@@ -201,11 +202,12 @@ class RedisBroker:
             wire, send = _commands(plan.commands), self._send_async
         replies = await send(wire)
         if _failed(replies):
-            missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
+            missing = [at for at, reply in enumerate(replies) if _is_noscript(reply)]
             if missing:
                 await self._load_scripts_async()
-                for i, r in zip(missing, await send([wire[i] for i in missing]), strict=True):
-                    replies[i] = r
+                again = await send([wire[at] for at in missing])
+                for at, reply in zip(missing, again, strict=True):
+                    replies[at] = reply
             _raise_errors(replies)
         return plan.parse(replies)
 
@@ -223,8 +225,8 @@ class RedisBroker:
             except ResponseError as exc:
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
+        for command in commands:
+            pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=False))
 
     async def _send_async(self, commands: list[Command]) -> list[Any]:
@@ -238,8 +240,8 @@ class RedisBroker:
             except ResponseError as exc:
                 return [exc]
         pipe = client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
+        for command in commands:
+            pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
     @property
@@ -387,13 +389,13 @@ class RedisBroker:
         self._load_scripts()
 
     def _load_scripts(self) -> None:
-        for s in scripts.ALL:
-            self.client.script_load(s.source)
+        for script in scripts.ALL:
+            self.client.script_load(script.source)
 
     async def _load_scripts_async(self) -> None:
         client = self.aclient()
-        for s in scripts.ALL:
-            await self.bounded(client.script_load(s.source))
+        for script in scripts.ALL:
+            await self.bounded(client.script_load(script.source))
 
     # -- producers
 
@@ -563,7 +565,7 @@ class RedisBroker:
     def wait_for(
         self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
     ) -> T | None:
-        """Call ``check`` until it returns something, waking on the queue's announcements of
+        """ScriptCall ``check`` until it returns something, waking on the queue's announcements of
         settled tasks rather than polling; ``None`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         ps = self.client.pubsub()
@@ -778,14 +780,19 @@ def _expire(task: asyncio.Task[Any], lean: _LeanLoop) -> None:
     task.cancel()
 
 
-def _packed(commands: Sequence[Call | Command]) -> list[bytes]:
+def _packed(commands: Sequence[ScriptCall | Command]) -> list[bytes]:
     """The hot plans' commands in the Redis protocol (their arguments are str, bytes and
     int, and no command name holds a space)."""
-    return [c.packed() if isinstance(c, Call) else resp.pack(c) for c in commands]
+    return [
+        command.packed() if isinstance(command, ScriptCall) else resp.pack(command)
+        for command in commands
+    ]
 
 
-def _commands(commands: Sequence[Call | Command]) -> list[Command]:
-    return [c.command() if isinstance(c, Call) else c for c in commands]
+def _commands(commands: Sequence[ScriptCall | Command]) -> list[Command]:
+    return [
+        command.command() if isinstance(command, ScriptCall) else command for command in commands
+    ]
 
 
 def _joined(packed: list[bytes]) -> bytes:
@@ -794,23 +801,23 @@ def _joined(packed: list[bytes]) -> bytes:
 
 
 def _failed(replies: list[Any]) -> bool:
-    return any(isinstance(r, Exception) for r in replies)
+    return any(isinstance(reply, Exception) for reply in replies)
 
 
 def _raise_errors(replies: list[Any]) -> None:
-    for r in replies:
-        if isinstance(r, OutOfMemoryError) or (
-            isinstance(r, ResponseError) and str(r).startswith("OOM")
+    for reply in replies:
+        if isinstance(reply, OutOfMemoryError) or (
+            isinstance(reply, ResponseError) and str(reply).startswith("OOM")
         ):
             # Redis decides whether a script may write before it runs it (the memory state
             # at its start), so a refused enqueue script wrote nothing of its task
             raise BrokerFull(
                 "the broker is full: Redis refused a write at its maxmemory limit "
                 "(the refused step wrote nothing; free memory or raise maxmemory)"
-            ) from r
-    for r in replies:
-        if isinstance(r, Exception):
-            raise r
+            ) from reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def keepalive_options() -> dict[int, int]:

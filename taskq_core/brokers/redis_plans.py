@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..keys import Keys
+from ..keys import Keys, QueueKeys
 from . import resp, scripts
 from .base import (
     RELEASE_ERROR_TYPES,
@@ -33,11 +33,11 @@ Command = tuple[Any, ...]
 
 
 @dataclass(slots=True)
-class Call:
+class ScriptCall:
     """A script call; the runner sends it as EVALSHA and loads the script if needed."""
 
     script: scripts.Script
-    keys: list[str]
+    keys: Sequence[str]
     args: list[Any]
     #: the packed EVALSHA, SHA, key count and keys of this call (``resp.head``), when the
     #: plan keeps them ready; :meth:`packed` then packs only ``args``
@@ -53,13 +53,13 @@ class Call:
     def packed(self) -> bytes:
         """The command in the Redis protocol."""
         if self.head:
-            return self.head + b"".join([resp.bulk(a) for a in self.args])
+            return self.head + b"".join([resp.bulk(arg) for arg in self.args])
         return resp.pack(self.command())
 
 
 @dataclass(slots=True)
 class Plan(Generic[T]):
-    commands: list[Call | Command]
+    commands: list[ScriptCall | Command]
     parse: Callable[[list[Any]], T]
     #: parse takes raw replies (no redis-py response callbacks): the broker may send it the
     #: lean way (see ``RedisBroker.run``)
@@ -84,15 +84,23 @@ class Plans:
     def __init__(self, keys: Keys, settings: Settings) -> None:
         self.keys = keys
         self.settings = settings
-        self._qkeys: dict[str, list[str]] = {}
+        self._qkeys: dict[str, QueueKeys] = {}
+        self._enqueue_keys: dict[str, list[str]] = {}
         self._one: dict[str, tuple[list[str], bytes, str]] = {}
         self.seen_queues: set[str] = set()
 
-    def qkeys(self, queue: str) -> list[str]:
-        k = self._qkeys.get(queue)
-        if k is None:
-            k = self._qkeys[queue] = self.keys.queue(queue)
-        return k
+    def qkeys(self, queue: str) -> QueueKeys:
+        """The fixed keys of ``queue`` (built once per queue)."""
+        found = self._qkeys.get(queue)
+        if found is None:
+            found = self._qkeys[queue] = self.keys.queue(queue)
+        return found
+
+    def _enqueue_queue_keys(self, queue: str) -> list[str]:
+        found = self._enqueue_keys.get(queue)
+        if found is None:
+            found = self._enqueue_keys[queue] = self.qkeys(queue).pick(scripts.ENQUEUE.queue_keys)
+        return found
 
     # -- producers
 
@@ -106,23 +114,22 @@ class Plans:
             ):
                 return self._enqueue_one(one)
         groups = _group(items)
-        commands: list[Call | Command] = []
-        new_queues = [q for q in groups if q not in self.seen_queues]
+        commands: list[ScriptCall | Command] = []
+        new_queues = [queue for queue in groups if queue not in self.seen_queues]
         result = self.keys.result
         for queue, idx in groups.items():
-            k = self.qkeys(queue)
-            # what enqueue.lua touches: six keys of the queue, each task's result key (a
+            # what enqueue.lua touches: some keys of the queue, each task's result key (a
             # finished task's id is known by it), the idempotency keys
-            keys = [k[0], k[1], k[3], k[4], k[9], k[10], *(result(queue, items[i].id) for i in idx)]
+            keys = [*self._enqueue_queue_keys(queue), *(result(queue, items[i].id) for i in idx)]
             args: list[Any] = [now_ms, self.settings.idempotency_ttl_ms, len(idx)]
             for i in idx:
                 item = items[i]
-                ik = 0
+                idem_at = 0  # the 1-based index of its idempotency key in KEYS, if any
                 if item.idempotency_key is not None:
                     keys.append(self.keys.idempotency(queue, item.idempotency_key))
-                    ik = len(keys)
-                args += (item.id, item.task, item.body, item.due_ms, item.delay_ms, ik)
-            commands.append(Call(scripts.ENQUEUE, keys, args))
+                    idem_at = len(keys)
+                args += (item.id, item.task, item.body, item.due_ms, item.delay_ms, idem_at)
+            commands.append(ScriptCall(scripts.ENQUEUE, keys, args))
         if new_queues:
             # recorded once per process per queue, so listings find custom queues
             commands.append(("SADD", self.keys.queues(), *new_queues))
@@ -144,7 +151,7 @@ class Plans:
         keys, head, results = self._one.get(queue) or self._enqueue_one_head(queue)
         # the task's result key, last of the keys: a finished task's id is known by it
         args = [results + item.id, item.id, "enqueued|" + item.task, item.body]
-        call = Call(scripts.ENQUEUE_ONE, keys, args, head, 1)
+        call = ScriptCall(scripts.ENQUEUE_ONE, keys, args, head, 1)
         if queue in self.seen_queues:
             return Plan([call], lambda replies: [item.id], lean=True)
 
@@ -155,8 +162,7 @@ class Plans:
         return Plan([call, ("SADD", self.keys.queues(), queue)], parse, lean=True)
 
     def _enqueue_one_head(self, queue: str) -> tuple[list[str], bytes, str]:
-        k = self.qkeys(queue)
-        keys = [k[0], k[3], k[9], k[10]]  # the queue's keys enqueue_one.lua touches
+        keys = self.qkeys(queue).pick(scripts.ENQUEUE_ONE.queue_keys)
         found = self._one[queue] = (
             keys,
             resp.head(
@@ -170,24 +176,35 @@ class Plans:
 
     def _settle_calls(
         self, outcomes: Sequence[Outcome], now_ms: int, stats: dict[str, dict[str, int]] | None
-    ) -> tuple[list[Call | Command], list[list[int]]]:
+    ) -> tuple[list[ScriptCall | Command], list[list[int]]]:
         groups = _group(outcomes)
         for queue in stats or {}:
             groups.setdefault(queue, [])
-        commands: list[Call | Command] = []
+        commands: list[ScriptCall | Command] = []
         order: list[list[int]] = []
         for queue, idx in groups.items():
             keys = list(self.qkeys(queue))
             queue_stats = (stats or {}).get(queue, {})
             args: list[Any] = [now_ms, self.settings.result_ttl_ms, len(idx), len(queue_stats)]
             for i in idx:
-                o = outcomes[i]
-                keys.append(self.keys.result(queue, o.id))
-                extra = b"%d|%s" % (o.retry_delay_ms, o.retry_body) if o.kind == "retry" else b""
-                args += (o.id, o.fence, o.kind, o.task, o.record, extra)
+                outcome = outcomes[i]
+                keys.append(self.keys.result(queue, outcome.id))
+                extra = (
+                    b"%d|%s" % (outcome.retry_delay_ms, outcome.retry_body)
+                    if outcome.kind == "retry"
+                    else b""
+                )
+                args += (
+                    outcome.id,
+                    outcome.fence,
+                    outcome.kind,
+                    outcome.task,
+                    outcome.record,
+                    extra,
+                )
             for name, value in queue_stats.items():
                 args += (name, value)
-            commands.append(Call(scripts.SETTLE, keys, args))
+            commands.append(ScriptCall(scripts.SETTLE, keys, args))
             order.append(idx)
         return commands, order
 
@@ -217,16 +234,18 @@ class Plans:
             self._settle_calls(outcomes, now_ms, stats) if (outcomes or stats) else ([], [])
         )
         keys: list[str] = []
-        for q in queues:
-            keys += self.qkeys(q)
-        s = self.settings
-        commands.append(
-            Call(
-                scripts.FETCH,
-                keys,
-                [now_ms, s.lease_ms, want, s.max_deliveries, len(queues), 1 if alone else 0],
-            )
-        )
+        for queue in queues:
+            keys += self.qkeys(queue)
+        settings = self.settings
+        args = [
+            now_ms,
+            settings.lease_ms,
+            want,
+            settings.max_deliveries,
+            len(queues),
+            1 if alone else 0,
+        ]
+        commands.append(ScriptCall(scripts.FETCH, keys, args))
         n_settle = len(order)
 
         def parse(replies: list[Any]) -> tuple[FetchResult, list[Outcome]]:
@@ -235,8 +254,8 @@ class Plans:
             # next due, now, suspects waiting, suspect batch; then (queue index, id, fence,
             # message) per delivery, flat
             deliveries = [
-                Delivery(queues[int(q)], _s(task_id), int(fence), body)
-                for q, task_id, fence, body in zip(
+                Delivery(queues[int(index)], _s(task_id), int(fence), body)
+                for index, task_id, fence, body in zip(
                     reply[4::4], reply[5::4], reply[6::4], reply[7::4], strict=True
                 )
             ]
@@ -254,7 +273,7 @@ class Plans:
 
     def wait_keys(self, queues: Sequence[str], nudge: str | None) -> list[str]:
         """The lists an idle worker blocks on: its queues' wake lists and its nudge list."""
-        keys = [self.keys.wake(q) for q in queues]
+        keys = [self.keys.wake(queue) for queue in queues]
         if nudge is not None:
             keys.append(self.keys.nudge(queues[0], nudge))
         return keys
@@ -271,7 +290,7 @@ class Plans:
     ) -> Plan[tuple[bool, FetchResult]]:
         """Block on the wake lists, then lease: one round trip (see ``wait_fetch_async``)."""
         fetch = self.fetch(queues, want, now_ms, (), None, alone=alone)
-        commands: list[Call | Command] = [
+        commands: list[ScriptCall | Command] = [
             ("BLPOP", *self.wait_keys(queues, nudge), timeout),
             *fetch.commands,
         ]
@@ -284,17 +303,17 @@ class Plans:
 
     def renew(self, leases: Sequence[Lease], now_ms: int) -> Plan[list[Lease]]:
         groups = _group(leases)
-        commands: list[Call | Command] = []
+        commands: list[ScriptCall | Command] = []
         for queue, idx in groups.items():
             args: list[Any] = [now_ms, self.settings.lease_ms]
             for i in idx:
                 args += (leases[i].id, leases[i].fence)
-            commands.append(Call(scripts.RENEW, self.qkeys(queue), args))
+            commands.append(ScriptCall(scripts.RENEW, self.qkeys(queue), args))
 
         def parse(replies: list[Any]) -> list[Lease]:
             lost: list[Lease] = []
             for (queue, idx), reply in zip(groups.items(), replies, strict=True):
-                gone = {_s(x) for x in reply}
+                gone = {_s(task_id) for task_id in reply}
                 lost += [
                     leases[i] for i in idx if leases[i].id in gone and leases[i].queue == queue
                 ]
@@ -306,7 +325,7 @@ class Plans:
         self, leases: Sequence[Lease], mode: ReleaseMode, reason: str, now_ms: int
     ) -> Plan[int]:
         groups = _group(leases)
-        commands: list[Call | Command] = []
+        commands: list[ScriptCall | Command] = []
         kind = RELEASE_ERROR_TYPES.get(mode, "")
         if mode != "graceful" and not kind:
             raise ValueError(f"release mode must be graceful, crashed or unexplained: {mode!r}")
@@ -314,24 +333,24 @@ class Plans:
             args: list[Any] = [kind, reason, now_ms, self.settings.max_deliveries]
             for i in idx:
                 args += (leases[i].id, leases[i].fence)
-            commands.append(Call(scripts.RELEASE, self.qkeys(queue), args))
-        return Plan(commands, lambda replies: sum(int(r) for r in replies))
+            commands.append(ScriptCall(scripts.RELEASE, self.qkeys(queue), args))
+        return Plan(commands, lambda replies: sum(int(reply) for reply in replies))
 
     # -- handles and administration
 
     def get(self, queue: str, task_id: str) -> Plan[TaskState | None]:
-        k = self.qkeys(queue)
-        commands: list[Call | Command] = [
+        keys = self.qkeys(queue)
+        commands: list[ScriptCall | Command] = [
             ("GET", self.keys.result(queue, task_id)),
-            ("HGET", k[4], task_id),  # state
-            ("HGET", k[3], task_id),  # msg
-            ("HGET", k[5], task_id),  # fence
-            ("HGET", k[8], task_id),  # error
-            ("ZSCORE", k[2], task_id),  # leased
+            ("HGET", keys.state, task_id),
+            ("HGET", keys.msg, task_id),
+            ("HGET", keys.fence, task_id),
+            ("HGET", keys.error, task_id),
+            ("ZSCORE", keys.leased, task_id),
         ]
 
-        def parse(r: list[Any]) -> TaskState | None:
-            record, state, message, fence, error, leased = r
+        def parse(replies: list[Any]) -> TaskState | None:
+            record, state, message, fence, error, leased = replies
             if state is None and message is not None:
                 # queued and running tasks have no state entry (see keys.py)
                 state = "running" if leased is not None else "queued"
@@ -353,63 +372,70 @@ class Plans:
 
     def cancel(self, queue: str, task_id: str, record: bytes) -> Plan[str]:
         keys = [*self.qkeys(queue), self.keys.result(queue, task_id)]
-        call = Call(scripts.CANCEL, keys, [task_id, self.settings.result_ttl_ms, record])
-        return Plan([call], lambda r: _s(r[0]))
+        call = ScriptCall(scripts.CANCEL, keys, [task_id, self.settings.result_ttl_ms, record])
+        return Plan([call], lambda replies: _s(replies[0]))
 
     def dead_page(self, queue: str, offset: int, limit: int) -> Plan[list[tuple[str, int]]]:
-        dead = self.qkeys(queue)[7]
+        dead = self.qkeys(queue).dead
         return Plan(
             [("ZRANGE", dead, offset, offset + limit - 1, "WITHSCORES")],
-            lambda r: [(_s(m), int(float(sc))) for m, sc in _pairs(r[0])],
+            lambda replies: [
+                (_s(member), int(float(score))) for member, score in _pairs(replies[0])
+            ],
         )
 
     def dead_details(self, queue: str, page: list[tuple[str, int]]) -> Plan[list[DeadTask]]:
-        k = self.qkeys(queue)
-        ids = [i for i, _ in page]
+        keys = self.qkeys(queue)
+        ids = [task_id for task_id, _ in page]
         if not ids:
-            return Plan([], lambda r: [])
-        commands: list[Call | Command] = [
-            ("HMGET", k[3], *ids),
-            ("HMGET", k[8], *ids),
-            ("HMGET", k[4], *ids),
+            return Plan([], lambda replies: [])
+        commands: list[ScriptCall | Command] = [
+            ("HMGET", keys.msg, *ids),
+            ("HMGET", keys.error, *ids),
+            ("HMGET", keys.state, *ids),
         ]
 
-        def parse(r: list[Any]) -> list[DeadTask]:
-            msgs, errors, states = r
+        def parse(replies: list[Any]) -> list[DeadTask]:
+            msgs, errors, states = replies
             return [
-                DeadTask(i, queue, at, _s(st) if st else "dead", m, e)
-                for (i, at), m, e, st in zip(page, msgs, errors, states, strict=True)
+                DeadTask(task_id, queue, at, _s(state) if state else "dead", message, error)
+                for (task_id, at), message, error, state in zip(
+                    page, msgs, errors, states, strict=True
+                )
             ]
 
         return Plan(commands, parse)
 
     def dead_retry(self, queue: str, ids: Sequence[str]) -> Plan[int]:
-        keys = [*self.qkeys(queue), *(self.keys.result(queue, i) for i in ids)]
-        return Plan([Call(scripts.DEAD_RETRY, keys, list(ids))], lambda r: int(r[0]))
+        keys = [*self.qkeys(queue), *(self.keys.result(queue, task_id) for task_id in ids)]
+        call = ScriptCall(scripts.DEAD_RETRY, keys, list(ids))
+        return Plan([call], lambda replies: int(replies[0]))
 
     def dead_purge(self, queue: str, ids: Sequence[str]) -> Plan[int]:
-        return Plan([Call(scripts.DEAD_PURGE, self.qkeys(queue), list(ids))], lambda r: int(r[0]))
+        call = ScriptCall(scripts.DEAD_PURGE, self.qkeys(queue), list(ids))
+        return Plan([call], lambda replies: int(replies[0]))
 
     def queue_info(self, queues: Sequence[str]) -> Plan[list[tuple[QueueInfo, str | None]]]:
-        commands: list[Call | Command] = []
-        for q in queues:
-            k = self.qkeys(q)
+        commands: list[ScriptCall | Command] = []
+        for queue in queues:
+            keys = self.qkeys(queue)
             commands += [
-                ("LLEN", k[0]),
-                ("ZCARD", k[1]),
-                ("ZCARD", k[2]),
-                ("ZCARD", k[7]),
-                ("LINDEX", k[0], -1),
-                ("HGETALL", k[9]),
-                ("LLEN", k[11]),  # suspects wait too (counted as ready)
+                ("LLEN", keys.ready),
+                ("ZCARD", keys.delayed),
+                ("ZCARD", keys.leased),
+                ("ZCARD", keys.dead),
+                ("LINDEX", keys.ready, -1),
+                ("HGETALL", keys.stats),
+                ("LLEN", keys.suspect),  # suspects wait too (counted as ready)
             ]
 
-        def parse(r: list[Any]) -> list[tuple[QueueInfo, str | None]]:
+        def parse(replies: list[Any]) -> list[tuple[QueueInfo, str | None]]:
             out = []
-            for n, q in enumerate(queues):
-                ready, delayed, leased, dead, oldest, stats, suspects = r[n * 7 : n * 7 + 7]
+            for position, queue in enumerate(queues):
+                at = position * 7
+                ready, delayed, leased, dead, oldest, stats, suspects = replies[at : at + 7]
                 info = QueueInfo(
-                    q,
+                    queue,
                     int(ready) + int(suspects),
                     int(delayed),
                     int(leased),
@@ -424,13 +450,18 @@ class Plans:
 
     def incr_counters(self, group: str, counts: dict[str, int]) -> Plan[None]:
         key = self.keys.counters(group)
-        return Plan([("HINCRBY", key, k, v) for k, v in counts.items()], lambda r: None)
+        commands: list[ScriptCall | Command] = [
+            ("HINCRBY", key, name, value) for name, value in counts.items()
+        ]
+        return Plan(commands, lambda replies: None)
 
     def read_counters(self, group: str) -> Plan[dict[str, int]]:
         return Plan([("HGETALL", self.keys.counters(group))], lambda r: parse_stats(_as_dict(r[0])))
 
     def messages(self, pairs: Sequence[tuple[str, str]]) -> Plan[list[bytes | None]]:
-        commands: list[Call | Command] = [("HGET", self.qkeys(q)[3], i) for q, i in pairs]
+        commands: list[ScriptCall | Command] = [
+            ("HGET", self.qkeys(queue).msg, task_id) for queue, task_id in pairs
+        ]
         return Plan(commands, list)
 
     # -- observability: heartbeats, alert state, SLA windows, locks
@@ -443,14 +474,14 @@ class Plans:
         return ":".join((self.keys.prefix, *parts))
 
     def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> Plan[None]:
-        commands: list[Call | Command] = [
+        commands: list[ScriptCall | Command] = [
             ("ZADD", self._key("workers"), now_ms + ttl_ms, worker_id),
             ("SET", self._key("worker", worker_id), record, "PX", ttl_ms),
         ]
         return Plan(commands, lambda r: None)
 
     def drop_heartbeat(self, worker_id: str) -> Plan[None]:
-        commands: list[Call | Command] = [
+        commands: list[ScriptCall | Command] = [
             ("ZREM", self._key("workers"), worker_id),
             ("DEL", self._key("worker", worker_id)),
         ]
@@ -461,7 +492,7 @@ class Plans:
 
     def heartbeat_records(self, ids: Sequence[str]) -> Plan[list[bytes | None]]:
         # GET per key rather than MGET: the keys need not share a cluster slot
-        commands: list[Call | Command] = [("GET", self._key("worker", i)) for i in ids]
+        commands: list[ScriptCall | Command] = [("GET", self._key("worker", i)) for i in ids]
         return Plan(commands, list)
 
     def prune_heartbeats(self, ids: Sequence[str]) -> Plan[None]:
@@ -495,7 +526,7 @@ class Plans:
         return Plan([command], lambda r: bool(r[0]))
 
     def alerts_read(self, history: int) -> Plan[tuple[dict[str, bytes], list[bytes]]]:
-        commands: list[Call | Command] = [
+        commands: list[ScriptCall | Command] = [
             ("HGETALL", self._key("alerts")),
             ("LRANGE", self._key("alerts", "history"), 0, history - 1),
         ]
@@ -509,7 +540,7 @@ class Plans:
         self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
     ) -> Plan[None]:
         active, history = self._key("alerts"), self._key("alerts", "history")
-        commands: list[Call | Command] = []
+        commands: list[ScriptCall | Command] = []
         if put:
             commands.append(("HSET", active, *[x for kv in put.items() for x in kv]))
         if drop:
@@ -520,7 +551,7 @@ class Plans:
 
     def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> Plan[None]:
         key = self._key("snapshots")
-        commands: list[Call | Command] = [
+        commands: list[ScriptCall | Command] = [
             ("ZADD", key, at_ms, data),
             ("ZREMRANGEBYSCORE", key, "-inf", f"({keep_from_ms}"),
         ]

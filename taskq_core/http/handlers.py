@@ -1,6 +1,6 @@
 """The routes: method, path, handler, query parameters and response schema of each.
 
-Handlers take a :class:`~taskq_core.http.routes.Call` and return a
+Handlers take a :class:`~taskq_core.http.routes.RouteCall` and return a
 :class:`~taskq_core.http.types.Response`; the figures come from
 :mod:`taskq_core.observability`, which knows nothing of HTTP.
 """
@@ -13,18 +13,14 @@ from typing import Any
 import orjson
 
 from ..observability import diagnostics, facade, health, prometheus
-from . import schemas as s
-from .access import PRIVATE
-from .routes import Call, HttpError
+from . import schemas
+from .routes import ID_PARAM, QUEUE_PARAM, HttpError, RouteCall
 from .types import Response, Route
 
-Handler = Callable[[Call], Response]
-
-QUEUE_PARAM = {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"}
-ID_PARAM = {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,100}$"}
+Handler = Callable[[RouteCall], Response]
 
 
-def q(schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+def param(schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
     """A query parameter declaration: its schema (with any default) and description."""
     return {"schema": schema, "description": description, "required": required}
 
@@ -40,37 +36,37 @@ def ok(data: Any) -> Response:
 # -- read routes
 
 
-def index(c: Call) -> Response:
-    t = c.table
+def index(call: RouteCall) -> Response:
+    table = call.table
     routes = [
         {
-            "method": r.method,
-            "path": t.prefix + r.path,
-            "summary": r.summary,
-            "admin": r.admin,
-            "auth": t.needs_auth(r),
+            "method": route.method,
+            "path": table.prefix + route.path,
+            "summary": route.summary,
+            "admin": route.admin,
+            "auth": table.needs_auth(route),
         }
-        for r in t.routes
+        for route in table.routes
     ]
     return ok(
         {
             "name": "taskq",
-            "version": facade.system(c.app)["taskq_version"],
-            "openapi": t.prefix + "/openapi.json",
+            "version": facade.system(call.app)["taskq_version"],
+            "openapi": table.prefix + "/openapi.json",
             "routes": routes,
         }
     )
 
 
-def openapi(c: Call) -> Response:
-    return ok(c.table.openapi())
+def openapi(call: RouteCall) -> Response:
+    return ok(call.table.openapi())
 
 
-def _withhold_hosts(c: Call, report: dict[str, Any]) -> dict[str, Any]:
+def _withhold_hosts(call: RouteCall, report: dict[str, Any]) -> dict[str, Any]:
     """Health is open to anyone, and a broker error's text names the broker's host and port:
     unless the application opened the ``hosts`` class, only the error's type is shown (the
     server log has the rest)."""
-    if "hosts" in c.table.open:
+    if "hosts" in call.table.open:
         return report
     parts = [report, *report.get("components", {}).values()]
     for part in parts:
@@ -79,43 +75,52 @@ def _withhold_hosts(c: Call, report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def health_check(c: Call) -> Response:
-    report = _withhold_hosts(c, health.check(c.app))
+def health_check(call: RouteCall) -> Response:
+    report = _withhold_hosts(call, health.check(call.app))
     return Response.json(health.http_status(report["status"]), report)
 
 
-def health_live(c: Call) -> Response:
+def health_live(call: RouteCall) -> Response:
     return ok(health.live())
 
 
-def health_ready(c: Call) -> Response:
-    report = _withhold_hosts(c, health.ready(c.app))
+def health_ready(call: RouteCall) -> Response:
+    report = _withhold_hosts(call, health.ready(call.app))
     return Response.json(200 if report["status"] == "ready" else 503, report)
 
 
-def prometheus_text(c: Call) -> Response:
-    body, content_type = prometheus.negotiated(c.app, c.request.headers.get("accept", ""))
+def prometheus_text(call: RouteCall) -> Response:
+    accept = call.request.headers.get("accept", "")
+    body, content_type = prometheus.negotiated(call.app, accept)
     return Response(200, {"content-type": content_type, "cache-control": "no-store"}, body)
 
 
-def job(c: Call) -> Response:
-    task_id = c.params["id"]
-    found = facade.job(c.app, task_id, c.query["queue"])
+def alerts(call: RouteCall) -> Response:
+    return ok(facade.alert_state(call.app, call.query["limit"]))
+
+
+def diagnostics_report(call: RouteCall) -> Response:
+    return ok(diagnostics.report(call.app, call.query["failures"]))
+
+
+def job(call: RouteCall) -> Response:
+    task_id = call.params["id"]
+    found = facade.job(call.app, task_id, call.query["queue"])
     if found is None:
         raise HttpError(404, f"no task {task_id} (unknown, or its result expired)")
     return ok(found)
 
 
-def failed(c: Call) -> Response:
-    queue = c.query["queue"]
+def failed(call: RouteCall) -> Response:
+    queue = call.query["queue"]
     if queue is not None:
-        _known_queue(c, queue)
-    return ok(facade.failed(c.app, queue, c.query["offset"], c.query["limit"]))
+        _known_queue(call, queue)
+    return ok(facade.failed(call.app, queue, call.query["offset"], call.query["limit"]))
 
 
 def _simple(fn: Callable[[Any], dict[str, Any]]) -> Handler:
-    def handler(c: Call) -> Response:
-        return ok(fn(c.app))
+    def handler(call: RouteCall) -> Response:
+        return ok(fn(call.app))
 
     handler.__name__ = fn.__name__
     return handler
@@ -124,46 +129,46 @@ def _simple(fn: Callable[[Any], dict[str, Any]]) -> Handler:
 # -- admin routes
 
 
-def _known_queue(c: Call, queue: str) -> None:
-    if queue not in c.app.queues():
+def _known_queue(call: RouteCall, queue: str) -> None:
+    if queue not in call.app.queues():
         raise HttpError(404, f"no queue {queue!r}")
 
 
-def _dead_ids(c: Call) -> list[str]:
-    queue = c.params["queue"]
-    _known_queue(c, queue)
-    ids, everything = c.query["id"], c.query["all"]
+def _dead_ids(call: RouteCall) -> list[str]:
+    queue = call.params["queue"]
+    _known_queue(call, queue)
+    ids, everything = call.query["id"], call.query["all"]
     if bool(ids) == bool(everything):
         raise HttpError(400, "give either id=... (one or more) or all=true")
     if ids:
         return list(dict.fromkeys(ids))
-    return [d.id for d in c.app.broker.dead_list(queue, 0, c.query["limit"])]
+    return [d.id for d in call.app.broker.dead_list(queue, 0, call.query["limit"])]
 
 
-def dead_retry(c: Call) -> Response:
-    ids = _dead_ids(c)
-    n = c.app.broker.dead_retry(c.params["queue"], ids)
-    return ok({"queue": c.params["queue"], "requested": len(ids), "retried": n})
+def dead_retry(call: RouteCall) -> Response:
+    ids = _dead_ids(call)
+    retried = call.app.broker.dead_retry(call.params["queue"], ids)
+    return ok({"queue": call.params["queue"], "requested": len(ids), "retried": retried})
 
 
-def dead_purge(c: Call) -> Response:
-    ids = _dead_ids(c)
-    n = c.app.broker.dead_purge(c.params["queue"], ids)
-    return ok({"queue": c.params["queue"], "requested": len(ids), "purged": n})
+def dead_purge(call: RouteCall) -> Response:
+    ids = _dead_ids(call)
+    purged = call.app.broker.dead_purge(call.params["queue"], ids)
+    return ok({"queue": call.params["queue"], "requested": len(ids), "purged": purged})
 
 
-def cancel(c: Call) -> Response:
-    task_id = c.params["id"]
-    queue = c.query["queue"]
-    handle = c.app.handle(task_id, queue) if queue else c.app.find(task_id)
+def cancel(call: RouteCall) -> Response:
+    task_id = call.params["id"]
+    queue = call.query["queue"]
+    handle = call.app.handle(task_id, queue) if queue else call.app.find(task_id)
     if handle is None:
         raise HttpError(404, f"no task {task_id}")
-    record = orjson.dumps({"status": "cancelled", "finished_at": int(c.app.clock.time() * 1000)})
-    outcome = c.app.broker.cancel(handle.queue, task_id, record)
+    record = orjson.dumps({"status": "cancelled", "finished_at": int(call.app.clock.time() * 1000)})
+    outcome = call.app.broker.cancel(handle.queue, task_id, record)
     if outcome == "cancelled":
         return ok({"id": task_id, "queue": handle.queue, "cancelled": True, "status": outcome})
     # refused: running or dead-lettered (the script says), or already finished
-    current = facade.job(c.app, task_id, handle.queue)
+    current = facade.job(call.app, task_id, handle.queue)
     status = outcome or (current["status"] if current else "")
     if not status:
         raise HttpError(404, f"no task {task_id} in queue {handle.queue!r}")
@@ -171,111 +176,108 @@ def cancel(c: Call) -> Response:
 
 
 _SELECT = {
-    "id": q(
+    "id": param(
         {"type": "array", "items": ID_PARAM, "maxItems": 100},
         "Ids of dead-lettered tasks (repeat the parameter, at most 100).",
     ),
-    "all": q({"type": "boolean", "default": False}, "Act on the oldest `limit` tasks instead."),
-    "limit": q(_int(1, 1000, 100), "With all=true: how many, oldest first."),
-}
-
-
-#: what each read route can reveal (classes of :mod:`taskq_core.http.access`); a route not
-#: listed here exposes every private class, so a new route is private until declared
-EXPOSES: dict[str, tuple[str, ...]] = {
-    "index": ("metrics",),
-    "openapi": ("metrics",),
-    "health": ("health",),
-    "health_live": ("health",),
-    "health_ready": ("health",),
-    "status": ("metrics",),
-    "metrics_summary": ("metrics",),
-    "metrics_queues": ("metrics",),
-    "metrics_performance": ("metrics",),
-    "metrics_prometheus": ("metrics",),
-    "uptime": ("metrics",),
-    # worker ids are host:pid, and heartbeats carry host, pid and the ids of running tasks
-    "metrics": ("hosts",),
-    "metrics_system": ("hosts", "config"),
-    "metrics_workers": ("hosts",),
-    "metrics_memory": ("hosts",),
-    "metrics_autoscaler": ("hosts",),
-    # an alert's subject may be a worker (memory rule)
-    "alerts": ("hosts",),
-    "sla": ("hosts",),
-    "registry": ("config",),
-    "diagnostics": ("config", "errors", "hosts"),
-    "job": ("results", "errors"),
-    "failed": ("errors",),
+    "all": param({"type": "boolean", "default": False}, "Act on the oldest `limit` tasks instead."),
+    "limit": param(_int(1, 1000, 100), "With all=true: how many, oldest first."),
 }
 
 
 def build_routes() -> list[Route]:
-    """Every route, in the order the index and the OpenAPI document list them."""
-    queue = q(QUEUE_PARAM, "Queue of the task (default: search every queue).")
-    get = [
-        ("/", "index", index, s.INDEX, "Index of the routes.", {}),
-        ("/openapi.json", "openapi", openapi, s.OPENAPI, "This API's OpenAPI document.", {}),
-        ("/health", "health", health_check, s.HEALTH,
-         "Health with component status; 503 when unhealthy.", {}),
-        ("/health/live", "health_live", health_live, s.LIVE,
-         "Liveness: the process answers (never touches the broker).", {}),
-        ("/health/ready", "health_ready", health_ready, s.READY,
-         "Readiness: the broker answers; 503 when it does not.", {}),
-        ("/status", "status", _simple(facade.status), s.STATUS,
-         "Health, queues, workers and alerts at a glance.", {}),
-        ("/metrics", "metrics", _simple(facade.metrics), s.METRICS,
-         "Totals, queues and workers of the whole cluster.", {}),
-        ("/metrics/system", "metrics_system", _simple(facade.system), s.SYSTEM,
-         "This host and process.", {}),
-        ("/metrics/performance", "metrics_performance", _simple(facade.performance),
-         s.PERFORMANCE, "Per-task run and wait times, and the SLA window.", {}),
-        ("/metrics/autoscaler", "metrics_autoscaler", _simple(facade.autoscaler),
-         s.AUTOSCALER, "Decisions the autoscalers published.", {}),
-        ("/metrics/queues", "metrics_queues", _simple(facade.queues), s.QUEUES,
-         "Each queue: gauges, counters, wait and run times, per task.", {}),
-        ("/metrics/workers", "metrics_workers", _simple(facade.workers), s.WORKERS,
-         "Live workers and their heartbeats.", {}),
-        ("/metrics/memory", "metrics_memory", _simple(facade.memory), s.MEMORY,
-         "Worker memory and its trend (leak detection).", {}),
-        ("/metrics/summary", "metrics_summary", _simple(facade.summary), s.SUMMARY_ROUTE,
-         "Cluster totals in one flat object.", {}),
-        ("/metrics/prometheus", "metrics_prometheus", prometheus_text, None,
-         "Prometheus text exposition (format 0.0.4).", {}),
-        ("/registry", "registry", _simple(facade.registry), s.REGISTRY,
-         "Registered tasks and configured queues.", {}),
-        ("/alerts", "alerts", lambda c: ok(facade.alert_state(c.app, c.query["limit"])),
-         s.ALERTS, "Active alerts and recent alert events.",
-         {"limit": q(_int(1, 1000, 50), "Events of the history to return, newest first.")}),
-        ("/sla", "sla", _simple(facade.sla_report), s.SLA,
-         "SLA rules, thresholds and current violations.", {}),
-        ("/diagnostics", "diagnostics",
-         lambda c: ok(diagnostics.report(c.app, c.query["failures"])), s.DIAGNOSTICS,
-         "Configuration (redacted), versions, queues, workers, failures, alerts, Redis.",
-         {"failures": q(_int(0, 100, 10), "Recent failures listed per queue.")}),
-        ("/uptime", "uptime", _simple(facade.uptime), s.UPTIME,
-         "This process's uptime and the oldest worker's.", {}),
-        ("/jobs/{id}", "job", job, s.JOB, "One task: status, attempts, result or error.",
-         {"queue": queue}),
-        ("/failed", "failed", failed, s.FAILED, "Dead-lettered tasks, oldest first.",
-         {"queue": q(QUEUE_PARAM, "Only this queue (default: every queue)."),
-          "offset": q(_int(0, 1_000_000, 0), "Tasks to skip."),
-          "limit": q(_int(1, 500, 50), "Tasks to return.")}),
+    """Every route, in the order the index and the OpenAPI document list them.
+
+    ``exposes`` says what a read route can reveal (classes of :mod:`taskq_core.http.access`);
+    a route that does not say exposes every private class, so a new route is private until
+    declared otherwise.
+    """
+    metrics, health_class, hosts = ("metrics",), ("health",), ("hosts",)
+    task_queue = param(QUEUE_PARAM, "Queue of the task (default: search every queue).")
+    return [
+        Route(method="GET", path="/", name="index", handler=index, exposes=metrics,
+              summary="Index of the routes.", response_schema=schemas.INDEX),
+        Route(method="GET", path="/openapi.json", name="openapi", handler=openapi,
+              exposes=metrics, summary="This API's OpenAPI document.",
+              response_schema=schemas.OPENAPI),
+        Route(method="GET", path="/health", name="health", handler=health_check,
+              exposes=health_class, response_schema=schemas.HEALTH,
+              summary="Health with component status; 503 when unhealthy."),
+        Route(method="GET", path="/health/live", name="health_live", handler=health_live,
+              exposes=health_class, response_schema=schemas.LIVE,
+              summary="Liveness: the process answers (never touches the broker)."),
+        Route(method="GET", path="/health/ready", name="health_ready", handler=health_ready,
+              exposes=health_class, response_schema=schemas.READY,
+              summary="Readiness: the broker answers; 503 when it does not."),
+        Route(method="GET", path="/status", name="status", handler=_simple(facade.status),
+              exposes=metrics, response_schema=schemas.STATUS,
+              summary="Health, queues, workers and alerts at a glance."),
+        # worker ids are host:pid, and heartbeats carry host, pid and the ids of running tasks
+        Route(method="GET", path="/metrics", name="metrics", handler=_simple(facade.metrics),
+              exposes=hosts, response_schema=schemas.METRICS,
+              summary="Totals, queues and workers of the whole cluster."),
+        Route(method="GET", path="/metrics/system", name="metrics_system",
+              handler=_simple(facade.system), exposes=("hosts", "config"),
+              response_schema=schemas.SYSTEM, summary="This host and process."),
+        Route(method="GET", path="/metrics/performance", name="metrics_performance",
+              handler=_simple(facade.performance), exposes=metrics,
+              response_schema=schemas.PERFORMANCE,
+              summary="Per-task run and wait times, and the SLA window."),
+        Route(method="GET", path="/metrics/autoscaler", name="metrics_autoscaler",
+              handler=_simple(facade.autoscaler), exposes=hosts,
+              response_schema=schemas.AUTOSCALER, summary="Decisions the autoscalers published."),
+        Route(method="GET", path="/metrics/queues", name="metrics_queues",
+              handler=_simple(facade.queues), exposes=metrics, response_schema=schemas.QUEUES,
+              summary="Each queue: gauges, counters, wait and run times, per task."),
+        Route(method="GET", path="/metrics/workers", name="metrics_workers",
+              handler=_simple(facade.workers), exposes=hosts, response_schema=schemas.WORKERS,
+              summary="Live workers and their heartbeats."),
+        Route(method="GET", path="/metrics/memory", name="metrics_memory",
+              handler=_simple(facade.memory), exposes=hosts, response_schema=schemas.MEMORY,
+              summary="Worker memory and its trend (leak detection)."),
+        Route(method="GET", path="/metrics/summary", name="metrics_summary",
+              handler=_simple(facade.summary), exposes=metrics,
+              response_schema=schemas.SUMMARY_ROUTE, summary="Cluster totals in one flat object."),
+        Route(method="GET", path="/metrics/prometheus", name="metrics_prometheus",
+              handler=prometheus_text, exposes=metrics, response_schema=None,
+              summary="Prometheus text exposition (format 0.0.4)."),
+        Route(method="GET", path="/registry", name="registry", handler=_simple(facade.registry),
+              exposes=("config",), response_schema=schemas.REGISTRY,
+              summary="Registered tasks and configured queues."),
+        # an alert's subject may be a worker (memory rule)
+        Route(method="GET", path="/alerts", name="alerts", handler=alerts, exposes=hosts,
+              response_schema=schemas.ALERTS, summary="Active alerts and recent alert events.",
+              query={"limit": param(_int(1, 1000, 50),
+                                    "Events of the history to return, newest first.")}),
+        Route(method="GET", path="/sla", name="sla", handler=_simple(facade.sla_report),
+              exposes=hosts, response_schema=schemas.SLA,
+              summary="SLA rules, thresholds and current violations."),
+        Route(method="GET", path="/diagnostics", name="diagnostics",
+              handler=diagnostics_report, exposes=("config", "errors", "hosts"),
+              response_schema=schemas.DIAGNOSTICS,
+              summary="Configuration (redacted), versions, queues, workers, failures, alerts, "
+                      "Redis.",
+              query={"failures": param(_int(0, 100, 10), "Recent failures listed per queue.")}),
+        Route(method="GET", path="/uptime", name="uptime", handler=_simple(facade.uptime),
+              exposes=metrics, response_schema=schemas.UPTIME,
+              summary="This process's uptime and the oldest worker's."),
+        Route(method="GET", path="/jobs/{id}", name="job", handler=job,
+              exposes=("results", "errors"), response_schema=schemas.JOB,
+              summary="One task: status, attempts, result or error.",
+              query={"queue": task_queue}),
+        Route(method="GET", path="/failed", name="failed", handler=failed, exposes=("errors",),
+              response_schema=schemas.FAILED, summary="Dead-lettered tasks, oldest first.",
+              query={"queue": param(QUEUE_PARAM, "Only this queue (default: every queue)."),
+                     "offset": param(_int(0, 1_000_000, 0), "Tasks to skip."),
+                     "limit": param(_int(1, 500, 50), "Tasks to return.")}),
+        # admin routes: POST, arguments in a JSON body, always behind auth
+        Route(method="POST", path="/failed/{queue}/retry", name="failed_retry",
+              handler=dead_retry, admin=True, response_schema=schemas.RETRIED,
+              summary="Send dead-lettered tasks back to their queue.", query=_SELECT),
+        Route(method="POST", path="/failed/{queue}/purge", name="failed_purge",
+              handler=dead_purge, admin=True, response_schema=schemas.PURGED,
+              summary="Delete dead-lettered tasks for good.", query=_SELECT),
+        Route(method="POST", path="/jobs/{id}/cancel", name="job_cancel", handler=cancel,
+              admin=True, response_schema=schemas.CANCELLED,
+              summary="Cancel a queued or scheduled task.", query={"queue": task_queue}),
     ]  # fmt: skip
-    post = [
-        ("/failed/{queue}/retry", "failed_retry", dead_retry, s.RETRIED,
-         "Send dead-lettered tasks back to their queue.", _SELECT),
-        ("/failed/{queue}/purge", "failed_purge", dead_purge, s.PURGED,
-         "Delete dead-lettered tasks for good.", _SELECT),
-        ("/jobs/{id}/cancel", "job_cancel", cancel, s.CANCELLED,
-         "Cancel a queued or scheduled task.", {"queue": queue}),
-    ]  # fmt: skip
-    routes = [
-        Route("GET", path, name, handler, False, summary, schema, query, EXPOSES.get(name, PRIVATE))
-        for path, name, handler, schema, summary, query in get
-    ]
-    routes += [
-        Route("POST", path, name, handler, True, summary, schema, query)
-        for path, name, handler, schema, summary, query in post
-    ]
-    return routes

@@ -41,6 +41,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from ..redact import redact_text
+from ..validation import QUEUE_NAME_PATTERN, TASK_ID_PATTERN
 from . import access
 from .types import AuthCallable, Request, Response, Route
 
@@ -49,11 +50,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskq.http")
 
+#: a queue name and a task id as parameters: the rule the core applies on enqueue
+#: (:mod:`taskq_core.validation`), so a name the core accepts is never refused here
+QUEUE_PARAM: dict[str, Any] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+ID_PARAM: dict[str, Any] = {"type": "string", "pattern": TASK_ID_PATTERN}
 #: path parameters, checked like query parameters
-PATH_PARAMS: dict[str, dict[str, Any]] = {
-    "id": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,100}$"},
-    "queue": {"type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{1,64}$"},
-}
+PATH_PARAMS: dict[str, dict[str, Any]] = {"id": ID_PARAM, "queue": QUEUE_PARAM}
 #: the methods llhttp (aiohttp's parser, and node's) accepts; aiohttp answers 400 to any
 #: other before the application sees it, so every adapter does (CONNECT aside: no route)
 KNOWN_METHODS = frozenset(
@@ -92,7 +94,7 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class RouteCall:
     """What a handler receives: the table (and so the app), the request, and the checked
     path and query parameters."""
 
@@ -141,10 +143,10 @@ def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
 def _refuse_unknown(route: Route, given: Iterable[str], what: str) -> None:
     """400 naming the arguments ``route`` does not declare (query parameters or body
     fields: ``what`` is the phrase, with ``{names}`` where they go)."""
-    unknown = sorted(k for k in given if k not in route.query)
+    unknown = sorted(key for key in given if key not in route.query)
     if unknown:
         allowed = ", ".join(sorted(route.query)) or "none"
-        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        names = ", ".join(repr(key[:40]) for key in unknown[:5])
         raise HttpError(400, f"unknown {what.format(names=names)} (allowed: {allowed})")
 
 
@@ -164,7 +166,7 @@ def parse_query(route: Route, query: Mapping[str, list[str]]) -> dict[str, Any]:
             limit = schema.get("maxItems", 100)
             if len(values) > limit:
                 raise HttpError(400, f"query parameter {name!r} takes at most {limit} values")
-            out[name] = [_check(name, v, schema["items"]) for v in values]
+            out[name] = [_check(name, value, schema["items"]) for value in values]
         elif len(values) > 1:
             raise HttpError(400, f"query parameter {name!r} given more than once")
         else:
@@ -197,7 +199,7 @@ def parse_body(route: Route, body: bytes) -> dict[str, Any]:
             limit = schema.get("maxItems", 100)
             if len(values) > limit:
                 raise HttpError(400, f"field {name!r} takes at most {limit} values")
-            out[name] = [_check_json(name, v, schema["items"]) for v in values]
+            out[name] = [_check_json(name, value, schema["items"]) for value in values]
         else:
             out[name] = _check_json(name, data[name], schema)
     return out
@@ -243,7 +245,7 @@ class RouteTable:
         #: the route classes served without auth (see access.open_classes)
         self.open = access.open_classes(self.public_read, self.expose_private)
         self.routes: list[Route] = build_routes()
-        self._compiled = [(r, _compile(r.path)) for r in self.routes]
+        self._compiled = [(route, _compile(route.path)) for route in self.routes]
 
     def __repr__(self) -> str:
         return f"RouteTable({self.prefix or '/'!r}, routes={len(self.routes)})"
@@ -304,11 +306,11 @@ class RouteTable:
             raise HttpError(404, "no such route")
         allowed: list[str] = []
         for route, pattern in self._compiled:
-            m = pattern.match(path)
-            if m is None:
+            found = pattern.match(path)
+            if found is None:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, m.groupdict()
+                return route, found.groupdict()
             allowed.append(route.method)
         if not allowed:
             raise HttpError(404, f"no route {path[:200]!r} here; GET {self.prefix}/ lists them")
@@ -333,4 +335,4 @@ class RouteTable:
             query = parse_body(route, request.body)
         else:
             query = parse_query(route, request.query)
-        return route.handler(Call(self, request, params, query))
+        return route.handler(RouteCall(self, request, params, query))

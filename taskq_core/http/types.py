@@ -34,9 +34,9 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any, headers: Mapping[str, str] | None = None) -> Response:
-        h = {"content-type": "application/json", "cache-control": "no-store"}
-        h.update(headers or {})
-        return cls(status, h, orjson.dumps(data))
+        all_headers = {"content-type": "application/json", "cache-control": "no-store"}
+        all_headers.update(headers or {})
+        return cls(status, all_headers, orjson.dumps(data))
 
     @classmethod
     def text(
@@ -52,9 +52,10 @@ class Response:
 AuthCallable = Callable[[Request], bool]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
-    """One route: ``path`` may hold ``{name}`` parameters.
+    """One route: ``path`` may hold ``{name}`` parameters. Keyword-only: every field is
+    named where a route is declared (``taskq_core/http/handlers.py``).
 
     ``admin`` routes change state: POST, their arguments in a JSON body (``query`` declares
     its fields), auth and the cross-site check (:mod:`taskq_core.http.access`). ``exposes``

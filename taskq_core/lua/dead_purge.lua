@@ -1,16 +1,19 @@
--- Delete dead-lettered tasks for good. KEYS[1..QK]: the queue's keys. ARGV: ids.
--- Returns how many were deleted.
-local msg, state, fence, unack, dead, err = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local n = 0
+-- Delete dead-lettered tasks for good.
+-- KEYS: queue(*)
+-- ARGV: ids. Returns how many were deleted.
+local msg, state, fence = KEYS[K.msg], KEYS[K.state], KEYS[K.fence]
+local accounted = KEYS[K.accounted]
+local dead, err = KEYS[K.dead], KEYS[K.error]
+local purged = 0
 for _, id in ipairs(ARGV) do
   if redis.call('ZREM', dead, id) == 1 then
     redis.call('HDEL', msg, id)
     redis.call('HDEL', state, id)
     redis.call('HDEL', fence, id)
-    redis.call('HDEL', unack, id)
+    redis.call('HDEL', accounted, id)
     redis.call('HDEL', err, id)
-    n = n + 1
+    purged = purged + 1
   end
 end
-if n > 0 then redis.call('HINCRBY', KEYS[10], 'dead_purged', n) end
-return n
+if purged > 0 then redis.call('HINCRBY', KEYS[K.stats], 'dead_purged', purged) end
+return purged

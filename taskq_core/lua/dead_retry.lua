@@ -1,10 +1,12 @@
 -- Move dead-lettered tasks back to the front of their queue.
--- KEYS[1..QK]: the queue's keys; KEYS[QK + 1..]: the result key of each task. ARGV: ids.
--- Returns how many were moved. A task whose message body is missing (dead-lettered by
--- fetch.lua with "message body missing") cannot run: it stays in the dead-letter queue,
--- to be purged, and is not counted.
-local ready, msg, state, dead, err, wake = KEYS[1], KEYS[4], KEYS[5], KEYS[8], KEYS[9], KEYS[11]
-local n = 0
+-- KEYS: queue(*) + result...
+-- (the queue's keys, then the result key of each task, in the order of the ids)
+-- ARGV: ids. Returns how many were moved. A task whose message body is missing
+-- (dead-lettered by fetch.lua with "message body missing") cannot run: it stays in the
+-- dead-letter queue, to be purged, and is not counted.
+local ready, msg, state = KEYS[K.ready], KEYS[K.msg], KEYS[K.state]
+local dead, err, wake = KEYS[K.dead], KEYS[K.error], KEYS[K.wake]
+local retried = 0
 for i, id in ipairs(ARGV) do
   if redis.call('HEXISTS', msg, id) == 1 and redis.call('ZREM', dead, id) == 1 then
     redis.call('HDEL', err, id)
@@ -12,11 +14,11 @@ for i, id in ipairs(ARGV) do
     -- back in the queue, a task has no state entry (see enqueue.lua)
     redis.call('HDEL', state, id)
     redis.call('RPUSH', ready, id)
-    n = n + 1
+    retried = retried + 1
   end
 end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[10], 'dead_retried', n)
+if retried > 0 then
+  redis.call('HINCRBY', KEYS[K.stats], 'dead_retried', retried)
   if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
 end
-return n
+return retried

@@ -1,8 +1,8 @@
 -- Enqueue tasks into one queue, atomically.
--- KEYS[1..6]: the queue's ready, delayed, msg, state, stats and wake keys (only those: fewer
--- keys to send on the hottest path); KEYS[7..6+n]: the result key of each task; then the
--- idempotency keys.
--- ARGV: now_ms (0: the server's clock), idem_ttl_ms, n, then per task: id, name, message,
+-- KEYS: queue(ready, delayed, msg, state, stats, wake) + result... + idempotency...
+-- (only those keys of the queue: fewer keys to send on the hottest path; then the result key
+-- of each task, in the order of the tasks; then the idempotency keys of the tasks that have one)
+-- ARGV: now_ms (0: the server's clock), idem_ttl_ms, ntasks, then per task: id, name, message,
 -- due_ms (an absolute due time, 0 = none), delay_ms (due at now + delay, 0 = none),
 -- idem_key_index (its index in KEYS, 0 = none)
 -- Returns the task id of each task (the earlier task's id where an idempotency key matched).
@@ -14,30 +14,32 @@
 -- one HSET of every message, one LPUSH of every ready id, one HINCRBY per task name. A
 -- queued task has no state entry (it is queued while its message exists and it is neither
 -- leased, scheduled nor dead).
-local ready, delayed, msg, state, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ready, delayed, msg, state = KEYS[K.ready], KEYS[K.delayed], KEYS[K.msg], KEYS[K.state]
+local stats, wake = KEYS[K.stats], KEYS[K.wake]
 local idem_ttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local ntasks = tonumber(ARGV[3])
 local now = false  -- read once, when a task has a due time (TIME is not free)
 local out, bodies, ids, names, seen, given = {}, {}, {}, {}, {}, {}
 local woke = false
-for i = 0, n - 1 do given[i + 1] = ARGV[4 + i * 6] end
+for i = 0, ntasks - 1 do given[i + 1] = ARGV[4 + i * 6] end
 -- ids with a message, and how many of the batch have a result record (none, nearly always)
 local known = each('HMGET', msg, given)
 local finished = 0
-for i = 7, 6 + n, 1000 do
-  finished = finished + redis.call('EXISTS', unpack(KEYS, i, math.min(i + 999, 6 + n)))
+for i = QK + 1, QK + ntasks, 1000 do
+  finished = finished + redis.call('EXISTS', unpack(KEYS, i, math.min(i + 999, QK + ntasks)))
 end
-for i = 0, n - 1 do
-  local b = 4 + i * 6
-  local id, name, body = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local due, delay, ik = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+for i = 0, ntasks - 1 do
+  local base = 4 + i * 6
+  local id, name, body = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local due, delay = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local idem_at = tonumber(ARGV[base + 5])
   local earlier = false
-  if known[i + 1] or seen[id] or (finished > 0 and redis.call('EXISTS', KEYS[7 + i]) == 1) then
+  if known[i + 1] or seen[id] or (finished > 0 and redis.call('EXISTS', KEYS[QK + 1 + i]) == 1) then
     earlier = id
-  elseif ik > 0 then
-    earlier = redis.call('GET', KEYS[ik])
+  elseif idem_at > 0 then
+    earlier = redis.call('GET', KEYS[idem_at])
     if not earlier then
-      redis.call('SET', KEYS[ik], id, 'PX', idem_ttl)
+      redis.call('SET', KEYS[idem_at], id, 'PX', idem_ttl)
     end
   end
   if earlier then

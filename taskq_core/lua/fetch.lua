@@ -6,7 +6,8 @@
 -- Also re-queues tasks whose lease lapsed (the poison rule, _lib.lua's no_outcome: they
 -- become suspects, or are dead-lettered after max_deliveries deliveries without an outcome)
 -- and promotes delayed tasks that are due.
--- KEYS: QK (12) keys per queue, queues in priority order.
+-- KEYS: queue(*) x nqueues
+-- (every key of each queue, QK per queue, the queues in priority order)
 -- ARGV: now_ms (0: the server's clock), lease_ms, want, max_deliveries, nqueues, alone ('1':
 -- the caller holds no lease, so it may be given a suspect)
 -- Returns {next_due_ms or -1, now_ms, suspects waiting, 1 if this batch is a suspect (alone)
@@ -19,15 +20,16 @@ local now = now_ms(ARGV[1])
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local maxd = tonumber(ARGV[4])
-local nq = tonumber(ARGV[5])
+local nqueues = tonumber(ARGV[5])
 local alone = ARGV[6] == '1'
 local out = {-1, now, 0, 0}
 local got = 0
 local next_due = -1
 local deadline = now + lease
-for q = 0, nq - 1 do
+for q = 0, nqueues - 1 do
   local k = q * QK
-  local ready, delayed, leased, fence, stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 6], KEYS[k + 10]
+  local ready, delayed, leased = KEYS[k + K.ready], KEYS[k + K.delayed], KEYS[k + K.leased]
+  local fence, stats = KEYS[k + K.fence], KEYS[k + K.stats]
   -- 1. leases that lapsed: the worker died or froze
   local lapsed = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(lapsed) do
@@ -40,38 +42,38 @@ for q = 0, nq - 1 do
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
   if #due > 0 then
     redis.call('ZREM', delayed, unpack(due))
-    redis.call('HDEL', KEYS[k + 5], unpack(due))
+    redis.call('HDEL', KEYS[k + K.state], unpack(due))
     for _, id in ipairs(due) do
       redis.call('LPUSH', ready, id)
     end
   end
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   if first[2] then
-    local d = tonumber(first[2])
-    if next_due < 0 or d < next_due then next_due = d end
+    local first_due = tonumber(first[2])
+    if next_due < 0 or first_due < next_due then next_due = first_due end
   end
 end
 -- 3. suspects (tasks with a delivery that ended without an outcome): one, alone, to a
 -- caller that holds nothing, highest priority first; the others are told how many wait
 local lists = {}
-for q = 0, nq - 1 do lists[q + 1] = KEYS[q * QK + 12] end
+for q = 0, nqueues - 1 do lists[q + 1] = KEYS[q * QK + K.suspect] end
 if redis.call('EXISTS', unpack(lists)) > 0 then
   local waiting = 0
-  for q = 0, nq - 1 do
+  for q = 0, nqueues - 1 do
     local k = q * QK
     while alone and want > 0 and got == 0 do
       local id = redis.call('RPOP', lists[q + 1])
       if not id then break end
-      local body = redis.call('HGET', KEYS[k + 4], id)
+      local body = redis.call('HGET', KEYS[k + K.msg], id)
       if body then
-        local entry = redis.call('HGET', KEYS[k + 6], id)
-        keep_fence(KEYS[k + 6], id, entry)
-        local f = redis.call('HINCRBY', KEYS[k + 6], id, 1)
-        redis.call('ZADD', KEYS[k + 3], deadline, id)
+        local fence = KEYS[k + K.fence]
+        keep_fence(fence, id, redis.call('HGET', fence, id))
+        local given = redis.call('HINCRBY', fence, id, 1)
+        redis.call('ZADD', KEYS[k + K.leased], deadline, id)
         out[4] = 1
         out[#out + 1] = q
         out[#out + 1] = id
-        out[#out + 1] = f
+        out[#out + 1] = given
         out[#out + 1] = body
         got = 1
       else
@@ -83,13 +85,13 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
   out[3] = waiting
 end
 -- 4. lease what is ready, highest priority first (nothing more with a suspect)
-for q = 0, nq - 1 do
+for q = 0, nqueues - 1 do
   if got >= want or out[4] == 1 then break end
   local k = q * QK
-  local ids = redis.call('RPOP', KEYS[k + 1], want - got)
+  local ids = redis.call('RPOP', KEYS[k + K.ready], want - got)
   if ids then
-    local fence = KEYS[k + 6]
-    local bodies = each('HMGET', KEYS[k + 4], ids)
+    local fence = KEYS[k + K.fence]
+    local bodies = each('HMGET', KEYS[k + K.msg], ids)
     local fences = each('HMGET', fence, ids)
     local held = {}
     -- ids delivered in this batch: an id listed twice (never in normal operation) still
@@ -98,31 +100,31 @@ for q = 0, nq - 1 do
     for i, id in ipairs(ids) do
       local body = bodies[i]
       if body then
-        local f = 1
+        local this_fence = 1
         if fences[i] or given[id] then
           if given[id] == 1 then keep_fence(fence, id, fences[i]) end
-          f = redis.call('HINCRBY', fence, id, 1)
+          this_fence = redis.call('HINCRBY', fence, id, 1)
         end
-        given[id] = f
+        given[id] = this_fence
         held[#held + 1] = deadline
         held[#held + 1] = id
         out[#out + 1] = q
         out[#out + 1] = id
-        out[#out + 1] = f
+        out[#out + 1] = this_fence
         out[#out + 1] = body
         got = got + 1
       else
         body_missing(k, id, now)
       end
     end
-    slices('ZADD', KEYS[k + 3], held, 2000)
+    slices('ZADD', KEYS[k + K.leased], held, 2000)
   end
 end
 -- pass the baton: if work remains, make sure one sleeper wakes up for it
 if got >= want then
-  for q = 0, nq - 1 do
-    if redis.call('LLEN', KEYS[q * QK + 1]) > 0 then
-      local wake = KEYS[q * QK + 11]
+  for q = 0, nqueues - 1 do
+    if redis.call('LLEN', KEYS[q * QK + K.ready]) > 0 then
+      local wake = KEYS[q * QK + K.wake]
       if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
       break
     end

@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- allow-oom: a hand-back moves a lease to its queue; refused at maxmemory, the task would
 -- wait for its lease to lapse.
--- Hand leased tasks back, with fencing. KEYS[1..QK]: the queue's keys.
+-- Hand leased tasks back, with fencing.
+-- KEYS: queue(*)
 -- ARGV: kind, why, now_ms (0: the server's clock), max_deliveries, then pairs id, fence.
 -- kind '': a graceful hand-back (SIGTERM, Worker.close(), leased but not started): to the
 -- front of the queue at once, not counted towards poison detection (not the task's fault).
@@ -10,9 +11,10 @@
 -- (_lib.lua's no_outcome) with `why` as the reason; the task becomes a suspect or, at
 -- max_deliveries, is dead-lettered.
 -- Returns how many were handed back (dead-lettered ones included).
-local ready, leased, fence, unack, wake = KEYS[1], KEYS[3], KEYS[6], KEYS[7], KEYS[11]
+local ready, leased, fence = KEYS[K.ready], KEYS[K.leased], KEYS[K.fence]
+local accounted, wake = KEYS[K.accounted], KEYS[K.wake]
 local kind, why, now, maxd = ARGV[1], ARGV[2], now_ms(ARGV[3]), tonumber(ARGV[4])
-local n = 0
+local released = 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local entry = redis.call('HGET', fence, id)
@@ -20,15 +22,16 @@ for i = 5, #ARGV, 2 do
     if kind == '' then
       keep_fence(fence, id, entry)
       redis.call('RPUSH', ready, id)
-      redis.call('HINCRBY', unack, id, 1)
+      redis.call('HINCRBY', accounted, id, 1)
     else
       no_outcome(0, id, entry, maxd, now, kind, why)
     end
-    n = n + 1
+    released = released + 1
   end
 end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[10], kind == '' and 'released' or 'released_counted', n)
+if released > 0 then
+  local counter = kind == '' and 'released' or 'released_counted'
+  redis.call('HINCRBY', KEYS[K.stats], counter, released)
   if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, '1') end
 end
-return n
+return released

@@ -2,9 +2,10 @@
 -- allow-oom: an outcome removes its task, freeing memory; refused at maxmemory, it would
 -- leave the task to run again once its lease lapsed.
 -- Record the outcomes of leased tasks of one queue, atomically, with fencing.
--- KEYS[1..QK]: the queue's keys; KEYS[QK + 1..]: the result key of each outcome.
--- ARGV: now_ms (0: the server's clock), result_ttl_ms, n, nstats, then per outcome 6 values:
---   id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
+-- KEYS: queue(*) + result...
+-- (the queue's keys, then the result key of each outcome, in the order of the outcomes)
+-- ARGV: now_ms (0: the server's clock), result_ttl_ms, noutcomes, nstats, then per outcome
+-- 6 values: id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
 --   extra (retry only: 'delay_ms|new message': due at now + delay, by the same clock as leases)
 -- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
 -- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
@@ -12,29 +13,30 @@
 -- A success costs a SET (its result); the rest is one command per batch. A first
 -- delivery's fence is 1 with no entry (see fetch.lua): an outcome other than success
 -- writes it, so the next delivery counts on from it.
-local ready, delayed, leased, msg, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local fence, unack, dead, err, stats, wake = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local ready, delayed, leased, msg = KEYS[K.ready], KEYS[K.delayed], KEYS[K.leased], KEYS[K.msg]
+local state, fence, accounted = KEYS[K.state], KEYS[K.fence], KEYS[K.accounted]
+local dead, err, stats, wake = KEYS[K.dead], KEYS[K.error], KEYS[K.stats], KEYS[K.wake]
 local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local noutcomes = tonumber(ARGV[3])
 local nstats = tonumber(ARGV[4])
 local stale, done, gone, counted, counts = {}, {}, {}, {}, {}
 local woke = false
 local stale_acks = 0
 local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 6] end
+for i = 0, noutcomes - 1 do ids[i + 1] = ARGV[5 + i * 6] end
 -- fences and leases of the whole batch in two commands
 local fences = each('HMGET', fence, ids)
 local leases = each('ZMSCORE', leased, ids)
 local ended = {}  -- the leases this batch ends (an id listed twice is settled once)
 local ending = {}
-for i = 0, n - 1 do
-  local b = 5 + i * 6
-  local id, f, kind, name = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local record, extra = ARGV[b + 4], ARGV[b + 5]
+for i = 0, noutcomes - 1 do
+  local base = 5 + i * 6
+  local id, given_fence, kind, name = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local record, extra = ARGV[base + 4], ARGV[base + 5]
   -- the fence must be this delivery's and the lease still held
-  local cur = fences[i + 1]
-  if fence_of(cur) ~= f or not leases[i + 1] or ended[id] then
+  local entry = fences[i + 1]
+  if fence_of(entry) ~= given_fence or not leases[i + 1] or ended[id] then
     stale[#stale + 1] = i + 1
     stale_acks = stale_acks + 1
   else
@@ -47,13 +49,13 @@ for i = 0, n - 1 do
     if kind == 'ok' then
       redis.call('SET', KEYS[QK + 1 + i], record, 'PX', ttl)
       gone[#gone + 1] = id
-      -- only a task delivered before has fence and unack entries to delete
-      if cur then counted[#counted + 1] = id end
+      -- only a task delivered before has fence and accounted entries to delete
+      if entry then counted[#counted + 1] = id end
       done[#done + 1] = id
     else
-      keep_fence(fence, id, cur)
+      keep_fence(fence, id, entry)
       -- this delivery had an outcome: it does not count towards poison detection
-      redis.call('HINCRBY', unack, id, 1)
+      redis.call('HINCRBY', accounted, id, 1)
       if kind == 'retry' then
         local sep = string.find(extra, '|', 1, true)
         local due = now + tonumber(string.sub(extra, 1, sep - 1))
@@ -79,17 +81,17 @@ end
 slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
 slices('HDEL', fence, counted, 1000)
-slices('HDEL', unack, counted, 1000)
+slices('HDEL', accounted, counted, 1000)
 if #done > 0 then
-  redis.call('PUBLISH', string.sub(KEYS[1], 1, -6) .. 'done', table.concat(done, ' '))
+  redis.call('PUBLISH', string.sub(ready, 1, -6) .. 'done', table.concat(done, ' '))
 end
 if stale_acks > 0 then counts['stale_acks'] = stale_acks end
 for field, value in pairs(counts) do
   redis.call('HINCRBY', stats, field, value)
 end
-local s = 5 + n * 6
+local first_stat = 5 + noutcomes * 6
 for j = 0, nstats - 1 do
-  redis.call('HINCRBY', stats, ARGV[s + j * 2], ARGV[s + j * 2 + 1])
+  redis.call('HINCRBY', stats, ARGV[first_stat + j * 2], ARGV[first_stat + j * 2 + 1])
 end
 if woke and redis.call('LLEN', wake) == 0 then
   redis.call('LPUSH', wake, '1')

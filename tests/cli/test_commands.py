@@ -408,7 +408,7 @@ def test_an_entry_without_a_message_is_listed_and_its_retry_is_a_clear_error(
     """An id whose message body went missing is dead-lettered by the fetch that finds it
     ("message body missing"); `failed list` shows it and `failed retry` says why it cannot."""
     task_id = str(enqueue(cli, "add", "--args", "[1, 2]")["id"])
-    app.broker.client.hdel(app.broker.keys.queue("default")[3], task_id)  # type: ignore[attr-defined]
+    app.broker.client.hdel(app.broker.keys.queue("default").msg, task_id)  # type: ignore[attr-defined]
     burst(cli)
     r = cli("failed", "list", "--json")
     assert r.code == 0, r.err

@@ -94,7 +94,7 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class Call:
+class ContractCall:
     method: str
     path: str
     params: dict[str, str] = field(default_factory=dict)
@@ -157,49 +157,53 @@ def table(tq: TaskQueue) -> RouteTable:
     return RouteTable(tq, prefix=PREFIX, auth=admin_auth)
 
 
-def read_calls(tq: TaskQueue) -> list[Call]:
+def read_calls(tq: TaskQueue) -> list[ContractCall]:
     """Every route that reads, with its parameters filled (and credentials if it needs
     them, so that the seeded state shows)."""
     t = table(tq)
     return [
-        Call(r.method, fill(r), headers=ADMIN_HEADERS if t.needs_auth(r) else {})
+        ContractCall(r.method, fill(r), headers=ADMIN_HEADERS if t.needs_auth(r) else {})
         for r in t.routes
         if not r.admin
     ]
 
 
-def private_read_calls(tq: TaskQueue) -> list[Call]:
+def private_read_calls(tq: TaskQueue) -> list[ContractCall]:
     """Every read route that can carry private data, anonymously, GET and HEAD."""
     t = table(tq)
     private = [r for r in t.routes if not r.admin and t.needs_auth(r)]
-    return [Call(m, fill(r)) for r in private for m in ("GET", "HEAD")]
+    return [ContractCall(m, fill(r)) for r in private for m in ("GET", "HEAD")]
 
 
-def public_read_calls(tq: TaskQueue) -> list[Call]:
+def public_read_calls(tq: TaskQueue) -> list[ContractCall]:
     """Every read route served without auth, anonymously."""
     t = table(tq)
-    return [Call(r.method, fill(r)) for r in t.routes if not r.admin and not t.needs_auth(r)]
+    return [
+        ContractCall(r.method, fill(r)) for r in t.routes if not r.admin and not t.needs_auth(r)
+    ]
 
 
-def json_call(path: str, data: Any, headers: dict[str, str] | None = None) -> Call:
+def json_call(path: str, data: Any, headers: dict[str, str] | None = None) -> ContractCall:
     """An admin call: ``data`` as the JSON body, with its content type."""
     sent = {"content-type": "application/json", **(headers or {})}
-    return Call("POST", path, headers=sent, body=orjson.dumps(data))
+    return ContractCall("POST", path, headers=sent, body=orjson.dumps(data))
 
 
-def bad_query_calls(tq: TaskQueue) -> list[Call]:
+def bad_query_calls(tq: TaskQueue) -> list[ContractCall]:
     """Refused query strings: a malformed value for every typed parameter of every route,
     and an unknown parameter name on every route."""
     calls = []
     for r in routes(tq):
         if r.admin:
             # an admin route reads no query string at all: its arguments are a JSON body
-            calls.append(Call("POST", fill(r), {"no_such_parameter": "1"}, _JSON_ADMIN, b"{}"))
+            calls.append(
+                ContractCall("POST", fill(r), {"no_such_parameter": "1"}, _JSON_ADMIN, b"{}")
+            )
             calls.append(json_call(fill(r), {"no_such_field": 1}, ADMIN_HEADERS))
             calls.append(json_call(fill(r), [1], ADMIN_HEADERS))
-            calls.append(Call("POST", fill(r), {}, _JSON_ADMIN, b"{not json"))
+            calls.append(ContractCall("POST", fill(r), {}, _JSON_ADMIN, b"{not json"))
         else:
-            calls.append(Call(r.method, fill(r), {"no_such_parameter": "1"}, ADMIN_HEADERS))
+            calls.append(ContractCall(r.method, fill(r), {"no_such_parameter": "1"}, ADMIN_HEADERS))
         for name, spec in r.query.items():
             schema = spec.get("schema", spec)
             if schema.get("type") == "array":
@@ -210,27 +214,29 @@ def bad_query_calls(tq: TaskQueue) -> list[Call]:
                 bad = "no-such-choice"
             if kind == "integer" and not r.admin:
                 # digits int() takes but only ASCII digits may spell (full-width 12)
-                calls.append(Call(r.method, fill(r), {name: "\uff11\uff12"}, ADMIN_HEADERS))
+                calls.append(ContractCall(r.method, fill(r), {name: "\uff11\uff12"}, ADMIN_HEADERS))
             if bad is None:
                 continue
             if r.admin:
                 wrapped = [bad] if spec["schema"].get("type") == "array" else bad
                 calls.append(json_call(fill(r), {name: wrapped}, ADMIN_HEADERS))
             else:
-                calls.append(Call(r.method, fill(r), {name: bad}, ADMIN_HEADERS))
+                calls.append(ContractCall(r.method, fill(r), {name: bad}, ADMIN_HEADERS))
     return calls
 
 
-def bad_path_calls(tq: TaskQueue) -> list[Call]:
+def bad_path_calls(tq: TaskQueue) -> list[ContractCall]:
     """Each route with a path parameter, given a value its pattern refuses."""
     return [
-        Call(r.method, PREFIX + re.sub(r"\{\w+\}", "bad!value", r.path), headers=_JSON_ADMIN)
+        ContractCall(
+            r.method, PREFIX + re.sub(r"\{\w+\}", "bad!value", r.path), headers=_JSON_ADMIN
+        )
         for r in routes(tq)
         if "{" in r.path
     ]
 
 
-def wrong_method_calls(tq: TaskQueue) -> list[Call]:
+def wrong_method_calls(tq: TaskQueue) -> list[ContractCall]:
     """For each path, a method it does not serve."""
     served: dict[str, set[str]] = {}
     for r in routes(tq):
@@ -238,11 +244,11 @@ def wrong_method_calls(tq: TaskQueue) -> list[Call]:
     calls = []
     for path, methods in served.items():
         wrong = next(m for m in ("DELETE", "PUT", "PATCH", "POST") if m not in methods)
-        calls.append(Call(wrong, path))
+        calls.append(ContractCall(wrong, path))
     return calls
 
 
-def admin_calls(tq: TaskQueue, headers: dict[str, str]) -> list[Call]:
+def admin_calls(tq: TaskQueue, headers: dict[str, str]) -> list[ContractCall]:
     """Every admin route, with what it needs to act (``"all": true`` for bulk routes)."""
     return [
         json_call(fill(r), {"all": True} if "all" in r.query else {}, headers)
@@ -276,10 +282,10 @@ FORGED = [
 ]  # fmt: skip
 
 
-def forged_calls(tq: TaskQueue) -> list[Call]:
+def forged_calls(tq: TaskQueue) -> list[ContractCall]:
     """Every admin route, as every forged browser request of :data:`FORGED`."""
     return [
-        Call("POST", fill(r), {}, headers, body)
+        ContractCall("POST", fill(r), {}, headers, body)
         for r in routes(tq)
         if r.admin
         for headers, body in FORGED
@@ -292,50 +298,50 @@ def cookie_auth(request: Request) -> bool:
     return "sessionid=admin-session" in request.headers.get("cookie", "")
 
 
-def oversized_calls(tq: TaskQueue) -> list[Call]:
+def oversized_calls(tq: TaskQueue) -> list[ContractCall]:
     """Every admin route with a JSON body one byte over the cap, and with credentials."""
     big = b'{"id": [' + b" " * (MAX_BODY - 9) + b"]}"
     assert len(big) == MAX_BODY + 1
-    return [Call("POST", fill(r), {}, _JSON_ADMIN, big) for r in routes(tq) if r.admin]
+    return [ContractCall("POST", fill(r), {}, _JSON_ADMIN, big) for r in routes(tq) if r.admin]
 
 
 _JSON_ADMIN = {**ADMIN_HEADERS, "content-type": "application/json"}
 UNKNOWN = [
-    Call("GET", f"{PREFIX}/no/such/route"),
-    Call("POST", f"{PREFIX}/nope", headers=_JSON_ADMIN, body=b"{}"),
-    Call("GET", f"{PREFIX}/health/live/extra"),
-    Call("HEAD", f"{PREFIX}/no/such/route"),
+    ContractCall("GET", f"{PREFIX}/no/such/route"),
+    ContractCall("POST", f"{PREFIX}/nope", headers=_JSON_ADMIN, body=b"{}"),
+    ContractCall("GET", f"{PREFIX}/health/live/extra"),
+    ContractCall("HEAD", f"{PREFIX}/no/such/route"),
 ]
 #: what each adapter routes itself: the bare prefix with and without its slash, and HEAD
 EDGES = [
-    Call("GET", PREFIX),
-    Call("GET", f"{PREFIX}/"),
-    Call("HEAD", f"{PREFIX}/health/live"),
-    Call("HEAD", f"{PREFIX}/jobs/{OK_ID}", headers=ADMIN_HEADERS),
+    ContractCall("GET", PREFIX),
+    ContractCall("GET", f"{PREFIX}/"),
+    ContractCall("HEAD", f"{PREFIX}/health/live"),
+    ContractCall("HEAD", f"{PREFIX}/jobs/{OK_ID}", headers=ADMIN_HEADERS),
 ]
 #: odd requests every adapter must answer alike: methods no route serves (405 with
 #: Allow), HEAD where only POST is served, trailing slashes, a body on a read route
 ODD = [
-    Call("PROPFIND", f"{PREFIX}/health"),
-    Call("OPTIONS", f"{PREFIX}/failed"),
-    Call("TRACE", f"{PREFIX}/metrics/summary"),
-    Call("PATCH", f"{PREFIX}/jobs/{OK_ID}/cancel"),
-    Call("HEAD", f"{PREFIX}/jobs/{OK_ID}/cancel"),
-    Call("GET", f"{PREFIX}/health/live/"),
-    Call("GET", f"{PREFIX}/jobs/{OK_ID}/", headers=ADMIN_HEADERS),
-    Call("GET", f"{PREFIX}/metrics/summary", headers={"content-type": "application/json"},
+    ContractCall("PROPFIND", f"{PREFIX}/health"),
+    ContractCall("OPTIONS", f"{PREFIX}/failed"),
+    ContractCall("TRACE", f"{PREFIX}/metrics/summary"),
+    ContractCall("PATCH", f"{PREFIX}/jobs/{OK_ID}/cancel"),
+    ContractCall("HEAD", f"{PREFIX}/jobs/{OK_ID}/cancel"),
+    ContractCall("GET", f"{PREFIX}/health/live/"),
+    ContractCall("GET", f"{PREFIX}/jobs/{OK_ID}/", headers=ADMIN_HEADERS),
+    ContractCall("GET", f"{PREFIX}/metrics/summary", headers={"content-type": "application/json"},
          body=b"x" * (MAX_BODY + 10)),
 ]  # fmt: skip
 #: a method no HTTP parser of aiohttp's knows: its server answers 400 itself, before any
 #: application sees the request, and the core gives the same status everywhere else
-UNKNOWN_METHOD = Call("FOO", f"{PREFIX}/health")
+UNKNOWN_METHOD = ContractCall("FOO", f"{PREFIX}/health")
 
 
 # -- each framework against the core's own handler
 
 
 def same_as_core(
-    tq: TaskQueue, client: ContractClient, calls: list[Call], auth: Any = admin_auth
+    tq: TaskQueue, client: ContractClient, calls: list[ContractCall], auth: Any = admin_auth
 ) -> list[Answer]:
     core = RouteTable(tq, prefix=PREFIX, auth=auth)
     answers = []
@@ -523,7 +529,7 @@ def every_client(
             close(client)
 
 
-def transcript(tq: TaskQueue, client: ContractClient) -> list[tuple[Call, Answer]]:
+def transcript(tq: TaskQueue, client: ContractClient) -> list[tuple[ContractCall, Answer]]:
     calls = [
         *read_calls(tq),
         *bad_query_calls(tq),
@@ -561,7 +567,9 @@ def test_every_framework_gives_the_same_transcript(
             headers: dict[str, str] | None = None,
             body: bytes = b"",
         ) -> tuple[int, dict[str, str], bytes]:
-            out = core.dispatch(Call(method, path, params or {}, headers or {}, body).request())
+            out = core.dispatch(
+                ContractCall(method, path, params or {}, headers or {}, body).request()
+            )
             return out.status, out.headers, out.body
 
     expected = transcript(core_tq, Core())

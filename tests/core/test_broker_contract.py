@@ -435,7 +435,7 @@ def test_first_deliveries_write_no_fence(redis_url: str, prefix: str) -> None:
 
     b = RedisBroker(redis_url, prefix=prefix)
     r = redis.Redis.from_url(redis_url)
-    fence = b.keys.queue("default")[5]
+    fence = b.keys.queue("default").fence
     try:
         b.enqueue([item(i) for i in range(3)], T0)
         first = b.fetch(["default"], 3, T0)[0].deliveries
@@ -555,7 +555,7 @@ def _drop_message(broker: Broker, task_id: str) -> None:
         broker._queues["default"].msg.pop(task_id)
     else:
         assert isinstance(broker, RedisBroker)
-        broker.client.hdel(broker.keys.queue("default")[3], task_id)
+        broker.client.hdel(broker.keys.queue("default").msg, task_id)
 
 
 def test_an_id_without_a_message_is_dead_lettered_with_its_reason(broker: Broker) -> None:

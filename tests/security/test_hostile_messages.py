@@ -155,7 +155,8 @@ def write_raw(tq: TaskQueue, client: redis.Redis | None, task_id: str, body: byt
         tq.broker.enqueue([EnqueueItem("default", task_id, "x", body)], int(time.time() * 1000))
         return
     keys = Keys(tq.settings.key_prefix)
-    ready, _, _, msg = keys.queue("default")[:4]
+    queue_keys = keys.queue("default")
+    ready, msg = queue_keys.ready, queue_keys.msg
     wake = keys.wake("default")
     with client.pipeline(transaction=True) as p:
         p.hset(msg, task_id, body)
