@@ -41,7 +41,7 @@ def index(call: RouteCall) -> Response:
     routes = [
         {
             "method": route.method,
-            "path": table.prefix + route.path,
+            "path": table.public_path(route),
             "summary": route.summary,
             "admin": route.admin,
             "auth": table.needs_auth(route),
@@ -137,9 +137,8 @@ def _known_queue(call: RouteCall, queue: str) -> None:
 def _dead_ids(call: RouteCall) -> list[str]:
     queue = call.params["queue"]
     _known_queue(call, queue)
-    ids, everything = call.query["id"], call.query["all"]
-    if bool(ids) == bool(everything):
-        raise HttpError(400, "give either id=... (one or more) or all=true")
+    # exactly one of them is given: the route's exactly_one rule (RouteTable checks it)
+    ids = call.query["id"]
     if ids:
         return list(dict.fromkeys(ids))
     return [d.id for d in call.app.broker.dead_list(queue, 0, call.query["limit"])]
@@ -273,10 +272,12 @@ def build_routes() -> list[Route]:
         # admin routes: POST, arguments in a JSON body, always behind auth
         Route(method="POST", path="/failed/{queue}/retry", name="failed_retry",
               handler=dead_retry, admin=True, response_schema=schemas.RETRIED,
-              summary="Send dead-lettered tasks back to their queue.", query=_SELECT),
+              summary="Send dead-lettered tasks back to their queue.", query=_SELECT,
+              exactly_one=("id", "all")),
         Route(method="POST", path="/failed/{queue}/purge", name="failed_purge",
               handler=dead_purge, admin=True, response_schema=schemas.PURGED,
-              summary="Delete dead-lettered tasks for good.", query=_SELECT),
+              summary="Delete dead-lettered tasks for good.", query=_SELECT,
+              exactly_one=("id", "all")),
         Route(method="POST", path="/jobs/{id}/cancel", name="job_cancel", handler=cancel,
               admin=True, response_schema=schemas.CANCELLED,
               summary="Cancel a queued or scheduled task.", query={"queue": task_queue}),

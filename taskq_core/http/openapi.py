@@ -102,11 +102,29 @@ def _body(route: Route) -> dict[str, Any]:
         },
         "required": [name for name, spec in route.query.items() if spec.get("required")],
     }
+    if route.exactly_one:
+        schema["oneOf"] = [_only(route, name) for name in route.exactly_one]
     return {
-        "required": False,
+        # required: the Content-Type is, so a body (at least {}) always goes with it
+        "required": True,
         "description": "Arguments as a JSON object (an empty body is {}); Content-Type: "
         "application/json is required, which a cross-site form cannot send.",
         "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _only(route: Route, given: str) -> dict[str, Any]:
+    """The ``oneOf`` branch of an ``exactly_one`` rule in which ``given`` alone is given: a
+    non-empty array or a true boolean, every other field of the rule absent or empty."""
+
+    def state(name: str, present: bool) -> dict[str, Any]:
+        if route.query[name]["schema"].get("type") == "array":
+            return {"minItems": 1} if present else {"maxItems": 0}
+        return {"const": present}
+
+    return {
+        "required": [given],
+        "properties": {name: state(name, name == given) for name in route.exactly_one},
     }
 
 
@@ -116,8 +134,8 @@ def document(table: RouteTable) -> dict[str, Any]:
 
     paths: dict[str, dict[str, Any]] = {}
     for route in table.routes:
-        path = (table.prefix + route.path) if route.path != "/" else (table.prefix or "/")
-        paths.setdefault(path, {})[route.method.lower()] = _operation(table, route)
+        operation = _operation(table, route)
+        paths.setdefault(table.public_path(route), {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {

@@ -202,7 +202,17 @@ def parse_body(route: Route, body: bytes) -> dict[str, Any]:
             out[name] = [_check_json(name, value, schema["items"]) for value in values]
         else:
             out[name] = _check_json(name, data[name], schema)
+    given = [name for name in route.exactly_one if out.get(name)]
+    if route.exactly_one and len(given) != 1:
+        options = " or ".join(_given_form(name, route.query[name]) for name in route.exactly_one)
+        raise HttpError(400, f"give exactly one of {options}")
     return out
+
+
+def _given_form(name: str, spec: dict[str, Any]) -> str:
+    """How a field of an ``exactly_one`` rule counts as given, for its error message."""
+    kind = spec["schema"].get("type")
+    return f"{name}=[...] (one or more)" if kind == "array" else f"{name}=true"
 
 
 def _check_json(name: str, value: Any, schema: dict[str, Any]) -> Any:
@@ -282,6 +292,11 @@ class RouteTable:
         from .openapi import document
 
         return document(self)
+
+    def public_path(self, route: Route) -> str:
+        """Where ``route`` is served, as the index and the OpenAPI document name it: the
+        prefix itself for the index (``/tasks``; ``/tasks/`` is the same path)."""
+        return (self.prefix + route.path) if route.path != "/" else (self.prefix or "/")
 
     def needs_auth(self, route: Route) -> bool:
         """Does ``route`` need the auth callable in this table?"""

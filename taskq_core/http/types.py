@@ -60,7 +60,8 @@ class Route:
     ``admin`` routes change state: POST, their arguments in a JSON body (``query`` declares
     its fields), auth and the cross-site check (:mod:`taskq_core.http.access`). ``exposes``
     names what a read route can reveal (see ``access.CLASSES``); it is served without auth
-    only when the application opened every one of them.
+    only when the application opened every one of them. ``exactly_one`` names body fields of
+    which exactly one must be given.
     """
 
     method: str
@@ -73,3 +74,6 @@ class Route:
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     # private unless declared otherwise: a new route leaks nothing by default
     exposes: tuple[str, ...] = ("results", "errors", "hosts", "config")
+    #: an admin route's body must give exactly one of these fields (a non-empty array, a
+    #: true boolean): enforced by the dispatcher, and a ``oneOf`` in the OpenAPI document
+    exactly_one: tuple[str, ...] = ()

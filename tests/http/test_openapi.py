@@ -76,3 +76,59 @@ def test_the_monitoring_guide_covers_every_route_metric_and_rule(
         assert name in text, name
     for rule in RULES:
         assert f"`{rule}`" in text, rule
+
+
+def test_admin_bodies_the_document_allows_are_the_ones_the_handler_takes(
+    make_app: Callable[..., TaskQueue],
+) -> None:
+    """Retry and purge take exactly one of ``id`` and ``all``: the document says so with a
+    ``oneOf`` and requires a body (the Content-Type is required), and for each body the
+    schema's verdict is the handler's (400 when refused, 200 when taken)."""
+    tq = make_app("memory")
+    table = RouteTable(tq, auth=lambda request: True)
+    doc = table.openapi()
+    bodies = [
+        {},
+        {"all": False},
+        {"id": []},
+        {"id": [], "all": False},
+        {"id": ["a"], "all": True},
+        {"id": ["a"]},
+        {"id": ["a", "b"], "all": False},
+        {"all": True},
+        {"all": True, "limit": 5},
+        {"all": True, "id": []},
+    ]
+    for action in ("retry", "purge"):
+        op = doc["paths"][f"/tasks/failed/{{queue}}/{action}"]["post"]
+        assert op["requestBody"]["required"] is True
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        assert len(schema["oneOf"]) == 2
+        for body in bodies:
+            allowed = jsonschema.Draft202012Validator(schema).is_valid(body)
+            answer = table.dispatch(
+                Request(
+                    "POST",
+                    f"/failed/default/{action}",
+                    headers={"content-type": "application/json"},
+                    body=orjson.dumps(body),
+                )
+            )
+            assert answer.status in (200, 400), answer.body
+            assert (answer.status == 200) == allowed, (action, body, answer.body)
+            if not allowed:
+                assert b"give exactly one of id=[...] (one or more) or all=true" in answer.body
+
+
+def test_the_index_names_paths_as_the_document_does(make_app: Callable[..., TaskQueue]) -> None:
+    tq = make_app("memory")
+    for prefix in ("/tasks", ""):
+        table = RouteTable(tq, prefix=prefix, auth=lambda request: True)
+        listed = orjson.loads(table.dispatch(Request("GET", "/")).body)["routes"]
+        documented = {
+            (method.upper(), path)
+            for path, ops in table.openapi()["paths"].items()
+            for method in ops
+        }
+        assert {(r["method"], r["path"]) for r in listed} == documented
+        assert ("GET", prefix or "/") in documented
