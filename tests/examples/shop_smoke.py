@@ -119,6 +119,8 @@ def smoke(
     ``embedded=True`` runs no worker process: ``SHOP_EMBEDDED_WORKERS=1`` has the server's
     lifespan run one in its own loop, and stop it on SIGTERM.
     """
+    if framework not in BY_NAME:
+        raise AssertionError(f"{framework} is not in tests/frameworks.py: add its line there")
     cwd = EXAMPLES / BY_NAME[framework].example
     env = {
         **os.environ,
