@@ -157,14 +157,17 @@ def test_every_framework_has_its_pieces() -> None:
     tox.read(ROOT / "tox.ini", encoding="utf-8")
     problems = []
     for fw in FRAMEWORKS:
+        # keyed by the example's name, so that two frameworks of one package sharing an
+        # example and its tests (a WSGI and an ASGI flavour) need them once
+        example_test = f"tests/examples/test_{fw.example}_example.py"
         wants = {
-            f"integrations/{fw.adapter}/__init__.py": (ROOT / "integrations" / fw.adapter)
+            f"integrations/{fw.adapter}/__init__.py": ROOT
+            / "integrations"
+            / fw.adapter
             / "__init__.py",
             f"example_projects/{fw.example}/": ROOT / "example_projects" / fw.example,
-            f"tests/examples/test_{fw.name}_example.py": TESTS
-            / "examples"
-            / f"test_{fw.name}_example.py",
-            f"tests/integrations/{fw.name}/": TESTS / "integrations" / fw.name,
+            example_test: ROOT / example_test,
+            f"tests/integrations/{fw.example}/": TESTS / "integrations" / fw.example,
         }
         problems += [f"{fw.name}: no {name}" for name, path in wants.items() if not path.exists()]
         if fw.extra not in extras:
