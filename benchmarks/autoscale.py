@@ -151,6 +151,7 @@ def _main() -> int:
                 starts = client.lrange(f"{prefix}:bench:starts", seen, -1)
                 seen += len(starts)
                 for raw in starts:
+                    assert isinstance(raw, bytes)  # a client without decode_responses
                     pid, started = raw.decode().split(":")
                     if new_proc is None and int(pid) not in before:
                         new_proc = float(started) - burst_at
@@ -198,7 +199,7 @@ def _main() -> int:
         runs = [one_run(profile, n + 1) for n in range(args.runs)]
         summary: dict[str, object] = {}
         for key in ("first_up_decision", "new_process_taking", "peak_decision", "peak_processes"):
-            values = [r[key] for r in runs if r[key] is not None]
+            values = [v for r in runs if (v := r[key]) is not None]
             summary[key] = {
                 "median": round(statistics.median(values), 3) if values else None,
                 "min": round(min(values), 3) if values else None,
@@ -238,7 +239,7 @@ def _main() -> int:
 def _settings(profile: str) -> dict[str, object]:
     from taskq_core.settings import SupervisorSettings
 
-    s = SupervisorSettings(**PROFILES[profile])  # type: ignore[arg-type]
+    s = SupervisorSettings(**PROFILES[profile])
     return {k: getattr(s, k) for k in ("interval", "readings_up", "cooldown_up", "step_up")}
 
 

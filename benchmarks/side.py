@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,10 @@ def produce(adapter: Any, p: dict[str, Any]) -> dict[str, Any]:
         for _ in range(50):  # connections, scripts, routing tables
             adapter.enqueue(kind)
             r.rpush(FLOOR_KEY, payload)
-        calls = {"lib": lambda: adapter.enqueue(kind), "floor": lambda: r.rpush(FLOOR_KEY, payload)}
+        calls: dict[str, Callable[[], object]] = {
+            "lib": lambda: adapter.enqueue(kind),
+            "floor": lambda: r.rpush(FLOOR_KEY, payload),
+        }
         spent = dict.fromkeys(calls, 0.0)
         for part in _interleaved(blocks):
             call, t = calls[part], time.perf_counter()
@@ -248,7 +251,7 @@ def produce(adapter: Any, p: dict[str, Any]) -> dict[str, Any]:
             for _ in range(50):
                 await adapter.aenqueue(kind)
                 await a.rpush(FLOOR_KEY, payload)
-            calls = {
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
                 "lib": lambda: adapter.aenqueue(kind),
                 "floor": lambda: a.rpush(FLOOR_KEY, payload),
             }
@@ -630,7 +633,7 @@ def otel_floor(n: int) -> dict[str, float]:
     unsampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
 
     def consumer_span(i: int, carrier: dict[str, str]) -> None:
-        attributes = {
+        attributes: dict[str, str | int] = {
             "messaging.system": "floor",
             "messaging.operation.type": "process",
             "messaging.destination.name": "default",

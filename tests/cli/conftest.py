@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +64,18 @@ class Cli:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "taskq_core.cli", *args]
 
-    def __call__(self, *args: str, timeout: float = 60, **env: str) -> Result:
+    def __call__(
+        self,
+        *args: str,
+        timeout: float = 60,
+        variables: Mapping[str, str] | None = None,
+        **env: str,
+    ) -> Result:
+        """Run the CLI with ``variables`` and ``env`` (a mapping, or keywords) added."""
         proc = subprocess.run(
             self.argv(*args),
             cwd=self.cwd,
-            env={**self.env, **env},
+            env={**self.env, **(variables or {}), **env},
             capture_output=True,
             text=True,
             timeout=timeout,

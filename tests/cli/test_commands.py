@@ -364,11 +364,11 @@ def test_config_option_before_or_after_the_command(cli: Cli) -> None:
 
 def test_errors_are_one_line_with_an_exit_code(cli: Cli) -> None:
     dead = {"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0"}
-    r = cli("status", **dead)
+    r = cli("status", variables=dead)
     assert r.code == 4
     assert r.err.startswith("error: cannot reach the broker at redis://127.0.0.1:1/0:")
     assert len(r.err.strip().splitlines()) == 1
-    r = cli("--debug", "status", **dead)
+    r = cli("--debug", "status", variables=dead)
     assert r.code == 4
     assert "Traceback (most recent call last)" in r.err
     assert r.err.strip().splitlines()[-1].startswith("error: cannot reach the broker")

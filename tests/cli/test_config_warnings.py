@@ -34,14 +34,14 @@ CLEAR_TEXT = "in clear text"
     ],
 )  # fmt: skip
 def test_config_check_warns(cli: Cli, url: str, env: dict[str, str], says: list[str]) -> None:
-    r = cli("config", "check", TASKQ_BROKER_URL=url, **env)
+    r = cli("config", "check", variables=env, TASKQ_BROKER_URL=url)
     assert r.code == 0, r.err
     assert "configuration is valid" in r.out
     warnings = [line for line in r.err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == (1 if says else 0), r.err
     for text in says:
         assert text in r.err
-    as_json = cli("config", "check", "--json", TASKQ_BROKER_URL=url, **env)
+    as_json = cli("config", "check", "--json", variables=env, TASKQ_BROKER_URL=url)
     assert as_json.code == 0
     doc = json.loads(as_json.out)
     assert doc["valid"] is True

@@ -48,7 +48,7 @@ def test_password_never_shown(cli: Cli, secret_url: str) -> None:
     outputs: list[str] = []
 
     def run(*args: str, code: int = 0, **extra: str) -> str:
-        r = cli(*args, **{**env, **extra})
+        r = cli(*args, variables={**env, **extra})
         outputs.extend([r.out, r.err])
         assert r.code == code, r.err
         return r.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ FILE_NAME = {"toml": "taskq.toml", "yaml": "taskq.yaml", "pyproject": "pyproject
 
 
 @pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No TASKQ_* variable from outside, and an empty working directory."""
     for name in list(os.environ):
         if name.upper().startswith("TASKQ_"):

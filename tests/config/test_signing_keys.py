@@ -38,9 +38,9 @@ def test_signing_keys_from_every_source_first_one_signs(
     else:
         overrides = put(source, {"security.signing_keys": keys})
     loaded = load(overrides=overrides)
-    keys = loaded.settings.security.signing_keys
-    assert list(keys) == ["2026-12", "2026-06"]
-    assert keys["2026-06"].get_secret_value() == OLD
+    signing = loaded.settings.security.signing_keys
+    assert list(signing) == ["2026-12", "2026-06"]
+    assert signing["2026-06"].get_secret_value() == OLD
     tq = TaskQueue(settings=loaded.settings)
     try:
         assert tq.signer is not None

@@ -77,7 +77,7 @@ class _DjangoClient:
         # Django's client sets CONTENT_TYPE itself: pass the header's value (or none at all)
         content_type = next((v for k, v in sent.items() if k.lower() == "content-type"), None)
         sent = {k: v for k, v in sent.items() if k.lower() != "content-type"}
-        extra = {"CONTENT_TYPE": content_type} if content_type is not None else {}
+        extra: dict[str, Any] = {"CONTENT_TYPE": content_type} if content_type else {}
         r = self._client.generic(
             method,
             path,

@@ -9,8 +9,6 @@ prefix per client, so every app sees byte-identical data, timestamps included.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,17 +19,10 @@ import redis
 from taskq_core import Task, TaskQueue
 from taskq_core.http import Request
 from tests.contract.client import ClientFactory, ContractClient, close
+from tests.frameworks import BY_NAME, NAMES, Framework, client_module, unavailable
 
-#: the five frameworks, FastAPI riding on Starlette's pieces
-FRAMEWORKS = ("flask", "django", "starlette", "fastapi", "aiohttp", "litestar")
-_MODULES = {
-    "flask": ("tests.contract.clients_wsgi", "flask"),
-    "django": ("tests.contract.clients_wsgi", "django"),
-    "starlette": ("tests.contract.clients_asgi", "starlette"),
-    "fastapi": ("tests.contract.clients_asgi", "fastapi"),
-    "aiohttp": ("tests.contract.clients_asgi", "aiohttp"),
-    "litestar": ("tests.contract.clients_asgi", "litestar"),
-}
+#: the frameworks, FastAPI riding on Starlette's pieces: the list is tests/frameworks.py
+FRAMEWORKS = NAMES
 
 ADMIN_TOKEN = "contract-secret"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -50,17 +41,17 @@ def admin_auth(request: Request) -> bool:
     return request.headers.get("authorization") == f"Bearer {ADMIN_TOKEN}"
 
 
-def factory(framework: str) -> ClientFactory | None:
-    """The client factory of ``framework``, or None with the reason skipped."""
-    module_name, package = _MODULES[framework]
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"{package} is not installed")
-    if importlib.util.find_spec(module_name) is None:
-        pytest.skip(f"{module_name.replace('.', '/')}.py (the {framework} client) is not there yet")
-    module = importlib.import_module(module_name)
-    found: ClientFactory | None = getattr(module, f"{framework}_client", None)
+def factory(framework: str | Framework) -> ClientFactory:
+    """The client factory of ``framework``.
+
+    When the framework, its client module or its factory is missing, the test skips in a
+    one-framework tox env and fails in the full environment (see tests/frameworks.py).
+    """
+    fw = BY_NAME[framework] if isinstance(framework, str) else framework
+    module = client_module(fw)
+    found: ClientFactory | None = getattr(module, fw.client_factory, None)
     if found is None:
-        pytest.skip(f"{module_name} has no {framework}_client yet")
+        unavailable(fw.name, f"{fw.client_module} has no {fw.client_factory}")
     return found
 
 
@@ -143,7 +134,6 @@ def contract(
 ) -> Iterator[tuple[TaskQueue, ContractClient]]:
     """``(tq, client)``: the framework's contract app over a copy of the seeded state."""
     make = factory(framework)
-    assert make is not None
     tq = copies()
     client = make(tq, admin_auth)
     try:

@@ -518,7 +518,6 @@ def every_client(
             except pytest.skip.Exception as why:
                 skipped.append(f"{fw}: {why}")
                 continue
-            assert make is not None
             tq = copies()
             clients[fw] = (tq, make(tq, admin_auth))
         if len(clients) < 2:

@@ -160,7 +160,7 @@ def test_a_worker_behind_keeps_its_leases_alive(
         end = time.monotonic() + 2.5
         while time.monotonic() < end:
             # a host with a good clock, passing its own time
-            result, _ = tq.broker.fetch(["default"], 1, _ms())
+            result, _ = tq.broker.fetch(["default"], 1, int(_ms()))
             assert result.deliveries == []
             time.sleep(0.25)
     finally:

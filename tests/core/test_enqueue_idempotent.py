@@ -63,7 +63,7 @@ def _cancelled(b: Broker, t: EnqueueItem) -> None:
 
 
 #: state -> (how to get there, deliveries of the task at T0 + 9 s after the re-send)
-STATES: dict[str, tuple[Callable[[Broker, EnqueueItem], None], int]] = {
+STATES: dict[str, tuple[Callable[[Broker, EnqueueItem], object], int]] = {
     "queued": (lambda b, t: b.enqueue([t], T0) and None, 1),
     "scheduled": (lambda b, t: b.enqueue([t], T0) and None, 1),
     "running": (_running, 0),  # its lease (until T0 + 10 s) still holds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 
 import pytest
@@ -18,7 +19,7 @@ async def test_results_and_exceptions_reach_their_futures() -> None:
             raise ValueError(f"bad {i}")
         return i * 2
 
-    futures = [runner.submit(lambda i=i: work(i)) for i in range(300)]
+    futures = [runner.submit(functools.partial(work, i)) for i in range(300)]
     done = await asyncio.gather(*futures, return_exceptions=True)
     for i, value in enumerate(done):
         if i % 7 == 0:

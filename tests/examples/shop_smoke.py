@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from taskq_core import TaskQueue
+from tests.frameworks import BY_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_projects"
 ADMIN_TOKEN = "smoke-admin-token"
@@ -97,7 +98,7 @@ def wait_until_serving(client: httpx.Client, server: Child, timeout: float) -> N
 
 
 def smoke(
-    example: str,
+    framework: str,
     server_argv: Sequence[str],
     tasks_module: str,
     *,
@@ -109,7 +110,8 @@ def smoke(
     worker_argv: Sequence[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> None:
-    """Run the example under ``server_argv`` and a worker of ``tasks_module:tq``; see above.
+    """Run ``framework``'s example (its directory: tests/frameworks.py) under ``server_argv``
+    and a worker of ``tasks_module:tq``; see above.
 
     ``worker_argv`` replaces ``taskq worker --app tasks_module:tq`` (the Flask and Django
     examples run their framework's command); ``extra_env`` adds variables to both processes.
@@ -117,7 +119,9 @@ def smoke(
     ``embedded=True`` runs no worker process: ``SHOP_EMBEDDED_WORKERS=1`` has the server's
     lifespan run one in its own loop, and stop it on SIGTERM.
     """
-    cwd = EXAMPLES / example
+    if framework not in BY_NAME:
+        raise AssertionError(f"{framework} is not in tests/frameworks.py: add its line there")
+    cwd = EXAMPLES / BY_NAME[framework].example
     env = {
         **os.environ,
         "TASKQ_BROKER_URL": redis_url,
@@ -141,10 +145,10 @@ def smoke(
                 "email": "ada@example.com",
                 "items": [{"sku": "tea", "qty": 2, "price_cents": 450}],
             },
-            headers={"X-Request-ID": f"smoke-{example}"},
+            headers={"X-Request-ID": f"smoke-{framework}"},
         )
         assert placed.status_code == 202, placed.text
-        assert placed.headers["x-request-id"] == f"smoke-{example}"
+        assert placed.headers["x-request-id"] == f"smoke-{framework}"
         task_id = placed.json()["task_id"]
 
         # wait on Redis for the worker to finish it (an event, not a poll) ...
@@ -159,7 +163,7 @@ def smoke(
         body = status.json()
         assert body["status"] == "succeeded"
         assert body["result"]["total_cents"] == 900
-        assert body["result"]["request_id"] == f"smoke-{example}"
+        assert body["result"]["request_id"] == f"smoke-{framework}"
 
         health = client.get("/tasks/health")
         assert health.status_code == 200, health.text

@@ -25,7 +25,7 @@ def test_the_document_validates(make_app: Callable[..., TaskQueue]) -> None:
     tq = make_app("memory")
     for public_read in (True, False):
         doc = RouteTable(tq, prefix="/tasks", public_read=public_read).openapi()
-        validate(doc)  # type: ignore[arg-type]
+        validate(doc)
     doc = RouteTable(tq).openapi()
     assert doc["openapi"] == "3.1.0"
     table = RouteTable(tq)

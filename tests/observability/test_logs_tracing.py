@@ -169,6 +169,7 @@ def test_enqueue_and_execution_spans_are_linked(
     assert process.parent.span_id == send.context.span_id
     assert inside.parent is not None
     assert inside.parent.span_id == process.context.span_id
+    assert process.attributes is not None
     assert process.attributes["messaging.destination.name"] == "default"
     failed = by_name["process t.boom"]
     assert failed.status.status_code == StatusCode.ERROR
@@ -229,6 +230,7 @@ def test_an_async_tasks_span_is_current_while_it_runs_and_only_then(
     for child, parent in ((send, request), (process, send), (inside, process)):
         assert child.parent is not None, child.name
         assert child.parent.span_id == parent.context.span_id, child.name
+    assert process.attributes is not None
     assert process.attributes["taskq.attempt"] == 1
     assert process.status.status_code != StatusCode.ERROR
     failed = by_name["process t.async_boom"]

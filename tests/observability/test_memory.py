@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from .conftest import Workers, wait_until
 RULE = LeakRule(min_samples=10, mb_per_hour=50, min_growth_mb=32)
 
 
-def trend(samples: list[int], every: float = 60.0) -> dict[str, object]:
+def trend(samples: list[int], every: float = 60.0) -> dict[str, Any]:
     t = MemoryTrend(window=3600, rule=RULE)
     for i, rss in enumerate(samples):
         t.add(i * every, rss, done=i * 10)

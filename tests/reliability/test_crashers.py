@@ -96,7 +96,8 @@ def enqueue(tq: TaskQueue, how: str) -> str:
 
 
 def finished(r: redis.Redis, prefix: str) -> set[str]:
-    return {raw.decode().split(":")[0] for raw in r.lrange(f"{prefix}:test:finished", 0, -1)}
+    raws = r.lrange(f"{prefix}:test:finished", 0, -1)
+    return {raw.decode().split(":")[0] for raw in raws if isinstance(raw, bytes)}
 
 
 def check_outcome(tq: TaskQueue, r: redis.Redis, prefix: str, crasher: str) -> dict[str, str]:
@@ -129,11 +130,15 @@ def test_a_crasher_under_the_supervisor_is_dead_lettered_and_stalls_nothing(
     crasher = enqueue(tq, how)
     began = time.monotonic()
     procs.start("--processes", "2")
+
+    def settled() -> bool:
+        state = tq.broker.get("default", crasher)
+        return len(finished(redis_client, prefix)) == ORDINARY and (
+            state is not None and state.state == "dead"
+        )
+
     took = wait_until(
-        lambda: (
-            len(finished(redis_client, prefix)) == ORDINARY
-            and tq.broker.get("default", crasher).state == "dead"
-        ),  # type: ignore[union-attr]
+        settled,
         SUPERVISED_BOUND + 30,
         "the ordinary tasks to finish and the crasher to be dead-lettered",
     )

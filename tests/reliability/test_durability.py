@@ -243,7 +243,7 @@ def test_a_full_redis_refuses_enqueues_with_broker_full_and_health_warns_before(
                 with pytest.raises(BrokerFull):
                     await big.enqueue_async(blob)
             finally:
-                await tq.broker.aclose()  # type: ignore[attr-defined]
+                await tq.broker.aclose()
 
         asyncio.run(async_enqueue())
 

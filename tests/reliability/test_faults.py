@@ -92,6 +92,7 @@ def tq(make_app: Callable[..., TaskQueue]) -> TaskQueue:
 def runs(r: redis.Redis, prefix: str, which: str) -> list[tuple[str, str]]:
     out = []
     for raw in r.lrange(f"{prefix}:test:{which}", 0, -1):
+        assert isinstance(raw, bytes)  # a client without decode_responses
         i, pid = raw.decode().split(":")
         out.append((i, pid))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -36,8 +37,9 @@ def rigs(tmp_path: Path) -> Iterator[list[Rig]]:
         rig.close()
 
 
-def make(rigs: list[Rig], tmp_path: Path, **options: float | bool | str) -> Rig:
-    rig = Rig(tmp_path, **{"lease": LEASE, "renew": RENEW, **options})  # type: ignore[arg-type]
+def make(rigs: list[Rig], tmp_path: Path, **options: Any) -> Rig:
+    """A Rig with this file's lease and renewal unless ``options`` (Rig's keywords) differ."""
+    rig = Rig(tmp_path, **{"lease": LEASE, "renew": RENEW, **options})
     rigs.append(rig)
     return rig
 

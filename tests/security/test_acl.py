@@ -52,7 +52,7 @@ def port() -> Iterator[int]:
     # DEBUG enabled, so that the ACL is what refuses it
     with redis_server("--enable-debug-command", "yes") as p:
         r = admin(p)
-        r.execute_command("ACL", "SETUSER", "taskq", *acl_rules())
+        r.execute_command("ACL", "SETUSER", "taskq", *acl_rules())  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         r.set("other-app:secret", "x")
         yield p
 
@@ -89,7 +89,7 @@ def test_taskq_works_through_the_documented_acl(port: int, tmp_path: Path) -> No
 
 def _attempt(r: redis.Redis, command: tuple[str, ...]) -> None:
     if command[0] != "SUBSCRIBE":
-        r.execute_command(*command)
+        r.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         return
     ps = r.pubsub()
     try:

@@ -14,7 +14,8 @@ import pytest
 
 from taskq_core import TaskQueue
 from taskq_core.brokers.base import EnqueueItem
-from taskq_core.message import MAX_DEPTH, BadMessage, Message, check_delivery, decode
+from taskq_core.message import BadMessage, Message, check_delivery, decode
+from taskq_core.validation import MAX_DEPTH
 
 NOW = 1_800_000_000_000
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -33,7 +34,7 @@ def port() -> Iterator[int]:
         yield p
 
 
-def taskq(*args: str, url: str, cwd: Path, **popen: object) -> subprocess.Popen[str]:
+def taskq(*args: str, url: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
     env.update(
         TASKQ_BROKER_URL=url,
@@ -45,7 +46,7 @@ def taskq(*args: str, url: str, cwd: Path, **popen: object) -> subprocess.Popen[
         cwd=cwd,
         env=env,
         text=True,
-        **popen,  # type: ignore[call-overload]
+        **popen,
     )
 
 

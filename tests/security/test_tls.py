@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import redis
+from redis.connection import SSLConnection
 
 from taskq_core import ConfigurationError, Settings, TaskQueue
+from taskq_core.brokers.redis import RedisBroker
 from taskq_core.http import Request
 from taskq_core.http.routes import RouteTable
 from taskq_core.tls import security_warnings
@@ -94,12 +96,15 @@ def test_enqueue_worker_and_health_over_tls(tls_server: tuple[int, dict[str, str
         assert handle.result(timeout=10) == 5
         health = RouteTable(tq).dispatch(Request("GET", "/health"))  # the probe's client
         assert health.status == 200, health.body
-        conn = tq.broker.client.connection_pool.get_connection()
+        broker = tq.broker
+        assert isinstance(broker, RedisBroker)
+        conn = broker.client.connection_pool.get_connection()
         try:
+            assert isinstance(conn, SSLConnection)
             assert conn.cert_reqs.name == "CERT_REQUIRED"  # verified by default
             assert conn.check_hostname is True
         finally:
-            tq.broker.client.connection_pool.release(conn)
+            broker.client.connection_pool.release(conn)
     finally:
         tq.close()
 

@@ -110,6 +110,7 @@ class Runs:
     def of(self, kind: str) -> dict[str, list[tuple[int, float]]]:
         out: dict[str, list[tuple[int, float]]] = {}
         for raw in self.client.lrange(f"{self.prefix}:test:{kind}", 0, -1):
+            assert isinstance(raw, bytes)  # a client without decode_responses
             key, pid, at = raw.decode().rsplit(":", 2)
             out.setdefault(key, []).append((int(pid), float(at)))
         return out

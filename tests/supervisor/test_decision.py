@@ -4,6 +4,7 @@ moves by hand. Every reading is a (time, Inputs) pair; nothing sleeps."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -75,7 +76,7 @@ class Run:
         self.step = step
         self.log: list[Decision] = []
 
-    def read(self, make: object) -> Decision:
+    def read(self, make: Inputs | Callable[[int], Inputs]) -> Decision:
         self.t += self.step
         inputs = make(self.p) if callable(make) else make
         d = self.scaler.decide(inputs, self.t)
@@ -270,7 +271,8 @@ def test_cluster_share_keeps_the_total_within_the_cluster_maximum() -> None:
     for rank in range(3):
         run = Run(replace(config, readings_up=1, cooldown_up=0), processes=1)
         for _ in range(20):
-            run.read(lambda p, rank=rank: replace(burst(p), supervisors=3, rank=rank))
+            # read() calls it at once: the loop variable needs no default-argument capture
+            run.read(lambda p: replace(burst(p), supervisors=3, rank=rank))
         total += run.p
     assert total == 10
     # a supervisor above its share after a new one joined goes down to it
@@ -320,8 +322,8 @@ def test_the_same_script_gives_the_same_decisions() -> None:
     def play() -> list[tuple[str, int, str]]:
         run = Run(cfg(readings_up=2, readings_down=2, cooldown_up=4, cooldown_down=8), 2)
         for ready, util, wait in script:
-            run.read(
-                lambda p, ready=ready, util=util, wait=wait: Inputs(
+            run.read(  # read() calls it at once: no default-argument capture needed
+                lambda p: Inputs(
                     processes=p,
                     concurrency=CONC,
                     queues=(QueueLoad("default", ready, 1.0, 1.0),),

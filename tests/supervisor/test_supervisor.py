@@ -35,7 +35,7 @@ FAST_WORKER = {"lease_seconds": 30.0, "renew_interval": 0.5, "grace_period": 5.0
 
 def stats(h: Harness, queue: str = "default") -> dict[str, int]:
     raw = h.client.hgetall(f"{h.prefix}:{{{queue}}}:stats")
-    return {k.decode(): int(v) for k, v in raw.items()}
+    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
 
 
 def exactly_once(h: Harness, keys: list[str]) -> dict[str, int]:
@@ -181,7 +181,7 @@ def test_scale_down_waits_for_the_running_task(
 def _hard_timeout_round(
     harness: Harness, kill_no: int, sibling_keys: tuple[str, str]
 ) -> dict[str, Any]:
-    kill = wait_until(
+    kill: dict[str, Any] = wait_until(
         lambda: len(harness.events("hard_timeout")) >= kill_no and harness.events("hard_timeout"),
         30,
         f"hard timeout #{kill_no}",

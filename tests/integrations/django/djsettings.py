@@ -24,7 +24,7 @@ def postgres_params() -> dict[str, Any] | None:
         import psycopg
     except ImportError:
         return None
-    params = {
+    params: dict[str, Any] = {
         "host": os.environ.get("TASKQ_TEST_PG_HOST", "127.0.0.1"),
         "port": int(os.environ.get("TASKQ_TEST_PG_PORT", "5432")),
         "user": os.environ.get("TASKQ_TEST_PG_USER", "postgres"),

@@ -19,7 +19,7 @@ def fail() -> None:
 
 
 @task(takes_context=True)
-def attempt(context: TaskContext, x: int) -> dict[str, Any]:
+def attempt(context: TaskContext[..., dict[str, Any]], x: int) -> dict[str, Any]:
     return {"attempt": context.attempt, "id": context.task_result.id, "x": x}
 
 

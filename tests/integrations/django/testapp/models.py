@@ -6,8 +6,10 @@ from django.db import models
 
 
 class Order(models.Model):
-    email = models.CharField(max_length=200)
-    paid = models.BooleanField(default=False)
+    # typed by hand: mypy runs without the django-stubs plugin (it would need Django set up)
+    id: int  # the AutoField Django adds
+    email: models.CharField[str, str] = models.CharField(max_length=200)
+    paid: models.BooleanField[bool, bool] = models.BooleanField(default=False)
 
     class Meta:
         app_label = "testapp"
