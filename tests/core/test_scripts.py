@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import pytest
 
 from taskq_core.brokers import scripts
 from taskq_core.brokers.base import EnqueueItem, Lease, Outcome, Settings
-from taskq_core.brokers.redis_plans import Plans, ScriptCall
+from taskq_core.brokers.redis_plans import Plan, Plans, ScriptCall
 from taskq_core.keys import QUEUE_KEY_NAMES, Keys, stored_suffix
 
 _HEADER = re.compile(
@@ -71,7 +72,7 @@ def calls() -> list[ScriptCall]:
         Outcome("a", "t2", 2, "retry", "task", b"{}", 10, b"{}"),
     ]
     leases = [Lease("a", "t1", 1)]
-    plan_list = [
+    plan_list: list[Plan[Any]] = [
         plans.enqueue(items, 0),
         plans.enqueue(items[:1], 0),  # one task due now: enqueue_one.lua
         plans.fetch(["a", "b"], 4, 0, outcomes, {"a": {"x": 1}}),
