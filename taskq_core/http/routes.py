@@ -218,6 +218,10 @@ def _given_form(name: str, spec: dict[str, Any]) -> str:
 def _check_json(name: str, value: Any, schema: dict[str, Any]) -> Any:
     kind = schema.get("type", "string")
     expected = {"integer": int, "boolean": bool, "string": str}[kind]
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        # JSON Schema counts 31.0 as an integer (the document promises what it says), and a
+        # JSON parser may hand one over as a float: the bounds below still apply
+        value = int(value)
     # bool is an int in Python, not in JSON
     if not isinstance(value, expected) or (kind == "integer" and isinstance(value, bool)):
         raise HttpError(400, f"field {name!r} must be a JSON {kind}")

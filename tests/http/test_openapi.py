@@ -98,6 +98,8 @@ def test_admin_bodies_the_document_allows_are_the_ones_the_handler_takes(
         {"all": True},
         {"all": True, "limit": 5},
         {"all": True, "id": []},
+        {"all": True, "limit": 5.0},  # an integer to JSON Schema
+        {"all": True, "limit": 5.5},
     ]
     for action in ("retry", "purge"):
         op = doc["paths"][f"/tasks/failed/{{queue}}/{action}"]["post"]
@@ -116,7 +118,7 @@ def test_admin_bodies_the_document_allows_are_the_ones_the_handler_takes(
             )
             assert answer.status in (200, 400), answer.body
             assert (answer.status == 200) == allowed, (action, body, answer.body)
-            if not allowed:
+            if not allowed and "limit" not in body:
                 assert b"give exactly one of id=[...] (one or more) or all=true" in answer.body
 
 
