@@ -131,3 +131,50 @@ class _AiohttpClient:
 
 def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _AiohttpClient(tq, auth)
+
+
+class _FalconAsgiClient:
+    """Falcon's ASGIConductor (which runs the app's lifespan) over a ``falcon.asgi.App`` with
+    ``taskq_falcon.install``, on a loop of its own driven request by request."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        import falcon.asgi
+        from falcon.testing import ASGIConductor
+
+        import taskq_falcon
+
+        app = falcon.asgi.App()
+        taskq_falcon.install(app, tq, prefix="/tasks", auth=auth)
+        self._loop = asyncio.new_event_loop()
+        self._conductor = ASGIConductor(app)
+        self._loop.run_until_complete(self._conductor.__aenter__())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        from urllib.parse import urlencode
+
+        r = self._loop.run_until_complete(
+            self._conductor.simulate_request(
+                method, path, query_string=urlencode(params or {}), headers=headers,
+                body=body or None,
+            )
+        )  # fmt: skip
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._conductor.__aexit__(None, None, None))
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+def falcon_asgi_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _FalconAsgiClient(tq, auth)

@@ -22,8 +22,18 @@ from taskq_core import Task, TaskQueue
 from taskq_core.http import Request
 from tests.contract.client import ClientFactory, ContractClient, close
 
-#: the five frameworks, FastAPI riding on Starlette's pieces
-FRAMEWORKS = ("flask", "django", "starlette", "fastapi", "aiohttp", "litestar")
+#: the frameworks, FastAPI riding on Starlette's pieces, Falcon in both of its flavours
+FRAMEWORKS = (
+    "flask",
+    "django",
+    "starlette",
+    "fastapi",
+    "aiohttp",
+    "litestar",
+    "falcon",
+    "falcon_asgi",
+    "tornado",
+)
 _MODULES = {
     "flask": ("tests.contract.clients_wsgi", "flask"),
     "django": ("tests.contract.clients_wsgi", "django"),
@@ -31,6 +41,9 @@ _MODULES = {
     "fastapi": ("tests.contract.clients_asgi", "fastapi"),
     "aiohttp": ("tests.contract.clients_asgi", "aiohttp"),
     "litestar": ("tests.contract.clients_asgi", "litestar"),
+    "falcon": ("tests.contract.clients_wsgi", "falcon"),
+    "falcon_asgi": ("tests.contract.clients_asgi", "falcon"),
+    "tornado": ("tests.contract.clients_asgi", "tornado"),
 }
 
 ADMIN_TOKEN = "contract-secret"
