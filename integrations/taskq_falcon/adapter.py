@@ -26,8 +26,9 @@ from taskq_core.wsgi import WorkerThread, send_held
 
 log = logging.getLogger("taskq.falcon")
 
-#: one embedded worker thread per TaskQueue in this process (WSGI), shared by every install
-_threads: weakref.WeakKeyDictionary[TaskQueue, WorkerThread] = weakref.WeakKeyDictionary()
+#: the embedded worker threads of this process's WSGI installs (one per TaskQueue, shared
+#: by every install of it), for the gunicorn hooks; each app keeps its own alive
+_threads: weakref.WeakSet[WorkerThread] = weakref.WeakSet()
 
 
 class TaskqMiddleware:
@@ -50,6 +51,8 @@ class TaskqMiddleware:
         # built (and so validated) now: a bad count fails at import, not at server start
         self._spec = EmbeddedWorkers(tq, embedded_workers, queues=queues, concurrency=concurrency)
         self._pool: EmbeddedWorkers | None = None
+        #: WSGI: the embedded worker thread, held here so that it lives as long as the app
+        self.thread: WorkerThread | None = None
 
     @property
     def workers(self) -> list[Worker]:
@@ -131,10 +134,14 @@ class TaskqFalcon:
     """What :func:`install` returns: the route table, the middleware and, for a WSGI app,
     the embedded worker thread."""
 
-    def __init__(self, table: RouteTable, middleware: TaskqMiddleware, thread: Any) -> None:
+    def __init__(self, table: RouteTable, middleware: TaskqMiddleware) -> None:
         self.table = table
         self.middleware = middleware
-        self.thread: WorkerThread | None = thread
+
+    @property
+    def thread(self) -> WorkerThread | None:
+        """WSGI: the embedded worker thread (None without embedded workers, and in ASGI)."""
+        return self.middleware.thread
 
     @property
     def workers(self) -> list[Worker]:
@@ -184,25 +191,21 @@ def install(
     )
     is_asgi = isinstance(app, falcon.asgi.App)
     middleware = TaskqMiddleware(
-        tq,
-        defer=defer,
-        embedded_workers=embedded_workers if is_asgi else 0,
-        queues=queues,
-        concurrency=concurrency,
+        tq, defer=defer, embedded_workers=embedded_workers, queues=queues, concurrency=concurrency
     )
     # the bare prefix too, and nothing that merely starts like it (/tasksfoo)
     pattern = re.compile(re.escape(table.prefix) + r"(?P<taskq_path>/.*)?\Z", re.DOTALL)
-    thread = None
     if is_asgi:
         app.add_sink(_async_sink(table), pattern)
     else:
         app.add_sink(_sync_sink(table), pattern)
-        thread = _threads.get(tq)
-        if thread is None or thread.count == 0:
+        thread = next((t for t in _threads if t.tq is tq), None)
+        if thread is None and embedded_workers:
             thread = WorkerThread(tq, embedded_workers, queues=queues, concurrency=concurrency)
-            _threads[tq] = thread
+            _threads.add(thread)
+        middleware.thread = thread
     app.add_middleware(middleware)
-    return TaskqFalcon(table, middleware, thread)
+    return TaskqFalcon(table, middleware)
 
 
 def _core_request(req: Any, path: str, headers: dict[str, str], body: bytes) -> CoreRequest:
@@ -260,12 +263,12 @@ def post_worker_init(worker: object) -> None:
     """gunicorn hook (``post_worker_init = taskq_falcon.post_worker_init`` in
     gunicorn.conf.py): start the embedded workers of every WSGI install in this worker
     process, after the fork and before it serves a request; the master runs none."""
-    for thread in list(_threads.values()):
+    for thread in list(_threads):
         thread.start()
 
 
 def worker_exit(server: object, worker: object) -> None:
     """gunicorn hook (``worker_exit = taskq_falcon.worker_exit``): stop them when the worker
     process exits (running tasks get the grace period; atexit would do it too)."""
-    for thread in list(_threads.values()):
+    for thread in list(_threads):
         thread.stop()
