@@ -247,6 +247,8 @@ def _async_sink(table: RouteTable) -> Any:
         ws: object = None,
         taskq_path: str | None = None,
     ) -> None:
+        if ws is not None:
+            return  # taskq has no WebSocket route: Falcon closes the connection
         path, headers = taskq_path or "/", _lower(req)
         limit = table.read_limit(req.method, path, headers)
         body = await read_body_async(req.stream, limit)

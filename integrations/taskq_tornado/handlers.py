@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -120,7 +121,7 @@ def routes(
         public_read=public_read,
         expose_private=None if expose_private is None else tuple(expose_private),
     )
-    return [(table.prefix.replace(".", r"\.") + r"(/.*)?", TaskqHandler, {"table": table})]
+    return [(re.escape(table.prefix) + r"(/.*)?", TaskqHandler, {"table": table})]
 
 
 class TaskqRequestHandler(tornado.web.RequestHandler):

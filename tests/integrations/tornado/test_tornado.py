@@ -218,3 +218,22 @@ def test_missing_tornado_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingExtra, match=r"pip install 'taskq\[tornado\]'"):
         importlib.import_module("taskq_tornado")
+
+
+async def test_held_tasks_that_cannot_be_sent_turn_the_response_into_a_500(
+    make_app: Callable[..., TaskQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tq = make_app()
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(tq.broker, "enqueue_async", refuse)
+    async with served(shop(tq, defer=True)) as client:
+        response = await client.post("/orders/a", headers={"X-Request-ID": "lost"})
+    # not a 200 with a task id for a task that was never queued
+    assert response.status_code == 500
+    assert "task_id" not in response.text
+    assert response.headers["x-request-id"] == "lost"
+    assert ready(tq) == 0
+    await tq.aclose()
