@@ -22,7 +22,7 @@
   module:tq``). ASGI: started by the lifespan's startup event in the server's loop, stopped
   at shutdown. WSGI: a background thread, started when the process starts serving: under
   gunicorn by the :func:`post_worker_init` hook (in each worker, after the fork, never in
-  the master), elsewhere by ``handle.start_workers()``; stopped by :func:`worker_exit` or
+  the master), elsewhere by ``install(...).start_workers()``; stopped by :func:`worker_exit` or
   at interpreter exit.
 
 Installing twice is harmless: a second middleware of the same TaskQueue passes requests
@@ -38,6 +38,6 @@ try:
 except ImportError as exc:
     raise MissingExtra("taskq_falcon", "falcon") from exc
 
-from .adapter import TaskqFalcon, TaskqMiddleware, install, post_worker_init, worker_exit
+from .adapter import TaskqMiddleware, install, post_worker_init, worker_exit
 
-__all__ = ["TaskqFalcon", "TaskqMiddleware", "install", "post_worker_init", "worker_exit"]
+__all__ = ["TaskqMiddleware", "install", "post_worker_init", "worker_exit"]

@@ -3,7 +3,6 @@ flavours of Falcon (the WSGI ``falcon.App`` and the ASGI ``falcon.asgi.App``).""
 
 from __future__ import annotations
 
-import logging
 import re
 import weakref
 from collections.abc import Sequence
@@ -23,8 +22,6 @@ from taskq_core.http.access import read_body, read_body_async
 from taskq_core.http.routes import RouteTable
 from taskq_core.web import RequestScope, active_scope
 from taskq_core.wsgi import WorkerThread, send_held
-
-log = logging.getLogger("taskq.falcon")
 
 #: the embedded worker threads of this process's WSGI installs (one per TaskQueue, shared
 #: by every install of it), for the gunicorn hooks; each app keeps its own alive
@@ -53,11 +50,26 @@ class TaskqMiddleware:
         self._pool: EmbeddedWorkers | None = None
         #: WSGI: the embedded worker thread, held here so that it lives as long as the app
         self.thread: WorkerThread | None = None
+        #: the route table of the sink that :func:`install` added with this middleware
+        self.table: RouteTable | None = None
 
     @property
     def workers(self) -> list[Worker]:
-        """The embedded workers of an ASGI app, while it runs."""
+        """The embedded workers running now (either flavour)."""
+        if self.thread is not None:
+            return self.thread.workers
         return self._pool.workers if self._pool is not None else []
+
+    def start_workers(self) -> None:
+        """WSGI: start the embedded worker thread now, in the serving process (gunicorn:
+        :func:`post_worker_init` does it). An ASGI app starts its workers at startup."""
+        if self.thread is not None:
+            self.thread.start()
+
+    def stop_workers(self) -> None:
+        """WSGI: stop the embedded workers (running tasks get the grace period)."""
+        if self.thread is not None:
+            self.thread.stop()
 
     def _open(self, req: falcon.Request | falcon.asgi.Request) -> None:
         outer = active_scope()
@@ -130,36 +142,6 @@ class TaskqMiddleware:
             await self.tq.aclose()  # redis-py's asyncio connections belong to this loop
 
 
-class TaskqFalcon:
-    """What :func:`install` returns: the route table, the middleware and, for a WSGI app,
-    the embedded worker thread."""
-
-    def __init__(self, table: RouteTable, middleware: TaskqMiddleware) -> None:
-        self.table = table
-        self.middleware = middleware
-
-    @property
-    def thread(self) -> WorkerThread | None:
-        """WSGI: the embedded worker thread (None without embedded workers, and in ASGI)."""
-        return self.middleware.thread
-
-    @property
-    def workers(self) -> list[Worker]:
-        """The embedded workers running now (either flavour)."""
-        return self.thread.workers if self.thread is not None else self.middleware.workers
-
-    def start_workers(self) -> None:
-        """WSGI: start the embedded worker thread now, in the serving process (gunicorn:
-        use :func:`post_worker_init` instead). ASGI apps start theirs at startup."""
-        if self.thread is not None:
-            self.thread.start()
-
-    def stop_workers(self) -> None:
-        """WSGI: stop the embedded workers (running tasks get the grace period)."""
-        if self.thread is not None:
-            self.thread.stop()
-
-
 def install(
     app: falcon.App[Any, Any],
     tq: TaskQueue,
@@ -172,8 +154,9 @@ def install(
     expose_private: Sequence[str] | None = None,
     queues: list[str] | None = None,
     concurrency: int | None = None,
-) -> TaskqFalcon:
-    """Add taskq's routes (a sink under ``prefix``) and :class:`TaskqMiddleware` to ``app``.
+) -> TaskqMiddleware:
+    """Add taskq's routes (a sink under ``prefix``) and :class:`TaskqMiddleware` to ``app``;
+    return the middleware (its ``table``, ``workers``, ``start_workers()``...).
 
     ``auth(request) -> bool`` decides who may use the routes that change state (retry,
     purge, cancel) and the read routes that can carry private data (results, errors, hosts,
@@ -204,8 +187,9 @@ def install(
             thread = WorkerThread(tq, embedded_workers, queues=queues, concurrency=concurrency)
             _threads.add(thread)
         middleware.thread = thread
+    middleware.table = table
     app.add_middleware(middleware)
-    return TaskqFalcon(table, middleware)
+    return middleware
 
 
 def _core_request(req: Any, path: str, headers: dict[str, str], body: bytes) -> CoreRequest:

@@ -34,7 +34,7 @@ def shop(
     twice: bool = False,
     workers: int = 0,
     auth: Any = None,
-) -> tuple[Any, taskq_falcon.TaskqFalcon]:
+) -> tuple[Any, taskq_falcon.TaskqMiddleware]:
     """An app whose ``/orders/{kind}`` enqueues ``echo`` then answers, fails or raises as
     told (``?status=``, ``?then=raise``, ``?then=bad``)."""
 
