@@ -159,10 +159,12 @@ class TaskqRequestHandler(tornado.web.RequestHandler):
         rs = self._taskq_scope
         if self._taskq_release is not None:
             return self._taskq_release  # Tornado's own finish() after the handler's
-        if rs is None or self._headers_written:
+        if rs is None:
             return super().finish(chunk)
         if self.get_status() >= 400:
             rs.succeeded = False  # 4xx too: a request refused must not leave work behind
+        if self._headers_written:
+            return super().finish(chunk)  # flushed early: held tasks go when the scope ends
         if "X-Request-ID" not in self._headers:
             self.set_header("X-Request-ID", rs.correlation_id)
         if not (rs.succeeded and rs.pending):
