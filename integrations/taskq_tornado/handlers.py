@@ -153,9 +153,9 @@ class TaskqRequestHandler(tornado.web.RequestHandler):
                 await self._taskq_release  # the held tasks, then the response, went out
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> asyncio.Future[None]:
-        """Before the response goes out: the id echoed, and held tasks sent (status below
-        400) or dropped; the response waits for them (a client reading a task id from it
-        finds the task queued)."""
+        """Before the response ends: the id echoed (unless flushed already), and held tasks
+        sent (status below 400) or dropped; the response waits for them (a client reading a
+        task id from it finds the task queued)."""
         rs = self._taskq_scope
         if self._taskq_release is not None:
             return self._taskq_release  # Tornado's own finish() after the handler's
@@ -163,9 +163,7 @@ class TaskqRequestHandler(tornado.web.RequestHandler):
             return super().finish(chunk)
         if self.get_status() >= 400:
             rs.succeeded = False  # 4xx too: a request refused must not leave work behind
-        if self._headers_written:
-            return super().finish(chunk)  # flushed early: held tasks go when the scope ends
-        if "X-Request-ID" not in self._headers:
+        if not self._headers_written and "X-Request-ID" not in self._headers:
             self.set_header("X-Request-ID", rs.correlation_id)
         if not (rs.succeeded and rs.pending):
             return super().finish(chunk)
@@ -181,9 +179,10 @@ class TaskqRequestHandler(tornado.web.RequestHandler):
             # a 500 rather than a success for work that was never queued
             log.exception("taskq: sending the tasks this request held failed")
             rs.succeeded = False
-            self.clear()
-            self.set_status(500)
-            self.set_header("X-Request-ID", rs.correlation_id)
+            if not self._headers_written:  # after an early flush the status is gone
+                self.clear()
+                self.set_status(500)
+                self.set_header("X-Request-ID", rs.correlation_id)
         try:
             await super().finish()
         except StreamClosedError:

@@ -48,6 +48,10 @@ def shop(tq: TaskQueue, *, defer: bool = False, auth: Any = None) -> tornado.web
             if then == "bad":
                 raise tornado.web.HTTPError(400)
             self.set_status(int(self.get_query_argument("status", "200")))
+            if then == "flush":  # headers out before the handler ends
+                self.write({"task_id": handle.id})
+                await self.flush()
+                return
             if then == "await-finish":
                 await self.finish({"task_id": handle.id})  # must not wait on itself
                 return
@@ -236,4 +240,20 @@ async def test_held_tasks_that_cannot_be_sent_turn_the_response_into_a_500(
     assert "task_id" not in response.text
     assert response.headers["x-request-id"] == "lost"
     assert ready(tq) == 0
+    await tq.aclose()
+
+
+async def test_after_an_early_flush_held_tasks_follow_the_status(
+    make_app: Callable[..., TaskQueue],
+) -> None:
+    tq = make_app()
+    async with served(shop(tq, defer=True)) as client:
+        failed = await client.post("/orders/a?then=flush&status=500")
+        assert failed.status_code == 500
+        ok = await client.post("/orders/b?then=flush")
+        assert ok.status_code == 200
+    # the headers went out first; the response still ended only once the tasks were sent
+    # (status 200) or dropped (500)
+    assert ready(tq) == 1
+    assert await tq.handle(ok.json()["task_id"]).status_async() == "queued"
     await tq.aclose()
