@@ -101,9 +101,11 @@ class TaskqMiddleware:
         """Send or drop the held tasks before the response goes out; close the scope."""
         rs = self._finishing(req, resp, req_succeeded)
         if rs is not None:
-            if rs.succeeded and rs.pending:
-                send_held(rs)
-            rs.__exit__(None, None, None)
+            try:
+                if rs.succeeded and rs.pending:
+                    send_held(rs)  # if it fails, Falcon answers 500: no success for lost work
+            finally:
+                rs.__exit__(None, None, None)  # the thread serves other requests next
 
     async def process_request_async(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
@@ -121,9 +123,11 @@ class TaskqMiddleware:
         """Send or drop the held tasks before the response starts; close the scope."""
         rs = self._finishing(req, resp, req_succeeded)
         if rs is not None:
-            if rs.succeeded and rs.pending:
-                await async_send.send_held(rs)
-            await rs.__aexit__(None, None, None)
+            try:
+                if rs.succeeded and rs.pending:
+                    await async_send.send_held(rs)
+            finally:
+                await rs.__aexit__(None, None, None)
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         """ASGI lifespan startup: start the embedded workers in the server's loop."""

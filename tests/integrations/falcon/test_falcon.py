@@ -187,6 +187,9 @@ class _Sync:
     async def simulate_get(self, path: str, **kwargs: Any) -> Any:
         return self._client.simulate_get(path, **kwargs)
 
+    async def simulate_post(self, path: str, **kwargs: Any) -> Any:
+        return self._client.simulate_post(path, **kwargs)
+
 
 def test_wsgi_embedded_workers_start_when_serving_starts_and_stop(
     make_app: Callable[..., TaskQueue],
@@ -262,3 +265,33 @@ def test_missing_falcon_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingExtra, match=r"pip install 'taskq\[falcon\]'"):
         importlib.import_module("taskq_falcon")
+
+
+@pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
+async def test_held_tasks_that_cannot_be_sent_turn_the_response_into_a_500(
+    make_app: Callable[..., TaskQueue], monkeypatch: pytest.MonkeyPatch, flavour: str
+) -> None:
+    tq = make_app()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("redis went away")
+
+    async def refuse_async(*args: object, **kwargs: object) -> None:
+        refuse()
+
+    app, _ = shop(tq, asgi=flavour == "asgi", defer=True)
+    with monkeypatch.context() as m:
+        m.setattr(tq.broker, "enqueue", refuse)
+        m.setattr(tq.broker, "enqueue_async", refuse_async)
+        async with ASGIConductor(app) if flavour == "asgi" else _Sync(app) as client:
+            lost = await client.simulate_post("/orders/a", headers={"X-Request-ID": "lost"})
+    # not a success with a task id for a task that was never queued
+    assert lost.status_code == 500
+    assert "task_id" not in lost.text
+    # and the scope was closed all the same: the next request gets its own
+    async with ASGIConductor(app) if flavour == "asgi" else _Sync(app) as client:
+        ok = await client.simulate_post("/orders/b", headers={"X-Request-ID": "next"})
+    assert ok.status_code == 200
+    assert ok.headers["x-request-id"] == "next"
+    assert ready(tq) == 1
+    await tq.aclose()
