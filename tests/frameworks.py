@@ -68,6 +68,9 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("fastapi", "fastapi", "taskq_starlette", _ASGI, "fastapi_client", "starlette", "fastapi", "uvicorn", "fastapi"),  # noqa: E501
     Framework("aiohttp", "aiohttp", "taskq_aiohttp", _ASGI, "aiohttp_client", "aiohttp", "aiohttp", "aiohttp", "aiohttp"),  # noqa: E501
     Framework("litestar", "litestar", "taskq_litestar", _ASGI, "litestar_client", "litestar", "litestar", "uvicorn", "litestar"),  # noqa: E501
+    Framework("falcon", "falcon", "taskq_falcon", _WSGI, "falcon_client", "falcon", "falcon", "gunicorn", "falcon"),  # noqa: E501
+    Framework("falcon_asgi", "falcon", "taskq_falcon", _ASGI, "falcon_asgi_client", "falcon", "falcon", "uvicorn", "falcon"),  # noqa: E501
+    Framework("tornado", "tornado", "taskq_tornado", _ASGI, "tornado_client", "tornado", "tornado", "tornado", "tornado"),  # noqa: E501
 )  # fmt: skip
 
 BY_NAME: dict[str, Framework] = {f.name: f for f in FRAMEWORKS}

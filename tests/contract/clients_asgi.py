@@ -131,3 +131,114 @@ class _AiohttpClient:
 
 def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _AiohttpClient(tq, auth)
+
+
+class _FalconAsgiClient:
+    """Falcon's ASGIConductor (which runs the app's lifespan) over a ``falcon.asgi.App`` with
+    ``taskq_falcon.install``, on a loop of its own driven request by request."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        import falcon.asgi
+        from falcon.testing import ASGIConductor
+
+        import taskq_falcon
+
+        app = falcon.asgi.App()
+        taskq_falcon.install(app, tq, prefix="/tasks", auth=auth)
+        self._loop = asyncio.new_event_loop()
+        self._conductor = ASGIConductor(app)
+        self._loop.run_until_complete(self._conductor.__aenter__())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        from urllib.parse import urlencode
+
+        r = self._loop.run_until_complete(
+            self._conductor.simulate_request(
+                method, path, query_string=urlencode(params or {}), headers=headers,
+                body=body or None,
+            )
+        )  # fmt: skip
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._conductor.__aexit__(None, None, None))
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+def falcon_asgi_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _FalconAsgiClient(tq, auth)
+
+
+class _TornadoClient:
+    """A real Tornado server on a free port, its IOLoop in a thread of its own (inside
+    ``taskq_tornado.serving``), driven over HTTP by httpx."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        import threading
+
+        import httpx
+
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, args=(tq, auth), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30), "the Tornado server did not start"
+        self._client = httpx.Client(base_url=f"http://127.0.0.1:{self._port}", timeout=30)
+
+    def _run(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        self._loop.run_until_complete(self._serve(tq, auth))
+        self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        self._loop.close()
+
+    async def _serve(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        import tornado.web
+        from tornado.httpserver import HTTPServer
+        from tornado.netutil import bind_sockets
+
+        import taskq_tornado
+
+        app = tornado.web.Application(taskq_tornado.routes(tq, prefix="/tasks", auth=auth))
+        sockets = bind_sockets(0, "127.0.0.1")
+        self._port = sockets[0].getsockname()[1]
+        self._stop = asyncio.Event()
+        async with taskq_tornado.serving(tq):
+            server = HTTPServer(app)
+            server.add_sockets(sockets)
+            self._ready.set()
+            await self._stop.wait()
+            server.stop()
+            await server.close_all_connections()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = self._client.request(method, path, params=params, headers=headers, content=body or None)
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def close(self) -> None:
+        self._client.close()
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+def tornado_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _TornadoClient(tq, auth)
