@@ -15,7 +15,7 @@ pytest.importorskip("falcon")
 pytest.importorskip("httpx")
 
 from taskq_core import TaskQueue
-from taskq_core.observability.cluster import decode_records
+from taskq_core.observability.heartbeat import decode_records
 from tests.examples.shop_smoke import ADMIN_TOKEN, EXAMPLES, free_port, process, smoke
 
 

@@ -87,7 +87,7 @@ def test_admin_bodies_the_document_allows_are_the_ones_the_handler_takes(
     tq = make_app("memory")
     table = RouteTable(tq, auth=lambda request: True)
     doc = table.openapi()
-    bodies = [
+    bodies: list[dict[str, object]] = [
         {},
         {"all": False},
         {"id": []},
