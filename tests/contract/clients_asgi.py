@@ -131,3 +131,77 @@ class _AiohttpClient:
 
 def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _AiohttpClient(tq, auth)
+
+
+class _LoopClient:
+    """Drives an async test client, on a loop of its own, from the (sync) contract tests."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
+
+    async def _stop(self) -> None:
+        """Run the app's shutdown."""
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._stop())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+class _QuartClient(_LoopClient):
+    """Quart's test app (before_serving/after_serving run) and its test client."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        from quart import Quart
+
+        from taskq_quart import TaskQ
+
+        super().__init__()
+        app = Quart("contract_quart")
+        TaskQ(app, tq, prefix="/tasks", auth=auth)
+        self._app: Any = app.test_app()
+        self._loop.run_until_complete(self._app.startup())
+        self._client = self._app.test_client()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = await self._client.open(
+            path, method=method, query_string=params, headers=headers, data=body or None
+        )
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, await r.get_data()
+
+    async def _stop(self) -> None:
+        await self._app.shutdown()
+
+
+def quart_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _QuartClient(tq, auth)

@@ -22,8 +22,8 @@ from taskq_core import Task, TaskQueue
 from taskq_core.http import Request
 from tests.contract.client import ClientFactory, ContractClient, close
 
-#: the five frameworks, FastAPI riding on Starlette's pieces
-FRAMEWORKS = ("flask", "django", "starlette", "fastapi", "aiohttp", "litestar")
+#: the frameworks, FastAPI riding on Starlette's pieces
+FRAMEWORKS = ("flask", "django", "starlette", "fastapi", "aiohttp", "litestar", "quart", "sanic")
 _MODULES = {
     "flask": ("tests.contract.clients_wsgi", "flask"),
     "django": ("tests.contract.clients_wsgi", "django"),
@@ -31,6 +31,8 @@ _MODULES = {
     "fastapi": ("tests.contract.clients_asgi", "fastapi"),
     "aiohttp": ("tests.contract.clients_asgi", "aiohttp"),
     "litestar": ("tests.contract.clients_asgi", "litestar"),
+    "quart": ("tests.contract.clients_asgi", "quart"),
+    "sanic": ("tests.contract.clients_asgi", "sanic"),
 }
 
 ADMIN_TOKEN = "contract-secret"
