@@ -1,5 +1,5 @@
-"""Contract clients for Starlette, FastAPI, aiohttp and Litestar, each through its own test
-client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
+"""Contract clients for Starlette, FastAPI, aiohttp, Litestar, Quart and Sanic, each through its
+own test client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
 
 from __future__ import annotations
 
@@ -208,24 +208,27 @@ def quart_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
 
 
 class _SanicClient(_LoopClient):
-    """sanic-testing's ASGI client (the official one): it runs the server listeners around
-    each request. ASGI rather than Sanic's own server, whose parser refuses a method it does
-    not know before any application sees it (as aiohttp's): the example's smoke test runs
-    the real server."""
+    """The app under Sanic's own server (sanic-testing's ReusableClient: the listeners run
+    once, at start and stop), over a real loopback connection."""
 
     def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
         import uuid
 
+        import httpx
         from sanic import Sanic
-        from sanic_testing.testing import SanicASGITestClient
+        from sanic_testing.reusable import ReusableClient
 
         from taskq_sanic import TaskQ
+        from tests.examples.shop_smoke import free_port
 
         super().__init__()
         # Sanic keeps a registry of apps by name: one name per app
         app = Sanic(f"contract_{uuid.uuid4().hex[:12]}")
         TaskQ(app, tq, prefix="/tasks", auth=auth)
-        self._client = SanicASGITestClient(app)
+        port = free_port()
+        self._server = ReusableClient(app, port=port, loop=self._loop)
+        self._server.run()
+        self._http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
 
     async def _request(
         self,
@@ -235,13 +238,17 @@ class _SanicClient(_LoopClient):
         headers: dict[str, str] | None,
         body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
-        _, r = await self._client.request(
+        r = await self._http.request(
             method, path, params=params, headers=headers, content=body or None
         )
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
 
-    async def _stop(self) -> None:
-        await self._client.aclose()
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._http.aclose())
+            self._server.stop()
+        finally:
+            super().close()
 
 
 def sanic_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
