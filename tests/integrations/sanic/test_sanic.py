@@ -154,9 +154,10 @@ def test_routes_answer_under_the_prefix(make_app: Callable[..., TaskQueue]) -> N
     assert wrong.status_code == odd.status_code == 405
     assert odd.headers["allow"] == "GET, HEAD"
     assert odd.headers["content-type"].startswith("application/json")
-    # outside the prefix Sanic answers as it does
+    # outside the prefix Sanic answers as it does, through the scope all the same
     assert elsewhere.status_code in (404, 405)
     assert "allow" not in elsewhere.headers or elsewhere.headers["allow"] != "GET, HEAD"
+    assert elsewhere.headers["x-request-id"]
 
 
 def test_auth_gets_the_sanic_request(make_app: Callable[..., TaskQueue]) -> None:
