@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.constants import HTTP_METHODS
+from sanic.exceptions import ServerError
 from sanic.response import BaseHTTPResponse
 
 from taskq_core import TaskQueue, Worker
@@ -146,22 +147,32 @@ class TaskQ:
         scope.__enter__()
         request.ctx.taskq_scope = scope
 
-    async def _finish(self, request: Request, response: BaseHTTPResponse) -> None:
+    async def _finish(self, request: Request, response: BaseHTTPResponse) -> HTTPResponse | None:
         scope: RequestScope | None = getattr(request.ctx, "taskq_scope", None)
         if scope is None:
-            return
+            return None
         request.ctx.taskq_scope = None
         if request.uri_template is not None:
             scope.route = request.uri_template
+        replaced: HTTPResponse | None = None
         try:
             if response.status >= 400:
                 # 4xx too: a request refused for bad input must not leave work behind
                 scope.succeeded = False
             elif scope.pending:
                 await send_held(scope)  # before the response goes out
+        except Exception:
+            # Sanic logs what a response middleware raises and sends the response anyway:
+            # a success for work never queued. Answer 500 instead, as the other adapters do
+            log.exception("could not send the tasks held by %s %s", request.method, request.path)
+            scope.succeeded = False
+            replaced = response = request.app.error_handler.default(
+                request, ServerError("The tasks of this request could not be queued.")
+            )
         finally:
             await scope.__aexit__(None, None, None)
         response.headers.setdefault("X-Request-ID", scope.correlation_id)
+        return replaced
 
     # -- the listeners
 

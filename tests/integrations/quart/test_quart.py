@@ -78,6 +78,24 @@ async def test_deferred_enqueues_of_a_failed_request_are_dropped(
     assert tq.broker.read_counters("routes") == {"/orders/<kind>": 2}
 
 
+async def test_a_deferred_send_that_fails_never_answers_a_success(
+    make_app: Callable[..., TaskQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    tq = make_app()
+    app = shop(tq, TaskQ(tq=tq, defer=True))
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(tq.broker, "enqueue_async", down)
+    async with app.test_app() as test_app:
+        # it leaves the app before the response starts: the ASGI server answers 500
+        with pytest.raises(redis.ConnectionError):
+            await test_app.test_client().post("/orders/a")
+
+
 async def test_routes_answer_under_the_prefix(make_app: Callable[..., TaskQueue]) -> None:
     tq = make_app()
     app = shop(tq, TaskQ(tq=tq, prefix="/ops/tasks"))

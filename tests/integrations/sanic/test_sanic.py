@@ -135,6 +135,27 @@ def test_the_status_another_response_middleware_sets_decides(
     assert [q.ready for q in tq.broker.queue_info(["default"])] == [1]
 
 
+def test_a_deferred_send_that_fails_turns_the_response_into_a_500(
+    make_app: Callable[..., TaskQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    tq = make_app()
+    app = shop(tq, TaskQ(tq=tq, defer=True))
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(tq.broker, "enqueue_async", down)
+    with Served(app) as served:
+        response = served.request("POST", "/orders/a", headers={"X-Request-ID": "down-1"})
+    # not a 201 for work that was never queued (Sanic itself would log the error and send it)
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "down-1"
+    assert "task_id" not in response.text
+    assert "Redis went away" not in response.text
+
+
 def test_routes_answer_under_the_prefix(make_app: Callable[..., TaskQueue]) -> None:
     tq = make_app()
     with Served(shop(tq, TaskQ(tq=tq, prefix="/ops/tasks"))) as served:
