@@ -1,4 +1,5 @@
-"""The request scope as plain ASGI, shared by the Starlette (and FastAPI) and Litestar adapters.
+"""The request scope as plain ASGI, shared by the Starlette (and FastAPI), Litestar and Quart
+adapters.
 
 No framework is imported: :func:`run_in_request_scope` wraps one ASGI ``http`` call in a
 :class:`~taskq_core.web.RequestScope` and watches the ``http.response.start`` message go by:

@@ -1,4 +1,5 @@
-"""Workers embedded in an async web server's event loop (Starlette, FastAPI, aiohttp, Litestar).
+"""Workers embedded in an async web server's event loop (Starlette, FastAPI, aiohttp, Litestar,
+Quart, Sanic).
 
 Off by default: production runs ``taskq worker`` processes. For small deployments and
 development, ``EmbeddedWorkers(tq, 2)`` runs two workers as asyncio tasks of the server's own

@@ -71,6 +71,8 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("falcon", "falcon", "taskq_falcon", _WSGI, "falcon_client", "falcon", "falcon", "gunicorn", "falcon"),  # noqa: E501
     Framework("falcon_asgi", "falcon", "taskq_falcon", _ASGI, "falcon_asgi_client", "falcon", "falcon", "uvicorn", "falcon"),  # noqa: E501
     Framework("tornado", "tornado", "taskq_tornado", _ASGI, "tornado_client", "tornado", "tornado", "tornado", "tornado"),  # noqa: E501
+    Framework("quart", "quart", "taskq_quart", _ASGI, "quart_client", "quart", "quart", "hypercorn", "quart"),  # noqa: E501
+    Framework("sanic", "sanic", "taskq_sanic", _ASGI, "sanic_client", "sanic", "sanic", "sanic", "sanic"),  # noqa: E501
 )  # fmt: skip
 
 BY_NAME: dict[str, Framework] = {f.name: f for f in FRAMEWORKS}

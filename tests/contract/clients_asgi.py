@@ -1,5 +1,5 @@
-"""Contract clients for Starlette, FastAPI, aiohttp and Litestar, each through its own test
-client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
+"""Contract clients for Starlette, FastAPI, aiohttp, Litestar, Quart and Sanic, each through its
+own test client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
 
 from __future__ import annotations
 
@@ -131,6 +131,128 @@ class _AiohttpClient:
 
 def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _AiohttpClient(tq, auth)
+
+
+class _LoopClient:
+    """Drives an async test client, on a loop of its own, from the (sync) contract tests."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
+
+    async def _stop(self) -> None:
+        """Run the app's shutdown."""
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._stop())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+class _QuartClient(_LoopClient):
+    """Quart's test app (before_serving/after_serving run) and its test client."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        from quart import Quart
+
+        from taskq_quart import TaskQ
+
+        super().__init__()
+        app = Quart("contract_quart")
+        TaskQ(app, tq, prefix="/tasks", auth=auth)
+        self._app: Any = app.test_app()
+        self._loop.run_until_complete(self._app.startup())
+        self._client = self._app.test_client()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = await self._client.open(
+            path, method=method, query_string=params, headers=headers, data=body or None
+        )
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, await r.get_data()
+
+    async def _stop(self) -> None:
+        await self._app.shutdown()
+
+
+def quart_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _QuartClient(tq, auth)
+
+
+class _SanicClient(_LoopClient):
+    """The app under Sanic's own server (sanic-testing's ReusableClient: the listeners run
+    once, at start and stop), over a real loopback connection."""
+
+    def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
+        import uuid
+
+        import httpx
+        from sanic import Sanic
+        from sanic_testing.reusable import ReusableClient
+
+        from taskq_sanic import TaskQ
+        from tests.examples.shop_smoke import free_port
+
+        super().__init__()
+        # Sanic keeps a registry of apps by name: one name per app
+        app = Sanic(f"contract_{uuid.uuid4().hex[:12]}")
+        TaskQ(app, tq, prefix="/tasks", auth=auth)
+        port = free_port()
+        self._server = ReusableClient(app, port=port, loop=self._loop)
+        self._server.run()
+        self._http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        r = await self._http.request(
+            method, path, params=params, headers=headers, content=body or None
+        )
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._http.aclose())
+            self._server.stop()
+        finally:
+            super().close()
+
+
+def sanic_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
+    return _SanicClient(tq, auth)
 
 
 class _FalconAsgiClient:

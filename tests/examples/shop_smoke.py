@@ -1,6 +1,6 @@
 """Smoke run of an example shop: a real server and a ``taskq worker`` as subprocesses.
 
-The example shops (Starlette, FastAPI, aiohttp, Litestar, Falcon, Tornado, ...) share one
+The example shops (Starlette, FastAPI, aiohttp, Litestar, Falcon, Tornado, Quart, Sanic, ...) share one
 HTTP surface: ``POST /orders`` answers 202 with a ``task_id``, ``GET /orders/{task_id}``
 shows its status and result, and taskq's routes sit under ``/tasks``. :func:`smoke` places
 an order over HTTP, lets the worker process run it, reads the result and ``/tasks/health``
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -41,8 +41,15 @@ class Child:
     def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str]) -> None:
         # closed by process() when the child is done, not at the end of this method
         self.output = tempfile.TemporaryFile()  # noqa: SIM115
+        # a session of its own: a server that kills its process group when stopped twice
+        # (Sanic's manager does) must not take the test run with it
         self.proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=env, stdout=self.output, stderr=subprocess.STDOUT
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def text(self) -> str:
@@ -109,12 +116,15 @@ def smoke(
     embedded: bool = False,
     worker_argv: Sequence[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    before_stop: Callable[[Child], None] | None = None,
 ) -> None:
     """Run ``framework``'s example (its directory: tests/frameworks.py) under ``server_argv``
     and a worker of ``tasks_module:tq``; see above.
 
     ``worker_argv`` replaces ``taskq worker --app tasks_module:tq`` (the Flask and Django
     examples run their framework's command); ``extra_env`` adds variables to both processes.
+    ``before_stop(server)`` runs once everything was checked, just before the server is
+    stopped (the Sanic test looks at its processes there).
 
     ``embedded=True`` runs no worker process: ``SHOP_EMBEDDED_WORKERS=1`` has the server's
     lifespan run one in its own loop, and stop it on SIGTERM.
@@ -190,6 +200,8 @@ def smoke(
         refused = client.post("/orders", json={"email": "ada@example.com", "items": []})
         assert refused.status_code in (400, 422)
 
+        if before_stop is not None:
+            before_stop(server)
         if worker is not None:
             worker.stop("worker")
         # with embedded=True nothing but the server's own worker could have run the task,

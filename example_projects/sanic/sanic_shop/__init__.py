@@ -1,0 +1,1 @@
+"""A small shop on Sanic: orders are paid and confirmed by taskq tasks."""

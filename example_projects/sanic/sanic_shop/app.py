@@ -1,0 +1,82 @@
+"""The shop's web app: ``sanic sanic_shop.app:app``."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import uuid
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic, json
+
+from taskq_core import TaskNotFound
+from taskq_core.http import Request as TaskqRequest
+from taskq_sanic import TaskQ
+
+from .tasks import charge_order, tq
+
+
+def is_admin(request: TaskqRequest) -> bool:
+    """Retry, purge, cancel and the private read routes (results, errors, hosts) need
+    ``Authorization: Bearer $SHOP_ADMIN_TOKEN``."""
+    token = os.environ.get("SHOP_ADMIN_TOKEN", "")
+    given = request.headers.get("authorization", "")
+    return bool(token) and hmac.compare_digest(given, f"Bearer {token}")
+
+
+def _bad_order(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("email"), str):
+        return "send a JSON object with an email and items"
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        return "items must be a non-empty list"
+    for item in items:
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), int) and item[k] > 0 for k in ("qty", "price_cents")
+        ):
+            return "each item needs a positive integer qty and price_cents"
+    return None
+
+
+# taskq logs its workers' and tasks' events under "taskq"; show them with the server's
+logging.getLogger("taskq").setLevel(logging.INFO)
+app = Sanic("sanic_shop")
+
+
+@app.post("/orders")
+async def place_order(request: Request) -> HTTPResponse:
+    try:
+        data = request.json
+    except Exception:  # Sanic raises BadRequest for a body that is not JSON
+        data = None
+    if (problem := _bad_order(data)) is not None:
+        return json({"error": problem}, status=400)
+    order_id = uuid.uuid4().hex[:12]
+    handle = await charge_order.enqueue_async(order_id, data["email"], data["items"])
+    return json(
+        {"order_id": order_id, "task_id": handle.id, "status_url": f"/orders/{handle.id}"},
+        status=202,
+    )
+
+
+@app.get("/orders/<task_id>")
+async def order_status(request: Request, task_id: str) -> HTTPResponse:
+    try:
+        info = await tq.handle(task_id, "high").info_async()
+    except TaskNotFound:
+        return json({"error": "no such order"}, status=404)
+    return json({"status": info["status"], "result": info.get("result")})
+
+
+# taskq's routes at /tasks, the request middleware (tasks enqueued by a request are sent
+# only once its response succeeded) and, with SHOP_EMBEDDED_WORKERS=1, a worker inside each
+# serving process (handy in development), from before_server_start to after_server_stop
+TaskQ(
+    app,
+    tq,
+    prefix="/tasks",
+    auth=is_admin,
+    defer=True,
+    embedded_workers=int(os.environ.get("SHOP_EMBEDDED_WORKERS", "0")),
+)
