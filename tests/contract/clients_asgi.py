@@ -194,10 +194,15 @@ class _QuartClient(_LoopClient):
         headers: dict[str, str] | None,
         body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
-        r = await self._client.open(
+        # Quart's TestClientProtocol declares json= without a default (the client has one)
+        r = await self._client.open(  # type: ignore[call-arg]
             path, method=method, query_string=params, headers=headers, data=body or None
         )
-        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, await r.get_data()
+        return (
+            r.status_code,
+            {k.lower(): v for k, v in r.headers.items()},
+            await r.get_data(as_text=False),
+        )
 
     async def _stop(self) -> None:
         await self._app.shutdown()

@@ -1,10 +1,11 @@
 """Smoke run of an example shop: a real server and a ``taskq worker`` as subprocesses.
 
-The example shops (Starlette, FastAPI, aiohttp, Litestar, Falcon, Tornado, Quart, Sanic, ...) share one
-HTTP surface: ``POST /orders`` answers 202 with a ``task_id``, ``GET /orders/{task_id}``
-shows its status and result, and taskq's routes sit under ``/tasks``. :func:`smoke` places
-an order over HTTP, lets the worker process run it, reads the result and ``/tasks/health``
-over HTTP, then stops both processes with SIGTERM and checks they exit cleanly.
+The example shops (Starlette, FastAPI, aiohttp, Litestar, Falcon, Tornado, Quart, Sanic,
+...) share one HTTP surface: ``POST /orders`` answers 202 with a ``task_id``,
+``GET /orders/{task_id}`` shows its status and result, and taskq's routes sit under
+``/tasks``. :func:`smoke` places an order over HTTP, lets the worker process run it, reads
+the result and ``/tasks/health`` over HTTP, then stops both processes with SIGTERM and
+checks they exit cleanly.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def test_the_status_another_response_middleware_sets_decides(
     tq = make_app()
     app = shop(tq, TaskQ(tq=tq, defer=True))
 
-    @app.on_response
+    @app.on_response  # type: ignore[untyped-decorator]  # Sanic's overloads leave it untyped
     async def spoil(request: Request, response: Any) -> None:
         if request.args.get("spoil"):
             response.status = 503
