@@ -18,10 +18,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from taskq_core import TaskQueue
@@ -303,6 +305,92 @@ def test_healthcheck_command_answers_against_real_redis(redis_url: str, prefix: 
         down = subprocess.run(exe, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert down.returncode == 1, (argv, down.stdout, down.stderr)
         assert down.stdout.startswith("not ready: ")
+
+
+def run_env(c: Container, redis_url: str, prefix: str) -> dict[str, str]:
+    """The container's environment for a process here: its own variables (compose's
+    ``${...}`` interpolations left empty), on the test's Redis and key prefix."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    env.update({k: "" if v.startswith("${") else v for k, v in c.env.items()})
+    env.update(TASKQ_BROKER_URL=redis_url, TASKQ_KEY_PREFIX=prefix, PYTHONUNBUFFERED="1")
+    return env
+
+
+def local(argv: list[str], port: int) -> list[str]:
+    """``argv`` run here: programs from this environment, loopback only, port ``port``."""
+    out = []
+    for i, word in enumerate(argv):
+        a = word
+        if i == 0 and a in ("python", "uvicorn", "taskq"):
+            a = sys.executable if a == "python" else str(BIN / a)
+        elif i and argv[i - 1] == "--port":
+            a = str(port)
+        elif i and argv[i - 1] == "--host":
+            a = "127.0.0.1"
+        out.append(re.sub(r"(https?://127\.0\.0\.1):\d+", rf"\g<1>:{port}", a))
+    return out
+
+
+def test_web_command_serves_every_probe_and_passes_its_health_check(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """compose's web command as a real server: every path the files probe answers 200, and
+    compose's health check passes while it serves and fails once it is gone."""
+    (web,) = [c for c in containers() if c.where.endswith("service web")]
+    assert len(web.probes) == 1
+    port = _closed_port()
+    env = run_env(web, redis_url, prefix)
+    paths = {p for c in containers() for p, _ in c.http} | {"/tasks/metrics/prometheus"}
+    log = tmp_path / "web.log"  # a file: a pipe nobody reads could fill up
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(
+            local(web.argv, port), cwd=app_src(), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    check = local(web.probes[0], port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the web server did not answer in 60 s"
+                try:
+                    client.get("/tasks/health/live")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)  # the port is not open yet: nothing to wait on but time
+            for path in sorted(paths):
+                r = client.get(path)
+                assert r.status_code == 200, (path, r.status_code, r.text[:300])
+        ok = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
+    down = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode != 0, "compose's web health check passes with no server"
+
+
+def test_scheduler_command_finds_its_schedules(redis_url: str, prefix: str) -> None:
+    """Without a schedule ``taskq scheduler`` exits 1: each scheduler's command, with its
+    container's variables (TASKQ_IMPORTS), lists at least one."""
+    schedulers = [
+        c for c in containers() if any(a[:1] == ["scheduler"] for a in checks.taskq_args(c))
+    ]
+    assert len(schedulers) == 2  # compose and Kubernetes
+    for c in schedulers:
+        argv = [*local(c.argv, 0), "--list", "--json"]
+        r = subprocess.run(
+            argv,
+            cwd=app_src(),
+            env=run_env(c, redis_url, prefix),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, f"{c.where}: {r.stderr}"
+        schedules = json.loads(r.stdout)["schedules"]
+        assert schedules, f"{c.where}: the scheduler finds no schedule"
 
 
 # -- each check fails, naming the file and the bad reference
