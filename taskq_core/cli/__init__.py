@@ -17,6 +17,7 @@ from ..redact import redact_text
 from .common import INTERRUPTED, State, close_app, common_options, load_app, report
 from .config_cmd import config
 from .failed_cmd import failed
+from .health_cmd import health
 from .scheduler_cmd import scheduler
 from .status_cmd import status
 from .tasks_cmd import enqueue, inspect
@@ -68,6 +69,7 @@ main.add_command(worker)
 main.add_command(scheduler)
 main.add_command(enqueue)
 main.add_command(status)
+main.add_command(health)
 main.add_command(failed)
 main.add_command(inspect)
 main.add_command(config)
