@@ -176,13 +176,13 @@ def test_ports_agree() -> None:
         for number in c.ports.values():
             if number not in exposed:
                 problems.append(f"{c.where}: port {number} is not an EXPOSE port {exposed}")
-        for path, port in c.http:
+        for path, probed in c.http:
             # a compose health check runs in the container: it must reach the server's port
-            if isinstance(port, int) and c.where.startswith(rel(COMPOSE)):
-                if port not in checks.listen_ports(c):
-                    problems.append(f"{c.where}: health check of {path} on port {port}")
-            elif not isinstance(port, int) or c.ports:
-                problems += checks.check_port(c.where, port, c, f"probe of {path}")
+            if isinstance(probed, int) and c.where.startswith(rel(COMPOSE)):
+                if probed not in checks.listen_ports(c):
+                    problems.append(f"{c.where}: health check of {path} on port {probed}")
+            elif not isinstance(probed, int) or c.ports:
+                problems += checks.check_port(c.where, probed, c, f"probe of {path}")
     # every Service's targetPort is a port of the Deployment its selector picks
     manifests = checks.k8s_manifests()
     for name, svc in manifests:
