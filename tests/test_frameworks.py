@@ -135,11 +135,11 @@ def test_only_framework_import_skips_are_refused(monkeypatch: pytest.MonkeyPatch
     assert message is not None
     assert message.startswith("flask: flask cannot be imported")
     # a new framework's tests, before its line in tests/frameworks.py: still refused, and told
-    quart = refused_skip(
-        TESTS / "integrations" / "quart" / "test_quart.py", "could not import 'quart'"
+    bottle = refused_skip(
+        TESTS / "integrations" / "bottle" / "test_bottle.py", "could not import 'bottle'"
     )
-    assert quart is not None
-    assert "quart is not in tests/frameworks.py yet" in quart
+    assert bottle is not None
+    assert "bottle is not in tests/frameworks.py yet" in bottle
     # a version of a framework, a skip that is not about an import, a test of no framework
     django_test = TESTS / "integrations" / "django" / "test_backend.py"
     assert refused_skip(django_test, "could not import 'django.tasks': No module") is None
