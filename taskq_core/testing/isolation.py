@@ -137,6 +137,7 @@ def assert_enqueued(
     count: int | None = None,
 ) -> list[Enqueued]:
     """:meth:`Recorder.assert_enqueued` on the innermost isolated app."""
+    __tracebackhide__ = True  # pytest: failures point at the caller
     return recorder().assert_enqueued(task, args=args, kwargs=kwargs, queue=queue, count=count)
 
 
@@ -148,4 +149,5 @@ def assert_not_enqueued(
     queue: str | None = None,
 ) -> None:
     """:meth:`Recorder.assert_not_enqueued` on the innermost isolated app."""
+    __tracebackhide__ = True  # pytest: failures point at the caller
     recorder().assert_not_enqueued(task, args=args, kwargs=kwargs, queue=queue)

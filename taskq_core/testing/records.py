@@ -99,6 +99,7 @@ class Recorder:
     ) -> list[Enqueued]:
         """Fail unless ``task`` was enqueued (exactly ``count`` times if given, else at
         least once) with these arguments and queue; returns the matching enqueues."""
+        __tracebackhide__ = True  # pytest: failures point at the caller
         if count is not None and (type(count) is not int or count < 0):
             raise ValueError(f"count must be a whole number >= 0, got {count!r}")
         found = self.matching(task, args=args, kwargs=kwargs, queue=queue)
@@ -120,6 +121,7 @@ class Recorder:
     ) -> None:
         """Fail if ``task`` was enqueued with these arguments and queue (any, when not
         given)."""
+        __tracebackhide__ = True  # pytest: failures point at the caller
         found = self.matching(task, args=args, kwargs=kwargs, queue=queue)
         if found:
             raise AssertionError(
