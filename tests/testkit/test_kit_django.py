@@ -10,7 +10,8 @@ import pytest
 from .conftest import dedent, ini
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("pytest_django") is None, reason="pytest-django is not installed"
+    importlib.util.find_spec("django") is None or importlib.util.find_spec("pytest_django") is None,
+    reason="Django or pytest-django is not installed",
 )
 
 SETTINGS = """
