@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from ..app import TaskQueue, make_broker
 from ..brokers.base import Broker
 from ..clock import Clock
-from ..errors import TaskqError
+from ..errors import TaskqError, UnusedConfigWarning
 from ..settings import Settings
 from ..task import Task
 from .broker import TestBroker
@@ -69,7 +70,10 @@ def isolated(
     url = redis_url or "memory://"
     saved: tuple[Broker, Clock, Settings] | None = None
     if app is None:
-        app = TaskQueue(url, key_prefix=prefix, clock=clock, **options)
+        with warnings.catch_warnings():
+            # a test's app ignores TASKQ_* variables on purpose: their warning is noise here
+            warnings.simplefilter("ignore", UnusedConfigWarning)
+            app = TaskQueue(url, key_prefix=prefix, clock=clock, **options)
         inner = app.broker
     else:
         if options:

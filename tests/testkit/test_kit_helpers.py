@@ -94,3 +94,11 @@ def test_a_drain_that_never_ends_times_out() -> None:
         again.enqueue()
         with pytest.raises(DrainTimeout, match=r"still running after 0.5 s .*again"):
             Drainer(app).drain(timeout=0.5)
+
+
+def test_a_new_app_ignores_taskq_variables_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a test's app is built from its arguments alone: the warning that TASKQ_* variables
+    # go unread (an error under filterwarnings=error) is not for it
+    monkeypatch.setenv("TASKQ_BROKER_URL", "redis://127.0.0.1:6379/0")
+    with isolated() as app:
+        assert app.settings.broker_url == "memory://"
