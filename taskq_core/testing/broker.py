@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -42,13 +43,45 @@ class TestBroker:
         self.eager = False
         self._ran: dict[tuple[str, str], TaskState] = {}
         self._lock = threading.Lock()
+        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"TestBroker({self.inner!r}{', eager' if self.eager else ''})"
 
     def __getattr__(self, name: str) -> Any:
         # every operation but those below is the wrapped broker's own
+        if name.endswith("_async"):
+            self._watch_loop()
         return getattr(self.inner, name)
+
+    # -- async connections: closed with the event loop that opened them
+
+    def _watch_loop(self) -> None:
+        """Close the wrapped broker's connections of the running loop when that loop shuts
+        down. A test's loop (pytest-asyncio's, ``asyncio.run``'s) ends with the test, before
+        the fixture that isolated the app can close anything, and Redis's async connections
+        belong to their loop: left open, they end as ResourceWarnings, which
+        ``filterwarnings = error`` turns into failures of some later test. Loops end by
+        closing their async generators (``shutdown_asyncgens``), so one started here in the
+        loop does the closing."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop in self._closers:
+            return
+        closer = self._close_at_shutdown()
+        # first iterated in this loop, so this loop's shutdown finalises it; the task takes
+        # it to its yield, where it waits
+        self._closers[loop] = (closer, loop.create_task(_start(closer)))
+
+    async def _close_at_shutdown(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.inner.aclose()
 
     # -- producers
 
@@ -60,6 +93,7 @@ class TestBroker:
         return ids
 
     async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
+        self._watch_loop()
         if self.eager:
             return [await self._run_inline_async(item) for item in items]
         ids = await self.inner.enqueue_async(items, now_ms)
@@ -128,6 +162,7 @@ class TestBroker:
         return ran if ran is not None else self.inner.get(queue, task_id)
 
     async def get_async(self, queue: str, task_id: str) -> TaskState | None:
+        self._watch_loop()
         with self._lock:
             ran = self._ran.get((queue, task_id))
         return ran if ran is not None else await self.inner.get_async(queue, task_id)
@@ -142,11 +177,16 @@ class TestBroker:
     async def wait_for_async(
         self, queue: str, task_id: str, timeout: float, check: Callable[[], Awaitable[T | None]]
     ) -> T | None:
+        self._watch_loop()
         with self._lock:
             ran = (queue, task_id) in self._ran
         if ran:
             return await check()
         return await self.inner.wait_for_async(queue, task_id, timeout, check)
+
+
+async def _start(gen: AsyncIterator[None]) -> None:
+    await gen.__anext__()
 
 
 def _run_in_thread(fn: Callable[[], T]) -> T:

@@ -46,6 +46,14 @@ def test_each_test_has_its_own_prefix(taskq_app):
     assert_enqueued(send_email, count=1)
 
 
+@pytest.mark.taskq(broker="redis")
+async def test_async_on_redis(taskq_app, taskq_worker):
+    note(taskq_app)
+    handle = await send_email.enqueue_async("eve@example.com")
+    assert [r.result for r in await taskq_worker.drain_async()] == ["sent eve@example.com"]
+    assert await handle.result_async(timeout=5) == "sent eve@example.com"
+
+
 def test_memory_by_default(taskq_app):
     assert type(taskq_app.broker.inner).__name__ == "MemoryBroker"
 """
@@ -63,9 +71,10 @@ def test_redis_mode_cleans_up(shop: pytest.Pytester, redis_url: str) -> None:
     shop.makeini(ini(taskq_plugin="true", taskq_app="shop:tq", taskq_redis_url=redis_url))
     shop.makepyfile(test_redis=dedent(ON_REDIS))
     result = shop.runpytest_subprocess()
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
+    assert "Unclosed" not in result.stdout.str() + result.stderr.str()
     prefixes = (shop.path / "prefixes.txt").read_text().split()
-    assert len(set(prefixes)) == 2
+    assert len(set(prefixes)) == 3
     client = redis.Redis.from_url(redis_url)
     try:
         for prefix in prefixes:
