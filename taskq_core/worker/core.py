@@ -22,7 +22,8 @@ worker, so a method call costs what it did):
 - ``outcomes.py``: an exception becomes a retry (delay from ``retry.py``) or a failure;
 - ``outbox.py``: the outcomes and stats waiting for the next round trip;
 - ``settling.py``: the settle loop, flushing, draining and handing back at the end;
-- ``renewal.py``: the lease renewal thread; ``records.py``: ``WorkerCounts``, ``Running``.
+- ``renewal.py``: the lease renewal thread and the tick loop;
+- ``records.py``: ``WorkerCounts``, ``Running`` (one per held task).
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ class Worker:
     ) -> None:
         ws = app.settings.worker
         self.app = app
-        self.queues = [check_queue_name(q) for q in (queues or app.settings.worker_queues())]
+        self.queues = [
+            check_queue_name(queue) for queue in (queues or app.settings.worker_queues())
+        ]
         self.concurrency = concurrency or ws.concurrency
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -215,19 +218,6 @@ class Worker:
         if self._slot_freed is not None:
             self._slot_freed.set()
 
-    def _nudge(self) -> None:
-        """Wake the fetch loop from its idle wait (stop, or burst mode running dry)."""
-        if self._idle_wait is not None and self._loop is not None and not self._nudging:
-            self._nudging = True
-            task = asyncio.ensure_future(self.app.broker.nudge_async(self.queues, self.id))
-            task.add_done_callback(self._nudged)
-
-    def _nudged(self, task: asyncio.Future[None]) -> None:
-        self._nudging = False
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # the idle wait still ends by its own timeout
-            log.warning("worker %s: could not wake the fetch loop: %s", self.id, exc)
-
     async def close(self) -> None:
         """Stop and hand back at once whatever is still running."""
         self.grace_period = 0
@@ -252,8 +242,6 @@ class Worker:
 
     _drain_wait: asyncio.Task[Any] | None = None
 
-    # -- the loops
-
     def _now_ms(self) -> int:
         """The app's wall clock: timestamps of records and metrics."""
         return int(self._wall() * 1000)
@@ -263,13 +251,6 @@ class Worker:
         app's clock is a test's (``clock.script_ms``)."""
         return script_ms(self.app.clock)
 
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.renew_every)
-            if self.fetch_watch.overdue():
-                self.counts.fetch_stalls += 1
-            call_hooks(self.middleware, "tick", self)
-
     @property
     def busy(self) -> int:
         """Slots in use."""
@@ -277,24 +258,22 @@ class Worker:
 
     def lease(self, queue: str, task_id: str) -> Lease | None:
         """The lease under which this worker runs a task (for the supervisor's bookkeeping)."""
-        r = self._held.get((queue, task_id))
-        return r.lease if r is not None else None
+        run = self._held.get((queue, task_id))
+        return run.lease if run is not None else None
 
     def current(self) -> list[dict[str, Any]]:
         """The tasks running now: id, queue, task name, seconds running."""
         now = time.monotonic()
         return [
             {
-                "id": r.lease.id,
-                "queue": r.lease.queue,
-                "task": r.name,
-                "running_for": round(now - r.started, 3),
+                "id": run.lease.id,
+                "queue": run.lease.queue,
+                "task": run.name,
+                "running_for": round(now - run.started, 3),
             }
-            for r in self._held.copy().values()
-            if r.started
+            for run in self._held.copy().values()
+            if run.started
         ]
-
-    # -- one task
 
     # -- the steps, bound as methods (see the module docstring for where each lives)
 
@@ -306,6 +285,8 @@ class Worker:
     _note_stale = outbox.note_stale
     # fetching.py: leasing tasks and starting them in free slots
     _ahead = fetching.ahead
+    _nudge = fetching.nudge
+    _nudged = fetching.nudged
     _fetch_loop = fetching.fetch_loop
     _note_suspects = fetching.note_suspects
     _hold_back = fetching.hold_back
@@ -329,5 +310,6 @@ class Worker:
     _drain = settling.drain
     _hand_back = settling.hand_back
     _internal_error = settling.internal_error
-    # renewal.py: the lease renewal thread
+    # renewal.py: the lease renewal thread, the tick loop
     _renew_loop = renewal.renew_loop
+    _tick_loop = renewal.tick_loop

@@ -39,6 +39,8 @@ def ahead(worker: Worker) -> int:
 
 
 async def fetch_loop(worker: Worker) -> None:
+    """Lease tasks for the free slots (and ahead), settling the outbox in the same round
+    trip; when there is nothing, block in Redis until a task is due or enqueued."""
     broker = worker.app.broker
     watch = worker.fetch_watch
     assert worker._slot_freed is not None
@@ -81,8 +83,8 @@ async def fetch_loop(worker: Worker) -> None:
         backoff = 0.05
         worker._note_stale(stale)
         worker._note_suspects(result)
-        for d in result.deliveries:
-            worker._lease_taken(d, sent)
+        for delivery in result.deliveries:
+            worker._lease_taken(delivery, sent)
         if result.deliveries or worker._outbox or worker._suspects.waiting:
             continue
         if worker.burst and not worker._held:
@@ -116,19 +118,19 @@ async def fetch_loop(worker: Worker) -> None:
             worker._blocking = False
             worker._idle_wait = None
         worker._note_suspects(result)
-        for d in result.deliveries:
-            worker._lease_taken(d, sent)
+        for delivery in result.deliveries:
+            worker._lease_taken(delivery, sent)
         if not worker._stopping:
             worker._start_buffered()  # at once: nothing else is waiting for the loop
 
 
 def note_suspects(worker: Worker, result: FetchResult) -> None:
-    d = worker._suspects.note(result)
-    if d is not None:
+    delivery = worker._suspects.note(result)
+    if delivery is not None:
         log.info(
             "worker %s: running suspect task %s alone (its last delivery ended without an outcome)",
             worker.id,
-            d.id,
+            delivery.id,
         )
 
 
@@ -163,10 +165,11 @@ async def hold_back(worker: Worker) -> bool:
     return True
 
 
-def lease_taken(worker: Worker, d: Delivery, sent: float) -> None:
-    r = Running(d, until=worker._lease_clock.until(sent))
-    worker._held[(d.queue, d.id)] = r
-    worker._buffer.append((d, r))
+def lease_taken(worker: Worker, delivery: Delivery, sent: float) -> None:
+    """Hold a delivery just leased (round trip sent at ``sent``) until a slot is free."""
+    run = Running(delivery, until=worker._lease_clock.until(sent))
+    worker._held[(delivery.queue, delivery.id)] = run
+    worker._buffer.append((delivery, run))
 
 
 def start_buffered(worker: Worker) -> None:
@@ -178,11 +181,11 @@ def start_buffered(worker: Worker) -> None:
     now = time.monotonic()
     lapsed: list[Running] = []
     while n > 0 and buffer:
-        d, r = buffer.popleft()
-        if now > r.until:
-            lapsed.append(r)  # another worker may have run it: must not start here
+        delivery, run = buffer.popleft()
+        if now > run.until:
+            lapsed.append(run)  # another worker may have run it: must not start here
             continue
-        worker._start(d, r)
+        worker._start(delivery, run)
         n -= 1
     if lapsed:
         worker._drop_lapsed(lapsed)
@@ -191,8 +194,8 @@ def start_buffered(worker: Worker) -> None:
 def drop_lapsed(worker: Worker, lapsed: list[Running]) -> None:
     """Forget leased-ahead deliveries whose lease lapsed before they could start (the
     broker re-delivers each, counted as a delivery without an outcome)."""
-    for r in lapsed:
-        worker._held.pop((r.lease.queue, r.lease.id), None)
+    for run in lapsed:
+        worker._held.pop((run.lease.queue, run.lease.id), None)
     worker.counts.lost_leases += len(lapsed)
     log.warning(
         "worker %s: lost the lease of %d task(s) leased ahead before they could start "
@@ -202,3 +205,18 @@ def drop_lapsed(worker: Worker, lapsed: list[Running]) -> None:
     )
     assert worker._slot_freed is not None
     worker._slot_freed.set()
+
+
+def nudge(worker: Worker) -> None:
+    """Wake the fetch loop from its idle wait (stop, or burst mode running dry)."""
+    if worker._idle_wait is not None and worker._loop is not None and not worker._nudging:
+        worker._nudging = True
+        task = asyncio.ensure_future(worker.app.broker.nudge_async(worker.queues, worker.id))
+        task.add_done_callback(worker._nudged)
+
+
+def nudged(worker: Worker, task: asyncio.Future[None]) -> None:
+    worker._nudging = False
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # the idle wait still ends by its own timeout
+        log.warning("worker %s: could not wake the fetch loop: %s", worker.id, exc)

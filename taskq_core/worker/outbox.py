@@ -33,6 +33,7 @@ def _wait(started_ms: int, message: Message) -> float:
 
 
 def take_outbox(worker: Worker) -> tuple[list[Outcome], dict[str, dict[str, int]] | None]:
+    """The outcomes and stats for a round trip (None: no stats); the outbox starts empty."""
     if worker._hooks.before_settle:
         run_hooks(worker._hooks.before_settle, worker)
     out, stats = worker._outbox, worker._stats
@@ -45,10 +46,10 @@ def restore_outbox(
 ) -> None:
     # a round trip failed: nothing settled may be dropped, so it goes back for the next one
     worker._outbox[:0] = out
-    for q, fields in (stats or {}).items():
-        mine = worker._stats.setdefault(q, {})
-        for k, v in fields.items():
-            mine[k] = mine.get(k, 0) + v
+    for queue, fields in (stats or {}).items():
+        mine = worker._stats.setdefault(queue, {})
+        for field, count in fields.items():
+            mine[field] = mine.get(field, 0) + count
 
 
 def add_stat(worker: Worker, queue: str, name: str, n: int = 1) -> None:
@@ -59,7 +60,7 @@ def add_stat(worker: Worker, queue: str, name: str, n: int = 1) -> None:
 
 def finish(  # noqa: PLR0917 - a method of Worker: worker is its self
     worker: Worker,
-    r: Running,
+    run: Running,
     kind: str,
     record: dict[str, Any],
     retry_delay_ms: int = 0,
@@ -69,20 +70,22 @@ def finish(  # noqa: PLR0917 - a method of Worker: worker is its self
     timed_out: bool = False,
     runtime: float | None = None,
 ) -> None:
-    lease = r.lease
+    """A task ended as ``kind`` (ok, retry, failed, dead): its outcome goes to the outbox, its
+    slot is free, the ``after_task`` hooks and the counts learn of it."""
+    lease = run.lease
     if runtime is None:
-        runtime = (r.ended or time.monotonic()) - r.started
+        runtime = (run.ended or time.monotonic()) - run.started
     # the average for prefetching is of the time a task holds its slot, until the loop
     # sees it end (a sync task's wait for a thread and hand-back included)
-    held = runtime if not r.began else time.monotonic() - r.started + r.queued
+    held = runtime if not run.began else time.monotonic() - run.started + run.queued
     worker._runtime += (held - worker._runtime) * 0.1
-    if worker._hooks.after_task and r.message is not None:
-        m = r.message
+    if worker._hooks.after_task and run.message is not None:
+        message = run.message
         event = TaskEvent(
-            m,
+            message,
             kind,
             runtime,
-            _wait(r.started_ms, m),
+            _wait(run.started_ms, message),
             error,
             timed_out,
             record.get("result") if kind == "ok" else None,
@@ -99,7 +102,7 @@ def finish(  # noqa: PLR0917 - a method of Worker: worker is its self
             lease.id,
             lease.fence,
             kind,  # type: ignore[arg-type]
-            r.name,
+            run.name,
             data,
             retry_delay_ms,
             retry_body,
@@ -123,6 +126,7 @@ def finish(  # noqa: PLR0917 - a method of Worker: worker is its self
 
 
 def note_stale(worker: Worker, stale: list[Outcome]) -> None:
+    """Count and explain the outcomes the broker refused (their lease was no longer ours)."""
     if stale:
         worker.counts.stale += len(stale)
         # why: a lapsed lease (delivered again), or Redis lost its data (the task is gone)

@@ -104,13 +104,15 @@ def failure_outcome(
 
 def failed(  # noqa: PLR0917 - a method of Worker: worker is its self
     worker: Worker,
-    r: Running,
+    run: Running,
     task: Task[Any, Any],
     msg: Message,
     exc: BaseException,
     base: dict[str, Any],
 ) -> None:
-    f = failure_outcome(
+    """Settle an execution that raised ``exc``: a retry with the policy's delay, or a final
+    failure (``failure_outcome`` decides, ``outbox.finish`` records it)."""
+    failure = failure_outcome(
         task.policy,
         task.name,
         msg,
@@ -120,26 +122,32 @@ def failed(  # noqa: PLR0917 - a method of Worker: worker is its self
         signer=worker.app.signer,
     )
     timed_out = isinstance(exc, TaskTimeout)
-    if f.kind == "retry":
+    if failure.kind == "retry":
         worker._finish(
-            r, "retry", {}, f.retry_delay_ms, f.retry_body, error=f.error, timed_out=timed_out
+            run,
+            "retry",
+            {},
+            failure.retry_delay_ms,
+            failure.retry_body,
+            error=failure.error,
+            timed_out=timed_out,
         )
         log.info(
             "task %s (%s) failed with %s, retry %d/%d in %.2fs",
             msg.id,
             msg.task,
-            f.error["type"],
+            failure.error["type"],
             msg.attempt,
             task.policy.max_for(exc, msg.max_retries),
-            f.delay,
+            failure.delay,
         )
         return
-    worker._finish(r, "failed", f.record, error=f.error, timed_out=timed_out)
+    worker._finish(run, "failed", failure.record, error=failure.error, timed_out=timed_out)
     log.info(
         "task %s (%s) failed after %d attempt(s): %s: %s",
         msg.id,
         msg.task,
         msg.attempt + 1,
-        f.error["type"],
-        f.error["message"][:200],
+        failure.error["type"],
+        failure.error["message"][:200],
     )

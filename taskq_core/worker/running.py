@@ -59,28 +59,28 @@ def _go_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, 
                 return stop.value
 
 
-def start(worker: Worker, d: Delivery, r: Running) -> None:
+def start(worker: Worker, delivery: Delivery, run: Running) -> None:
     assert worker._loop is not None
-    r.started = time.monotonic()
-    r.started_ms = worker._now_ms()
+    run.started = time.monotonic()
+    run.started_ms = worker._now_ms()
     worker.counts.started += 1
     # run it at once up to its first suspension (3.12's eager tasks, by hand for 3.11):
     # a task that never waits costs no asyncio.Task, and one that does gets one then,
     # in the context its first step ran in
-    coro = worker._execute(d, r)
+    coro = worker._execute(delivery, run)
     ctx = contextvars.copy_context()
     try:
         waiting = ctx.run(coro.send, None)
     except StopIteration:
         return
     except Exception as exc:
-        worker._loop.create_task(worker._internal_error(d, r, exc), context=ctx)
+        worker._loop.create_task(worker._internal_error(delivery, run, exc), context=ctx)
         return
-    r.task = worker._loop.create_task(worker._resumed(d, r, coro, waiting), context=ctx)
+    run.task = worker._loop.create_task(worker._resumed(delivery, run, coro, waiting), context=ctx)
 
 
 async def resumed(
-    worker: Worker, d: Delivery, r: Running, coro: Coroutine[Any, Any, None], waiting: Any
+    worker: Worker, delivery: Delivery, run: Running, coro: Coroutine[Any, Any, None], waiting: Any
 ) -> None:
     """The rest of a task's run, after its first suspension, in an asyncio.Task."""
     try:
@@ -88,23 +88,24 @@ async def resumed(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        await worker._internal_error(d, r, exc)
+        await worker._internal_error(delivery, run, exc)
 
 
-async def execute(worker: Worker, d: Delivery, r: Running) -> None:
-    now_ms = r.started_ms
+async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
+    """Decode and check a delivery's message, run its task, and settle what came of it."""
+    now_ms = run.started_ms
     base = {"worker": worker.id, "started_at": now_ms}
     try:
-        msg = decode(d.body, worker.payload_limit, worker._verify)
-        check_delivery(msg, d.id, d.queue)
+        msg = decode(delivery.body, worker.payload_limit, worker._verify)
+        check_delivery(msg, delivery.id, delivery.queue)
     except BadMessage as exc:
         # refused on its first delivery, before any of it is used: nothing of a message
         # that fails a check runs, and it cannot come back
         signature = isinstance(exc, BadSignature)
         if signature:
-            worker.add_stat(d.queue, "bad_signature")
+            worker.add_stat(delivery.queue, "bad_signature")
         worker._finish(
-            r,
+            run,
             "dead",
             {
                 **base,
@@ -114,15 +115,15 @@ async def execute(worker: Worker, d: Delivery, r: Running) -> None:
                 "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
             },
         )
-        log.warning("task %s dead-lettered: %s", _escape(d.id), _escape(str(exc)))
+        log.warning("task %s dead-lettered: %s", _escape(delivery.id), _escape(str(exc)))
         return
-    r.name = msg.task
+    run.name = msg.task
     # kept in the final record: the message itself is deleted once the task settles
     base["enqueued_at"] = msg.enqueued_at
     task = worker.app.registry.get(msg.task)
     if task is None:
         worker._finish(
-            r,
+            run,
             "dead",
             {
                 **base,
@@ -139,15 +140,15 @@ async def execute(worker: Worker, d: Delivery, r: Running) -> None:
             },
         )
         log.warning(
-            "task %s dead-lettered: no task named %s is registered", d.id, _escape(msg.task)
+            "task %s dead-lettered: no task named %s is registered", delivery.id, _escape(msg.task)
         )
         return
-    r.message = msg
+    run.message = msg
     if worker._hooks.before_task:
         run_hooks(worker._hooks.before_task, worker, msg)
     timeout = msg.timeout if msg.timeout is not None else task.timeout
     if not task.is_async and timeout is None:
-        worker._start_sync(d, r, task, msg, base)
+        worker._start_sync(delivery, run, task, msg, base)
         return
     # the run's context is a fresh copy (see _start): most messages carry no trace
     # into one that has none, and need no context change
@@ -156,9 +157,9 @@ async def execute(worker: Worker, d: Delivery, r: Running) -> None:
         if not task.is_async:
             assert timeout is not None  # without one, _start_sync took it
             try:
-                value = await worker._run_sync(task, msg, timeout, r)
+                value = await worker._run_sync(task, msg, timeout, run)
             finally:
-                began_in_thread(r, base)
+                began_in_thread(run, base)
         elif worker._hooks.wrap:
             with wrapped(worker._hooks.wrap, msg):
                 if timeout is None:
@@ -172,12 +173,12 @@ async def execute(worker: Worker, d: Delivery, r: Running) -> None:
     except asyncio.CancelledError:
         raise  # the worker is shutting down: the lease is handed back, not settled
     except BaseException as exc:
-        worker._complete(r, task, msg, base, ok=False, value=exc)
+        worker._complete(run, task, msg, base, ok=False, value=exc)
         return
     finally:
         if token is not None:
             reset_trace(token)
-    worker._complete(r, task, msg, base, ok=True, value=value)
+    worker._complete(run, task, msg, base, ok=True, value=value)
 
 
 async def run_async(
@@ -196,7 +197,7 @@ async def run_async(
 
 def complete(
     worker: Worker,
-    r: Running,
+    run: Running,
     task: Task[Any, Any],
     msg: Message,
     base: dict[str, Any],
@@ -211,13 +212,13 @@ def complete(
         except NotJSONSerializable as exc:
             ok, value = False, exc
     if not ok:
-        worker._failed(r, task, msg, value, base)
+        worker._failed(run, task, msg, value, base)
         return
     # the end, read once (a sync task's in its thread): the run time from it, the
     # finish time as start plus run time
-    runtime = (r.ended or time.monotonic()) - r.started
+    runtime = (run.ended or time.monotonic()) - run.started
     worker._finish(
-        r,
+        run,
         "ok",
         {
             **base,
@@ -225,7 +226,7 @@ def complete(
             "task": msg.task,
             "result": value,
             "attempts": msg.attempt + 1,
-            "finished_at": r.started_ms + int(runtime * 1000),
+            "finished_at": run.started_ms + int(runtime * 1000),
         },
         runtime=runtime,
     )

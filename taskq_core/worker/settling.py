@@ -50,10 +50,10 @@ async def drain(worker: Worker) -> None:
     """After the fetch loop ends: hand back what never started, wait out the grace
     period, hand back the rest."""
     if worker._buffer:
-        waiting = [r for _, r in worker._buffer]
+        waiting = [run for _, run in worker._buffer]
         worker._buffer.clear()
         await worker._hand_back(waiting, "leased but not started")
-    running = [r.task for r in worker._held.values() if r.task is not None]
+    running = [run.task for run in worker._held.values() if run.task is not None]
     if running and worker.grace_period > 0:
         worker._drain_wait = asyncio.ensure_future(
             asyncio.wait(running, timeout=worker.grace_period)
@@ -61,12 +61,12 @@ async def drain(worker: Worker) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker._drain_wait
         worker._drain_wait = None
-    leftover = [r for r in worker._held.values() if r.task is None or not r.task.done()]
+    leftover = [run for run in worker._held.values() if run.task is None or not run.task.done()]
     if leftover:
         await worker._hand_back(leftover, "running")
-        for r in leftover:
-            if r.task is not None:
-                r.task.cancel()
+        for run in leftover:
+            if run.task is not None:
+                run.task.cancel()
         # cancelled async tasks must not settle; sync ones are refused by their fence
         await asyncio.sleep(0)
     for _ in range(3):
@@ -77,7 +77,7 @@ async def drain(worker: Worker) -> None:
 
 
 async def hand_back(worker: Worker, runs: list[Running], what: str) -> None:
-    leases = [r.lease for r in runs]
+    leases = [run.lease for run in runs]
     for lease in leases:
         worker._held.pop((lease.queue, lease.id), None)
     try:
@@ -93,7 +93,9 @@ async def hand_back(worker: Worker, runs: list[Running], what: str) -> None:
         )
 
 
-async def internal_error(worker: Worker, d: Delivery, r: Running, exc: BaseException) -> None:
+async def internal_error(
+    worker: Worker, delivery: Delivery, run: Running, exc: BaseException
+) -> None:
     # a bug of ours (or of a middleware) must not hold the slot or lose the task; nor
     # may it hand the same message back without bound: the hand-back counts as a
     # delivery without an outcome (the poison rule), so after max_deliveries the task
@@ -101,20 +103,20 @@ async def internal_error(worker: Worker, d: Delivery, r: Running, exc: BaseExcep
     log.error(
         "worker %s: internal error around task %s; handing it back (counted as a delivery)",
         worker.id,
-        d.id,
+        delivery.id,
         exc_info=exc,  # passed: this may run outside the except block
     )
-    key = (d.queue, d.id)
-    if worker._held.get(key) is r:
+    key = (delivery.queue, delivery.id)
+    if worker._held.get(key) is run:
         try:
             await worker.app.broker.release_async(
-                [r.lease], "unexplained", internal_error_reason(exc), worker._broker_ms()
+                [run.lease], "unexplained", internal_error_reason(exc), worker._broker_ms()
             )
         except Exception as err:
             log.error(
                 "worker %s: could not hand back task %s, its lease will lapse: %s",
                 worker.id,
-                d.id,
+                delivery.id,
                 redact_text(str(err)),
             )
         # held until handed back: a burst worker must not see itself empty and close

@@ -33,71 +33,71 @@ _NO_WRAP = contextlib.nullcontext()
 
 def start_sync(  # noqa: PLR0917 - a method of Worker: worker is its self
     worker: Worker,
-    d: Delivery,
-    r: Running,
+    delivery: Delivery,
+    run: Running,
     task: Task[Any, Any],
     msg: Message,
     base: dict[str, Any],
 ) -> None:
     """Run a sync task without a soft time limit in a thread, and settle it from the
     thread's completion: no coroutine waits for it, so it costs no ``asyncio.Task``.
-    ``r.task`` is a future that stands for the run (drain waits on it, a hand-back
+    ``run.task`` is a future that stands for the run (drain waits on it, a hand-back
     cancels it, and a cancelled run is not settled)."""
     assert worker._threads is not None
     assert worker._loop is not None
     running: asyncio.Future[None] = worker._loop.create_future()
-    r.task = running
+    run.task = running
 
     def done(ok: bool, value: Any) -> None:
         if running.done():  # handed back meanwhile: not ours to settle
             return
         running.set_result(None)
-        began_in_thread(r, base)
+        began_in_thread(run, base)
         try:
-            worker._complete(r, task, msg, base, ok=ok, value=value)
+            worker._complete(run, task, msg, base, ok=ok, value=value)
         except Exception as exc:
-            worker._loop.create_task(worker._internal_error(d, r, exc))  # type: ignore[union-attr]
+            worker._loop.create_task(worker._internal_error(delivery, run, exc))  # type: ignore[union-attr]
 
-    worker._threads.call(worker._in_thread(task, msg, r), done)
+    worker._threads.call(worker._in_thread(task, msg, run), done)
 
 
 def in_thread(
     worker: Worker,
     task: Task[Any, Any],
     msg: Message,
-    r: Running,
+    run: Running,
     call: Interruptible | None = None,
 ) -> Callable[[], Any]:
     """The call a thread makes for a sync task: in its trace context, inside the
     middleware's ``wrap`` contexts (through ``call`` when it may be interrupted),
-    noting in ``r`` when it began and ended."""
+    noting in ``run`` when it began and ended."""
     trace, wrap, now_ms = msg.trace, worker._hooks.wrap, worker._now_ms
     fn, args, kwargs = task.fn, msg.args, msg.kwargs
 
-    def run() -> Any:
+    def call_in_thread() -> Any:
         token = set_trace(trace)
-        r.began = time.monotonic()
+        run.began = time.monotonic()
         # wall time from the app's clock, as every other (a test's ManualClock too)
-        r.began_ms = now_ms()
+        run.began_ms = now_ms()
         try:
             with wrapped(wrap, msg) if wrap else _NO_WRAP:
                 if call is not None:
                     return call.run(fn, args, kwargs)
                 return fn(*args, **kwargs)
         finally:
-            r.ended = time.monotonic()
+            run.ended = time.monotonic()
             reset_trace(token)
 
-    return run
+    return call_in_thread
 
 
 async def run_sync(
-    worker: Worker, task: Task[Any, Any], msg: Message, timeout: float, r: Running
+    worker: Worker, task: Task[Any, Any], msg: Message, timeout: float, run: Running
 ) -> Any:
     """Run a sync task with a soft time limit: past it, raise inside its thread."""
     assert worker._threads is not None
     call = Interruptible()
-    fut = worker._threads.submit(worker._in_thread(task, msg, r, call))
+    fut = worker._threads.submit(worker._in_thread(task, msg, run, call))
     try:
         return await asyncio.wait_for(asyncio.shield(fut), timeout)
     except TimeoutError:
@@ -116,11 +116,11 @@ async def run_sync(
     raise TaskTimeout(f"task {task.name} ran past its soft time limit of {timeout:g}s")
 
 
-def began_in_thread(r: Running, base: dict[str, Any]) -> None:
+def began_in_thread(run: Running, base: dict[str, Any]) -> None:
     """A sync task started when its thread began the call: the wait for a free thread is
     queue wait, not run time (``sync_threads`` may be fewer than the slots)."""
-    if r.began:
-        r.queued = r.began - r.started
-        r.started_ms = r.began_ms
-        r.started = r.began
-        base["started_at"] = r.started_ms
+    if run.began:
+        run.queued = run.began - run.started
+        run.started_ms = run.began_ms
+        run.started = run.began
+        base["started_at"] = run.started_ms
