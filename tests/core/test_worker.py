@@ -541,7 +541,7 @@ def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_i
     counted: after max_deliveries it is dead-lettered with the error, instead of being
     handed back without bound; the other task runs; the log line carries the exception."""
     import taskq_core.message as message_module
-    import taskq_core.worker as worker_module
+    import taskq_core.worker.running as worker_module
 
     tq = make_app(broker_kind, worker={"max_deliveries": 3})
     real_decode = message_module.decode

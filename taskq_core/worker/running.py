@@ -1,0 +1,232 @@
+"""Running one delivery: decode and check its message, run an async task on the loop
+(with its soft time limit), and turn what it returned or raised into an outcome.
+
+``start`` is called by ``fetching.start_buffered``; sync tasks go to ``sync_tasks.py``; an
+exception goes to ``outcomes.failed``; the outcome is recorded by ``outbox.finish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import types
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from ..brokers.base import Delivery
+from ..context import current_trace, reset_trace, set_trace
+from ..errors import NotJSONSerializable, TaskTimeout
+from ..message import BadMessage, Message, check_delivery, decode
+from ..middleware import run_hooks, wrapped
+from ..signing import BadSignature
+from ..validation import JSON_LEAVES, check_json
+from .records import Running
+from .sync_tasks import began_in_thread
+
+if TYPE_CHECKING:
+    from ..task import Task
+    from .core import Worker
+
+log = logging.getLogger("taskq.worker")
+
+
+def _escape(text: str) -> str:
+    """Text from a message, safe for one log line (no CR/LF or terminal escapes)."""
+    return text[:200].encode("unicode_escape").decode("ascii")
+
+
+@types.coroutine
+def _go_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` on, which already ran up to its first suspension, where it handed
+    ``waiting`` to its runner: from here the asyncio.Task running this drives it."""
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+def start(worker: Worker, delivery: Delivery, run: Running) -> None:
+    assert worker._loop is not None
+    run.started = time.monotonic()
+    run.started_ms = worker._now_ms()
+    worker.counts.started += 1
+    # run it at once up to its first suspension (3.12's eager tasks, by hand for 3.11):
+    # a task that never waits costs no asyncio.Task, and one that does gets one then,
+    # in the context its first step ran in
+    coro = worker._execute(delivery, run)
+    ctx = contextvars.copy_context()
+    try:
+        waiting = ctx.run(coro.send, None)
+    except StopIteration:
+        return
+    except Exception as exc:
+        worker._loop.create_task(worker._internal_error(delivery, run, exc), context=ctx)
+        return
+    run.task = worker._loop.create_task(worker._resumed(delivery, run, coro, waiting), context=ctx)
+
+
+async def resumed(
+    worker: Worker, delivery: Delivery, run: Running, coro: Coroutine[Any, Any, None], waiting: Any
+) -> None:
+    """The rest of a task's run, after its first suspension, in an asyncio.Task."""
+    try:
+        await _go_on(coro, waiting)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await worker._internal_error(delivery, run, exc)
+
+
+async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
+    """Decode and check a delivery's message, run its task, and settle what came of it."""
+    now_ms = run.started_ms
+    base = {"worker": worker.id, "started_at": now_ms}
+    try:
+        msg = decode(delivery.body, worker.payload_limit, worker._verify)
+        check_delivery(msg, delivery.id, delivery.queue)
+    except BadMessage as exc:
+        # refused on its first delivery, before any of it is used: nothing of a message
+        # that fails a check runs, and it cannot come back
+        signature = isinstance(exc, BadSignature)
+        if signature:
+            worker.add_stat(delivery.queue, "bad_signature")
+        worker._finish(
+            run,
+            "dead",
+            {
+                **base,
+                "status": "dead",
+                "finished_at": now_ms,
+                "reason": "signature" if signature else "bad_message",
+                "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
+            },
+        )
+        log.warning("task %s dead-lettered: %s", _escape(delivery.id), _escape(str(exc)))
+        return
+    run.name = msg.task
+    # kept in the final record: the message itself is deleted once the task settles
+    base["enqueued_at"] = msg.enqueued_at
+    task = worker.app.registry.get(msg.task)
+    if task is None:
+        worker._finish(
+            run,
+            "dead",
+            {
+                **base,
+                "status": "dead",
+                "task": msg.task,
+                "finished_at": now_ms,
+                "attempts": msg.attempt + 1,
+                "reason": "unknown_task",
+                "error": {
+                    "type": "UnknownTask",
+                    "traceback": "",
+                    "message": f"no task named {msg.task!r} is registered in this worker",
+                },
+            },
+        )
+        log.warning(
+            "task %s dead-lettered: no task named %s is registered", delivery.id, _escape(msg.task)
+        )
+        return
+    run.message = msg
+    if worker._hooks.before_task:
+        run_hooks(worker._hooks.before_task, worker, msg)
+    timeout = msg.timeout if msg.timeout is not None else task.timeout
+    if not task.is_async and timeout is None:
+        worker._start_sync(delivery, run, task, msg, base)
+        return
+    # the run's context is a fresh copy (see _start): most messages carry no trace
+    # into one that has none, and need no context change
+    token = set_trace(msg.trace) if msg.trace or current_trace() else None
+    try:
+        if not task.is_async:
+            assert timeout is not None  # without one, _start_sync took it
+            try:
+                value = await worker._run_sync(task, msg, timeout, run)
+            finally:
+                began_in_thread(run, base)
+        elif worker._hooks.wrap:
+            with wrapped(worker._hooks.wrap, msg):
+                if timeout is None:
+                    value = await task.fn(*msg.args, **msg.kwargs)
+                else:
+                    value = await worker._run_async(task, msg, timeout)
+        elif timeout is None:
+            value = await task.fn(*msg.args, **msg.kwargs)
+        else:
+            value = await worker._run_async(task, msg, timeout)
+    except asyncio.CancelledError:
+        raise  # the worker is shutting down: the lease is handed back, not settled
+    except BaseException as exc:
+        worker._complete(run, task, msg, base, ok=False, value=exc)
+        return
+    finally:
+        if token is not None:
+            reset_trace(token)
+    worker._complete(run, task, msg, base, ok=True, value=value)
+
+
+async def run_async(
+    worker: Worker, task: Task[Any, Any], msg: Message, timeout: float | None
+) -> Any:
+    coro = task.fn(*msg.args, **msg.kwargs)
+    if timeout is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        raise TaskTimeout(
+            f"task {task.name} ran past its soft time limit of {timeout:g}s"
+        ) from None
+
+
+def complete(
+    worker: Worker,
+    run: Running,
+    task: Task[Any, Any],
+    msg: Message,
+    base: dict[str, Any],
+    *,
+    ok: bool,
+    value: Any,
+) -> None:
+    """Settle an execution that returned ``value`` (``ok``) or raised it."""
+    if ok and type(value) not in JSON_LEAVES:
+        try:
+            check_json(value, "result")
+        except NotJSONSerializable as exc:
+            ok, value = False, exc
+    if not ok:
+        worker._failed(run, task, msg, value, base)
+        return
+    # the end, read once (a sync task's in its thread): the run time from it, the
+    # finish time as start plus run time
+    runtime = (run.ended or time.monotonic()) - run.started
+    worker._finish(
+        run,
+        "ok",
+        {
+            **base,
+            "status": "succeeded",
+            "task": msg.task,
+            "result": value,
+            "attempts": msg.attempt + 1,
+            "finished_at": run.started_ms + int(runtime * 1000),
+        },
+        runtime=runtime,
+    )
