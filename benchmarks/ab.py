@@ -186,8 +186,8 @@ def main() -> int:
                 )
             out["variants"][variant] = {"rates": rates, **summary(rates, plan)}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{args.name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    written = RESULTS / f"{args.name}.json"
+    written.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nA = {out['a']}, B = {out['b']}; {args.rounds} pairs, order {' '.join(plan)}\n")
     print(
         "| variant | A tasks/s (per run) | B tasks/s (per run) | median A | median B | B/A "
@@ -201,7 +201,7 @@ def main() -> int:
             f"| {variant} | {runs_a} | {runs_b} | {v['median_a']:,.0f} | {v['median_b']:,.0f} "
             f"| {v['ratio_b_over_a']:.3f} | {v['pair_ratio_min']:.3f}–{v['pair_ratio_max']:.3f} |"
         )
-    print(f"\nwritten to {path.relative_to(ROOT)}")
+    print(f"\nwritten to {written.relative_to(ROOT)}")
     return 0
 
 
