@@ -200,3 +200,43 @@ def test_an_adapter_left_out_of_mypy_is_reported() -> None:
     pyproject["tool"]["mypy"]["files"] = ["taskq_core"]
     problems = adapter_problems(ROOT, ["taskq_flask"], FRAMEWORKS, pyproject, _read(CONTRIBUTING))
     assert problems == ["taskq_flask: not type-checked; add it to [tool.mypy] files"]
+
+
+# -- the delivery path
+
+#: a row of the delivery-path table: | step | `file` ... | `function` |
+_PATH_ROW = re.compile(r"^\| [^|]+ \| `([^`]+)`[^|]* \| (?:`(\w+)`)? *\|$", re.M)
+
+
+def delivery_path_problems(text: str, root: Path = ROOT) -> list[str]:
+    """Each row of contributing.md's delivery-path table whose file does not exist, or whose
+    function is not defined in it (``def name`` in Python, ``function name`` in Lua)."""
+    section = text.split("## The delivery path", 1)[-1].split("\n## ", 1)[0]
+    rows = _PATH_ROW.findall(section)
+    problems = [] if rows else ["the delivery path has no table rows"]
+    for rel, function in rows:
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: no such file (delivery path, {CONTRIBUTING})")
+            continue
+        source = path.read_text(encoding="utf-8")
+        if function and not re.search(rf"\b(?:def|function) {function}\b", source):
+            problems.append(f"{rel}: no function {function} (delivery path, {CONTRIBUTING})")
+    return problems
+
+
+def test_the_delivery_path_names_real_functions() -> None:
+    assert delivery_path_problems(_read(CONTRIBUTING)) == []
+
+
+def test_a_moved_step_of_the_delivery_path_is_reported() -> None:
+    text = (
+        "## The delivery path\n\n| step | file | function |\n|---|---|---|\n"
+        "| run | `taskq_core/worker/running.py` | `execute` |\n"
+        "| gone | `taskq_core/worker.py` | `_execute` |\n"
+        "| renamed | `taskq_core/worker/outcomes.py` | `_failed` |\n"
+    )
+    assert delivery_path_problems(text) == [
+        f"taskq_core/worker.py: no such file (delivery path, {CONTRIBUTING})",
+        f"taskq_core/worker/outcomes.py: no function _failed (delivery path, {CONTRIBUTING})",
+    ]
