@@ -38,12 +38,16 @@ from .errors import (
     UnknownTask,
 )
 from .handle import STATUSES, TaskHandle
+from .redact import install_log_redaction
 from .retry import RetryPolicy
 from .settings import Settings
 from .task import Signature, Task
 from .worker import Worker
 
 __version__ = "0.1.0"
+
+# every record of the taskq loggers is masked at creation, whatever handlers the app adds
+install_log_redaction()
 
 __all__ = [
     "STATUSES",

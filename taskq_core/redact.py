@@ -13,11 +13,18 @@ A broker URL carries credentials in three places, all masked here:
   but in the value of a credential parameter (``?password=a@b``), everything up to the last
   ``@`` is taken as userinfo: that may hide a harmless ``?client_name=a@b`` too, but never
   shows a credential.
+
+Log records of the ``taskq`` loggers are masked as they are created
+(:func:`install_log_redaction`), so every handler gets them masked, whoever configured it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 MASK = "***"
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*://", re.I)
@@ -92,3 +99,51 @@ def redact_text(text: str) -> str:
     the values of ``password=...`` style assignments."""
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
     return _SECRET_ASSIGNMENT.sub(lambda m: m.group("name") + MASK, text)
+
+
+# -- log records
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Mask credentials in ``record`` itself: its message (arguments merged in, so that no
+    handler can format them unmasked), its traceback and its stack."""
+    try:
+        message = record.getMessage()
+    except Exception:
+        return  # a bad format string: the handler reports it, as logging does
+    record.msg, record.args = redact_text(message), None
+    if record.exc_info and not record.exc_text:
+        # Formatter.format uses exc_text when set, so the traceback is only shown masked
+        record.exc_text = redact_text("".join(traceback.format_exception(*record.exc_info)))
+        record.exc_text = record.exc_text.rstrip("\n")
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+
+
+class _RedactingRecordFactory:
+    """The log record factory, wrapped: records of the ``taskq`` loggers are redacted as they
+    are created, before any filter, handler or formatter sees them."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        if record.name == "taskq" or record.name.startswith("taskq."):
+            redact_record(record)
+        return record
+
+
+def install_log_redaction() -> None:
+    """Redact every record of the ``taskq`` loggers at creation (done when taskq_core is
+    imported; idempotent).
+
+    Not a handler's formatter nor a filter on the ``taskq`` logger: an application adds its
+    own handlers (Django's ``LOGGING``, ``logging.basicConfig``), and a logger's filters do
+    not see its children's records (``taskq.worker``), so both would let lines through
+    unmasked. A factory set later with ``logging.setLogRecordFactory`` must call the one it
+    replaces (``logging.getLogRecordFactory()``), as the logging documentation asks.
+    """
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _RedactingRecordFactory):
+        logging.setLogRecordFactory(_RedactingRecordFactory(current))

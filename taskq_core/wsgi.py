@@ -163,8 +163,13 @@ class WorkerThread:
         t = self._thread
         return t is not None and t.is_alive() and self._pid == os.getpid()
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the workers (nothing when ``count`` is 0 or they already run)."""
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> None:
+        """Start the workers (nothing when ``count`` is 0 or they already run).
+
+        ``wait=False`` returns once the thread is started, without waiting for the workers
+        (a fork hook must not hold up the server's own set-up of its new process); a failure
+        to start is then only logged.
+        """
         if self.count == 0:
             return
         with self._lock:
@@ -177,11 +182,13 @@ class WorkerThread:
             # a daemon thread, stopped by atexit: the interpreter joins non-daemon threads
             # *before* atexit handlers run, so a plain thread would hang the exit
             self._thread.start()
+        atexit.register(self.stop)
+        if not wait:
+            return
         if not self._ready.wait(timeout):
             raise RuntimeError(f"embedded workers did not start within {timeout} s")
         if self._error is not None:
             raise RuntimeError("embedded workers failed to start") from self._error
-        atexit.register(self.stop)
         log.info("embedded workers running in thread %s", self._thread.name)
 
     def stop(self, timeout: float | None = None) -> None:

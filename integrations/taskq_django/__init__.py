@@ -29,7 +29,9 @@ middleware, system checks, ``manage.py taskq_worker`` and a ``django.tasks`` bac
   commits (``transaction.on_commit``) and dropped if it rolls back; the others are sent
   once the response succeeded (status below 400) and dropped otherwise.
 - ``EMBEDDED_WORKERS`` (default 0): workers in a background thread of the web process,
-  started by the middleware at the first request and stopped at exit
+  started when each serving process starts, before its first request (gunicorn and uWSGI
+  workers, runserver's reloader child; never management commands nor gunicorn's master:
+  ``taskq_core.prefork``) and stopped at exit
   (or by :func:`stop_workers`).
 
 Tasks close stale database connections before and after they run, as Django does around a

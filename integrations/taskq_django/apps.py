@@ -11,5 +11,10 @@ class TaskqConfig(AppConfig):
     verbose_name = "taskq"
 
     def ready(self) -> None:
-        # registers the system checks; nothing is built or connected here
+        # registers the system checks
         from . import checks  # noqa: F401
+        from .workers import start_when_serving_process
+
+        # embedded workers start with each process that serves (a gunicorn or uWSGI worker,
+        # runserver's child), before its first request: nothing is built otherwise
+        start_when_serving_process()

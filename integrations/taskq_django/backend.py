@@ -19,8 +19,16 @@ task. ``queue_name`` is the taskq queue; ``run_after`` delays the task (``suppor
 ``async def`` tasks run on the worker's loop; results are read back from taskq
 (``supports_get_result``), from any process. Priorities other than 0 are refused: taskq
 orders work by queue (``high``, ``default``, ``low``), so give ``queue_name`` instead.
-Retries follow taskq's retry settings; ``TaskResult.errors`` holds the error of the last
-attempt, and a task waiting for its retry reads as READY.
+Retries follow taskq's retry settings; a task waiting for its retry reads as READY, with
+``worker_ids`` (one per attempt, so ``attempts``) and ``errors`` (one per failed attempt) as
+they stand.
+
+What taskq drops once a task is done is kept beside it, for ``get_result``, as long as its
+result (``result_ttl``): the call's arguments (they were in the message, in the same Redis,
+readable by the same clients, so nothing is exposed that was not) and the record of each
+attempt. ``get_result`` works in a process that never imported the task's module: the task
+is then described by its stored path alone (``TaskResult.task.func`` only raises), since a
+name read from Redis is never imported.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import orjson
 try:
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
-    from django.tasks.exceptions import TaskResultDoesNotExist
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError as exc:  # Django < 6.0
     import django
@@ -56,12 +64,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from taskq_core import TaskQueue
+from taskq_core.errors import InvalidName
 from taskq_core.handle import describe
 from taskq_core.message import Message
 from taskq_core.middleware import Middleware
+from taskq_core.validation import check_queue_name
 from taskq_core.worker import Worker
 
 from .conf import get_taskqueue, on_taskqueue
+from .kept import kept as _store
 
 #: taskq name -> the Django task defined under it (the registry the worker looks names up in)
 _known: dict[str, Task[..., Any]] = {}
@@ -106,8 +117,16 @@ class TaskqBackend(BaseTaskBackend):
             self.queues = set()  # any queue: taskq checks the name when a task is enqueued
 
     def validate_task(self, task: Task[..., Any]) -> None:
-        """Django's checks, then the task is known to taskq (this runs when it is defined)."""
+        """Django's checks and taskq's queue name rule (``InvalidTask`` either way), then the
+        task is known to taskq (this runs when it is defined, and on ``using()``)."""
         super().validate_task(task)
+        if not self.queues:
+            try:
+                check_queue_name(task.queue_name)
+            except InvalidName as exc:
+                raise InvalidTask(str(exc)) from None
+        if getattr(task.func, _DESCRIPTOR, False):
+            return  # a task described from stored data: nothing to run, nothing to register
         name = task_name(task)
         _known.setdefault(name, task)
         for tq in list(_queues):
@@ -116,11 +135,13 @@ class TaskqBackend(BaseTaskBackend):
     def enqueue(self, task: Task[..., Any], args: Any, kwargs: Any) -> TaskResult[Any, Any]:
         self.validate_task(task)
         handle = _bound(task).enqueue(*args, **kwargs)
+        _store(get_taskqueue(), handle.id).call(args, kwargs)
         return self._enqueued(task, handle.id, args, kwargs)
 
     async def aenqueue(self, task: Task[..., Any], args: Any, kwargs: Any) -> TaskResult[Any, Any]:
         self.validate_task(task)
         handle = await _bound(task).enqueue_async(*args, **kwargs)
+        _store(get_taskqueue(), handle.id).call(args, kwargs)
         return self._enqueued(task, handle.id, args, kwargs)
 
     def _enqueued(
@@ -152,16 +173,30 @@ class TaskqBackend(BaseTaskBackend):
         info = describe(state)
         if state is None or info is None:
             raise TaskResultDoesNotExist(result_id)
-        task = _known.get(str(info.get("task")))
-        if task is None:
+        name = str(info.get("task"))
+        if not name.startswith("django:"):
             raise TaskResultDoesNotExist(f"{result_id} is not a django.tasks task")
-        if task.queue_name != state.queue:
+        task = _known.get(name)
+        if task is None:  # its module is not imported here: describe it, never import it
+            task = _described(name, self.alias, state.queue)
+        elif task.queue_name != state.queue:
             task = replace(task, queue_name=state.queue)
         message: dict[str, Any] = orjson.loads(state.message) if state.message else {}
         record: dict[str, Any] = orjson.loads(state.record) if state.record else {}
         status = _STATUS.get(str(info["status"]), TaskResultStatus.READY)
         error = info.get("error")
         worker = record.get("worker")
+        kept = _store(tq, result_id).read()
+        call = kept.get("call") or {}
+        args = message["args"] if "args" in message else call.get("args", [])
+        kwargs = message["kwargs"] if "kwargs" in message else call.get("kwargs", {})
+        workers = kept.get("workers") or []
+        errors = [_error(e) for e in kept.get("errors") or []]
+        if not errors and isinstance(error, dict):
+            errors = [_error(error)]  # a task that failed before taskq_django recorded it
+        if not workers and worker:
+            workers = [str(worker)] * int(info.get("attempts") or 1)
+        last = kept.get("last_attempted_at")
         result = TaskResult(
             task=task,
             id=result_id,
@@ -169,13 +204,12 @@ class TaskqBackend(BaseTaskBackend):
             enqueued_at=_time(info.get("enqueued_at")),
             started_at=_time(record.get("started_at")),
             finished_at=_time(info.get("finished_at")),
-            last_attempted_at=_time(record.get("started_at")),
-            args=list(message.get("args", [])),
-            kwargs=dict(message.get("kwargs", {})),
+            last_attempted_at=_time(last if last is not None else record.get("started_at")),
+            args=list(args),
+            kwargs=dict(kwargs),
             backend=self.alias,
-            errors=[_error(error)] if isinstance(error, dict) else [],
-            # taskq keeps the worker of the last attempt: one entry per attempt
-            worker_ids=[str(worker)] * int(info.get("attempts") or 1) if worker else [],
+            errors=errors,
+            worker_ids=[str(w) for w in workers],
         )
         if status == TaskResultStatus.SUCCESSFUL:
             object.__setattr__(result, "_return_value", info.get("result"))
@@ -291,6 +325,8 @@ def _started(name: str, args: Any, kwargs: Any) -> tuple[Task[..., Any], TaskRes
         errors=[],
         worker_ids=[worker] * ((message.attempt if message is not None else 0) + 1),
     )
+    if message is not None:
+        _store(get_taskqueue(), message.id).attempt(worker, now)
     task_started.send(TaskqBackend, task_result=result)
     return task, result
 
@@ -302,12 +338,13 @@ def _finished(result: TaskResult[Any, Any], exc: BaseException | None) -> None:
     else:
         object.__setattr__(result, "status", TaskResultStatus.FAILED)
         kind = type(exc)
-        result.errors.append(
-            TaskError(
-                exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-                traceback="".join(traceback.format_exception(exc)),
-            )
+        error = TaskError(
+            exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+            traceback="".join(traceback.format_exception(exc)),
         )
+        result.errors.append(error)
+        if result.id:
+            _store(get_taskqueue(), result.id).failed(error)
     task_finished.send(TaskqBackend, task_result=result)
 
 
@@ -319,10 +356,36 @@ def _time(ms: object) -> datetime | None:
 
 
 def _error(error: dict[str, Any]) -> TaskError:
+    if "exception_class_path" in error:  # recorded by taskq_django
+        return TaskError(
+            exception_class_path=str(error["exception_class_path"]),
+            traceback=str(error.get("traceback", "")),
+        )
     kind = str(error.get("type", "Exception"))
     # taskq names builtins by their bare name; Django imports the path to get the class
     path = kind if "." in kind else f"builtins.{kind}"
     return TaskError(exception_class_path=path, traceback=str(error.get("traceback", "")))
+
+
+#: marks the function of a task described from stored data (its module not imported)
+_DESCRIPTOR = "_taskq_described"
+
+
+def _described(name: str, backend: str, queue: str) -> Task[..., Any]:
+    """A Task for the stored name ``django:<module>.<function>``, without importing it: a
+    function that only raises, carrying the path (``Task.module_path`` gives it back)."""
+    path = name.removeprefix("django:")
+    module, _, qualname = path.rpartition(".")
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            f"the task {path} is not imported in this process: import its module to call it"
+        )
+
+    unavailable.__module__ = module
+    unavailable.__qualname__ = unavailable.__name__ = qualname
+    setattr(unavailable, _DESCRIPTOR, True)
+    return Task(func=unavailable, backend=backend, queue_name=queue)
 
 
 on_taskqueue(_install)

@@ -41,7 +41,8 @@ def _send(tq: TaskQueue, items: list[EnqueueItem]) -> None:
 
 class TaskqMiddleware:
     """Correlation id, trace context, per-route counts and (``DEFER_ENQUEUE``) deferred
-    enqueues for every request; also starts the embedded workers, if any, at the first one.
+    enqueues for every request. It also starts the embedded workers, if any and not yet
+    running: a fallback for servers taskq does not recognise (``taskq_core.prefork``).
 
     The correlation id comes from ``X-Request-ID`` or ``traceparent`` (else a new one),
     reaches every task enqueued while the request is handled and is echoed in the

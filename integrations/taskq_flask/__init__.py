@@ -23,8 +23,10 @@ environment variables; it is then ``app.extensions["taskq"].tq``. The extension'
   one round trip once its response succeeded (status below 400), just before it goes out;
   drop them when the view raised or answered 4xx/5xx.
 - ``TASKQ_EMBEDDED_WORKERS`` (default 0): run that many workers in a background thread of the
-  web process, started by the first request it serves (so ``flask`` commands and gunicorn's
-  master never run them) and stopped at exit or by ``app.extensions["taskq"].ext.stop_workers()``.
+  web process, started when each serving process starts, before its first request (gunicorn
+  and uWSGI workers, ``flask run``'s reloader child; never ``flask`` commands nor gunicorn's
+  master: ``taskq_core.prefork``), and stopped at exit or by
+  ``app.extensions["taskq"].ext.stop_workers()``.
 
 Every request gets a correlation id (``X-Request-ID``, else the trace id of ``traceparent``,
 else a new one), carried with the trace context into the tasks it enqueues and echoed in the

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+import click
 from flask import Blueprint, Flask, Response, current_app, g, has_app_context, request
+from flask.cli import run_command
+from flask.helpers import get_debug_flag
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.routing import Rule
 
@@ -21,6 +25,7 @@ from taskq_core.http.access import read_body
 from taskq_core.http.routes import RouteTable
 from taskq_core.message import Message
 from taskq_core.middleware import Middleware
+from taskq_core.prefork import start_when_serving
 from taskq_core.web import RequestScope, active_scope
 from taskq_core.wsgi import HostOptions, WorkerThread, config_error, host_options, send_held
 
@@ -107,6 +112,13 @@ class TaskQ:
         workers = WorkerThread(tq, options.embedded_workers)
         app.extensions["taskq"] = TaskqState(self, tq, table, prefix, options, workers)
         self._apps.append(app)
+        if options.embedded_workers:
+            # before the first request, in each process that serves (never a gunicorn
+            # master, nor the parent of `flask run`'s reloader): see taskq_core.prefork
+            moment = start_when_serving(
+                lambda wait: workers.start(wait=wait), dev_server=_flask_run_serves()
+            )
+            log.debug("embedded workers of %s: start %s", app.name, moment)
 
     def _configure(self, app: Flask) -> tuple[HostOptions, TaskQueue]:
         own = {k.lower(): app.config[f"TASKQ_{k}"] for k in _OWN if f"TASKQ_{k}" in app.config}
@@ -152,13 +164,28 @@ class TaskQ:
         return self.state().tq
 
     def start_workers(self, app: Flask | None = None) -> None:
-        """Start the embedded workers now rather than at the first request."""
+        """Start the embedded workers now (for a server taskq does not recognise, which
+        would otherwise start them at the first request)."""
         self.state(app).workers.start()
 
     def stop_workers(self, app: Flask | None = None) -> None:
         """Stop the embedded workers: running tasks get the grace period, the rest go back
         to their queues, and the thread is joined. Also done at interpreter exit."""
         self.state(app).workers.stop()
+
+
+def _flask_run_serves() -> bool | None:
+    """Under ``flask run``: True in the process that serves, False in the reloader's parent
+    (it only restarts the child). None under any other command or server."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command:
+        return None
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":
+        return True  # the reloader's child
+    reload = ctx.params.get("reload")
+    if reload is None:  # flask run's own default: the reloader follows --debug
+        reload = get_debug_flag()
+    return not reload
 
 
 def _add_app_context(tq: TaskQueue, app: Flask) -> None:
@@ -220,6 +247,7 @@ def _dispatch(path: str = "") -> Response:
 def _open_scope() -> None:
     state: TaskqState = current_app.extensions["taskq"]
     if state.options.embedded_workers and not state.workers.running:
+        # a fallback for servers taskq does not recognise (taskq_core.prefork): idempotent
         state.workers.start()
     outer = active_scope()
     if outer is not None and outer.app is state.tq:

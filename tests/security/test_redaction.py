@@ -7,9 +7,13 @@ command line's output is checked in tests/cli/test_secrets.py with the same form
 
 from __future__ import annotations
 
+import io
 import logging
+import logging.config
+import runpy
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import orjson
@@ -144,3 +148,52 @@ def test_a_refused_password_is_reported_without_it(form: str, server: int) -> No
         assert leaks(health.body.decode()) == []
     finally:
         tq.close()
+
+
+# -- log records, whatever handlers the application configured
+
+DJANGO_SETTINGS = Path(__file__).resolve().parents[2] / "example_projects/django/djshop/settings.py"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The logging configuration of the test run, restored after a dictConfig."""
+    root, tq = logging.getLogger(), logging.getLogger("taskq")
+    saved = (root.handlers[:], root.level, tq.handlers[:], tq.level, tq.propagate)
+    try:
+        yield
+    finally:
+        for h in tq.handlers:
+            h.close()
+        root.handlers[:], root.level = saved[0], saved[1]
+        tq.handlers[:], tq.level, tq.propagate = saved[2], saved[3], saved[4]
+
+
+def test_the_django_examples_logging_prints_each_taskq_line_once_and_masked(
+    restore_logging: None,
+) -> None:
+    # the example's own LOGGING, and a root handler as `manage.py taskq_worker` adds one
+    namespace = runpy.run_path(str(DJANGO_SETTINGS))
+    logging.config.dictConfig(namespace["LOGGING"])
+    outputs: list[io.StringIO] = []
+    for handler in logging.getLogger("taskq").handlers:
+        assert isinstance(handler, logging.StreamHandler)
+        outputs.append(io.StringIO())
+        handler.setStream(outputs[-1])
+    outputs.append(io.StringIO())
+    logging.getLogger().addHandler(logging.StreamHandler(outputs[-1]))
+
+    url = f"redis://shop:{quote(PASSWORD, safe='')}@db.example:6379/0"
+    log = logging.getLogger("taskq.worker")  # a child logger, as the worker's
+    log.warning("worker w1: broker error while fetching: %s", url)
+    try:
+        raise ConnectionError(f"cannot reach {url}")
+    except ConnectionError:
+        log.exception("worker w1: lost the broker")
+
+    text = "".join(out.getvalue() for out in outputs)
+    for part in (A, B, C):
+        assert part not in text, text
+    assert text.count("broker error while fetching: redis://shop:***@db.example") == 1, text
+    assert text.count("lost the broker") == 1, text
+    assert "ConnectionError: cannot reach redis://shop:***@" in text, text

@@ -49,9 +49,13 @@ TASKQ = {
     "EMBEDDED_WORKERS": int(os.environ.get("SHOP_EMBEDDED_WORKERS", "0")),
 }
 
+# taskq's lines once, on the console: "propagate": False, or the root logger's handler
+# (``manage.py taskq_worker`` sets one up) would print each line a second time. taskq masks
+# credentials in its records when they are created, so any handler here gets them masked.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"taskq": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"taskq": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,3 +112,122 @@ def test_enqueue_in_a_transaction_waits_for_the_commit(configure_taskq: Configur
         result = djtasks.add.enqueue(1, 2)
         assert tq.handle(result.id, "high").status() == "unknown"
     assert tq.handle(result.id, "high").status() == "queued"
+
+
+# -- the documented TaskResult contract, field by field
+
+FIELDS = (
+    "task", "id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
+    "args", "kwargs", "backend", "errors", "worker_ids",
+)  # fmt: skip
+
+
+def test_a_finished_task_keeps_every_field(configure_taskq: Configure) -> None:
+    tq = configure_taskq()
+    result = djtasks.add.enqueue(2, b=3)
+    drain(tq)
+    got = djtasks.add.get_result(result.id)
+    assert {f: getattr(got, f) is not None for f in FIELDS} == dict.fromkeys(FIELDS, True)
+    assert got.task.module_path == djtasks.add.module_path
+    assert got.id == result.id
+    assert got.status == TaskResultStatus.SUCCESSFUL
+    # the message is gone once the task is done: the arguments were kept beside it
+    assert got.args == [2]
+    assert got.kwargs == {"b": 3}
+    assert got.backend == "default"
+    assert got.errors == []
+    assert len(got.worker_ids) == got.attempts == 1
+    assert got.started_at == got.last_attempted_at
+    assert got.return_value == 5
+
+
+def test_a_pending_retry_shows_the_failed_attempt(configure_taskq: Configure) -> None:
+    tq = configure_taskq(tq_options={"retry": {"max_retries": 2, "backoff": 3600}})
+    result = djtasks.fail.enqueue()
+    drain(tq)
+    waiting = djtasks.fail.get_result(result.id)
+    assert waiting.status == TaskResultStatus.READY  # waiting for its retry
+    assert waiting.attempts == 1
+    assert len(waiting.errors) == 1
+    assert waiting.errors[0].exception_class is ValueError
+    assert waiting.last_attempted_at is not None
+    assert len(waiting.worker_ids) == 1
+
+
+def test_each_attempt_has_its_worker_and_its_error(configure_taskq: Configure) -> None:
+    tq = configure_taskq(tq_options={"retry": {"max_retries": 1, "backoff": 0, "jitter": 0}})
+    result = djtasks.fail.enqueue()
+    drain(tq)  # a burst worker stops before the retry is due: the next one runs it
+    drain(tq)
+    got = djtasks.fail.get_result(result.id)
+    assert got.status == TaskResultStatus.FAILED
+    assert got.attempts == len(set(got.worker_ids)) == 2  # not the last worker twice
+    assert [e.exception_class for e in got.errors] == [ValueError, ValueError]
+
+
+async def test_aenqueue_returns_a_result_like_enqueue(configure_taskq: Configure) -> None:
+    tq = configure_taskq()
+    try:
+        result = await djtasks.add.aenqueue(4, 5)
+        assert result.status == TaskResultStatus.READY
+        assert (result.args, result.kwargs, result.backend) == ([4, 5], {}, "default")
+        await asyncio.to_thread(drain, tq)
+        got = await djtasks.add.aget_result(result.id)
+        assert got.status == TaskResultStatus.SUCCESSFUL
+        assert got.return_value == 9
+        assert got.args == [4, 5]
+    finally:
+        await tq.aclose()  # the async connections belong to this test's loop
+
+
+@pytest.mark.parametrize("queue", ["bad queue", "x" * 65, "né"])
+def test_a_bad_queue_name_is_djangos_invalid_task(configure_taskq: Configure, queue: str) -> None:
+    configure_taskq()
+    with pytest.raises(InvalidTask, match="queue name"):
+        djtasks.add.using(queue_name=queue)
+
+
+GET_RESULT = """
+import json, sys
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["taskq_django"],
+    TASKQ={"BROKER_URL": sys.argv[1], "KEY_PREFIX": sys.argv[2]},
+    TASKS={"default": {"BACKEND": "taskq_django.backend.TaskqBackend"}},
+    USE_TZ=True,
+)
+django.setup()
+from django.tasks import task_backends
+got = task_backends["default"].get_result(sys.argv[3])
+print(json.dumps({
+    "imported": any("djtasks" in m for m in sys.modules),
+    "module_path": got.task.module_path, "status": got.status, "args": got.args,
+    "kwargs": got.kwargs, "attempts": got.attempts, "return_value": got.return_value,
+    "errors": len(got.errors), "finished": got.finished_at is not None,
+}))
+"""
+
+
+def test_get_result_from_a_process_that_never_imported_the_task(
+    configure_taskq: Configure, redis_url: str, prefix: str
+) -> None:
+    tq = configure_taskq()
+    result = djtasks.add.enqueue(20, b=22)
+    drain(tq)
+    out = subprocess.run(
+        [sys.executable, "-c", GET_RESULT, redis_url, prefix, result.id],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "imported": False,
+        "module_path": djtasks.add.module_path,
+        "status": "SUCCESSFUL",
+        "args": [20],
+        "kwargs": {"b": 22},
+        "attempts": 1,
+        "return_value": 42,
+        "errors": 0,
+        "finished": True,
+    }
