@@ -63,6 +63,23 @@ def _stray_at(tail: str) -> bool:
     return False
 
 
+#: where a credential parameter's value starts: ``?password=`` / ``&token=``
+_SECRET_VALUE_START = re.compile(r"[?&]([^=&?#]*)=")
+
+
+def _userinfo_end(rest: str) -> int:
+    """The ``@`` that ends the userinfo of ``rest`` (the URL after its scheme) when the
+    password holds unencoded ``/ ? #``: the last one that is not inside the value of a
+    credential parameter (``?password=p@ss``, whose ``@`` would cut the password in two)."""
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) > 0:
+        before = rest[:at]
+        starts = [m for m in _SECRET_VALUE_START.finditer(before) if _SECRET_PARAM.search(m[1])]
+        if not starts or "&" in before[starts[-1].end() :]:
+            return at
+    return rest.rfind("@")
+
+
 def _mask_userinfo(auth: str) -> str:
     user, colon, _password = auth.partition(":")
     if colon and user and not re.search(r"[/?#@]", user):
@@ -79,8 +96,9 @@ def redact_url(url: str) -> str:
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     if _stray_at(tail):
-        # a password with an unencoded / ? or #: everything up to the last @ is userinfo
-        at = rest.rfind("@")
+        # a password with an unencoded / ? or #: everything up to the last @ that is not in
+        # a credential parameter's value is userinfo
+        at = _userinfo_end(rest)
         scheme += _mask_userinfo(rest[:at])
         rest = rest[at + 1 :]
     elif "@" in authority:
@@ -90,7 +108,9 @@ def redact_url(url: str) -> str:
     path, q, query = rest.partition("?")
     if q:
         query, h, fragment = query.partition("#")
-        rest = f"{path}?{_redact_query(query)}{h}{fragment}"
+        # a connection URL's fragment means nothing, but an unencoded # in a password
+        # parameter's value starts one: it may be the rest of that password
+        rest = f"{path}?{_redact_query(query)}{h}{MASK if fragment else ''}"
     return scheme + rest
 
 

@@ -197,3 +197,20 @@ def test_the_django_examples_logging_prints_each_taskq_line_once_and_masked(
     assert text.count("broker error while fetching: redis://shop:***@db.example") == 1, text
     assert text.count("lost the broker") == 1, text
     assert "ConnectionError: cannot reach redis://shop:***@" in text, text
+
+
+@pytest.mark.parametrize(
+    "password", ["Zq@w/Xy", "Zq@w?Xy", "Zq/w@Xy", "Zq?w@Xy", "Zq@w#Xy", "Zq#w@Xy&k"]
+)
+@pytest.mark.parametrize("query", ["?password={}", "?db=1&password={}", "?token={}&db=2"])
+def test_a_password_with_raw_at_and_slash_given_twice_never_shows(
+    password: str, query: str
+) -> None:
+    """A password holding an unencoded ``@`` and ``/ ? #``, given both in the userinfo and as
+    a credential parameter: the parameter's ``@`` must not be taken for the end of the
+    userinfo, nor its ``#`` for a harmless fragment (both once left ``Xy`` in the clear)."""
+    url = f"redis://shop:{password}@127.0.0.1:6379/0{query.format(password)}"
+    shown = redact_url(url)
+    assert "Xy" not in shown, shown
+    assert "127.0.0.1:6379" in shown, shown
+    assert redact_text(f"cannot reach {url}") == f"cannot reach {shown}"
