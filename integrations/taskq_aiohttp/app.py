@@ -48,7 +48,7 @@ def create_app(
         prefix=prefix,
         auth=auth,
         public_read=public_read,
-        expose_private=None if expose_private is None else tuple(expose_private),
+        expose_private=expose_private,
     )
     sub[EMBEDDED] = EmbeddedWorkers(tq, embedded_workers, queues=queues, concurrency=concurrency)
     # every method, and the bare prefix too: 404, 405 and 400 are decided by the core

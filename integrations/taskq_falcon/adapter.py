@@ -174,7 +174,7 @@ def install(
         prefix=prefix,
         auth=auth,
         public_read=public_read,
-        expose_private=None if expose_private is None else tuple(expose_private),
+        expose_private=expose_private,
     )
     is_asgi = isinstance(app, falcon.asgi.App)
     middleware = TaskqMiddleware(

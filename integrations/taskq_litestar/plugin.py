@@ -64,7 +64,7 @@ class TaskqPlugin(InitPlugin, AbstractAsyncContextManager["TaskqPlugin"]):
             prefix=prefix,
             auth=auth,
             public_read=public_read,
-            expose_private=None if expose_private is None else tuple(expose_private),
+            expose_private=expose_private,
         )
         self.defer = defer
         # built (and so validated) now: a bad count fails at import, not at server start

@@ -39,7 +39,7 @@ def routes(
         prefix=prefix,
         auth=auth,
         public_read=public_read,
-        expose_private=None if expose_private is None else tuple(expose_private),
+        expose_private=expose_private,
     )
     clean = table.prefix  # normalised: "" or "/x" without a trailing slash
     # an ASGI app rather than a function: Starlette then routes every method to it (for a

@@ -119,7 +119,7 @@ def routes(
         prefix=prefix,
         auth=auth,
         public_read=public_read,
-        expose_private=None if expose_private is None else tuple(expose_private),
+        expose_private=expose_private,
     )
     return [(re.escape(table.prefix) + r"(/.*)?", TaskqHandler, {"table": table})]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +244,7 @@ class RouteTable:
         prefix: str | None = None,
         auth: AuthCallable | None = None,
         public_read: bool | None = None,
-        expose_private: list[str] | tuple[str, ...] | None = None,
+        expose_private: Sequence[str] | None = None,
     ) -> None:
         from .handlers import build_routes
 
