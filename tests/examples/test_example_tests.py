@@ -20,10 +20,14 @@ NEEDS = {
     "fastapi": ["fastapi", "httpx"],
     "aiohttp": ["aiohttp", "pytest_asyncio"],
     "litestar": ["litestar", "httpx"],
+    "quart": ["quart", "pytest_asyncio"],
+    "sanic": ["sanic", "sanic_testing", "pytest_asyncio"],
+    "falcon": ["falcon", "pytest_asyncio"],
+    "tornado": ["tornado", "pytest_asyncio"],
 }
 
 
-@pytest.mark.parametrize("name", ["flask", "django", "starlette", "fastapi", "aiohttp", "litestar"])
+@pytest.mark.parametrize("name", sorted(NEEDS))
 def test_example_suite_passes(name: str) -> None:
     missing = [m for m in NEEDS[name] if importlib.util.find_spec(m) is None]
     if missing:
