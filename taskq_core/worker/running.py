@@ -150,6 +150,12 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
     if not task.is_async and timeout is None:
         worker._start_sync(delivery, run, task, msg, base)
         return
+    if timeout is not None and run.task is None:
+        # still in start()'s eager first step, outside any task of this run's own: a time
+        # limit (asyncio.timeout, under wait_for) binds to the current task, which here is
+        # the fetch loop's or none at all (Python 3.12+). One suspension hands the run to
+        # its own asyncio.Task first, so the limit can only ever cancel the task it limits.
+        await asyncio.sleep(0)
     # the run's context is a fresh copy (see _start): most messages carry no trace
     # into one that has none, and need no context change
     token = set_trace(msg.trace) if msg.trace or current_trace() else None

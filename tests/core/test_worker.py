@@ -142,6 +142,29 @@ def test_soft_timeout_async_task(make_app: Callable[..., TaskQueue], broker_kind
     assert cancelled.is_set()
 
 
+def test_a_time_limit_binds_to_the_tasks_own_asyncio_task(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """A timed async task runs in an asyncio.Task of its own, never in the worker's fetch
+    loop: on Python 3.12+ the limit (asyncio.timeout) cancels the current task, which would
+    otherwise be the fetch loop's (3.12) or none at all (3.13 raised RuntimeError)."""
+    tq = make_app(broker_kind)
+    seen: list[str] = []
+
+    @tq.task(timeout=5, max_retries=0)
+    async def where() -> str:
+        current = asyncio.current_task()
+        seen.append(repr(current.get_coro()) if current is not None else "no task")
+        return "ok"
+
+    handle = where.enqueue()
+    burst(tq)
+    assert handle.result(timeout=5) == "ok"
+    assert len(seen) == 1
+    assert "fetch_loop" not in seen[0], seen
+    assert seen[0] != "no task"
+
+
 def test_soft_timeout_sync_task_raises_inside_the_thread(
     make_app: Callable[..., TaskQueue], broker_kind: str
 ) -> None:
