@@ -1,9 +1,11 @@
-"""Contract clients for Starlette, FastAPI, aiohttp, Litestar, Quart and Sanic, each through its
-own test client, each app mounting taskq's routes at ``/tasks`` and running taskq's lifespan."""
+"""Contract clients for Starlette, FastAPI, aiohttp, Litestar, Quart, Sanic, Falcon (ASGI) and
+Tornado, each through its own test client, each app mounting taskq's routes at ``/tasks`` and
+running taskq's lifespan. The async clients share :class:`_LoopClient`."""
 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Any
 
 from taskq_core import TaskQueue
@@ -68,12 +70,51 @@ def litestar_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _SyncTestClient(TestClient(app, raise_server_exceptions=False))
 
 
-class _AiohttpClient:
+class _LoopClient(ABC):
+    """Drives an async test client, on a loop of its own, from the (sync) contract tests."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+
+    @abstractmethod
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request to the app, in the loop."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
+
+    async def _stop(self) -> None:
+        """Run the app's shutdown."""
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._stop())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+
+class _AiohttpClient(_LoopClient):
     """aiohttp's TestClient is async: it runs on a loop of its own, driven request by request
     from the (sync) contract tests."""
 
     def __init__(self, tq: TaskQueue, auth: AuthCallable | None) -> None:
-        self._loop = asyncio.new_event_loop()
+        super().__init__()
         self._client: Any = self._loop.run_until_complete(self._start(tq, auth))
 
     @staticmethod
@@ -110,65 +151,12 @@ class _AiohttpClient:
             body = await r.read()
             return r.status, {k.lower(): v for k, v in r.headers.items()}, body
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
-        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
-
-    def close(self) -> None:
-        try:
-            self._loop.run_until_complete(self._client.close())
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        finally:
-            self._loop.close()
+    async def _stop(self) -> None:
+        await self._client.close()
 
 
 def aiohttp_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _AiohttpClient(tq, auth)
-
-
-class _LoopClient:
-    """Drives an async test client, on a loop of its own, from the (sync) contract tests."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None,
-        headers: dict[str, str] | None,
-        body: bytes,
-    ) -> tuple[int, dict[str, str], bytes]:
-        raise NotImplementedError
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
-        return self._loop.run_until_complete(self._request(method, path, params, headers, body))
-
-    async def _stop(self) -> None:
-        """Run the app's shutdown."""
-
-    def close(self) -> None:
-        try:
-            self._loop.run_until_complete(self._stop())
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        finally:
-            self._loop.close()
 
 
 class _QuartClient(_LoopClient):
@@ -260,7 +248,7 @@ def sanic_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
     return _SanicClient(tq, auth)
 
 
-class _FalconAsgiClient:
+class _FalconAsgiClient(_LoopClient):
     """Falcon's ASGIConductor (which runs the app's lifespan) over a ``falcon.asgi.App`` with
     ``taskq_falcon.install``, on a loop of its own driven request by request."""
 
@@ -270,37 +258,29 @@ class _FalconAsgiClient:
 
         import taskq_falcon
 
+        super().__init__()
         app = falcon.asgi.App()
         taskq_falcon.install(app, tq, prefix="/tasks", auth=auth)
-        self._loop = asyncio.new_event_loop()
         self._conductor = ASGIConductor(app)
         self._loop.run_until_complete(self._conductor.__aenter__())
 
-    def request(
+    async def _request(
         self,
         method: str,
         path: str,
-        *,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
         from urllib.parse import urlencode
 
-        r = self._loop.run_until_complete(
-            self._conductor.simulate_request(
-                method, path, query_string=urlencode(params or {}), headers=headers,
-                body=body or None,
-            )
-        )  # fmt: skip
+        r = await self._conductor.simulate_request(
+            method, path, query_string=urlencode(params or {}), headers=headers, body=body or None
+        )
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
 
-    def close(self) -> None:
-        try:
-            self._loop.run_until_complete(self._conductor.__aexit__(None, None, None))
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        finally:
-            self._loop.close()
+    async def _stop(self) -> None:
+        await self._conductor.__aexit__(None, None, None)
 
 
 def falcon_asgi_client(tq: TaskQueue, auth: AuthCallable | None) -> ContractClient:
