@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -47,9 +48,12 @@ def redis_server(*args: str, tls: bool = False, **client: Any) -> Iterator[int]:
                 break
             except redis.AuthenticationError:
                 break  # it answers; the default user needs a password
-            except redis.RedisError:
+            except redis.RedisError as e:
+                if isinstance(e.__cause__, ssl.SSLCertVerificationError):
+                    # a refused certificate does not heal by waiting: say why at once
+                    pytest.fail(f"the test certificates were refused: {e.__cause__}")
                 if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not answer within 15 s")
+                    pytest.fail(f"redis-server did not answer within 15 s: {e}")
                 time.sleep(0.05)
         yield port
     finally:

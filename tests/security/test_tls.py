@@ -34,9 +34,19 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_certificates(d: Path) -> dict[str, str]:
     """A CA, and a server (127.0.0.1, localhost) and a client certificate it signs."""
+    # The extensions are those Python 3.13's default VERIFY_X509_STRICT demands (a CA's key
+    # usage, key identifiers); without them every handshake fails "certificate verify failed".
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             "/CN=taskq test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
-    write(d / "san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+             "/CN=taskq test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
+    write(d / "san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+          "basicConstraints=critical,CA:FALSE\n"
+          "keyUsage=critical,digitalSignature,keyEncipherment\n"
+          "extendedKeyUsage=serverAuth,clientAuth\n"
+          "subjectKeyIdentifier=hash\n"
+          "authorityKeyIdentifier=keyid,issuer\n")  # fmt: skip
     for name in ("server", "client"):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=taskq test {name}",
                  "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)  # fmt: skip
