@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -14,6 +15,8 @@ from .brokers.base import Settings as BrokerSettings
 from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
 from .errors import DuplicateTask, InvalidOption, UnknownTask
+from .flow import NO_FLOW, Flow
+from .flow import gate as flow_gate
 from .handle import TaskHandle
 from .message import Message
 from .middleware import Middleware
@@ -106,6 +109,8 @@ class TaskQueue:
             else (make_broker(settings))
         )
         self.registry: dict[str, Task[Any, Any]] = {}
+        #: queue-wide flow control (``tq.limit_queue(...)``), by queue
+        self.queue_flows: dict[str, Flow] = {}
         #: schedules by name (``tq.schedule(...)``), enqueued by ``taskq scheduler``
         self.schedules: dict[str, Schedule] = {}
         #: task middleware every worker of this application runs (see middleware.py)
@@ -165,6 +170,17 @@ class TaskQueue:
         retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
         hard_timeout: float | None = None,
+        rate_limit: str | None = None,
+        rate_burst: int | None = None,
+        rate_key: Callable[..., str] | None = None,
+        max_concurrency: int | None = None,
+        concurrency_key: Callable[..., str] | None = None,
+        expires: float | timedelta | None = None,
+        expired_to_dead_letter: bool = False,
+        unique: bool = False,
+        unique_key: Callable[..., str] | None = None,
+        unique_for: float | timedelta | None = None,
+        unique_until: str = "finished",
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -181,6 +197,17 @@ class TaskQueue:
         retry_on: Sequence[type[BaseException]] | Mapping[type[BaseException], int] | None = None,
         timeout: float | None = None,
         hard_timeout: float | None = None,
+        rate_limit: str | None = None,
+        rate_burst: int | None = None,
+        rate_key: Callable[..., str] | None = None,
+        max_concurrency: int | None = None,
+        concurrency_key: Callable[..., str] | None = None,
+        expires: float | timedelta | None = None,
+        expired_to_dead_letter: bool = False,
+        unique: bool = False,
+        unique_key: Callable[..., str] | None = None,
+        unique_for: float | timedelta | None = None,
+        unique_until: str = "finished",
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function (plain or ``async def``) as a task.
 
@@ -192,6 +219,16 @@ class TaskQueue:
         ``hard_timeout`` the hard one, enforced by the supervisor (``taskq worker
         --processes``), which kills the process running a task past it and retries or
         fails the task by its policy (default: ``supervisor.hard_timeout``).
+
+        Flow control (docs/flow-control.md), enforced cluster-wide by the broker at fetch:
+        ``rate_limit`` (``"100/m"``, ``"10/s"``; ``rate_burst`` starts at once after a
+        quiet spell) and ``max_concurrency``, each per key when ``rate_key`` /
+        ``concurrency_key`` (functions of the task's arguments, run at enqueue) are given;
+        ``expires`` (seconds after enqueue: not started by then, not run, recorded as
+        expired, or dead-lettered with ``expired_to_dead_letter``); ``unique`` (or a
+        ``unique_key`` function): while one is queued or running (``unique_until``
+        ``"finished"`` or ``"started"``, for at most ``unique_for``), enqueuing another
+        returns the existing task's handle.
         """
         r = self.settings.retry
         if retry_jitter is not None and not 0 <= check_positive(retry_jitter, "retry_jitter") <= 1:
@@ -226,6 +263,19 @@ class TaskQueue:
                 "task_timeout)"
             )
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
+        flow = Flow.make(
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            rate_key=rate_key,
+            max_concurrency=max_concurrency,
+            concurrency_key=concurrency_key,
+            expires=_seconds(expires),
+            expired_to_dead_letter=expired_to_dead_letter,
+            unique=unique,
+            unique_key=unique_key,
+            unique_for=_seconds(unique_for),
+            unique_until=unique_until,
+        )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             task_name = check_task_name(name if name is not None else _default_name(f))
@@ -243,11 +293,31 @@ class TaskQueue:
                 policy=policy,
                 timeout=task_timeout,
                 hard_timeout=hard,
+                flow=flow,
             )
             self.registry[task_name] = t
             return t
 
         return register(fn) if fn is not None else register
+
+    def limit_queue(
+        self,
+        queue: str,
+        *,
+        rate_limit: str | None = None,
+        rate_burst: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        """Limit every task enqueued into ``queue`` by this application, cluster-wide: at
+        most ``rate_limit`` starts (``"100/m"``) and ``max_concurrency`` running at once,
+        besides each task's own limits. Declare it where every producer sees it (with the
+        tasks): the limit travels with each enqueue."""
+        name = check_queue_name(queue)
+        if rate_limit is None and max_concurrency is None:
+            raise InvalidOption("limit_queue needs rate_limit or max_concurrency")
+        self.queue_flows[name] = Flow.make(
+            rate_limit=rate_limit, rate_burst=rate_burst, max_concurrency=max_concurrency
+        )
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
@@ -311,6 +381,17 @@ class TaskQueue:
             elif o.eta is not None:
                 due_ms = int(check_due(o.eta, now) * 1000)
             queue = o.queue or task.queue
+            # flow control: key functions run here, in the producer (nothing written yet)
+            gate = flow_gate(
+                task.name,
+                queue,
+                task_flow=task.flow,
+                queue_flow=self.queue_flows.get(queue, NO_FLOW),
+                args=sig.args,
+                kwargs=sig.kwargs,
+                now=now,
+                expires=o.expires,
+            )
             task_id = o.task_id or random_ids[n * 32 : n * 32 + 32]
             trace = current_trace()
             if self.trace_hook is not None:
@@ -327,6 +408,7 @@ class TaskQueue:
                 timeout=o.timeout,
                 idempotency_key=o.idempotency_key,
                 trace=trace,
+                expires_at=gate.expires_at,
             ).encode(limit, signer)
             items.append(
                 EnqueueItem(
@@ -337,6 +419,9 @@ class TaskQueue:
                     0 if o.delay is not None else due_ms,
                     o.idempotency_key,
                     delay_ms,
+                    gate.data,
+                    gate.unique_key,
+                    gate.unique_window_ms,
                 )
             )
         return items, script_ms(self.clock)
@@ -351,7 +436,7 @@ class TaskQueue:
                 scope.hold(items)
                 return [TaskHandle(self, it.id, it.queue) for it in items]
         ids = self.broker.enqueue(items, now_ms)
-        return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
+        return _handles(self, ids, items)
 
     async def enqueue_many_async(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """The async form of :meth:`enqueue_many`."""
@@ -362,7 +447,7 @@ class TaskQueue:
                 scope.hold(items)
                 return [TaskHandle(self, it.id, it.queue) for it in items]
         ids = await self.broker.enqueue_async(items, now_ms)
-        return [TaskHandle(self, i, it.queue) for i, it in zip(ids, items, strict=True)]
+        return _handles(self, ids, items)
 
     def enqueue(
         self,
@@ -451,6 +536,18 @@ class TaskQueue:
 
     async def aclose(self) -> None:
         await self.broker.aclose()
+
+
+def _handles(app: TaskQueue, ids: Sequence[str], items: Sequence[EnqueueItem]) -> list[TaskHandle]:
+    """The handles of an enqueue: a returned id other than the one sent is the task that
+    was there already (unique, idempotency key)."""
+    return [
+        TaskHandle(app, i, it.queue, existing=i != it.id) for i, it in zip(ids, items, strict=True)
+    ]
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _limits(

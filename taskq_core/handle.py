@@ -13,8 +13,21 @@ if TYPE_CHECKING:
     from .brokers.base import TaskState
 
 #: every status a task can have; ``unknown`` when the broker has no trace of it
-STATUSES = ("queued", "scheduled", "running", "succeeded", "failed", "dead", "cancelled")
-FINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
+#: (flow control, docs/flow-control.md: ``throttled``, held back by a rate limit until it
+#: allows; ``waiting``, for a concurrency slot; ``expired``, not started in time, never run)
+STATUSES = (
+    "queued",
+    "scheduled",
+    "throttled",
+    "waiting",
+    "running",
+    "succeeded",
+    "failed",
+    "dead",
+    "cancelled",
+    "expired",
+)
+FINAL = frozenset({"succeeded", "failed", "dead", "cancelled", "expired"})
 
 
 def describe(state: TaskState | None) -> dict[str, Any] | None:
@@ -46,15 +59,19 @@ def describe(state: TaskState | None) -> dict[str, Any] | None:
 class TaskHandle:
     """A task in the broker. Cheap to create: it holds only the id and queue."""
 
-    __slots__ = ("app", "id", "queue")
+    __slots__ = ("app", "existing", "id", "queue")
 
-    def __init__(self, app: TaskQueue, task_id: str, queue: str) -> None:
+    def __init__(self, app: TaskQueue, task_id: str, queue: str, existing: bool = False) -> None:
         self.app = app
         self.id = task_id
         self.queue = queue
+        #: True when the enqueue added nothing and this is the task that was there: a
+        #: unique task queued or running, an idempotency key's earlier task, a re-sent id
+        self.existing = existing
 
     def __repr__(self) -> str:
-        return f"TaskHandle(id={self.id!r}, queue={self.queue!r})"
+        extra = ", existing=True" if self.existing else ""
+        return f"TaskHandle(id={self.id!r}, queue={self.queue!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TaskHandle) and (other.id, other.queue) == (self.id, self.queue)

@@ -47,6 +47,23 @@ class QueueKeys(NamedTuple):
     #: LIST of task ids whose last delivery ended without an outcome (lease lapsed, process
     #: crashed, internal error): leased only alone, to a worker that holds nothing else
     suspect: str
+    # -- flow control (taskq_core/flow, docs/flow-control.md); empty while no task of the
+    # queue declares a limit, an expiry or uniqueness
+    #: HASH id -> the task's gate (JSON, flow/gates.py): its limits, expiry, unique key
+    gate: str
+    #: ZSET rate-limit key -> theoretical arrival time (ms, GCRA); an entry in the past
+    #: means the same as none, so those are pruned: the state expires by itself
+    rates: str
+    #: HASH concurrency key -> slots held; ``h|<id>`` -> 1 while a lease holds its slots;
+    #: ``w|<id>`` -> its member in ``capwait``; ``seq`` -> the waiters' counter
+    slots: str
+    #: ZSET (all scores 0) ``<concurrency key>\0<seq>\0<r|s><id>``: tasks waiting for a slot,
+    #: in arrival order per key (r: back to ready, s: back to the suspects)
+    capwait: str
+    #: HASH unique key -> id of the task holding it
+    unique: str
+    #: ZSET unique key -> end of its window (ms)
+    unique_until: str
 
     def pick(self, names: Sequence[str]) -> list[str]:
         """The keys called ``names``, in that order (what a script that takes only some of

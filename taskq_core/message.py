@@ -39,6 +39,8 @@ class Message:
     idempotency_key: str | None = None
     trace: dict[str, str] | None = None  # W3C trace context and correlation id
     headers: dict[str, Any] | None = None
+    #: not started by then (epoch ms), the task is not run but recorded as expired
+    expires_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -64,6 +66,8 @@ class Message:
             d["trace"] = self.trace
         if self.headers is not None:
             d["headers"] = self.headers
+        if self.expires_at is not None:
+            d["expires_at"] = self.expires_at
         return d
 
     def encode(self, limit: int | None = None, signer: Signer | None = None) -> bytes:
@@ -114,6 +118,7 @@ FIELDS = frozenset(
         "idempotency_key",
         "trace",
         "headers",
+        "expires_at",
         SIG_FIELD,
     }
 )
@@ -190,6 +195,8 @@ def _check_optional(d: dict[str, Any]) -> None:
         _check_int(d, "due_at", MAX_MS)
     if get("max_retries") is not None:
         _check_int(d, "max_retries", MAX_RETRIES)
+    if get("expires_at") is not None:
+        _check_int(d, "expires_at", MAX_MS)
     timeout = get("timeout")
     if timeout is not None and not (
         (type(timeout) is float or type(timeout) is int)
@@ -330,6 +337,7 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         return Message(id_, task, queue, args, kwargs, attempt, enqueued_at)
     due_at, max_retries, timeout = get("due_at"), get("max_retries"), get("timeout")
     key, trace, headers, sig = get("idempotency_key"), get("trace"), get("headers"), get(SIG_FIELD)
+    expires_at = get("expires_at")
     # as above, one test; _check_optional names the field (a range test also refuses NaN)
     if not (
         FIELDS.issuperset(d)
@@ -343,6 +351,7 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         and (trace is None or _trace_ok(trace))
         and (headers is None or type(headers) is dict)
         and (sig is None or (type(sig) is str and len(sig) <= MAX_SIG))
+        and (expires_at is None or (type(expires_at) is int and 0 <= expires_at <= MAX_MS))
     ):
         _check_optional(d)
     return Message(
@@ -359,4 +368,5 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         key,
         trace,
         headers,
+        expires_at,
     )

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .flow import NO_FLOW, Flow
+from .flow.limits import check_expires
 from .retry import RetryPolicy
 from .validation import (
     MAX_IDEMPOTENCY_KEY,
@@ -39,6 +41,8 @@ class EnqueueOptions:
     max_retries: int | None = None
     timeout: float | None = None
     task_id: str | None = None
+    #: seconds after enqueue, or an aware datetime: not started by then, not run
+    expires: float | datetime | None = None
 
     @classmethod
     def make(
@@ -51,6 +55,7 @@ class EnqueueOptions:
         max_retries: int | None = None,
         timeout: float | None = None,
         task_id: str | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> EnqueueOptions:
         if delay is not None and eta is not None:
             from .errors import InvalidOption
@@ -68,7 +73,18 @@ class EnqueueOptions:
             max_retries=check_retries(max_retries) if max_retries is not None else None,
             timeout=check_timeout(timeout),
             task_id=check_task_id(task_id) if task_id is not None else None,
+            expires=_check_enqueue_expires(expires),
         )
+
+
+def _check_enqueue_expires(value: object) -> float | datetime | None:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            from .errors import InvalidOption
+
+            raise InvalidOption("expires must be timezone-aware when it is a datetime")
+        return value  # whether it is past is checked at enqueue, against the clock
+    return check_expires(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +120,7 @@ class Task(Generic[P, R]):
         timeout: float | None,
         options: EnqueueOptions | None = None,
         hard_timeout: float | None = None,
+        flow: Flow = NO_FLOW,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -113,6 +130,8 @@ class Task(Generic[P, R]):
         self.timeout = timeout
         #: seconds after which the supervisor kills the process running this task
         self.hard_timeout = hard_timeout
+        #: rate limits, concurrency caps, expiry, uniqueness (taskq_core/flow)
+        self.flow = flow
         self.is_async = inspect.iscoroutinefunction(fn)
         self._options = options or EnqueueOptions()
         self.__doc__ = fn.__doc__
@@ -127,7 +146,7 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> Task[P, R]:
         """A copy with enqueue options set: ``queue``, ``delay``, ``eta``,
-        ``idempotency_key``, ``max_retries``, ``timeout``, ``task_id``."""
+        ``idempotency_key``, ``max_retries``, ``timeout``, ``task_id``, ``expires``."""
         merged = EnqueueOptions.make(**options)
         base = self._options
         combined = replace(
@@ -143,6 +162,7 @@ class Task(Generic[P, R]):
             timeout=self.timeout,
             options=combined,
             hard_timeout=self.hard_timeout,
+            flow=self.flow,
         )
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Signature:

@@ -107,19 +107,28 @@ def check_json(value: Any, path: str) -> None:
 
 def check_delay(delay: float | timedelta | None) -> float | None:
     """Seconds of delay, or ``None``; refuses negative, NaN and infinite delays."""
-    if delay is None:
+    return check_duration(delay, "delay")
+
+
+def check_duration(
+    value: object, option: str, *, zero: bool = True, kinds: str = "seconds or a timedelta"
+) -> float | None:
+    """Seconds (a number or a timedelta) from 0 (or above 0, without ``zero``) to 365 days,
+    or ``None``; refuses NaN and infinities, naming ``option``."""
+    if value is None:
         return None
-    if isinstance(delay, timedelta):
-        seconds = delay.total_seconds()
-    elif isinstance(delay, int | float) and not isinstance(delay, bool):
-        seconds = float(delay)
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
     else:
-        raise InvalidOption(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidOption(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        raise InvalidOption(f"{option} must be {kinds}, got {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise InvalidOption(f"{option} must be a finite number of seconds {bound}, got {value!r}")
     if seconds > MAX_DELAY:
         raise InvalidOption(
-            f"delay must be at most 365 days ({MAX_DELAY:.0f} s), got {seconds:g} s"
+            f"{option} must be at most 365 days ({MAX_DELAY:.0f} s), got {seconds:g} s"
         )
     return seconds
 

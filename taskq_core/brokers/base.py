@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 T = TypeVar("T")
-OutcomeKind = Literal["ok", "retry", "failed", "dead"]
+#: ``expired``: not started before its ``expires`` time, never run (flow control);
+#: ``aborted``: stopped on request. Both are final without a dead-letter entry.
+OutcomeKind = Literal["ok", "retry", "failed", "dead", "expired", "aborted"]
 #: How a lease is handed back (``Broker.release``): ``graceful`` (SIGTERM within the grace
 #: period, ``Worker.close()``, leased but never started) does not count as a delivery and
 #: puts the task at the front of its queue; ``crashed`` (its worker process died) and
@@ -44,6 +46,12 @@ class EnqueueItem:
     due_ms: int = 0
     idempotency_key: str | None = None
     delay_ms: int = 0
+    #: flow control (taskq_core/flow): the gate (JSON, empty: none) enforced at fetch, and
+    #: the unique key held while the task is queued or running (for ``unique_window_ms``
+    #: at most, 0: until released)
+    gate: bytes = b""
+    unique_key: str | None = None
+    unique_window_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -122,6 +130,8 @@ class QueueInfo:
     dead: int
     oldest_enqueued_ms: int | None
     stats: dict[str, int] = field(default_factory=dict)
+    #: tasks waiting for a concurrency slot (flow control)
+    waiting: int = 0
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..flow.memory import Gates
 from .base import (
     RELEASE_ERROR_TYPES,
     DeadTask,
@@ -93,6 +94,7 @@ class _Queue:
     stats: dict[str, int] = field(default_factory=dict)
     wake: bool = False
     suspect: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
+    gates: Gates = field(default_factory=Gates)  # flow control (taskq_core/flow/memory.py)
 
     def incr(self, name: str, by: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + by
@@ -176,6 +178,18 @@ class MemoryBroker:
                         out.append(earlier[0])
                         continue
                     self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
+                if item.unique_key is not None:
+                    holder = store.gates.claim_unique(
+                        item.unique_key,
+                        item.id,
+                        item.unique_window_ms,
+                        now_ms,
+                        store.msg.__contains__,
+                    )
+                    if holder is not None:
+                        out.append(holder)
+                        continue
+                store.gates.store(item.id, item.gate)
                 store.msg[item.id] = item.body
                 due = now_ms + item.delay_ms if item.delay_ms > 0 else item.due_ms
                 if due > now_ms:
@@ -218,6 +232,7 @@ class MemoryBroker:
                 store = self._store(name)
                 for tid in store.leased.upto(now_ms, 100):
                     store.leased.remove(tid)
+                    store.gates.end(store, tid)
                     store.incr("lease_expired")
                     self._no_outcome(name, store, tid, now_ms, _LAPSE)
                 for tid in store.delayed.upto(now_ms, 1000):
@@ -236,20 +251,34 @@ class MemoryBroker:
                     if tid not in store.msg:
                         self._body_missing(name, store, tid, now_ms)
                         continue
+                    if store.gates.admit(store, tid, now_ms, suspect=True)[0] is None:
+                        continue  # waits for a concurrency slot, still a suspect
                     deliveries.append(self._lease(name, store, tid, deadline))
                     suspect = True
                 suspects += len(store.suspect)
+            # flow control parks what its gate holds back (fetch.lua, part 4): not leased,
+            # not an attempt; at most `examine` ids a call are looked at
+            parked = False
+            spread: dict[str, int] = {}
+            examine = want * 4 + 100
             for name in queues:
                 if suspect:
                     break
                 store = self._store(name)
-                while len(deliveries) < want and store.ready:
+                while len(deliveries) < want and store.ready and examine > 0:
                     tid = store.ready.pop()
+                    examine -= 1
                     if tid not in store.msg:
                         self._body_missing(name, store, tid, now_ms)
                         continue
+                    admitted, due = store.gates.admit(store, tid, now_ms, spread=spread)
+                    if admitted is None:
+                        parked = True
+                        if due is not None and (next_due is None or due < next_due):
+                            next_due = due
+                        continue
                     deliveries.append(self._lease(name, store, tid, deadline))
-            if len(deliveries) >= want:
+            if len(deliveries) >= want or parked:
                 for name in queues:
                     if self._store(name).ready:
                         self._wake(name, self._store(name))
@@ -287,6 +316,7 @@ class MemoryBroker:
         self, store: _Queue, tid: str, now_ms: int, error: tuple[str, str], attempts: int
     ) -> None:
         kind, message = error
+        store.gates.free_unique(tid)
         store.dead.add(tid, now_ms)
         store.state[tid] = "dead"
         store.error[tid] = orjson.dumps(
@@ -385,12 +415,17 @@ class MemoryBroker:
                 store.unaccounted.pop(outcome.id, None)
                 store.incr(outcome.kind)
                 store.incr(f"{outcome.kind}|{outcome.task}")
-                if outcome.kind == "ok":
+                if store.gates.end(store, outcome.id):
+                    woken.add(outcome.queue)
+                if outcome.kind != "retry":
+                    store.gates.free_unique(outcome.id)
+                if outcome.kind in ("ok", "expired", "aborted"):
                     self._set_result(outcome.queue, outcome.id, outcome.record)
                     self._announce()
                     store.msg.pop(outcome.id, None)
                     store.state.pop(outcome.id, None)
                     store.fence.pop(outcome.id, None)
+                    store.gates.forget(outcome.id)
                 elif outcome.kind == "retry":
                     store.msg[outcome.id] = outcome.retry_body
                     if outcome.retry_delay_ms > 0:
@@ -450,6 +485,7 @@ class MemoryBroker:
             for lease in leases:
                 store = self._store(lease.queue)
                 if store.fence.get(lease.id) == lease.fence and store.leased.remove(lease.id):
+                    store.gates.end(store, lease.id)
                     if kind:
                         self._no_outcome(lease.queue, store, lease.id, now, (kind, reason))
                         store.incr("released_counted")
@@ -499,10 +535,14 @@ class MemoryBroker:
                     store.suspect.remove(task_id)
                 else:
                     store.ready.remove(task_id)
-            elif state == "scheduled":
+            elif state in ("scheduled", "throttled"):
                 store.delayed.remove(task_id)
+            elif state == "waiting":
+                store.gates.unpark(task_id)
             else:
                 return state or ""
+            store.gates.free_unique(task_id)
+            store.gates.forget(task_id)
             for per_task in (store.msg, store.state, store.fence, store.unaccounted):
                 per_task.pop(task_id, None)
             self._set_result(queue, task_id, record)
@@ -559,6 +599,7 @@ class MemoryBroker:
                         store.error,
                     ):
                         per_task.pop(tid, None)
+                    store.gates.forget(tid)
                     purged += 1
             if purged:
                 store.incr("dead_purged", purged)
@@ -588,6 +629,7 @@ class MemoryBroker:
                         len(store.dead),
                         oldest,
                         queue_stats(store.stats),
+                        len(store.gates.waiting),
                     )
                 )
         return out

@@ -110,6 +110,7 @@ class Plans:
             if (
                 one.delay_ms <= 0
                 and one.idempotency_key is None
+                and not one.gate
                 and (one.due_ms == 0 or (now_ms > 0 and one.due_ms <= now_ms))
             ):
                 return self._enqueue_one(one)
@@ -128,7 +129,17 @@ class Plans:
                 if item.idempotency_key is not None:
                     keys.append(self.keys.idempotency(queue, item.idempotency_key))
                     idem_at = len(keys)
-                args += (item.id, item.task, item.body, item.due_ms, item.delay_ms, idem_at)
+                args += (
+                    item.id,
+                    item.task,
+                    item.body,
+                    item.due_ms,
+                    item.delay_ms,
+                    idem_at,
+                    item.gate,
+                    item.unique_key or "",
+                    item.unique_window_ms,
+                )
             commands.append(ScriptCall(scripts.ENQUEUE, keys, args))
         if new_queues:
             # recorded once per process per queue, so listings find custom queues
@@ -427,13 +438,16 @@ class Plans:
                 ("LINDEX", keys.ready, -1),
                 ("HGETALL", keys.stats),
                 ("LLEN", keys.suspect),  # suspects wait too (counted as ready)
+                ("ZCARD", keys.capwait),  # waiting for a concurrency slot (flow control)
             ]
 
         def parse(replies: list[Any]) -> list[tuple[QueueInfo, str | None]]:
             out = []
             for position, queue in enumerate(queues):
-                at = position * 7
-                ready, delayed, leased, dead, oldest, stats, suspects = replies[at : at + 7]
+                at = position * 8
+                ready, delayed, leased, dead, oldest, stats, suspects, waiting = replies[
+                    at : at + 8
+                ]
                 info = QueueInfo(
                     queue,
                     int(ready) + int(suspects),
@@ -442,6 +456,7 @@ class Plans:
                     int(dead),
                     None,
                     queue_stats(_as_dict(stats)),
+                    int(waiting),
                 )
                 out.append((info, _s(oldest) if oldest is not None else None))
             return out

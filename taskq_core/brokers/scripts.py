@@ -68,7 +68,17 @@ def _load(name: str, lib: bool = True, queue_keys: tuple[str, ...] = QUEUE_KEY_N
 
 
 #: enqueue.lua's keys: only those, to send fewer keys on the hottest path
-ENQUEUE_KEYS = ("ready", "delayed", "msg", "state", "stats", "wake")
+ENQUEUE_KEYS = (
+    "ready",
+    "delayed",
+    "msg",
+    "state",
+    "stats",
+    "wake",
+    "gate",
+    "unique",
+    "unique_until",
+)
 ENQUEUE_ONE_KEYS = ("ready", "msg", "stats", "wake")
 
 ENQUEUE = _load("enqueue", queue_keys=ENQUEUE_KEYS)

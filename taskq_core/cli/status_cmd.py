@@ -45,11 +45,14 @@ def snapshot(app: TaskQueue) -> dict[str, Any]:
                 "delayed": q.delayed,
                 "in_flight": q.leased,
                 "dead": q.dead,
+                "waiting": q.waiting,
                 "oldest_age_s": round((now_ms - oldest) / 1000, 3) if oldest else None,
                 "enqueued": q.stats.get("enqueued", 0),
                 "succeeded": q.stats.get("ok", 0),
                 "failed": q.stats.get("failed", 0),
                 "retried": q.stats.get("retry", 0),
+                "throttled": q.stats.get("throttled", 0),
+                "expired": q.stats.get("expired", 0),
             }
         )
     return {
@@ -64,18 +67,22 @@ def snapshot(app: TaskQueue) -> dict[str, Any]:
 def render(snap: dict[str, Any]) -> RenderableType:
     """The tables of a :func:`snapshot`."""
     qt = Table(title=f"queues ({snap['broker']}, prefix {snap['prefix']})", title_justify="left")
-    for col in ("queue", "ready", "delayed", "in flight", "dead", "oldest", "done", "failed"):
+    cols = ("queue", "ready", "delayed", "waiting", "in flight", "dead", "oldest", "done", "failed")
+    for col in (*cols, "throttled", "expired"):
         qt.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
     for q in snap["queues"]:
         qt.add_row(
             q["name"],
             str(q["ready"]),
             str(q["delayed"]),
+            str(q["waiting"]),
             str(q["in_flight"]),
             Text(str(q["dead"]), style="red" if q["dead"] else ""),
             age(q["oldest_age_s"]),
             str(q["succeeded"]),
             str(q["failed"]),
+            str(q["throttled"]),
+            str(q["expired"]),
         )
     workers = snap["workers"]
     if workers is None:

@@ -67,6 +67,7 @@ QUEUE = obj(
         "delayed": INT,
         "in_flight": INT,
         "dead_letter": INT,
+        "waiting": INT,
         "oldest_age_seconds": null(NUM),
         "workers": INT,
         "counters": QUEUE_COUNTS,

@@ -32,6 +32,15 @@ local function keep_fence(fence, id, entry)
   if not entry then redis.call('HSET', fence, id, 1) end
 end
 
+-- the unique key `u` of `id` is let go (if `id` still holds it)
+local function unique_free(k, id, u)
+  local unique = KEYS[k + K.unique]
+  if redis.call('HGET', unique, u[1]) == id then
+    redis.call('HDEL', unique, u[1])
+    redis.call('ZREM', KEYS[k + K.unique_until], u[1])
+  end
+end
+
 -- a dead-letter entry with its reason record, for a task that never reached an outcome
 -- (k: the offset of the queue's keys in KEYS; scripts over several queues step by QK)
 local function dead_letter(k, id, now, kind, message, attempts)
@@ -45,6 +54,10 @@ local function dead_letter(k, id, now, kind, message, attempts)
   }))
   redis.call('HINCRBY', KEYS[k + K.stats], 'dead', 1)
   redis.call('PUBLISH', string.sub(KEYS[k + K.ready], 1, -6) .. 'done', id)
+  -- a unique task lets go of its key (flow control: gate_admit, below)
+  local g = redis.call('HGET', KEYS[k + K.gate], id)
+  local u = g and cjson.decode(g).u
+  if u then unique_free(k, id, u) end
 end
 
 -- An id in a ready or suspect list without a message (deleted under the queue's feet,
@@ -89,4 +102,127 @@ local function now_ms(arg)
   if given and given > 0 then return given end
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- Flow control (taskq_core/flow, docs/flow-control.md). A task that declares a limit, an
+-- expiry or uniqueness has a gate, stored at enqueue in the queue's `gate` hash as JSON:
+--   r: {{count, period_ms, burst, key}, ...}  rate limits (GCRA), cluster-wide per key
+--   c: {{n, key}, ...}                         concurrency caps, held as leases
+--   e: ms                                      not started by then: not run (expired)
+--   u: {key, 's' | 'f'}                        unique until started / finished
+-- A task without a gate costs one EXISTS per queue per fetch and settle, nothing more.
+
+-- a task waiting for a slot of cap key `key` (flag 'r': it goes back to ready when one
+-- frees; 's': back to the suspects, so a crasher stays alone)
+local function cap_park(k, id, key, flag)
+  local slots = KEYS[k + K.slots]
+  local seq = redis.call('HINCRBY', slots, 'seq', 1)
+  local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. flag .. id
+  redis.call('ZADD', KEYS[k + K.capwait], 0, member)
+  redis.call('HSET', slots, 'w|' .. id, member)
+  redis.call('HSET', KEYS[k + K.state], id, 'waiting')
+  redis.call('HINCRBY', KEYS[k + K.stats], 'capped', 1)
+end
+
+-- May `id` (gate `g`) be leased now? Returns 'run' (its slots are taken, its rate tokens
+-- spent), 'expired' (deliver it: the worker records it as expired, nothing taken), or
+-- false (parked: delayed until its rates allow, or waiting for a slot; the second value
+-- is the due time when delayed). Caps are checked first: a task that cannot get a slot
+-- spends no token. `suspect`: rates are not applied (its delivery is a re-run). `spread`
+-- (a table kept over one call): the n-th task of one rate key delayed in the call is due n
+-- intervals later, so a backlog comes back in order, one token's worth at a time.
+local function gate_admit(k, id, g, now, suspect, spread)
+  if g.e and now >= g.e then return 'expired' end
+  local slots = KEYS[k + K.slots]
+  if g.c then
+    for _, c in ipairs(g.c) do
+      if tonumber(redis.call('HGET', slots, c[2]) or '0') >= c[1] then
+        cap_park(k, id, c[2], suspect and 's' or 'r')
+        return false
+      end
+    end
+  end
+  if g.r and not suspect then
+    local rates = KEYS[k + K.rates]
+    local allow_at, tats, step, first = 0, {}, 0, g.r[1][4]
+    for i, r in ipairs(g.r) do
+      local interval = r[2] / r[1]
+      local tat = tonumber(redis.call('ZSCORE', rates, r[4]) or '0')
+      if tat < now then tat = now end
+      -- GCRA: admitted when at most `burst` intervals are already owed
+      local at = tat + interval - interval * r[3]
+      if at > allow_at then allow_at = at end
+      if interval > step then step = interval end
+      tats[i] = tat + interval
+    end
+    if allow_at > now then
+      local n = spread and spread[first] or 0
+      if spread then spread[first] = n + 1 end
+      local due = math.ceil(allow_at + n * step)
+      redis.call('ZADD', KEYS[k + K.delayed], due, id)
+      redis.call('HSET', KEYS[k + K.state], id, 'throttled')
+      redis.call('HINCRBY', KEYS[k + K.stats], 'throttled', 1)
+      return false, due
+    end
+    for i, r in ipairs(g.r) do
+      redis.call('ZADD', rates, tats[i], r[4])
+    end
+    -- entries in the past mean the same as none: the state expires by itself
+    redis.call('ZREMRANGEBYSCORE', rates, '-inf', '(' .. (now - 1))
+  end
+  if g.c then
+    for _, c in ipairs(g.c) do redis.call('HINCRBY', slots, c[2], 1) end
+    redis.call('HSET', slots, 'h|' .. id, 1)
+  end
+  if g.u and g.u[2] == 's' then unique_free(k, id, g.u) end
+  return 'run'
+end
+
+-- A lease of `id` (gate `g`) ended, whatever the outcome: its slots are freed and the
+-- first task waiting for each goes back to its queue (at the front: it waited its turn).
+-- Safe to call twice: only a lease that took slots frees them. Returns true when a waiter
+-- was woken.
+local function gate_end(k, id, g)
+  if not g.c then return false end
+  local slots = KEYS[k + K.slots]
+  if redis.call('HDEL', slots, 'h|' .. id) == 0 then return false end
+  local woke = false
+  for _, c in ipairs(g.c) do
+    if redis.call('HINCRBY', slots, c[2], -1) <= 0 then redis.call('HDEL', slots, c[2]) end
+    local first = redis.call('ZRANGEBYLEX', KEYS[k + K.capwait], '[' .. c[2] .. '\0',
+      '[' .. c[2] .. '\0\255', 'LIMIT', 0, 1)[1]
+    if first then
+      redis.call('ZREM', KEYS[k + K.capwait], first)
+      local at = #c[2] + 19  -- after '<key>\0<16 digits>\0'
+      local flag, waiter = string.sub(first, at, at), string.sub(first, at + 1)
+      redis.call('HDEL', slots, 'w|' .. waiter)
+      redis.call('HDEL', KEYS[k + K.state], waiter)
+      local back = flag == 's' and KEYS[k + K.suspect] or KEYS[k + K.ready]
+      redis.call('RPUSH', back, waiter)
+      woke = true
+    end
+  end
+  return woke
+end
+
+-- the gates of `ids` (false where none), read only when the queue has any
+local function gates_of(k, ids)
+  if #ids == 0 or redis.call('EXISTS', KEYS[k + K.gate]) == 0 then return nil end
+  local raw = each('HMGET', KEYS[k + K.gate], ids)
+  for i = 1, #ids do
+    if raw[i] then raw[i] = cjson.decode(raw[i]) end
+  end
+  return raw
+end
+
+-- a task waiting for a slot leaves the wait (cancelled)
+local function cap_unpark(k, id)
+  local slots = KEYS[k + K.slots]
+  local member = redis.call('HGET', slots, 'w|' .. id)
+  if member then
+    redis.call('ZREM', KEYS[k + K.capwait], member)
+    redis.call('HDEL', slots, 'w|' .. id)
+    return true
+  end
+  return false
 end

@@ -1,4 +1,5 @@
--- Cancel a queued or scheduled task.
+-- Cancel a queued, scheduled, throttled (delayed by a rate limit) or waiting (for a
+-- concurrency slot) task.
 -- KEYS: queue(*) + result
 -- (the queue's keys, then the task's result key)
 -- ARGV: id, result_ttl_ms, record (JSON). Returns 'cancelled', or the state that prevented it
@@ -7,8 +8,10 @@
 local msg, state = KEYS[K.msg], KEYS[K.state]
 local id = ARGV[1]
 local current = redis.call('HGET', state, id)
-if current == 'scheduled' then
+if current == 'scheduled' or current == 'throttled' then
   redis.call('ZREM', KEYS[K.delayed], id)
+elseif current == 'waiting' then
+  cap_unpark(0, id)
 elseif current then
   return current
 elseif redis.call('HEXISTS', msg, id) == 0 then
@@ -18,6 +21,12 @@ elseif redis.call('ZSCORE', KEYS[K.leased], id) then
 else
   redis.call('LREM', KEYS[K.ready], 0, id)
   redis.call('LREM', KEYS[K.suspect], 0, id)  -- or waiting as a suspect
+end
+local g = redis.call('HGET', KEYS[K.gate], id)
+if g then
+  local gate = cjson.decode(g)
+  if gate.u then unique_free(0, id, gate.u) end
+  redis.call('HDEL', KEYS[K.gate], id)
 end
 redis.call('HDEL', msg, id)
 redis.call('HDEL', state, id)

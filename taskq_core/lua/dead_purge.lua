@@ -12,6 +12,7 @@ for _, id in ipairs(ARGV) do
     redis.call('HDEL', fence, id)
     redis.call('HDEL', accounted, id)
     redis.call('HDEL', err, id)
+    redis.call('HDEL', KEYS[K.gate], id)
     purged = purged + 1
   end
 end

@@ -32,8 +32,11 @@ for q = 0, nqueues - 1 do
   local fence, stats = KEYS[k + K.fence], KEYS[k + K.stats]
   -- 1. leases that lapsed: the worker died or froze
   local lapsed = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 100)
-  for _, id in ipairs(lapsed) do
+  local lapsed_gates = gates_of(k, lapsed)
+  for i, id in ipairs(lapsed) do
     redis.call('ZREM', leased, id)
+    -- its concurrency slots free themselves with the lease (flow control)
+    if lapsed_gates and lapsed_gates[i] then gate_end(k, id, lapsed_gates[i]) end
     redis.call('HINCRBY', stats, 'lease_expired', 1)
     no_outcome(k, id, redis.call('HGET', fence, id), maxd, now, 'PoisonTask',
       'its worker died or froze each time')
@@ -65,7 +68,10 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
       local id = redis.call('RPOP', lists[q + 1])
       if not id then break end
       local body = redis.call('HGET', KEYS[k + K.msg], id)
-      if body then
+      local g = body and redis.call('HGET', KEYS[k + K.gate], id)
+      if g and not gate_admit(k, id, cjson.decode(g), now, true) then
+        -- waits for a concurrency slot, still a suspect (flow control)
+      elseif body then
         local fence = KEYS[k + K.fence]
         keep_fence(fence, id, redis.call('HGET', fence, id))
         local given = redis.call('HINCRBY', fence, id, 1)
@@ -84,22 +90,45 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
   end
   out[3] = waiting
 end
--- 4. lease what is ready, highest priority first (nothing more with a suspect)
+-- 4. lease what is ready, highest priority first (nothing more with a suspect). A task a
+-- flow-control gate parks (delayed by a rate limit, waiting for a slot) leaves the ready
+-- list, so popping again makes progress; at most `examine` ids a call are looked at.
+local parked = false
+local spread = {}
+local examine = want * 4 + 100
 for q = 0, nqueues - 1 do
   if got >= want or out[4] == 1 then break end
   local k = q * QK
   local ids = redis.call('RPOP', KEYS[k + K.ready], want - got)
-  if ids then
+  while ids do
+    examine = examine - #ids
     local fence = KEYS[k + K.fence]
     local bodies = each('HMGET', KEYS[k + K.msg], ids)
     local fences = each('HMGET', fence, ids)
+    local gates = gates_of(k, ids)
+    local skip, parked_now = {}, false
+    if gates then
+      for i, id in ipairs(ids) do
+        if bodies[i] and gates[i] then
+          local admitted, due = gate_admit(k, id, gates[i], now, false, spread)
+          if not admitted then
+            skip[i] = true  -- parked: not leased, not an attempt
+            parked_now = true
+            if due and (next_due < 0 or due < next_due) then next_due = due end
+          end
+        end
+      end
+    end
+    parked = parked or parked_now
     local held = {}
     -- ids delivered in this batch: an id listed twice (never in normal operation) still
     -- gets a new fence for each delivery
     local given = {}
     for i, id in ipairs(ids) do
       local body = bodies[i]
-      if body then
+      if skip[i] then
+        -- parked by its gate (flow control)
+      elseif body then
         local this_fence = 1
         if fences[i] or given[id] then
           if given[id] == 1 then keep_fence(fence, id, fences[i]) end
@@ -118,10 +147,15 @@ for q = 0, nqueues - 1 do
       end
     end
     slices('ZADD', KEYS[k + K.leased], held, 2000)
+    ids = false
+    if got < want and examine > 0 and parked_now then
+      ids = redis.call('RPOP', KEYS[k + K.ready], math.min(want - got, examine))
+    end
   end
 end
--- pass the baton: if work remains, make sure one sleeper wakes up for it
-if got >= want then
+-- pass the baton: if work remains, make sure one sleeper wakes up for it (also when
+-- parking tasks used up this call's look: what is behind them is not left waiting)
+if got >= want or parked then
   for q = 0, nqueues - 1 do
     if redis.call('LLEN', KEYS[q * QK + K.ready]) > 0 then
       local wake = KEYS[q * QK + K.wake]

@@ -5,7 +5,8 @@
 -- KEYS: queue(*) + result...
 -- (the queue's keys, then the result key of each outcome, in the order of the outcomes)
 -- ARGV: now_ms (0: the server's clock), result_ttl_ms, noutcomes, nstats, then per outcome
--- 6 values: id, fence, kind (ok | retry | failed | dead), task name, record (JSON),
+-- 6 values: id, fence, kind (ok | retry | failed | dead | expired | aborted), task name,
+--   record (JSON),
 --   extra (retry only: 'delay_ms|new message': due at now + delay, by the same clock as leases)
 -- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
 -- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
@@ -28,6 +29,9 @@ for i = 0, noutcomes - 1 do ids[i + 1] = ARGV[5 + i * 6] end
 -- fences and leases of the whole batch in two commands
 local fences = each('HMGET', fence, ids)
 local leases = each('ZMSCORE', leased, ids)
+-- flow control: the gates of the batch (nothing read while the queue has none)
+local gates = gates_of(0, ids)
+local woke_waiter = false
 local ended = {}  -- the leases this batch ends (an id listed twice is settled once)
 local ending = {}
 for i = 0, noutcomes - 1 do
@@ -42,11 +46,20 @@ for i = 0, noutcomes - 1 do
   else
     ended[id] = true
     ending[#ending + 1] = id
+    local g = gates and gates[i + 1]
+    if g then
+      -- the lease ends: its concurrency slots go to the next task waiting for them; a
+      -- final outcome lets go of its unique key
+      if gate_end(0, id, g) then woke_waiter = true end
+      if g.u and kind ~= 'retry' then unique_free(0, id, g.u) end
+    end
     -- counted here, not by the worker, so a refused (stale) outcome is never counted
     counts[kind] = (counts[kind] or 0) + 1
     local per_task = kind .. '|' .. name
     counts[per_task] = (counts[per_task] or 0) + 1
-    if kind == 'ok' then
+    if kind == 'ok' or kind == 'expired' or kind == 'aborted' then
+      -- final without a dead-letter entry: expired (not started in time, never run) and
+      -- aborted (stopped on request) are recorded as such, not as failures
       redis.call('SET', KEYS[QK + 1 + i], record, 'PX', ttl)
       gone[#gone + 1] = id
       -- only a task delivered before has fence and accounted entries to delete
@@ -80,6 +93,7 @@ for i = 0, noutcomes - 1 do
 end
 slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
+if gates then slices('HDEL', KEYS[K.gate], gone, 1000) end
 slices('HDEL', fence, counted, 1000)
 slices('HDEL', accounted, counted, 1000)
 if #done > 0 then
@@ -93,7 +107,7 @@ local first_stat = 5 + noutcomes * 6
 for j = 0, nstats - 1 do
   redis.call('HINCRBY', stats, ARGV[first_stat + j * 2], ARGV[first_stat + j * 2 + 1])
 end
-if woke and redis.call('LLEN', wake) == 0 then
+if (woke or woke_waiter) and redis.call('LLEN', wake) == 0 then
   redis.call('LPUSH', wake, '1')
 end
 return stale

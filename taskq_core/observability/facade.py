@@ -51,6 +51,7 @@ def queue_figures(cluster: Cluster, info: QueueInfo, stats: QueueStats) -> dict[
         "delayed": info.delayed,
         "in_flight": info.leased,
         "dead_letter": info.dead,
+        "waiting": info.waiting,
         "oldest_age_seconds": cluster.oldest_age(info),
         "workers": cluster.workers_per_queue().get(info.name, 0),
         "counters": counters,

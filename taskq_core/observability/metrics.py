@@ -67,6 +67,8 @@ TASK_COUNTERS: dict[str, str] = {
     "failed": "failed",
     "dead": "dead",
     "timed_out": "timed_out",
+    # flow control: not started before their expiry, not run
+    "expired": "expired",
 }
 #: counters only kept per queue: stats name -> public name
 QUEUE_COUNTERS: dict[str, str] = {
@@ -81,6 +83,10 @@ QUEUE_COUNTERS: dict[str, str] = {
     "dead_purged": "dead_purged",
     # messages a worker with signing on refused (signing.py); the bad_signature alert
     "bad_signature": "bad_signatures",
+    # flow control (lua/_lib.lua gate_admit): deliveries deferred by a rate limit, and
+    # tasks that waited for a concurrency slot
+    "throttled": "throttled",
+    "capped": "capped",
 }
 #: outcomes of an execution, as counted by settle.lua
 OUTCOMES = ("ok", "retry", "failed", "dead")

@@ -43,6 +43,7 @@ _TASK_HELP = {
     "failed": "Executions that failed with no retry left (dead-lettered).",
     "dead": "Tasks dead-lettered without running to an outcome (poison, unknown task).",
     "timed_out": "Executions stopped by a time limit: soft (raised in the task) or hard (killed).",
+    "expired": "Tasks not started before their expiry; not run.",
 }
 _QUEUE_HELP = {
     "stale_acks": "Outcomes refused because the lease had moved on (fencing).",
@@ -57,6 +58,8 @@ _QUEUE_HELP = {
     "dead_retried": "Dead-lettered tasks sent back to their queue.",
     "dead_purged": "Dead-lettered tasks deleted.",
     "bad_signatures": "Messages refused for a missing, unknown-key or wrong signature.",
+    "throttled": "Tasks held back by a rate limit (delayed until it allows them; not an attempt).",
+    "capped": "Tasks that waited for a concurrency slot (not an attempt).",
 }
 
 
@@ -126,6 +129,11 @@ class TaskqCollector:
                 [i.delayed for i in c.queues],
             ),
             ("in_flight", "Tasks leased by a worker.", [i.leased for i in c.queues]),
+            (
+                "waiting",
+                "Tasks waiting for a concurrency slot (flow control).",
+                [i.waiting for i in c.queues],
+            ),
             ("dead_letter", "Tasks in the dead-letter queue.", [i.dead for i in c.queues]),
             (
                 "oldest_age_seconds",

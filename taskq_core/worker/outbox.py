@@ -23,7 +23,13 @@ from .records import Running
 if TYPE_CHECKING:
     from .core import Worker
 
-_COUNTER = {"ok": "succeeded", "retry": "retried", "failed": "failed", "dead": "dead"}
+_COUNTER = {
+    "ok": "succeeded",
+    "retry": "retried",
+    "failed": "failed",
+    "dead": "dead",
+    "expired": "expired",
+}
 
 
 def _wait(started_ms: int, message: Message) -> float:

@@ -45,6 +45,7 @@ class WorkerCounts:
     failed: int = 0
     retried: int = 0
     dead: int = 0
+    expired: int = 0  # not started before their expiry, not run (flow control)
     stale: int = 0
     lost_leases: int = 0
     released: int = 0

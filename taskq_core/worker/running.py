@@ -144,6 +144,9 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
         )
         return
     run.message = msg
+    if msg.expires_at is not None and worker._now_ms() >= msg.expires_at:
+        expired(worker, run, task, msg, base)
+        return
     if worker._hooks.before_task:
         run_hooks(worker._hooks.before_task, worker, msg)
     timeout = msg.timeout if msg.timeout is not None else task.timeout
@@ -199,6 +202,36 @@ async def run_async(
         raise TaskTimeout(
             f"task {task.name} ran past its soft time limit of {timeout:g}s"
         ) from None
+
+
+def expired(
+    worker: Worker, run: Running, task: Task[Any, Any], msg: Message, base: dict[str, Any]
+) -> None:
+    """A task not started before its ``expires`` time: not run, recorded as expired (or
+    dead-lettered, when the task says ``expired_to_dead_letter``), never dropped."""
+    assert msg.expires_at is not None
+    error = {
+        "type": "TaskExpired",
+        "message": f"task {msg.task} was not started before it expired at {msg.expires_at} ms",
+        "traceback": "",
+    }
+    dead = task.flow.expired_to_dead_letter
+    worker._finish(
+        run,
+        "dead" if dead else "expired",
+        {
+            **base,
+            "status": "dead" if dead else "expired",
+            "task": msg.task,
+            "attempts": msg.attempt,
+            "expires_at": msg.expires_at,
+            "finished_at": run.started_ms,
+            "reason": "expired",
+            "error": error,
+        },
+        error=error,
+        runtime=0.0,
+    )
 
 
 def complete(

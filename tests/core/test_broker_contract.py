@@ -4,31 +4,16 @@ broker, and both must behave the same."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from taskq_core.brokers.base import Broker, EnqueueItem, FetchResult, Lease, Outcome, Settings
+from taskq_core.brokers.base import Broker, EnqueueItem, FetchResult, Lease, Outcome
 from taskq_core.brokers.memory import MemoryBroker
 from taskq_core.brokers.redis import RedisBroker
 
 Q = ["high", "default", "low"]
 T0 = 1_800_000_000_000  # a fixed "now" in ms: the broker takes time from its caller
-
-
-@pytest.fixture
-def broker(broker_kind: str, redis_url: str, prefix: str) -> Iterator[Broker]:
-    settings = Settings(
-        lease_ms=10_000, max_deliveries=3, result_ttl_ms=60_000, idempotency_ttl_ms=60_000
-    )
-    b: Broker
-    if broker_kind == "redis":
-        b = RedisBroker(redis_url, prefix=prefix, settings=settings)
-    else:
-        b = MemoryBroker(settings)
-    yield b
-    b.close()
 
 
 def item(

@@ -11,30 +11,18 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import orjson
 import pytest
 
 from taskq_core.brokers.base import Broker, EnqueueItem, Outcome, Settings
-from taskq_core.brokers.memory import MemoryBroker
 from taskq_core.brokers.redis import RedisBroker
 
 Q = ["default"]
 T0 = 1_800_000_000_000  # the callers' time (ms): leases end at T0 + 10 s
 SETTINGS = Settings(lease_ms=10_000, max_deliveries=3, result_ttl_ms=60_000)
-
-
-@pytest.fixture
-def broker(broker_kind: str, redis_url: str, prefix: str) -> Iterator[Broker]:
-    b: Broker
-    if broker_kind == "redis":
-        b = RedisBroker(redis_url, prefix=prefix, settings=SETTINGS)
-    else:
-        b = MemoryBroker(SETTINGS)
-    yield b
-    b.close()
 
 
 def item(name: str, due_ms: int = 0) -> EnqueueItem:

@@ -1,0 +1,174 @@
+"""The in-memory broker's flow control: what ``lua/_lib.lua``'s ``gate_admit`` and
+``gate_end`` do in Redis, on one queue's state held in this process. The broker contract
+suite (``tests/core/test_broker_contract.py``) runs the same flow-control tests on both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from . import decode_gate
+
+Admission = Literal["run", "expired"] | None
+
+
+class _Scored(Protocol):
+    def add(self, member: str, score: int) -> None: ...
+
+
+class QueueState(Protocol):
+    """The parts of the in-memory broker's queue that flow control moves tasks between."""
+
+    ready: deque[str]
+    suspect: deque[str]
+    state: dict[str, str]
+
+    @property
+    def delayed(self) -> _Scored: ...
+
+    def incr(self, name: str, by: int = 1) -> None: ...
+
+
+@dataclass(slots=True)
+class Gates:
+    """One queue's flow-control state (the Redis keys gate, rates, slots, capwait, unique
+    and unique_until)."""
+
+    gate: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: rate key -> theoretical arrival time (ms, GCRA)
+    rates: dict[str, float] = field(default_factory=dict)
+    #: concurrency key -> slots held, and the ids of the leases that hold theirs
+    slots: dict[str, int] = field(default_factory=dict)
+    holders: set[str] = field(default_factory=set)
+    #: concurrency key -> (id, back to the suspects?) waiting for a slot, in arrival order
+    capwait: dict[str, deque[tuple[str, bool]]] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)  # id -> the key it waits for
+    #: unique key -> (holder id, end of its window in ms, or None)
+    unique: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+    # -- enqueue
+
+    def claim_unique(
+        self, key: str, task_id: str, window_ms: int, now_ms: int, alive: Callable[[str], bool]
+    ) -> str | None:
+        """The id holding ``key`` (a live task, within its window), or None after making
+        ``task_id`` its holder."""
+        held = self.unique.get(key)
+        if held is not None:
+            holder, until = held
+            if (until is None or until > now_ms) and alive(holder):
+                return holder
+        self.unique[key] = (task_id, now_ms + window_ms if window_ms > 0 else None)
+        return None
+
+    def store(self, task_id: str, data: bytes) -> None:
+        if data:
+            self.gate[task_id] = decode_gate(data)
+
+    # -- fetch
+
+    def admit(
+        self,
+        q: QueueState,
+        task_id: str,
+        now_ms: int,
+        *,
+        suspect: bool = False,
+        spread: dict[str, int] | None = None,
+    ) -> tuple[Admission, int | None]:
+        """As ``gate_admit``: ``("run", None)``, ``("expired", None)``, or ``(None, due)``
+        after parking the task (``due``: when a rate limit lets it go, None while it waits
+        for a slot). A task without a gate runs."""
+        g = self.gate.get(task_id)
+        if g is None:
+            return "run", None
+        if "e" in g and now_ms >= g["e"]:
+            return "expired", None
+        for n, key in g.get("c", ()):
+            if self.slots.get(key, 0) >= n:
+                self.capwait.setdefault(key, deque()).append((task_id, suspect))
+                self.waiting[task_id] = key
+                q.state[task_id] = "waiting"
+                q.incr("capped")
+                return None, None
+        if "r" in g and not suspect:
+            allow_at, step, tats = 0.0, 0.0, []
+            for count, period_ms, burst, key in g["r"]:
+                interval = period_ms / count
+                tat = max(self.rates.get(key, 0.0), now_ms)
+                allow_at = max(allow_at, tat + interval - interval * burst)
+                step = max(step, interval)
+                tats.append((key, tat + interval))
+            if allow_at > now_ms:
+                first = g["r"][0][3]
+                n = spread.get(first, 0) if spread is not None else 0
+                if spread is not None:
+                    spread[first] = n + 1
+                due = math.ceil(allow_at + n * step)
+                q.delayed.add(task_id, due)
+                q.state[task_id] = "throttled"
+                q.incr("throttled")
+                return None, due
+            self.rates.update(tats)
+            # entries in the past mean the same as none
+            for key in [k for k, tat in self.rates.items() if tat < now_ms - 1]:
+                del self.rates[key]
+        if "c" in g:
+            for _, key in g["c"]:
+                self.slots[key] = self.slots.get(key, 0) + 1
+            self.holders.add(task_id)
+        u = g.get("u")
+        if u is not None and u[1] == "s":
+            self.free_unique(task_id)
+        return "run", None
+
+    # -- the end of a lease, of a task
+
+    def end(self, q: QueueState, task_id: str) -> bool:
+        """As ``gate_end``: the lease of ``task_id`` ended; its slots go to the first task
+        waiting for each. Returns True when a waiter went back to its queue."""
+        if task_id not in self.holders:
+            return False
+        self.holders.discard(task_id)
+        woke = False
+        for _, key in self.gate[task_id].get("c", ()):
+            left = self.slots.get(key, 0) - 1
+            if left > 0:
+                self.slots[key] = left
+            else:
+                self.slots.pop(key, None)
+            waiters = self.capwait.get(key)
+            if waiters:
+                waiter, was_suspect = waiters.popleft()
+                if not waiters:
+                    del self.capwait[key]
+                self.waiting.pop(waiter, None)
+                q.state[waiter] = "queued"
+                (q.suspect if was_suspect else q.ready).append(waiter)
+                woke = True
+        return woke
+
+    def free_unique(self, task_id: str) -> None:
+        g = self.gate.get(task_id)
+        u = g.get("u") if g is not None else None
+        if u is not None and self.unique.get(u[0], ("",))[0] == task_id:
+            del self.unique[u[0]]
+
+    def unpark(self, task_id: str) -> None:
+        """A task waiting for a slot leaves the wait (cancelled)."""
+        key = self.waiting.pop(task_id, None)
+        if key is not None:
+            waiters = self.capwait[key]
+            for entry in list(waiters):
+                if entry[0] == task_id:
+                    waiters.remove(entry)
+            if not waiters:
+                del self.capwait[key]
+
+    def forget(self, task_id: str) -> None:
+        """The task's message is gone (finished, cancelled, purged): so is its gate."""
+        self.gate.pop(task_id, None)
