@@ -133,6 +133,10 @@ class MemoryBroker:
         store = self._queues.get(name)
         if store is None:
             store = self._queues[name] = _Queue()
+            # a task whose flow-control gate is malformed is dead-lettered (as _lib.lua does)
+            store.gates.dead_letter = lambda tid, reason, now_ms: self._dead_letter(
+                store, tid, now_ms, ("BadGate", reason), 0
+            )
         return store
 
     def _wake(self, name: str, store: _Queue) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from . import decode_gate
+import orjson
 
 Admission = Literal["run", "expired"] | None
 
@@ -47,6 +47,8 @@ class Gates:
     #: concurrency key -> (id, back to the suspects?) waiting for a slot, in arrival order
     capwait: dict[str, deque[tuple[str, bool]]] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)  # id -> the key it waits for
+    #: the broker's dead-lettering (a task whose gate is malformed), set by the broker
+    dead_letter: Callable[[str, str, int], None] = lambda task_id, reason, now_ms: None
     #: unique key -> (holder id, end of its window in ms, or None)
     unique: dict[str, tuple[str, int | None]] = field(default_factory=dict)
 
@@ -67,7 +69,7 @@ class Gates:
 
     def store(self, task_id: str, data: bytes) -> None:
         if data:
-            self.gate[task_id] = decode_gate(data)
+            self.gate[task_id] = checked(data)
 
     # -- fetch
 
@@ -86,6 +88,10 @@ class Gates:
         g = self.gate.get(task_id)
         if g is None:
             return "run", None
+        if "bad" in g:
+            reason = f"its flow-control gate is malformed: {g['bad']}"
+            self.dead_letter(task_id, reason, now_ms)
+            return None, None
         if "e" in g and now_ms >= g["e"]:
             return "expired", None
         for n, key in g.get("c", ()):
@@ -135,7 +141,7 @@ class Gates:
             return False
         self.holders.discard(task_id)
         woke = False
-        for _, key in self.gate[task_id].get("c", ()):
+        for _, key in self.gate.get(task_id, {}).get("c", ()):
             left = self.slots.get(key, 0) - 1
             if left > 0:
                 self.slots[key] = left
@@ -172,3 +178,52 @@ class Gates:
     def forget(self, task_id: str) -> None:
         """The task's message is gone (finished, cancelled, purged): so is its gate."""
         self.gate.pop(task_id, None)
+
+
+def _count(v: object) -> bool:
+    return type(v) is int and v >= 1
+
+
+def _key(v: object) -> bool:
+    return type(v) is str and 0 < len(v) <= 512
+
+
+def checked(data: bytes) -> dict[str, Any]:
+    """A stored gate, or ``{"bad": why}`` when it is not what taskq_core/flow writes (as
+    ``decode_gate`` in lua/_lib.lua: such a task is dead-lettered, nothing else stops)."""
+    try:
+        g = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {"bad": "not a JSON object"}
+    if g == []:
+        return {}  # cjson cannot tell [] from {}: an empty gate either way
+    if type(g) is not dict:
+        return {"bad": "not a JSON object"}
+    r, c, u = g.get("r"), g.get("c"), g.get("u")
+    if r is not None and not (
+        type(r) is list
+        and r
+        and all(
+            type(x) is list
+            and len(x) == 4
+            and _count(x[0])
+            and _count(x[1])
+            and _count(x[2])
+            and _key(x[3])
+            for x in r
+        )
+    ):
+        return {"bad": "r"}
+    if c is not None and not (
+        type(c) is list
+        and c
+        and all(type(x) is list and len(x) == 2 and _count(x[0]) and _key(x[1]) for x in c)
+    ):
+        return {"bad": "c"}
+    if g.get("e") is not None and type(g["e"]) not in (int, float):
+        return {"bad": "e"}
+    if u is not None and not (
+        type(u) is list and len(u) == 2 and _key(u[0]) and u[1] in ("s", "f")
+    ):
+        return {"bad": "u"}
+    return g

@@ -55,9 +55,10 @@ local function dead_letter(k, id, now, kind, message, attempts)
   redis.call('HINCRBY', KEYS[k + K.stats], 'dead', 1)
   redis.call('PUBLISH', string.sub(KEYS[k + K.ready], 1, -6) .. 'done', id)
   -- a unique task lets go of its key (flow control: gate_admit, below)
-  local g = redis.call('HGET', KEYS[k + K.gate], id)
-  local u = g and cjson.decode(g).u
-  if u then unique_free(k, id, u) end
+  local raw = redis.call('HGET', KEYS[k + K.gate], id)
+  local ok, g = pcall(cjson.decode, raw or '')
+  local u = raw and ok and type(g) == 'table' and g.u
+  if type(u) == 'table' and type(u[1]) == 'string' then unique_free(k, id, u) end
 end
 
 -- An id in a ready or suspect list without a message (deleted under the queue's feet,
@@ -132,6 +133,11 @@ end
 -- (a table kept over one call): the n-th task of one rate key delayed in the call is due n
 -- intervals later, so a backlog comes back in order, one token's worth at a time.
 local function gate_admit(k, id, g, now, suspect, spread)
+  if g.bad then
+    -- not what a producer writes: refused once, with its reason, and nothing stops
+    dead_letter(k, id, now, 'BadGate', 'its flow-control gate is malformed: ' .. g.bad, 0)
+    return false
+  end
   if g.e and now >= g.e then return 'expired' end
   local slots = KEYS[k + K.slots]
   if g.c then
@@ -205,12 +211,44 @@ local function gate_end(k, id, g)
   return woke
 end
 
+-- A stored gate as a table; one that is not what taskq_core/flow writes becomes
+-- {bad = why} (gate_admit dead-letters its task): a forged or corrupt gate must neither
+-- stop the fetch (a Lua error fails the whole call, for every worker) nor hold a task forever.
+local function is_count(v) return type(v) == 'number' and v >= 1 and v == math.floor(v) end
+local function is_key(v) return type(v) == 'string' and #v > 0 and #v <= 512 end
+local function decode_gate(raw)
+  local ok, g = pcall(cjson.decode, raw)
+  -- (an array decodes to a table too: its first element gives it away; [] is {} to cjson)
+  if not ok or type(g) ~= 'table' or g[1] ~= nil then return {bad = 'not a JSON object'} end
+  if g.r ~= nil then
+    if type(g.r) ~= 'table' or #g.r == 0 then return {bad = 'r'} end
+    for _, r in ipairs(g.r) do
+      if type(r) ~= 'table' or not (is_count(r[1]) and is_count(r[2]) and is_count(r[3])
+          and is_key(r[4])) then
+        return {bad = 'r'}
+      end
+    end
+  end
+  if g.c ~= nil then
+    if type(g.c) ~= 'table' or #g.c == 0 then return {bad = 'c'} end
+    for _, c in ipairs(g.c) do
+      if type(c) ~= 'table' or not (is_count(c[1]) and is_key(c[2])) then return {bad = 'c'} end
+    end
+  end
+  if g.e ~= nil and type(g.e) ~= 'number' then return {bad = 'e'} end
+  if g.u ~= nil and (type(g.u) ~= 'table' or not is_key(g.u[1])
+      or (g.u[2] ~= 's' and g.u[2] ~= 'f')) then
+    return {bad = 'u'}
+  end
+  return g
+end
+
 -- the gates of `ids` (false where none), read only when the queue has any
 local function gates_of(k, ids)
   if #ids == 0 or redis.call('EXISTS', KEYS[k + K.gate]) == 0 then return nil end
   local raw = each('HMGET', KEYS[k + K.gate], ids)
   for i = 1, #ids do
-    if raw[i] then raw[i] = cjson.decode(raw[i]) end
+    if raw[i] then raw[i] = decode_gate(raw[i]) end
   end
   return raw
 end

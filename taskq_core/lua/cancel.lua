@@ -24,7 +24,7 @@ else
 end
 local g = redis.call('HGET', KEYS[K.gate], id)
 if g then
-  local gate = cjson.decode(g)
+  local gate = decode_gate(g)
   if gate.u then unique_free(0, id, gate.u) end
   redis.call('HDEL', KEYS[K.gate], id)
 end

@@ -69,7 +69,7 @@ if redis.call('EXISTS', unpack(lists)) > 0 then
       if not id then break end
       local body = redis.call('HGET', KEYS[k + K.msg], id)
       local g = body and redis.call('HGET', KEYS[k + K.gate], id)
-      if g and not gate_admit(k, id, cjson.decode(g), now, true) then
+      if g and not gate_admit(k, id, decode_gate(g), now, true) then
         -- waits for a concurrency slot, still a suspect (flow control)
       elseif body then
         local fence = KEYS[k + K.fence]

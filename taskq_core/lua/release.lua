@@ -21,7 +21,7 @@ for i = 5, #ARGV, 2 do
   if fence_of(entry) == ARGV[i + 1] and redis.call('ZREM', leased, id) == 1 then
     -- flow control: the lease's concurrency slots go to the next task waiting for them
     local g = redis.call('HGET', KEYS[K.gate], id)
-    if g then gate_end(0, id, cjson.decode(g)) end
+    if g then gate_end(0, id, decode_gate(g)) end
     if kind == '' then
       keep_fence(fence, id, entry)
       redis.call('RPUSH', ready, id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from taskq_core.brokers.base import Broker, Delivery, EnqueueItem, Outcome
 
@@ -186,3 +187,32 @@ def test_a_backlog_behind_parked_tasks_is_reached_in_one_bounded_call(broker: Br
     got = [d.id for d in fetch(broker, 2, T0)[0]]
     assert got == ["t0", "tfree"]
     assert stats(broker)["capped"] == 49
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"r": [[0, 1000, 1, "k"]]}',
+        b'{"r": [[10, 1000, 1]]}',
+        b'{"r": "fast"}',
+        b'{"c": [[-1, "k"]]}',
+        b'{"c": [[1.5, "k"]]}',
+        b'{"e": "tomorrow"}',
+        b'{"u": ["k", "x"]}',
+    ],
+)
+def test_a_malformed_gate_dead_letters_its_task_and_stops_nothing(
+    broker: Broker, raw: bytes
+) -> None:
+    """A gate no producer writes (forged, corrupt): its task is dead-lettered with the
+    reason, once; the fetch goes on and the task behind it runs."""
+    bad = EnqueueItem("default", "tbad", "job", b"{}", gate=raw)
+    broker.enqueue([bad, gated("ok")], T0)
+    got, _ = fetch(broker, 10, T0)
+    assert [d.id for d in got] == ["tok"]
+    (dead,) = broker.dead_list("default", 0, 10)
+    assert dead.id == "tbad"
+    assert orjson.loads(dead.error or b"{}")["error"]["type"] == "BadGate"
+    assert fetch(broker, 10, T0 + 1)[0] == []
