@@ -58,6 +58,12 @@ from .common import (
     help="Run at this time, with its offset: 2030-01-01T09:00:00+01:00 or ...Z.",
 )
 @click.option("--idempotency-key", help="Enqueue at most once per key (within idempotency_ttl).")
+@click.option(
+    "--expires",
+    metavar="DURATION",
+    callback=lambda _c, _p, v: duration_option(v),
+    help="Not started within this long (30s, 5m), it is not run but recorded as expired.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def enqueue(
     *,
@@ -68,6 +74,7 @@ def enqueue(
     delay: float | None,
     eta: datetime | None,
     idempotency_key: str | None,
+    expires: float | None,
     as_json: bool,
 ) -> None:
     """Enqueue the task NAME (registered in the --app TaskQueue)."""
@@ -84,8 +91,16 @@ def enqueue(
             "the TaskQueue your tasks are registered on",
             USAGE,
         )
+    options: dict[str, Any] = {"expires": expires} if expires is not None else {}
     handle = app.enqueue(
-        name, args, kwargs, queue=queue, delay=delay, eta=eta, idempotency_key=idempotency_key
+        name,
+        args,
+        kwargs,
+        queue=queue,
+        delay=delay,
+        eta=eta,
+        idempotency_key=idempotency_key,
+        **options,
     )
     info = handle.info()
     state = app.broker.get(handle.queue, handle.id)
@@ -98,11 +113,15 @@ def enqueue(
         "queue": handle.queue,
         "status": info["status"],
         "due_at": due_ms,
+        # a unique task (or an idempotency key) found the task already there
+        "existing": handle.existing,
     }
     if as_json:
         emit_json(out)
         return
     due = f", due {when(due_ms)}" if due_ms else ""
+    if handle.existing:
+        due += ", already there: nothing was added"
     console().print(
         f"enqueued [bold]{handle.id}[/] (task {name}, queue {handle.queue}, {info['status']}{due})"
     )
