@@ -263,7 +263,6 @@ class MemoryBroker:
             # flow control parks what its gate holds back (fetch.lua, part 4): not leased,
             # not an attempt; at most `examine` ids a call are looked at
             parked = False
-            spread: dict[str, int] = {}
             examine = want * 4 + 100
             for name in queues:
                 if suspect:
@@ -275,7 +274,7 @@ class MemoryBroker:
                     if tid not in store.msg:
                         self._body_missing(name, store, tid, now_ms)
                         continue
-                    admitted, due = store.gates.admit(store, tid, now_ms, spread=spread)
+                    admitted, due = store.gates.admit(store, tid, now_ms)
                     if admitted is None:
                         parked = True
                         if due is not None and (next_due is None or due < next_due):

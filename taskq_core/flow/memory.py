@@ -80,7 +80,6 @@ class Gates:
         now_ms: int,
         *,
         suspect: bool = False,
-        spread: dict[str, int] | None = None,
     ) -> tuple[Admission, int | None]:
         """As ``gate_admit``: ``("run", None)``, ``("expired", None)``, or ``(None, due)``
         after parking the task (``due``: when a rate limit lets it go, None while it waits
@@ -110,11 +109,10 @@ class Gates:
                 step = max(step, interval)
                 tats.append((key, tat + interval))
             if allow_at > now_ms:
-                first = g["r"][0][3]
-                n = spread.get(first, 0) if spread is not None else 0
-                if spread is not None:
-                    spread[first] = n + 1
-                due = math.ceil(allow_at + n * step)
+                # in line after the last one parked (as gate_admit in lua/_lib.lua)
+                line = "p|" + g["r"][0][3]
+                due = max(math.ceil(allow_at), math.ceil(self.rates.get(line, 0.0) + step))
+                self.rates[line] = due
                 q.delayed.add(task_id, due)
                 q.state[task_id] = "throttled"
                 q.incr("throttled")

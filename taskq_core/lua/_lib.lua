@@ -129,10 +129,11 @@ end
 -- spent), 'expired' (deliver it: the worker records it as expired, nothing taken), or
 -- false (parked: delayed until its rates allow, or waiting for a slot; the second value
 -- is the due time when delayed). Caps are checked first: a task that cannot get a slot
--- spends no token. `suspect`: rates are not applied (its delivery is a re-run). `spread`
--- (a table kept over one call): the n-th task of one rate key delayed in the call is due n
--- intervals later, so a backlog comes back in order, one token's worth at a time.
-local function gate_admit(k, id, g, now, suspect, spread)
+-- spends no token. `suspect`: rates are not applied (its delivery is a re-run).
+-- Parked tasks of one rate key are due one interval apart, after the last one parked (kept
+-- as `p|<key>` in the same sorted set, pruned alike): a backlog comes back in order, about
+-- once each, and is not re-parked wholesale at every token.
+local function gate_admit(k, id, g, now, suspect)
   if g.bad then
     -- not what a producer writes: refused once, with its reason, and nothing stops
     dead_letter(k, id, now, 'BadGate', 'its flow-control gate is malformed: ' .. g.bad, 0)
@@ -162,9 +163,11 @@ local function gate_admit(k, id, g, now, suspect, spread)
       tats[i] = tat + interval
     end
     if allow_at > now then
-      local n = spread and spread[first] or 0
-      if spread then spread[first] = n + 1 end
-      local due = math.ceil(allow_at + n * step)
+      local line = 'p|' .. first
+      local due = math.ceil(allow_at)
+      local last = tonumber(redis.call('ZSCORE', rates, line) or '0')
+      if last + step > due then due = math.ceil(last + step) end
+      redis.call('ZADD', rates, due, line)
       redis.call('ZADD', KEYS[k + K.delayed], due, id)
       redis.call('HSET', KEYS[k + K.state], id, 'throttled')
       redis.call('HINCRBY', KEYS[k + K.stats], 'throttled', 1)

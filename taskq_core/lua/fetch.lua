@@ -94,7 +94,6 @@ end
 -- flow-control gate parks (delayed by a rate limit, waiting for a slot) leaves the ready
 -- list, so popping again makes progress; at most `examine` ids a call are looked at.
 local parked = false
-local spread = {}
 local examine = want * 4 + 100
 for q = 0, nqueues - 1 do
   if got >= want or out[4] == 1 then break end
@@ -110,7 +109,7 @@ for q = 0, nqueues - 1 do
     if gates then
       for i, id in ipairs(ids) do
         if bodies[i] and gates[i] then
-          local admitted, due = gate_admit(k, id, gates[i], now, false, spread)
+          local admitted, due = gate_admit(k, id, gates[i], now, false)
           if not admitted then
             skip[i] = true  -- parked: not leased, not an attempt
             parked_now = true

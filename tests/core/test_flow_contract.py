@@ -216,3 +216,20 @@ def test_a_malformed_gate_dead_letters_its_task_and_stops_nothing(
     assert dead.id == "tbad"
     assert orjson.loads(dead.error or b"{}")["error"]["type"] == "BadGate"
     assert fetch(broker, 10, T0 + 1)[0] == []
+
+
+def test_parked_tasks_queue_up_in_line_across_calls(broker: Broker) -> None:
+    """Each task held back by a rate limit is due one interval after the last one parked,
+    whichever call parked it: a backlog comes back in order, once each, not all at the next
+    token (which would re-park all but one of them at every token)."""
+    rate = {"r": [[1, 1000, 1, "t:job"]]}
+    broker.enqueue([gated(i, rate) for i in (1, 2, 3)], T0)
+    assert [d.id for d in fetch(broker, 1, T0)[0]] == ["t1"]
+    assert fetch(broker, 1, T0)[0] == []  # t2 and t3 parked, in line
+    broker.enqueue([gated(4, rate)], T0 + 10)
+    got, next_due = fetch(broker, 1, T0 + 10)
+    assert (got, next_due) == ([], T0 + 1000)
+    for n, expected in enumerate(["t2", "t3", "t4"], start=1):
+        assert fetch(broker, 5, T0 + n * 1000 - 1)[0] == []
+        assert [d.id for d in fetch(broker, 5, T0 + n * 1000)[0]] == [expected]
+    assert stats(broker)["throttled"] == 3
