@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .core import Worker
 
 log = logging.getLogger("taskq.worker")
+#: how finely Redis times out a blocking wait (its server cron, hz 10): shorter waits are
+#: ended from here
+_SERVER_TICK = 0.25
 
 _SHORT_TASK = 0.005  # seconds: tasks this short are leased ahead (prefetch=None)
 _MOST_AHEAD = 16  # times concurrency
@@ -108,6 +111,14 @@ async def fetch_loop(worker: Worker) -> None:
                 worker.queues, timeout, want, worker._broker_ms(), worker.id, alone=not worker._held
             )
         )
+        # Redis ends a blocking wait on its own timer, ten times a second (hz 10): a task
+        # due sooner than that (a short delay, the next token of a rate limit) would start
+        # up to 100 ms late, so the wait is nudged from here when it is due
+        timer = (
+            asyncio.get_running_loop().call_later(timeout, worker._nudge)
+            if result.next_due_ms is not None and timeout < _SERVER_TICK
+            else None
+        )
         try:
             _, result = await watch.watched(worker._idle_wait, broker)
         except Exception as exc:
@@ -115,6 +126,8 @@ async def fetch_loop(worker: Worker) -> None:
             await asyncio.sleep(backoff)
             continue
         finally:
+            if timer is not None:
+                timer.cancel()
             worker._blocking = False
             worker._idle_wait = None
         worker._note_suspects(result)
