@@ -101,18 +101,23 @@ class Gates:
                 q.incr("capped")
                 return None, None
         if "r" in g and not suspect:
-            allow_at, step, tats = 0.0, 0.0, []
+            allow_at, step, step_burst, tats = 0.0, 0.0, 1, []
             for count, period_ms, burst, key in g["r"]:
                 interval = period_ms / count
                 tat = max(self.rates.get(key, 0.0), now_ms)
                 allow_at = max(allow_at, tat + interval - interval * burst)
-                step = max(step, interval)
+                if interval > step:
+                    step, step_burst = interval, burst
                 tats.append((key, tat + interval))
             if allow_at > now_ms:
                 # in line after the last one parked (as gate_admit in lua/_lib.lua)
                 line = "p|" + g["r"][0][3]
-                due = max(math.ceil(allow_at), math.ceil(self.rates.get(line, 0.0) + step))
-                self.rates[line] = due
+                place = max(allow_at, self.rates.get(line, 0.0) + step)
+                self.rates[line] = place
+                # places closer than 10 ms share one due time, as many as the burst allows
+                bucket = min(10.0, step * step_burst)
+                due = math.ceil(place / bucket) * bucket if bucket > step else math.ceil(place)
+                due = math.ceil(due)
                 q.delayed.add(task_id, due)
                 q.state[task_id] = "throttled"
                 q.incr("throttled")

@@ -151,7 +151,7 @@ local function gate_admit(k, id, g, now, suspect)
   end
   if g.r and not suspect then
     local rates = KEYS[k + K.rates]
-    local allow_at, tats, step, first = 0, {}, 0, g.r[1][4]
+    local allow_at, tats, step, burst, first = 0, {}, 0, 1, g.r[1][4]
     for i, r in ipairs(g.r) do
       local interval = r[2] / r[1]
       local tat = tonumber(redis.call('ZSCORE', rates, r[4]) or '0')
@@ -159,15 +159,20 @@ local function gate_admit(k, id, g, now, suspect)
       -- GCRA: admitted when at most `burst` intervals are already owed
       local at = tat + interval - interval * r[3]
       if at > allow_at then allow_at = at end
-      if interval > step then step = interval end
+      if interval > step then step, burst = interval, r[3] end
       tats[i] = tat + interval
     end
     if allow_at > now then
       local line = 'p|' .. first
-      local due = math.ceil(allow_at)
+      local place = allow_at
       local last = tonumber(redis.call('ZSCORE', rates, line) or '0')
-      if last + step > due then due = math.ceil(last + step) end
-      redis.call('ZADD', rates, due, line)
+      if last + step > place then place = last + step end
+      redis.call('ZADD', rates, place, line)
+      -- places closer than 10 ms share one due time (as many as the burst lets start at
+      -- once): one fetch starts them together, not one fetch per token
+      local bucket = math.min(10, step * burst)
+      local due = math.ceil(place)
+      if bucket > step then due = math.ceil(place / bucket) * bucket end
       redis.call('ZADD', KEYS[k + K.delayed], due, id)
       redis.call('HSET', KEYS[k + K.state], id, 'throttled')
       redis.call('HINCRBY', KEYS[k + K.stats], 'throttled', 1)
