@@ -4,6 +4,7 @@ says when a unique task was already there, ``--expires`` expires, and ``taskq st
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -25,6 +26,16 @@ def rebuild(index):
 @tq.task(name="ping")
 def ping():
     return "pong"
+
+
+@tq.task(name="aping", expires=30)
+async def aping():
+    return "pong"
+
+
+@tq.task(name="one_sync", max_concurrency=1, unique=True)
+async def one_sync(account):
+    return account
 """
 
 
@@ -62,3 +73,45 @@ def test_a_bad_expiry_is_a_usage_error(cli: Cli) -> None:
     r = cli("--app", "flowapp:tq", "enqueue", "ping", "--expires", "0s")
     assert r.code != 0
     assert "expires must be a finite number of seconds > 0" in r.err
+
+
+def test_under_the_supervisor_expired_tasks_are_recorded_and_unique_ones_run_once(
+    cli: Cli, redis_url: str, prefix: str
+) -> None:
+    """``taskq worker --processes 2``: expiry (a sync and an async task) and uniqueness
+    hold for tasks run by the supervisor's worker processes."""
+    from taskq_core import TaskQueue
+
+    tq = TaskQueue(redis_url, key_prefix=prefix)
+    try:
+        enq = {
+            name: cli("--app", "flowapp:tq", "enqueue", name, *extra, "--json")
+            for name, extra in (
+                ("ping", ("--expires", "100ms")),
+                ("aping", ("--expires", "100ms")),
+                ("one_sync", ("--args", '["acme"]')),
+            )
+        }
+        dup = cli("--app", "flowapp:tq", "enqueue", "one_sync", "--args", '["acme"]', "--json")
+        assert all(r.code == 0 for r in (*enq.values(), dup)), [r.err for r in enq.values()]
+        assert dup.json()["existing"] is True
+        assert dup.json()["id"] == enq["one_sync"].json()["id"]
+        time.sleep(0.3)
+        proc = cli.popen("worker", "--app", "flowapp:tq", "--processes", "2")
+        try:
+            ids = {name: r.json()["id"] for name, r in enq.items()}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                statuses = {name: tq.handle(i).status() for name, i in ids.items()}
+                if statuses == {"ping": "expired", "aping": "expired", "one_sync": "succeeded"}:
+                    break
+                time.sleep(0.2)
+            assert statuses == {"ping": "expired", "aping": "expired", "one_sync": "succeeded"}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        (q,) = tq.broker.queue_info(["default"])
+        assert q.stats["expired"] == 2
+        assert q.stats["ok"] == 1
+    finally:
+        tq.close()
