@@ -6,18 +6,14 @@ does in Redis; the shared contract suite holds both to the same behaviour.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
-from ..flow.memory import Gates
 from .base import (
     RELEASE_ERROR_TYPES,
     DeadTask,
@@ -32,82 +28,20 @@ from .base import (
     TaskState,
     queue_stats,
 )
+from .memory_records import MemoryRecords, mono_ms
+from .memory_state import QueueState
 
 T = TypeVar("T")
 
 
-class _Scored:
-    """A sorted set: member -> score, with ordered access by score."""
-
-    def __init__(self) -> None:
-        self.score: dict[str, int] = {}
-        self._order: list[tuple[int, str]] = []
-
-    def add(self, member: str, score: int) -> None:
-        self.remove(member)
-        self.score[member] = score
-        bisect.insort(self._order, (score, member))
-
-    def remove(self, member: str) -> bool:
-        old = self.score.pop(member, None)
-        if old is None:
-            return False
-        at = bisect.bisect_left(self._order, (old, member))
-        del self._order[at]
-        return True
-
-    def upto(self, limit_score: int, count: int) -> list[str]:
-        out: list[str] = []
-        for score, member in self._order:
-            if score > limit_score or len(out) >= count:
-                break
-            out.append(member)
-        return out
-
-    def first(self) -> tuple[int, str] | None:
-        return self._order[0] if self._order else None
-
-    def page(self, offset: int, limit: int) -> list[tuple[str, int]]:
-        return [(member, score) for score, member in self._order[offset : offset + limit]]
-
-    def __len__(self) -> int:
-        return len(self.score)
-
-    def __contains__(self, member: object) -> bool:
-        return member in self.score
-
-
-@dataclass
-class _Queue:
-    ready: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
-    delayed: _Scored = field(default_factory=_Scored)
-    leased: _Scored = field(default_factory=_Scored)
-    msg: dict[str, bytes] = field(default_factory=dict)
-    state: dict[str, str] = field(default_factory=dict)
-    fence: dict[str, int] = field(default_factory=dict)
-    # id -> deliveries without an outcome (since its last outcome, graceful hand-backs not
-    # counted): what the poison rule counts. Redis keeps the complement instead (the
-    # ``accounted`` key, the fence minus it), so that a delivery writes nothing there
-    unaccounted: dict[str, int] = field(default_factory=dict)
-    dead: _Scored = field(default_factory=_Scored)
-    error: dict[str, bytes] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
-    wake: bool = False
-    suspect: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
-    gates: Gates = field(default_factory=Gates)  # flow control (taskq_core/flow/memory.py)
-
-    def incr(self, name: str, by: int = 1) -> None:
-        self.stats[name] = self.stats.get(name, 0) + by
-
-
-class MemoryBroker:
+class MemoryBroker(MemoryRecords):
     """Tasks held in this process. Thread-safe; usable from several event loops."""
 
     def __init__(self, settings: Settings | None = None, url: str = "memory://") -> None:
         self.url = url
         self.settings = settings or Settings()
         self._lock = threading.Lock()
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, QueueState] = {}
         self._results: dict[tuple[str, str], tuple[bytes, int]] = {}  # -> (record, expiry)
         self._idem: dict[tuple[str, str], tuple[str, int]] = {}
         self._waiters: list[tuple[frozenset[str], asyncio.AbstractEventLoop, asyncio.Future[None]]]
@@ -117,29 +51,22 @@ class MemoryBroker:
         self._done = threading.Condition(threading.Lock())
         self._generation = 0
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        # observability: heartbeats and locks expire on real time, as Redis TTLs do
-        self._heartbeats: dict[str, tuple[bytes, int]] = {}  # id -> (record, expiry)
-        self._marker: bytes | None = None  # see observability/durability.py
-        self._locks: dict[str, int] = {}  # name -> expiry
-        self._alerts: dict[str, bytes] = {}
-        self._alert_history: deque[bytes] = deque()
-        self._snapshots: list[tuple[int, bytes]] = []
-        self._autoscaler: dict[str, bytes] = {}
+        self._init_records()
 
     def __repr__(self) -> str:
         return f"MemoryBroker({self.url!r})"
 
-    def _store(self, name: str) -> _Queue:
+    def _store(self, name: str) -> QueueState:
         store = self._queues.get(name)
         if store is None:
-            store = self._queues[name] = _Queue()
+            store = self._queues[name] = QueueState()
             # a task whose flow-control gate is malformed is dead-lettered (as _lib.lua does)
             store.gates.dead_letter = lambda tid, reason, now_ms: self._dead_letter(
                 store, tid, now_ms, ("BadGate", reason), 0
             )
         return store
 
-    def _wake(self, name: str, store: _Queue) -> None:
+    def _wake(self, name: str, store: QueueState) -> None:
         # hand the token straight to a sleeper if there is one, else keep it (as LPUSH wake)
         for i, (names, loop, fut) in enumerate(self._waiters):
             if name in names and not fut.done():
@@ -152,14 +79,14 @@ class MemoryBroker:
         hit = self._results.get((queue, task_id))
         if hit is None:
             return None
-        if hit[1] <= _mono_ms():
+        if hit[1] <= mono_ms():
             del self._results[(queue, task_id)]
             return None
         return hit[0]
 
     def _set_result(self, queue: str, task_id: str, record: bytes) -> None:
         # TTLs run on real time, as Redis's PX does, whatever clock the caller uses
-        self._results[(queue, task_id)] = (record, _mono_ms() + self.settings.result_ttl_ms)
+        self._results[(queue, task_id)] = (record, mono_ms() + self.settings.result_ttl_ms)
 
     # -- producers (enqueue.lua)
 
@@ -178,10 +105,10 @@ class MemoryBroker:
                 if item.idempotency_key is not None:
                     ikey = (item.queue, item.idempotency_key)
                     earlier = self._idem.get(ikey)
-                    if earlier is not None and earlier[1] > _mono_ms():
+                    if earlier is not None and earlier[1] > mono_ms():
                         out.append(earlier[0])
                         continue
-                    self._idem[ikey] = (item.id, _mono_ms() + self.settings.idempotency_ttl_ms)
+                    self._idem[ikey] = (item.id, mono_ms() + self.settings.idempotency_ttl_ms)
                 if item.unique_key is not None:
                     holder = store.gates.claim_unique(
                         item.unique_key,
@@ -288,7 +215,7 @@ class MemoryBroker:
                         break
         return FetchResult(deliveries, next_due, now_ms, suspects, suspect), stale
 
-    def _lease(self, name: str, store: _Queue, tid: str, deadline: int) -> Delivery:
+    def _lease(self, name: str, store: QueueState, tid: str, deadline: int) -> Delivery:
         fence = store.fence[tid] = store.fence.get(tid, 0) + 1
         store.unaccounted[tid] = store.unaccounted.get(tid, 0) + 1
         store.state[tid] = "running"
@@ -296,7 +223,7 @@ class MemoryBroker:
         return Delivery(name, tid, fence, store.msg[tid])
 
     def _no_outcome(
-        self, name: str, store: _Queue, tid: str, now_ms: int, why: tuple[str, str]
+        self, name: str, store: QueueState, tid: str, now_ms: int, why: tuple[str, str]
     ) -> None:
         """The poison rule (``_lib.lua``'s ``no_outcome``): a delivery ended without an
         outcome. ``unaccounted`` counts here the deliveries without one."""
@@ -311,12 +238,12 @@ class MemoryBroker:
         store.state[tid] = "queued"
         self._wake(name, store)
 
-    def _body_missing(self, name: str, store: _Queue, tid: str, now_ms: int) -> None:
+    def _body_missing(self, name: str, store: QueueState, tid: str, now_ms: int) -> None:
         store.incr("orphans")
         self._dead_letter(store, tid, now_ms, ("MissingMessage", "message body missing"), 0)
 
     def _dead_letter(
-        self, store: _Queue, tid: str, now_ms: int, error: tuple[str, str], attempts: int
+        self, store: QueueState, tid: str, now_ms: int, error: tuple[str, str], attempts: int
     ) -> None:
         kind, message = error
         store.gates.free_unique(tid)
@@ -701,90 +628,8 @@ class MemoryBroker:
     def ping(self) -> float:
         return 0.0
 
-    # -- observability (the plans of the same names in redis_plans.py)
-
     def probe(self, timeout: float) -> MemoryBroker:
         return self
-
-    def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> None:
-        with self._lock:
-            self._heartbeats[worker_id] = (record, _mono_ms() + ttl_ms)
-
-    async def put_heartbeat_async(
-        self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int
-    ) -> None:
-        self.put_heartbeat(worker_id, record, ttl_ms, now_ms)
-
-    def drop_heartbeat(self, worker_id: str) -> None:
-        with self._lock:
-            self._heartbeats.pop(worker_id, None)
-
-    def heartbeats(self) -> list[bytes]:
-        now = _mono_ms()
-        with self._lock:
-            for worker_id in [i for i, (_, exp) in self._heartbeats.items() if exp <= now]:
-                del self._heartbeats[worker_id]
-            return [record for record, _ in self._heartbeats.values()]
-
-    def server_info(self) -> dict[str, Any]:
-        return {}
-
-    def server_config(self, names: Sequence[str]) -> dict[str, str]:
-        return {}
-
-    def data_marker(self) -> tuple[bytes | None, str]:
-        # the data lives as long as this object: one "server run" per broker
-        with self._lock:
-            return self._marker, f"memory-{id(self):x}"
-
-    def put_data_marker(self, value: bytes) -> None:
-        with self._lock:
-            self._marker = value
-
-    def try_lock(self, name: str, ttl_ms: int) -> bool:
-        now = _mono_ms()
-        with self._lock:
-            if self._locks.get(name, 0) > now:
-                return False
-            self._locks[name] = now + ttl_ms
-            return True
-
-    def alerts_read(self, history: int) -> tuple[dict[str, bytes], list[bytes]]:
-        with self._lock:
-            return dict(self._alerts), list(self._alert_history)[:history]
-
-    def alerts_write(
-        self, put: dict[str, bytes], drop: Sequence[str], events: Sequence[bytes], keep: int
-    ) -> None:
-        with self._lock:
-            self._alerts.update(put)
-            for key in drop:
-                self._alerts.pop(key, None)
-            self._alert_history.extendleft(events)  # LPUSH: the last event ends up first
-            while len(self._alert_history) > keep:
-                self._alert_history.pop()
-
-    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
-        with self._lock:
-            both = [*[(at, d) for at, d in self._snapshots if d != data], (at_ms, data)]
-            self._snapshots = sorted((x for x in both if x[0] >= keep_from_ms), key=lambda x: x[0])
-
-    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
-        with self._lock:
-            return [(at, d) for at, d in self._snapshots if at >= from_ms]
-
-    def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
-        with self._lock:
-            self._autoscaler[supervisor_id] = record
-
-    def drop_autoscaler(self, supervisor_ids: Sequence[str]) -> None:
-        with self._lock:
-            for sid in supervisor_ids:
-                self._autoscaler.pop(sid, None)
-
-    def autoscaler_records(self) -> dict[str, bytes]:
-        with self._lock:
-            return dict(self._autoscaler)
 
     def close(self) -> None:
         return None
@@ -802,10 +647,6 @@ def _now(now_ms: int) -> int:
     """The caller's time, or for 0 this process's clock: the in-memory broker's "server"
     clock, as Redis's TIME is for the Redis broker."""
     return now_ms if now_ms > 0 else int(time.time() * 1000)
-
-
-def _mono_ms() -> int:
-    return int(time.monotonic() * 1000)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -20,7 +20,7 @@ class _Scored(Protocol):
     def add(self, member: str, score: int) -> None: ...
 
 
-class QueueState(Protocol):
+class QueueLike(Protocol):
     """The parts of the in-memory broker's queue that flow control moves tasks between."""
 
     ready: deque[str]
@@ -75,7 +75,7 @@ class Gates:
 
     def admit(
         self,
-        q: QueueState,
+        q: QueueLike,
         task_id: str,
         now_ms: int,
         *,
@@ -137,7 +137,7 @@ class Gates:
 
     # -- the end of a lease, of a task
 
-    def end(self, q: QueueState, task_id: str) -> bool:
+    def end(self, q: QueueLike, task_id: str) -> bool:
         """As ``gate_end``: the lease of ``task_id`` ended; its slots go to the first task
         waiting for each. Returns True when a waiter went back to its queue."""
         if task_id not in self.holders:
