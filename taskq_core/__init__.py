@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .app import TaskQueue
 from .clock import ManualClock, SystemClock
+from .current import CurrentTask, current_task
 from .errors import (
     BrokerFull,
     BrokerRefused,
@@ -30,6 +31,7 @@ from .errors import (
     PayloadTooLarge,
     ResultTimeout,
     Retry,
+    TaskAborted,
     TaskFailed,
     TaskNotFound,
     TaskqError,
@@ -54,6 +56,7 @@ __all__ = [
     "BrokerFull",
     "BrokerRefused",
     "ConfigurationError",
+    "CurrentTask",
     "DuplicateTask",
     "HardTimeout",
     "InvalidName",
@@ -69,6 +72,7 @@ __all__ = [
     "Signature",
     "SystemClock",
     "Task",
+    "TaskAborted",
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
@@ -79,4 +83,5 @@ __all__ = [
     "UnknownTask",
     "Worker",
     "__version__",
+    "current_task",
 ]

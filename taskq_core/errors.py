@@ -49,6 +49,11 @@ class TaskTimeout(TaskqError):
     """Raised inside a task that ran past its soft time limit."""
 
 
+class TaskAborted(TaskqError):
+    """Raised in a task asked to abort (``handle.abort()``), at its next
+    ``current_task().progress(...)``; its outcome is recorded as aborted, not retried."""
+
+
 class HardTimeout(TaskTimeout):
     """A task ran past its hard time limit (``hard_timeout``): the supervisor killed the
     process running it. It is the error recorded for the task, which is then retried or

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 #: every status a task can have; ``unknown`` when the broker has no trace of it
 #: (flow control, docs/flow-control.md: ``throttled``, held back by a rate limit until it
-#: allows; ``waiting``, for a concurrency slot; ``expired``, not started in time, never run)
+#: allows; ``waiting``, for a concurrency slot; ``expired``, not started in time, never run;
+#: ``aborted``, stopped on request)
 STATUSES = (
     "queued",
     "scheduled",
@@ -26,8 +27,9 @@ STATUSES = (
     "dead",
     "cancelled",
     "expired",
+    "aborted",
 )
-FINAL = frozenset({"succeeded", "failed", "dead", "cancelled", "expired"})
+FINAL = frozenset({"succeeded", "failed", "dead", "cancelled", "expired", "aborted"})
 
 
 def describe(state: TaskState | None) -> dict[str, Any] | None:
@@ -51,6 +53,10 @@ def describe(state: TaskState | None) -> dict[str, Any] | None:
     }
     if "result" in record:
         out["result"] = record["result"]
+    if state.progress is not None:
+        out["progress"] = orjson.loads(state.progress)
+    if state.abort_requested_ms is not None:
+        out["abort_requested_at"] = state.abort_requested_ms
     if "error" in record:
         out["error"] = record["error"]
     return out
@@ -110,6 +116,19 @@ class TaskHandle:
         """Cancel the task if it is still queued or scheduled; True if it was."""
         return self.app.broker.cancel(self.queue, self.id, _cancel_record(self.app)) == "cancelled"
 
+    def abort(self) -> str:
+        """Stop the task: one not started yet is cancelled (``"cancelled"``); a running one
+        is asked to stop (``"aborting"``: its worker learns of it at its next lease
+        renewal; an async task is cancelled at its next await, a sync one sees
+        ``current_task().aborted``; under the supervisor it is killed after
+        ``worker.abort_grace``), and is recorded as ``aborted``. Otherwise the task's
+        final status, or ``"unknown"``."""
+        answer = self.app.broker.cancel(
+            self.queue, self.id, _cancel_record(self.app), abort=True, now_ms=_ms(self.app)
+        )
+        # '' from the broker: no live state; the final record (while kept) says what it was
+        return answer or self.status()
+
     # -- async
 
     async def info_async(self) -> dict[str, Any]:
@@ -136,6 +155,14 @@ class TaskHandle:
         record = _cancel_record(self.app)
         return await self.app.broker.cancel_async(self.queue, self.id, record) == "cancelled"
 
+    async def abort_async(self) -> str:
+        """The async form of :meth:`abort`."""
+        record = _cancel_record(self.app)
+        answer = await self.app.broker.cancel_async(
+            self.queue, self.id, record, abort=True, now_ms=_ms(self.app)
+        )
+        return answer or await self.status_async()
+
 
 def _forever(timeout: float | None) -> float:
     return 10 * 365 * 86_400.0 if timeout is None else max(0.0, timeout)
@@ -147,6 +174,12 @@ def _outcome(task_id: str, done: dict[str, Any] | None, timeout: float | None) -
     if done["status"] == "succeeded":
         return done.get("result")
     raise TaskFailed(task_id, done["status"], done.get("error"))
+
+
+def _ms(app: TaskQueue) -> int:
+    from .clock import script_ms
+
+    return script_ms(app.clock)
 
 
 def _cancel_record(app: TaskQueue) -> bytes:

@@ -64,6 +64,12 @@ class QueueKeys(NamedTuple):
     unique: str
     #: ZSET unique key -> end of its window (ms)
     unique_until: str
+    #: HASH id -> the latest progress a running task reported (JSON), written with the
+    #: lease renewal; deleted at its outcome
+    progress: str
+    #: HASH id -> when an abort of the running task was asked for (ms); the worker learns
+    #: of it at its next renewal; deleted at the task's outcome
+    abort: str
 
     def pick(self, names: Sequence[str]) -> list[str]:
         """The keys called ``names``, in that order (what a script that takes only some of

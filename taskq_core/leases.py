@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .brokers.base import Broker, Lease
+from .brokers.base import Broker, Lease, Renewal
 
 #: the most the margin can be: a lease's deadline is trusted up to this much before its end
 MAX_MARGIN = 1.0
@@ -28,6 +28,8 @@ class Held(Protocol):
 
     lease: Lease
     until: float
+    #: progress the task reported since the last renewal (JSON), sent with the next one
+    progress: bytes | None
 
 
 class LeaseClock:
@@ -45,24 +47,27 @@ class LeaseClock:
         """The deadline of a lease set by a call sent at monotonic time ``sent``."""
         return sent + self.lease - self.margin
 
-    def renew(
-        self, broker: Broker, held: Mapping[tuple[str, str], Held], now_ms: int
-    ) -> list[Lease]:
-        """Renew every lease in ``held`` (one round trip); returns the leases lost, those
-        the broker refused that ``held`` still holds (same queue, id and fence) after the
-        call. The deadlines of the renewed ones move on. Broker errors propagate."""
+    def renew(self, broker: Broker, held: Mapping[tuple[str, str], Held], now_ms: int) -> Renewal:
+        """Renew every lease in ``held`` (one round trip, which also carries the progress
+        the tasks reported since the last one); returns the leases lost, those the broker
+        refused that ``held`` still holds (same queue, id and fence) after the call, and
+        those still held whose task someone asked to abort. The deadlines of the renewed
+        ones move on. Broker errors propagate."""
         # one copy in C, atomic under the GIL: the loop's thread changes ``held``
         snapshot = list(dict(held).values())
         if not snapshot:
-            return []
+            return Renewal()
         sent = time.monotonic()
-        refused = broker.renew([h.lease for h in snapshot], now_ms)
-        gone = {(x.queue, x.id, x.fence) for x in refused}
+        reported = {(h.lease.queue, h.lease.id): p for h in snapshot if (p := h.progress)}
+        got = broker.renew([h.lease for h in snapshot], now_ms, reported or None)
+        gone = {(x.queue, x.id, x.fence) for x in got.lost}
         until = self.until(sent)
         for h in snapshot:
             if (h.lease.queue, h.lease.id, h.lease.fence) not in gone:
                 h.until = max(h.until, until)
-        return still_held(refused, held)
+            if h.progress is not None and h.progress is reported.get((h.lease.queue, h.lease.id)):
+                h.progress = None  # sent; a newer report made meanwhile waits for the next
+        return Renewal(still_held(got.lost, held), still_held(got.aborting, held))
 
 
 def still_held(leases: Sequence[Lease], held: Mapping[tuple[str, str], Held]) -> list[Lease]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .brokers.base import Lease
     from .message import Message
     from .worker import Worker
 
@@ -51,6 +52,11 @@ class Middleware:
 
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
         """A delivery ended; its outcome is about to be settled in the broker."""
+
+    def abort_requested(self, worker: Worker, lease: Lease) -> None:
+        """Someone asked to abort the running task of ``lease`` (in the loop); the
+        supervisor's child reports it, so a task that ignores it is killed after
+        ``worker.abort_grace`` seconds."""
 
     def before_settle(self, worker: Worker) -> None:
         """The worker is about to send finished outcomes and counters to the broker: a

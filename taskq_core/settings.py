@@ -164,6 +164,16 @@ class WorkerSettings(_Section):
     grace_period: float = Field(
         10.0, ge=0, le=86_400, description="Seconds running tasks get to finish after SIGTERM."
     )
+    abort_grace: float = Field(
+        10.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "Seconds a running task asked to abort (handle.abort()) gets to stop by itself;"
+            " under the supervisor, its process is killed after that and the task recorded"
+            " as aborted."
+        ),
+    )
     idle_wait: float = Field(
         1.0,
         ge=0.1,

@@ -13,7 +13,7 @@ one description of the operation, so their logic is never written twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -100,6 +100,15 @@ class Delivery(Lease):
 
 
 @dataclass(slots=True)
+class Renewal:
+    """What a renewal learned: the leases lost (settled, or leased again elsewhere), and
+    those still held whose task someone asked to abort."""
+
+    lost: list[Lease] = field(default_factory=list)
+    aborting: list[Lease] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class DeadTask:
     id: str
     queue: str
@@ -119,6 +128,9 @@ class TaskState:
     record: bytes | None  # the result or error record, while its TTL lasts
     message: bytes | None
     deliveries: int = 0
+    #: the latest progress a running task reported (JSON), and when an abort was asked
+    progress: bytes | None = None
+    abort_requested_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -205,7 +217,16 @@ class Broker(Protocol):
         now_ms: int,
         stats: dict[str, dict[str, int]] | None = None,
     ) -> list[Outcome]: ...
-    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]: ...
+    def renew(
+        self,
+        leases: Sequence[Lease],
+        now_ms: int,
+        progress: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> Renewal:
+        """Extend ``leases``; store ``progress`` ((queue, id) -> JSON) of those still held,
+        in the same round trip; report the leases lost and those asked to abort."""
+        ...
+
     def release(
         self,
         leases: Sequence[Lease],
@@ -229,8 +250,16 @@ class Broker(Protocol):
     # -- handles and administration
     def get(self, queue: str, task_id: str) -> TaskState | None: ...
     async def get_async(self, queue: str, task_id: str) -> TaskState | None: ...
-    def cancel(self, queue: str, task_id: str, record: bytes) -> str: ...
-    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str: ...
+    def cancel(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        """Cancel a task that has not started ('cancelled'); with ``abort``, ask a running
+        one to stop ('aborting'). Else the state that prevented it, or '' when unknown."""
+        ...
+
+    async def cancel_async(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str: ...
     def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]: ...
     def dead_retry(self, queue: str, ids: Sequence[str]) -> int: ...
     def dead_purge(self, queue: str, ids: Sequence[str]) -> int: ...

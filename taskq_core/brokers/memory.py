@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import orjson
@@ -24,6 +24,7 @@ from .base import (
     Outcome,
     QueueInfo,
     ReleaseMode,
+    Renewal,
     Settings,
     TaskState,
     queue_stats,
@@ -349,6 +350,8 @@ class MemoryBroker(MemoryRecords):
                     woken.add(outcome.queue)
                 if outcome.kind != "retry":
                     store.gates.free_unique(outcome.id)
+                    store.progress.pop(outcome.id, None)
+                    store.abort.pop(outcome.id, None)
                 if outcome.kind in ("ok", "expired", "aborted"):
                     self._set_result(outcome.queue, outcome.id, outcome.record)
                     self._announce()
@@ -387,17 +390,27 @@ class MemoryBroker(MemoryRecords):
     ) -> list[Outcome]:
         return self.settle(outcomes, now_ms, stats)
 
-    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
-        lost: list[Lease] = []
+    def renew(
+        self,
+        leases: Sequence[Lease],
+        now_ms: int,
+        progress: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> Renewal:
+        out = Renewal()
         with self._lock:
             now_ms = _now(now_ms)
             for lease in leases:
                 store = self._store(lease.queue)
                 if store.fence.get(lease.id) == lease.fence and lease.id in store.leased:
                     store.leased.add(lease.id, now_ms + self.settings.lease_ms)
+                    reported = progress.get((lease.queue, lease.id)) if progress else None
+                    if reported is not None:
+                        store.progress[lease.id] = reported
+                    if lease.id in store.abort:
+                        out.aborting.append(lease)
                 else:
-                    lost.append(lease)
-        return lost
+                    out.lost.append(lease)
+        return out
 
     def release(
         self,
@@ -449,16 +462,30 @@ class MemoryBroker(MemoryRecords):
             if record is None:
                 record = store.error.get(task_id)
             return TaskState(
-                task_id, queue, state, record, store.msg.get(task_id), store.fence.get(task_id, 0)
+                task_id,
+                queue,
+                state,
+                record,
+                store.msg.get(task_id),
+                store.fence.get(task_id, 0),
+                store.progress.get(task_id),
+                store.abort.get(task_id),
             )
 
     async def get_async(self, queue: str, task_id: str) -> TaskState | None:
         return self.get(queue, task_id)
 
-    def cancel(self, queue: str, task_id: str, record: bytes) -> str:
+    def cancel(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
         with self._lock:
             store = self._store(queue)
             state = store.state.get(task_id)
+            if state == "running" and abort:
+                if task_id not in store.abort:
+                    store.abort[task_id] = _now(now_ms)
+                    store.incr("abort_requested")
+                return "aborting"
             if state == "queued":
                 # state and lists agree under the lock: it waits in one of them
                 if task_id in store.suspect:
@@ -480,8 +507,10 @@ class MemoryBroker(MemoryRecords):
             self._announce()
             return "cancelled"
 
-    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str:
-        return self.cancel(queue, task_id, record)
+    async def cancel_async(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        return self.cancel(queue, task_id, record, abort=abort, now_ms=now_ms)
 
     def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
         with self._lock:

@@ -69,6 +69,8 @@ class QueueState:
     wake: bool = False
     suspect: deque[str] = field(default_factory=deque)  # appendleft = LPUSH, pop = RPOP
     gates: Gates = field(default_factory=Gates)  # flow control (taskq_core/flow/memory.py)
+    progress: dict[str, bytes] = field(default_factory=dict)  # id -> latest progress (JSON)
+    abort: dict[str, int] = field(default_factory=dict)  # id -> when an abort was asked (ms)
 
     def incr(self, name: str, by: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + by

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -34,6 +34,7 @@ from .base import (
     Outcome,
     QueueInfo,
     ReleaseMode,
+    Renewal,
     Settings,
     TaskState,
 )
@@ -500,8 +501,13 @@ class RedisBroker(RedisRecords):
     ) -> list[Outcome]:
         return await self.run_async(self.plans.settle(outcomes, now_ms, stats))
 
-    def renew(self, leases: Sequence[Lease], now_ms: int) -> list[Lease]:
-        return self.run(self.plans.renew(leases, now_ms))
+    def renew(
+        self,
+        leases: Sequence[Lease],
+        now_ms: int,
+        progress: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> Renewal:
+        return self.run(self.plans.renew(leases, now_ms, progress))
 
     def release(
         self,
@@ -529,11 +535,15 @@ class RedisBroker(RedisRecords):
     async def get_async(self, queue: str, task_id: str) -> TaskState | None:
         return await self.run_async(self.plans.get(queue, task_id))
 
-    def cancel(self, queue: str, task_id: str, record: bytes) -> str:
-        return self.run(self.plans.cancel(queue, task_id, record))
+    def cancel(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        return self.run(self.plans.cancel(queue, task_id, record, abort, now_ms))
 
-    async def cancel_async(self, queue: str, task_id: str, record: bytes) -> str:
-        return await self.run_async(self.plans.cancel(queue, task_id, record))
+    async def cancel_async(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        return await self.run_async(self.plans.cancel(queue, task_id, record, abort, now_ms))
 
     def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
         page = self.run(self.plans.dead_page(queue, offset, limit))

@@ -6,7 +6,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +22,7 @@ from .base import (
     Outcome,
     QueueInfo,
     ReleaseMode,
+    Renewal,
     Settings,
     TaskState,
     parse_stats,
@@ -312,23 +313,35 @@ class Plans:
 
         return Plan(commands, parse, lean=True)
 
-    def renew(self, leases: Sequence[Lease], now_ms: int) -> Plan[list[Lease]]:
+    def renew(
+        self,
+        leases: Sequence[Lease],
+        now_ms: int,
+        progress: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> Plan[Renewal]:
         groups = _group(leases)
         commands: list[ScriptCall | Command] = []
         for queue, idx in groups.items():
-            args: list[Any] = [now_ms, self.settings.lease_ms]
+            reported = [
+                (leases[i].id, progress[(queue, leases[i].id)])
+                for i in idx
+                if progress and (queue, leases[i].id) in progress
+            ]
+            args: list[Any] = [now_ms, self.settings.lease_ms, len(reported)]
+            for pair in reported:
+                args += pair
             for i in idx:
                 args += (leases[i].id, leases[i].fence)
             commands.append(ScriptCall(scripts.RENEW, self.qkeys(queue), args))
 
-        def parse(replies: list[Any]) -> list[Lease]:
-            lost: list[Lease] = []
-            for (queue, idx), reply in zip(groups.items(), replies, strict=True):
-                gone = {_s(task_id) for task_id in reply}
-                lost += [
-                    leases[i] for i in idx if leases[i].id in gone and leases[i].queue == queue
-                ]
-            return lost
+        def parse(replies: list[Any]) -> Renewal:
+            out = Renewal()
+            for (_, idx), (lost, aborting) in zip(groups.items(), replies, strict=True):
+                gone = {_s(task_id) for task_id in lost}
+                asked = {_s(task_id) for task_id in aborting}
+                out.lost += [leases[i] for i in idx if leases[i].id in gone]
+                out.aborting += [leases[i] for i in idx if leases[i].id in asked]
+            return out
 
         return Plan(commands, parse)
 
@@ -358,10 +371,12 @@ class Plans:
             ("HGET", keys.fence, task_id),
             ("HGET", keys.error, task_id),
             ("ZSCORE", keys.leased, task_id),
+            ("HGET", keys.progress, task_id),
+            ("HGET", keys.abort, task_id),
         ]
 
         def parse(replies: list[Any]) -> TaskState | None:
-            record, state, message, fence, error, leased = replies
+            record, state, message, fence, error, leased, progress, abort = replies
             if state is None and message is not None:
                 # queued and running tasks have no state entry (see keys.py)
                 state = "running" if leased is not None else "queued"
@@ -377,13 +392,18 @@ class Plans:
                 message,
                 # a leased task without a fence entry is on its first delivery (fetch.lua)
                 int(fence) if fence is not None else (1 if leased is not None else 0),
+                progress,
+                int(abort) if abort is not None else None,
             )
 
         return Plan(commands, parse)
 
-    def cancel(self, queue: str, task_id: str, record: bytes) -> Plan[str]:
+    def cancel(
+        self, queue: str, task_id: str, record: bytes, abort: bool = False, now_ms: int = 0
+    ) -> Plan[str]:
         keys = [*self.qkeys(queue), self.keys.result(queue, task_id)]
-        call = ScriptCall(scripts.CANCEL, keys, [task_id, self.settings.result_ttl_ms, record])
+        args = [task_id, self.settings.result_ttl_ms, record, 1 if abort else 0, now_ms]
+        call = ScriptCall(scripts.CANCEL, keys, args)
         return Plan([call], lambda replies: _s(replies[0]))
 
     def dead_page(self, queue: str, offset: int, limit: int) -> Plan[list[tuple[str, int]]]:

@@ -20,7 +20,7 @@ from .failed_cmd import failed
 from .health_cmd import health
 from .scheduler_cmd import scheduler
 from .status_cmd import status
-from .tasks_cmd import enqueue, inspect
+from .tasks_cmd import abort, enqueue, inspect
 from .worker_cmd import worker
 
 
@@ -72,6 +72,7 @@ main.add_command(status)
 main.add_command(health)
 main.add_command(failed)
 main.add_command(inspect)
+main.add_command(abort)
 main.add_command(config)
 
 

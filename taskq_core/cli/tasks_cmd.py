@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .common import (
+    FAILURE,
     NOT_FOUND,
     USAGE,
     CliError,
@@ -148,6 +149,36 @@ def inspect(task_id: str, as_json: bool) -> None:
     show_task(info)
 
 
+@click.command()
+@common_options
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def abort(task_id: str, as_json: bool) -> None:
+    """Abort the task TASK_ID: cancel it if it has not started, else ask it to stop (it is
+    recorded as aborted). Exit 0 when cancelled or asked; 1 when it has already finished;
+    5 when unknown."""
+    app = get_app()
+    handle = app.find(task_id)
+    if handle is None:
+        raise CliError(
+            f"no task {task_id!r} in any queue of prefix {app.settings.key_prefix!r} "
+            "(never enqueued, or its result expired)",
+            NOT_FOUND,
+        )
+    answer = handle.abort()
+    if as_json:
+        emit_json({"id": task_id, "queue": handle.queue, "status": answer})
+    elif answer == "aborting":
+        console().print(
+            f"asked task [bold]{task_id}[/] to stop: its worker learns of it at its next lease "
+            "renewal, and it is recorded as aborted"
+        )
+    elif answer == "cancelled":
+        console().print(f"cancelled task [bold]{task_id}[/]: it had not started")
+    if answer not in ("aborting", "cancelled"):
+        raise CliError(f"task {task_id} is {answer}: only queued or running tasks abort", FAILURE)
+
+
 def show_task(info: dict[str, Any], extra: dict[str, str] | None = None) -> None:
     """A task description (``handle.describe``) for a person."""
     out = console()
@@ -165,6 +196,12 @@ def show_task(info: dict[str, Any], extra: dict[str, str] | None = None) -> None
         "finished": when(info.get("finished_at")),
         **(extra or {}),
     }
+    progress = info.get("progress")
+    if isinstance(progress, dict):
+        text = f" {progress['text']}" if progress.get("text") else ""
+        rows["progress"] = f"{progress.get('fraction', 0) * 100:.0f}%{text}"
+    if info.get("abort_requested_at"):
+        rows["abort"] = f"asked {when(info['abort_requested_at'])}"
     for key, value in rows.items():
         table.add_row(key, Text(value))
     out.print(table)

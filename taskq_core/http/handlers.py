@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..clock import script_ms
 from ..observability import diagnostics, facade, health, prometheus
 from . import schemas
 from .routes import ID_PARAM, QUEUE_PARAM, HttpError, RouteCall
@@ -156,22 +157,39 @@ def dead_purge(call: RouteCall) -> Response:
     return ok({"queue": call.params["queue"], "requested": len(ids), "purged": purged})
 
 
-def cancel(call: RouteCall) -> Response:
+def _stop(call: RouteCall, abort: bool) -> tuple[str, str]:
+    """Cancel (or, with ``abort``, also ask a running task to stop) the task of the route;
+    its queue and what became of it, or the 404/409 that explains why nothing did."""
     task_id = call.params["id"]
     queue = call.query["queue"]
     handle = call.app.handle(task_id, queue) if queue else call.app.find(task_id)
     if handle is None:
         raise HttpError(404, f"no task {task_id}")
     record = orjson.dumps({"status": "cancelled", "finished_at": int(call.app.clock.time() * 1000)})
-    outcome = call.app.broker.cancel(handle.queue, task_id, record)
-    if outcome == "cancelled":
-        return ok({"id": task_id, "queue": handle.queue, "cancelled": True, "status": outcome})
+    outcome = call.app.broker.cancel(
+        handle.queue, task_id, record, abort=abort, now_ms=script_ms(call.app.clock)
+    )
+    if outcome in ("cancelled", "aborting"):
+        return handle.queue, outcome
     # refused: running or dead-lettered (the script says), or already finished
     current = facade.job(call.app, task_id, handle.queue)
     status = outcome or (current["status"] if current else "")
     if not status:
         raise HttpError(404, f"no task {task_id} in queue {handle.queue!r}")
-    raise HttpError(409, f"task {task_id} is {status}: only queued or scheduled tasks cancel")
+    which = (
+        "queued, scheduled or running tasks abort" if abort else "queued or scheduled tasks cancel"
+    )
+    raise HttpError(409, f"task {task_id} is {status}: only {which}")
+
+
+def cancel(call: RouteCall) -> Response:
+    queue, status = _stop(call, abort=False)
+    return ok({"id": call.params["id"], "queue": queue, "cancelled": True, "status": status})
+
+
+def abort(call: RouteCall) -> Response:
+    queue, status = _stop(call, abort=True)
+    return ok({"id": call.params["id"], "queue": queue, "status": status})
 
 
 _SELECT = {
@@ -281,4 +299,8 @@ def build_routes() -> list[Route]:
         Route(method="POST", path="/jobs/{id}/cancel", name="job_cancel", handler=cancel,
               admin=True, response_schema=schemas.CANCELLED,
               summary="Cancel a queued or scheduled task.", query={"queue": task_queue}),
+        Route(method="POST", path="/jobs/{id}/abort", name="job_abort", handler=abort,
+              admin=True, response_schema=schemas.ABORTED,
+              summary="Abort a task: cancel it if it has not started, else ask it to stop "
+                      "(recorded as aborted).", query={"queue": task_queue}),
     ]  # fmt: skip

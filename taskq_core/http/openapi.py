@@ -66,7 +66,7 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
         codes += ["401", "403"]
     if route.admin:
         codes += ["413", "415"]
-    if route.name == "job_cancel":
+    if route.name in ("job_cancel", "job_abort"):
         codes.append("409")
     for code in sorted(codes):
         key = "403_admin" if code == "403" and route.admin else code

@@ -362,8 +362,11 @@ JOB = obj(
         "finished_at": null(MS),
         "result": {},
         "error": _ERR,
+        # a running task's latest report (current_task().progress), and an abort request
+        "progress": obj({"fraction": NUM, "text": null(STR), "at": MS}),
+        "abort_requested_at": MS,
     },
-    optional=("result", "error"),
+    optional=("result", "error", "progress", "abort_requested_at"),
 )
 DEAD = obj(
     {
@@ -394,6 +397,7 @@ DIAGNOSTICS = obj(
 RETRIED = obj({"queue": STR, "requested": INT, "retried": INT})
 PURGED = obj({"queue": STR, "requested": INT, "purged": INT})
 CANCELLED = obj({"id": STR, "queue": STR, "cancelled": BOOL, "status": STR})
+ABORTED = obj({"id": STR, "queue": STR, "status": {"enum": ["cancelled", "aborting"]}})
 INDEX = obj(
     {
         "name": STR,

@@ -2,8 +2,11 @@
 -- concurrency slot) task.
 -- KEYS: queue(*) + result
 -- (the queue's keys, then the task's result key)
--- ARGV: id, result_ttl_ms, record (JSON). Returns 'cancelled', or the state that prevented it
--- ('running', 'failed', 'dead') or '' when the task is unknown here.
+-- ARGV: id, result_ttl_ms, record (JSON), abort ('1': a running task is asked to stop, the
+-- request kept in the `abort` hash for its worker's next renewal), now_ms (0: the server's
+-- clock).
+-- Returns 'cancelled', 'aborting' (a running task asked to stop), or the state that
+-- prevented it ('running', 'failed', 'dead') or '' when the task is unknown here.
 -- A task with a message and no state entry is queued, or running while it is leased.
 local msg, state = KEYS[K.msg], KEYS[K.state]
 local id = ARGV[1]
@@ -17,7 +20,11 @@ elseif current then
 elseif redis.call('HEXISTS', msg, id) == 0 then
   return ''
 elseif redis.call('ZSCORE', KEYS[K.leased], id) then
-  return 'running'
+  if ARGV[4] ~= '1' then return 'running' end
+  if redis.call('HSETNX', KEYS[K.abort], id, now_ms(ARGV[5])) == 1 then
+    redis.call('HINCRBY', KEYS[K.stats], 'abort_requested', 1)
+  end
+  return 'aborting'
 else
   redis.call('LREM', KEYS[K.ready], 0, id)
   redis.call('LREM', KEYS[K.suspect], 0, id)  -- or waiting as a suspect

@@ -93,6 +93,10 @@ for i = 0, noutcomes - 1 do
 end
 slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
+-- a task's progress and abort request end with it (one EXISTS each while there are none)
+for _, key in ipairs({KEYS[K.progress], KEYS[K.abort]}) do
+  if #done > 0 and redis.call('EXISTS', key) == 1 then slices('HDEL', key, done, 1000) end
+end
 if gates then slices('HDEL', KEYS[K.gate], gone, 1000) end
 slices('HDEL', fence, counted, 1000)
 slices('HDEL', accounted, counted, 1000)

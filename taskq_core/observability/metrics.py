@@ -67,8 +67,9 @@ TASK_COUNTERS: dict[str, str] = {
     "failed": "failed",
     "dead": "dead",
     "timed_out": "timed_out",
-    # flow control: not started before their expiry, not run
+    # flow control: not started before their expiry, not run; stopped on request
     "expired": "expired",
+    "aborted": "aborted",
 }
 #: counters only kept per queue: stats name -> public name
 QUEUE_COUNTERS: dict[str, str] = {
@@ -87,6 +88,8 @@ QUEUE_COUNTERS: dict[str, str] = {
     # tasks that waited for a concurrency slot
     "throttled": "throttled",
     "capped": "capped",
+    # abort requests stored for running tasks (cancel.lua with abort)
+    "abort_requested": "abort_requested",
 }
 #: outcomes of an execution, as counted by settle.lua
 OUTCOMES = ("ok", "retry", "failed", "dead")

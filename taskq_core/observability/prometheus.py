@@ -44,6 +44,7 @@ _TASK_HELP = {
     "dead": "Tasks dead-lettered without running to an outcome (poison, unknown task).",
     "timed_out": "Executions stopped by a time limit: soft (raised in the task) or hard (killed).",
     "expired": "Tasks not started before their expiry; not run.",
+    "aborted": "Executions stopped on request (handle.abort()); not retried.",
 }
 _QUEUE_HELP = {
     "stale_acks": "Outcomes refused because the lease had moved on (fencing).",
@@ -60,6 +61,7 @@ _QUEUE_HELP = {
     "bad_signatures": "Messages refused for a missing, unknown-key or wrong signature.",
     "throttled": "Tasks held back by a rate limit (delayed until it allows them; not an attempt).",
     "capped": "Tasks that waited for a concurrency slot (not an attempt).",
+    "abort_requested": "Running tasks asked to abort.",
 }
 
 

@@ -12,6 +12,8 @@ Messages are JSON objects, one per ``send_bytes``. Child to supervisor::
     {"t": "ready", "worker": id, "pid": pid}
     {"t": "start", "q": queue, "id": task id, "f": fence, "task": name, "hard": s | null}
     {"t": "end", "q": queue, "id": task id, "done": tasks ended so far}
+    {"t": "abort", "q": queue, "id": task id, "grace": s}  (asked to abort: killed if still
+                                                           running ``grace`` seconds later)
     {"t": "stopping"}
 
 Supervisor to child: ``{"cmd": "retire"}`` — stop fetching, finish the running tasks
@@ -36,6 +38,7 @@ import orjson
 from ..middleware import Middleware, TaskEvent
 
 if TYPE_CHECKING:
+    from ..brokers.base import Lease
     from ..message import Message
     from ..worker import Worker
 
@@ -119,6 +122,10 @@ class LeaseReporter(Middleware):
                 "hard": task.hard_timeout if task is not None else None,
             }
         )
+
+    def abort_requested(self, worker: Worker, lease: Lease) -> None:
+        grace = worker.app.settings.worker.abort_grace
+        self.send({"t": "abort", "q": lease.queue, "id": lease.id, "grace": grace})
 
     def after_task(self, worker: Worker, event: TaskEvent) -> None:
         self.done += 1

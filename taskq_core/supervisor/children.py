@@ -43,6 +43,8 @@ class Run:
     hard: float | None
     started: float  # supervisor's monotonic clock
     started_ms: int
+    #: asked to abort: killed if still running at this time (supervisor's monotonic clock)
+    abort_by: float | None = None
 
     def lease(self) -> Lease:
         return Lease(self.queue, self.id, self.fence)
@@ -154,6 +156,38 @@ def release_leases(broker: Broker, c: Child, crash: str | None = None) -> int:
             " (its running ones counted as a delivery)" if crash is not None else "",
         )
     return n
+
+
+def settle_aborted(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
+    """Settle a task whose process was killed because it did not stop within
+    ``worker.abort_grace`` of an abort request: aborted (final, not retried), with the
+    lease's fence. Returns what became of it."""
+    error = {
+        "type": "TaskAborted",
+        "message": f"task {r.task} was aborted on request; it did not stop within the "
+        "grace period, so the supervisor killed its process",
+        "traceback": "",
+    }
+    record = {
+        "status": "aborted",
+        "task": r.task,
+        "worker": c.worker_id,
+        "started_at": r.started_ms,
+        "finished_at": now_ms,
+        "reason": "aborted",
+        "error": error,
+    }
+    outcome = Outcome(r.queue, r.id, r.fence, "aborted", r.task, orjson.dumps(record))
+    try:
+        stale = app.broker.settle([outcome], script_ms(app.clock))
+    except Exception as exc:
+        log.error(
+            "supervisor: could not settle aborted task %s, its lease will lapse: %s",
+            r.id,
+            redact_text(str(exc)),
+        )
+        return "unsettled"
+    return "already settled" if stale else "aborted"
 
 
 def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:

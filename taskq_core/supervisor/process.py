@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,7 @@ from .children import (
     death_reason,
     recycle_reason,
     release_leases,
+    settle_aborted,
     settle_timed_out,
 )
 from .decision import Autoscaler, Decision, ScalerConfig
@@ -322,6 +323,10 @@ class Supervisor:
                 int(time.time() * 1000),
             )
             c.running[(r.queue, r.id)] = r
+        elif kind == "abort":
+            run = c.running.get((str(msg["q"]), str(msg["id"])))
+            if run is not None and run.abort_by is None:
+                run.abort_by = now + float(msg["grace"])
         elif kind == "end":
             key = (str(msg["q"]), str(msg["id"]))
             ended = c.running.pop(key, None)
@@ -389,7 +394,7 @@ class Supervisor:
             c.process.join(0)
             c.process.close()
             self._event("exit", c, code=code, released=released, reason=c.retiring or c.killed)
-            if c.killed == "hard timeout" or self._stop_requests:
+            if c.killed in ("hard timeout", "abort") or self._stop_requests:
                 continue
             if code == BROKER_REFUSED:
                 # Redis refused the credentials: a restart would be refused too
@@ -476,16 +481,33 @@ class Supervisor:
             over = [
                 r for r in c.running.values() if r.hard is not None and now - r.started > r.hard
             ]
-            if over:
-                self._kill_for_timeout(c, over)
+            # asked to abort and still running after worker.abort_grace (aborting.py)
+            ignored = [r for r in c.running.values() if r.abort_by is not None and now > r.abort_by]
+            if over or ignored:
+                self._kill_for_timeout(c, over, ignored)
 
-    def _kill_for_timeout(self, c: Child, over: list[Run]) -> None:
-        c.killed = "hard timeout"
+    def _kill_for_timeout(self, c: Child, over: list[Run], ignored: Sequence[Run] = ()) -> None:
+        c.killed = "hard timeout" if over else "abort"
         self._signal(c, signal.SIGKILL)
         c.process.join(5)
         self._read(c)  # tasks that ended just before the kill
         now_ms = int(time.time() * 1000)
+        for r in ignored:
+            if c.running.pop((r.queue, r.id), None) is None:
+                continue  # it ended just before the kill
+            kind = settle_aborted(self.app, c, r, now_ms)
+            self._event("abort_kill", c, task=r.task, id=r.id, outcome=kind)
+            log.warning(
+                "supervisor: task %s (%s) did not stop when asked to abort: killed worker "
+                "process %d; the task is %s",
+                r.id,
+                r.task,
+                c.pid,
+                kind,
+            )
         for r in over:
+            if r in ignored:
+                continue  # settled as aborted above
             c.running.pop((r.queue, r.id), None)
             kind = settle_timed_out(self.app, c, r, now_ms)
             self._event("hard_timeout", c, task=r.task, id=r.id, outcome=kind)

@@ -48,7 +48,7 @@ from ..middleware import Hooks, Middleware, call_hooks
 from ..suspects import SuspectGate
 from ..threads import ThreadRunner
 from ..validation import check_queue_name
-from . import fetching, outbox, outcomes, renewal, running, settling, sync_tasks
+from . import aborting, fetching, outbox, outcomes, renewal, running, settling, sync_tasks
 from .records import Running, WorkerCounts
 
 if TYPE_CHECKING:
@@ -294,6 +294,8 @@ class Worker:
     _start_buffered = fetching.start_buffered
     _drop_lapsed = fetching.drop_lapsed
     # running.py, sync_tasks.py: executing one delivery
+    _on_abort = aborting.on_abort
+    _aborted = aborting.aborted
     _start = running.start
     _resumed = running.resumed
     _execute = running.execute

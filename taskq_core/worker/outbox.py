@@ -29,6 +29,7 @@ _COUNTER = {
     "failed": "failed",
     "dead": "dead",
     "expired": "expired",
+    "aborted": "aborted",
 }
 
 

@@ -34,6 +34,11 @@ class Running:
     #: monotonic: the lease holds at least until then (leases.py); a buffered delivery
     #: past it does not start
     until: float = 0.0
+    #: progress reported by the task (``current_task().progress``) not yet sent: the
+    #: next lease renewal carries it
+    progress: bytes | None = None
+    #: someone asked to abort the task (learned at a renewal; monotonic time), 0: not
+    aborted_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -46,6 +51,7 @@ class WorkerCounts:
     retried: int = 0
     dead: int = 0
     expired: int = 0  # not started before their expiry, not run (flow control)
+    aborted: int = 0  # stopped on request (handle.abort())
     stale: int = 0
     lost_leases: int = 0
     released: int = 0

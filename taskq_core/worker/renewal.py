@@ -8,6 +8,7 @@ releasing them is ``settling.py``'s. The tick loop runs on the loop, every ``ren
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,15 @@ def renew_loop(worker: Worker) -> None:
         try:
             # only leases still held after the call count as lost (a task settled
             # meanwhile is refused too)
-            lost = worker._lease_clock.renew(broker, worker._held, worker._broker_ms())
+            renewal = worker._lease_clock.renew(broker, worker._held, worker._broker_ms())
         except Exception as exc:
             log.warning("worker %s: could not renew leases: %s", worker.id, redact_text(str(exc)))
             continue
+        if renewal.aborting and worker._loop is not None:
+            # acted on in the loop: it owns the runs and their asyncio tasks
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                worker._loop.call_soon_threadsafe(worker._on_abort, renewal.aborting)
+        lost = renewal.lost
         if lost:
             worker.counts.lost_leases += len(lost)
             log.warning("worker %s: lost the lease of %d task(s)", worker.id, len(lost))

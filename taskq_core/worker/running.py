@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import Delivery
 from ..context import current_trace, reset_trace, set_trace
+from ..current import set_current
 from ..errors import NotJSONSerializable, TaskTimeout
 from ..message import BadMessage, Message, check_delivery, decode
 from ..middleware import run_hooks, wrapped
@@ -147,6 +148,9 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
     if msg.expires_at is not None and worker._now_ms() >= msg.expires_at:
         expired(worker, run, task, msg, base)
         return
+    if run.aborted_at:  # asked to abort while it waited in this worker's buffer
+        worker._aborted(run, None, msg, base)
+        return
     if worker._hooks.before_task:
         run_hooks(worker._hooks.before_task, worker, msg)
     timeout = msg.timeout if msg.timeout is not None else task.timeout
@@ -162,6 +166,8 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
     # the run's context is a fresh copy (see _start): most messages carry no trace
     # into one that has none, and need no context change
     token = set_trace(msg.trace) if msg.trace or current_trace() else None
+    if task.is_async:
+        set_current(run, msg)  # the run's context is its own: nothing to reset
     try:
         if not task.is_async:
             assert timeout is not None  # without one, _start_sync took it
@@ -180,6 +186,9 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
         else:
             value = await worker._run_async(task, msg, timeout)
     except asyncio.CancelledError:
+        if run.aborted_at:  # cancelled because it was asked to abort (aborting.py)
+            worker._aborted(run, task, msg, base)
+            return
         raise  # the worker is shutting down: the lease is handed back, not settled
     except BaseException as exc:
         worker._complete(run, task, msg, base, ok=False, value=exc)
@@ -251,6 +260,9 @@ def complete(
         except NotJSONSerializable as exc:
             ok, value = False, exc
     if not ok:
+        if run.aborted_at:  # it stopped because it was asked to (TaskAborted, or any error)
+            worker._aborted(run, task, msg, base)
+            return
         worker._failed(run, task, msg, value, base)
         return
     # the end, read once (a sync task's in its thread): the run time from it, the

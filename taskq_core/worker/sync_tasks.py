@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import Delivery
 from ..context import reset_trace, set_trace
+from ..current import reset_current, set_current
 from ..errors import TaskTimeout
 from ..message import Message
 from ..middleware import wrapped
@@ -76,6 +77,7 @@ def in_thread(
 
     def call_in_thread() -> Any:
         token = set_trace(trace)
+        current = set_current(run, msg)
         run.began = time.monotonic()
         # wall time from the app's clock, as every other (a test's ManualClock too)
         run.began_ms = now_ms()
@@ -86,6 +88,7 @@ def in_thread(
                 return fn(*args, **kwargs)
         finally:
             run.ended = time.monotonic()
+            reset_current(current)
             reset_trace(token)
 
     return call_in_thread

@@ -28,11 +28,12 @@ ADMIN_TOKEN = "contract-secret"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 #: the seeded tasks, by fixed id so that every copy of the state names the same tasks
-OK_ID, FAILED_ID, WAITING_ID, LATER_ID = (
+OK_ID, FAILED_ID, WAITING_ID, LATER_ID, ABORT_ID = (
     "contract-ok",
     "contract-failed",
     "contract-waiting",
     "contract-later",
+    "contract-abort",
 )
 
 
@@ -76,6 +77,7 @@ def seed(tq: TaskQueue) -> None:
     tq.worker(burst=True, handle_signals=False, concurrency=1).run()
     double.options(task_id=WAITING_ID).enqueue(1)
     double.options(task_id=LATER_ID, delay=3600).enqueue(2)
+    double.options(task_id=ABORT_ID).enqueue(3)  # the abort route's (it cancels it)
 
 
 def clone(client: redis.Redis, source: str, target: str) -> None:

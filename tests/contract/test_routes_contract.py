@@ -29,6 +29,7 @@ from taskq_core.http.openapi import UNHEALTHY_BODY
 from taskq_core.http.routes import RouteTable
 from tests.contract.client import ContractClient, close
 from tests.contract.conftest import (
+    ABORT_ID,
     ADMIN_HEADERS,
     FAILED_ID,
     FRAMEWORKS,
@@ -142,6 +143,8 @@ def fill(route: Route) -> str:
             return FAILED_ID
         if "cancel" in path:
             return WAITING_ID
+        if "abort" in path:
+            return ABORT_ID
         return OK_ID
 
     return PREFIX + re.sub(r"\{(\w+)(?::[^}]*)?\}", value, path)

@@ -130,8 +130,9 @@ def test_lapsed_lease_goes_back_to_the_front(broker: Broker) -> None:
 def test_renew_extends_and_reports_lost(broker: Broker) -> None:
     broker.enqueue([item(1), item(2)], T0)
     d1, _ = broker.fetch(Q, 2, T0)[0].deliveries
-    lost = broker.renew([Lease("default", "t1", d1.fence), Lease("default", "t2", 99)], T0 + 9_000)
-    assert [lease.id for lease in lost] == ["t2"]
+    got = broker.renew([Lease("default", "t1", d1.fence), Lease("default", "t2", 99)], T0 + 9_000)
+    assert [lease.id for lease in got.lost] == ["t2"]
+    assert got.aborting == []
     # t1's lease now runs to T0 + 19_000, t2's lapsed at T0 + 10_000
     assert ids(broker, 5, T0 + 12_000) == ["t2"]
     assert ids(broker, 5, T0 + 18_000) == []
@@ -394,7 +395,7 @@ def test_fences_count_on_after_every_ending_but_success(broker: Broker, ending: 
     assert (d2.id, d2.fence) == ("t1", 2)
     assert broker.get("default", "t1").deliveries == 2  # type: ignore[union-attr]
     late = Lease("default", "t1", 1)
-    assert broker.renew([late], now) == [late]
+    assert broker.renew([late], now).lost == [late]
     assert broker.release([late]) == 0
     stale = Outcome("default", "t1", 1, "ok", "job", b'{"status":"succeeded"}')
     assert broker.settle([stale], now) == [stale]

@@ -8,11 +8,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
 from taskq_core import TaskQueue
-from taskq_core.brokers.base import Lease
+from taskq_core.brokers.base import Lease, Renewal
 
 
 def lost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -32,13 +33,13 @@ def test_a_renewal_racing_settled_tasks_reports_no_lost_lease(
     real = tq.broker.renew
     raced = 0
 
-    def slow_renew(leases: Sequence[Lease], now_ms: int) -> list[Lease]:
+    def slow_renew(leases: Sequence[Lease], now_ms: int, progress: Any = None) -> Renewal:
         nonlocal raced
         time.sleep(0.3)
         for lease in leases:
             state = tq.broker.get(lease.queue, lease.id)
             raced += state is None or state.state is None
-        return real(leases, now_ms)
+        return real(leases, now_ms, progress)
 
     monkeypatch.setattr(tq.broker, "renew", slow_renew)
 
@@ -105,10 +106,11 @@ def test_leased_ahead_deliveries_whose_lease_lapsed_do_not_start(
     ids = [ahead.enqueue(i).id for i in range(4)]
     real = tq.broker.renew
 
-    def renew_first_only(leases: Sequence[Lease], now_ms: int) -> list[Lease]:
+    def renew_first_only(leases: Sequence[Lease], now_ms: int, progress: Any = None) -> Renewal:
         # only the running task's renewal reaches the broker; the others are lost on the way
         mine = [x for x in leases if x.id == ids[0]]
-        return (real(mine, now_ms) if mine else []) + [x for x in leases if x.id != ids[0]]
+        got = real(mine, now_ms, progress) if mine else Renewal()
+        return Renewal(got.lost + [x for x in leases if x.id != ids[0]], got.aborting)
 
     monkeypatch.setattr(tq.broker, "renew", renew_first_only)
     caplog.set_level(logging.WARNING, logger="taskq")

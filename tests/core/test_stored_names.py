@@ -52,7 +52,7 @@ def test_the_renamed_key_keeps_its_stored_name(prefix: str) -> None:
     assert [key.rsplit(":", 1)[1] for key in keys] == [
         "ready", "delayed", "leased", "msg", "state", "fence",
         "unack", "dead", "error", "stats", "wake", "suspect",
-        "gate", "rates", "slots", "capwait", "unique", "unique_until",
+        "gate", "rates", "slots", "capwait", "unique", "unique_until", "progress", "abort",
     ]  # fmt: skip
 
 

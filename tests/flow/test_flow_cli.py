@@ -36,6 +36,20 @@ async def aping():
 @tq.task(name="one_sync", max_concurrency=1, unique=True)
 async def one_sync(account):
     return account
+
+
+@tq.task(name="stubborn", max_retries=3)
+def stubborn():
+    import time
+
+    time.sleep(60)  # ignores any abort request
+
+
+@tq.task(name="polite", max_retries=3)
+async def polite():
+    import asyncio
+
+    await asyncio.sleep(60)  # cancelled at this await when asked to abort
 """
 
 
@@ -113,5 +127,64 @@ def test_under_the_supervisor_expired_tasks_are_recorded_and_unique_ones_run_onc
         (q,) = tq.broker.queue_info(["default"])
         assert q.stats["expired"] == 2
         assert q.stats["ok"] == 1
+    finally:
+        tq.close()
+
+
+def test_under_the_supervisor_an_ignored_abort_kills_the_process_and_records_aborted(
+    cli: Cli, redis_url: str, prefix: str
+) -> None:
+    """A sync task that ignores the request is killed ``worker.abort_grace`` after it, and
+    recorded as aborted, not retried; an async one stops at its await. ``taskq abort``
+    answers for each, and for a finished and an unknown task."""
+    from taskq_core import TaskQueue
+
+    tq = TaskQueue(redis_url, key_prefix=prefix)
+    env = {
+        "TASKQ_WORKER__ABORT_GRACE": "1",
+        "TASKQ_WORKER__RENEW_INTERVAL": "0.2",
+        "TASKQ_WORKER__LEASE_SECONDS": "3",
+    }
+    try:
+        ids = {}
+        for name in ("stubborn", "polite"):
+            r = cli("--app", "flowapp:tq", "enqueue", name, "--json")
+            assert r.code == 0, r.err
+            ids[name] = r.json()["id"]
+        proc = cli.popen("worker", "--app", "flowapp:tq", "--processes", "2", **env)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if all(tq.handle(i).status() == "running" for i in ids.values()):
+                    break
+                time.sleep(0.1)
+            asked = time.monotonic()
+            for task_id in ids.values():
+                r = cli("--app", "flowapp:tq", "abort", task_id, "--json")
+                assert r.code == 0, r.err
+                assert r.json()["status"] == "aborting"
+            while time.monotonic() < asked + 20:
+                if all(tq.handle(i).status() == "aborted" for i in ids.values()):
+                    break
+                time.sleep(0.1)
+            took = time.monotonic() - asked
+            assert {n: tq.handle(i).status() for n, i in ids.items()} == {
+                "stubborn": "aborted",
+                "polite": "aborted",
+            }
+            # grace 1 s, plus a renewal (0.2 s) and the supervisor's check
+            assert took < 6, took
+            killed = tq.handle(ids["stubborn"]).info()["error"]["message"]
+            assert "did not stop within the grace period" in killed
+            (q,) = tq.broker.queue_info(["default"])
+            assert q.stats.get("retry", 0) == 0
+            assert q.stats["aborted"] == 2
+            finished = cli("--app", "flowapp:tq", "abort", ids["polite"])
+            assert finished.code == 1
+            assert "is aborted" in finished.err
+            assert cli("--app", "flowapp:tq", "abort", "no-such-task").code == 5
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
     finally:
         tq.close()

@@ -95,6 +95,7 @@ def populated(make_app: Callable[..., TaskQueue], request: pytest.FixtureRequest
     tq.worker(burst=True, handle_signals=False).run()
     tq.enqueue("r.ok", [9], task_id="waiting-1")
     tq.enqueue("r.ok", [10], task_id="waiting-2")
+    tq.enqueue("r.ok", [11], task_id="waiting-3")
     worker = tq.worker()
     from taskq_core.observability.heartbeat import HeartbeatMiddleware
 
@@ -140,6 +141,11 @@ def test_every_route_answers_with_its_schema(client: Client, populated: TaskQueu
                          "status": "cancelled"}  # fmt: skip
     again = client("POST", "/jobs/waiting-1/cancel", headers=auth, body={"queue": "default"})
     assert again.status == 409
+    # abort: a task not started yet is cancelled; a cancelled one is a conflict
+    aborted = client.json("POST", "/jobs/waiting-3/abort", headers=auth, body={})
+    assert aborted == {"id": "waiting-3", "queue": "default", "status": "cancelled"}
+    assert client("POST", "/jobs/waiting-3/abort", headers=auth, body={}).status == 409
+    assert client("POST", "/jobs/no-such-task/abort", headers=auth, body={}).status == 404
     retried = client.json("POST", "/failed/default/retry", body={"id": [dead_id]})
     assert retried == {"queue": "default", "requested": 1, "retried": 1}
     tq.worker(burst=True, handle_signals=False).run()  # it fails again
@@ -276,6 +282,7 @@ ADMIN = [
     ("/failed/default/retry", {"all": True}),
     ("/failed/default/purge", {"all": True}),
     ("/jobs/waiting-2/cancel", {}),
+    ("/jobs/waiting-2/abort", {}),
 ]
 
 

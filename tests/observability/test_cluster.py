@@ -90,7 +90,7 @@ def test_three_workers_and_the_facade_agree_on_every_count(
     assert tasks["obs.ok"]["runtime"]["p50"] >= 0.01  # each slept 20 ms
     assert tasks["obs.fail"]["counters"] == {
         "enqueued": N_FAIL, "started": 2 * N_FAIL, "succeeded": 0, "retried": N_FAIL,
-        "failed": N_FAIL, "dead": 0, "timed_out": 0, "expired": 0,
+        "failed": N_FAIL, "dead": 0, "timed_out": 0, "expired": 0, "aborted": 0,
     }  # fmt: skip
     assert tasks["obs.flaky"]["counters"]["retried"] == N_FLAKY
     assert tasks["obs.only_here"]["counters"]["dead"] == 1

@@ -285,7 +285,7 @@ def test_a_full_redis_still_leases_settles_renews_and_releases_but_refuses_enque
         result, _ = broker.fetch(["default"], 4, 0)
         got = result.deliveries
         assert len(got) == 4, "a full Redis refused the fetch"
-        assert broker.renew(got[:3], 0) == [], "a full Redis refused the renewal"
+        assert broker.renew(got[:3], 0).lost == [], "a full Redis refused the renewal"
         done = [Outcome(d.queue, d.id, d.fence, "ok", task="d.big") for d in got[:2]]
         assert broker.settle(done, 0) == [], "a full Redis refused the outcomes"
         assert broker.release(got[2:], "graceful") == 2, "a full Redis refused the hand-back"
