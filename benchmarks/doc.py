@@ -6,6 +6,8 @@ method, which the harness in ``benchmarks/`` implements.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from benchmarks.report import FLOOR, FLOOR_METRICS, METRICS, TASKQ_ONLY, cell, fmt
@@ -343,6 +345,58 @@ def _footnotes(data: dict[str, Any], libs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _flow() -> str:
+    """Flow control (docs/flow-control.md): ``benchmarks/flow.py``'s last run and the
+    before/after of a task without options (``benchmarks/ab.py``), from their own results."""
+    results = Path(__file__).resolve().parent / "results"
+    flow_file, ab_file = results / "flow.json", results / "ab-flow-control.json"
+    if not flow_file.exists():
+        return "No run of `benchmarks/flow.py` yet."
+    f = json.loads(flow_file.read_text())
+    rate, cap, hand = f["rate"], f["cap"], f["handover"]
+    rows = [
+        ["rate limit", f"{f['rate_limit']}/s, 3 worker processes, counted over {f['seconds']:g} s"],
+        ["achieved", f"{rate['achieved_per_s']}/s ({rate['error_pct']:+.2f} %)"],
+        ["most starts in any 1 s", str(rate["most_in_1s"])],
+        [
+            "worker CPU while throttled",
+            f"{rate['workers_cpu_pct_of_one_core']} % of one core for the 3 processes, "
+            f"{rate['cpu_ms_per_task']} ms per task run (each task writes 3 probes to Redis)",
+        ],
+        ["concurrency cap", f"{f['cap_limit']}: most at once {cap['most_at_once']} of "
+                            f"{cap['tasks']} tasks (3 processes x 8 slots)"],
+        ["slot hand-over after SIGKILL",
+         f"{hand['seconds_after_kill']} s (lease {f['lease']:g} s); tasks started while the "
+         f"slot was held: {hand['started_while_held']}"],
+    ]  # fmt: skip
+    text = _table(["", ""], rows)
+    if ab_file.exists():
+        ab = json.loads(ab_file.read_text())
+        lines = []
+        for variant, r in ab.get("variants", {}).items():
+            spread = f"{r['pair_ratio_min']:.3f}–{r['pair_ratio_max']:.3f}"
+            lines.append(
+                [
+                    variant,
+                    f"{r['median_a']:,.0f}",
+                    f"{r['median_b']:,.0f}",
+                    f"{r['ratio_b_over_a']:.3f} (pairs {spread})",
+                ]
+            )
+        if lines:
+            text += (
+                "\n\nA task without any flow-control option, before and after flow control "
+                f"(`benchmarks/ab.py`, {ab.get('a', 'before')} against {ab.get('b', 'after')}, "
+                "interleaved):\n\n"
+                + _table(["variant", "before, tasks/s", "after, tasks/s", "after / before"], lines)
+            )
+    return (
+        text + "\n\n`python benchmarks/flow.py` (about 50 s; `--quick` is CI's smoke run, "
+        "`tests/benchmarks/test_flow_quick.py`); `python benchmarks/ab.py --a REV` for the "
+        "before/after. What the figures mean: [flow control](flow-control.md)."
+    )
+
+
 def render(data: dict[str, Any], chart: str | None) -> str:
     libs = [lib for lib in NAMES if lib in data["metrics"]]
     taskq = data["metrics"].get("taskq", {})
@@ -416,6 +470,10 @@ All with delivery guarantees on (leases, fencing) and taskq's default monitoring
 ## Recovery after SIGKILL
 
 {_recovery_notes(data, libs)}
+
+## Flow control
+
+{_flow()}
 
 ## How each library runs
 
