@@ -15,7 +15,7 @@ from .brokers.base import Settings as BrokerSettings
 from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
 from .errors import DuplicateTask, InvalidOption, UnknownTask
-from .flow import NO_FLOW, Flow
+from .flow import NO_FLOW, NO_GATE, Flow
 from .flow import gate as flow_gate
 from .handle import TaskHandle
 from .message import Message
@@ -381,16 +381,21 @@ class TaskQueue:
             elif o.eta is not None:
                 due_ms = int(check_due(o.eta, now) * 1000)
             queue = o.queue or task.queue
-            # flow control: key functions run here, in the producer (nothing written yet)
-            gate = flow_gate(
-                task.name,
-                queue,
-                task_flow=task.flow,
-                queue_flow=self.queue_flows.get(queue, NO_FLOW),
-                args=sig.args,
-                kwargs=sig.kwargs,
-                now=now,
-                expires=o.expires,
+            # flow control: key functions run here, in the producer (nothing written yet);
+            # a task without any option skips it (the hot path)
+            gate = (
+                flow_gate(
+                    task.name,
+                    queue,
+                    task_flow=task.flow,
+                    queue_flow=self.queue_flows.get(queue, NO_FLOW),
+                    args=sig.args,
+                    kwargs=sig.kwargs,
+                    now=now,
+                    expires=o.expires,
+                )
+                if task.flow is not NO_FLOW or o.expires is not None or self.queue_flows
+                else NO_GATE
             )
             task_id = o.task_id or random_ids[n * 32 : n * 32 + 32]
             trace = current_trace()

@@ -70,7 +70,11 @@ class CurrentTask:
             raise TaskAborted(f"task {self.name} {self.id} was asked to abort")
 
 
-_current: ContextVar[CurrentTask | None] = ContextVar("taskq_current_task", default=None)
+#: the run and message of the task running in this context: a tuple, set for every task on
+#: the worker's hot path, the CurrentTask made only when a task asks for it
+_current: ContextVar[tuple[Running, Message] | None] = ContextVar(
+    "taskq_current_task", default=None
+)
 
 
 def current_task() -> CurrentTask:
@@ -82,12 +86,12 @@ def current_task() -> CurrentTask:
             "current_task() was called outside a running task (it works in a task's "
             "body, and in what that body calls in the same thread or asyncio task)"
         )
-    return found
+    return CurrentTask(*found)
 
 
-def set_current(run: Running, message: Message) -> Token[CurrentTask | None]:
-    return _current.set(CurrentTask(run, message))
+def set_current(run: Running, message: Message) -> Token[tuple[Running, Message] | None]:
+    return _current.set((run, message))
 
 
-def reset_current(token: Token[CurrentTask | None]) -> None:
+def reset_current(token: Token[tuple[Running, Message] | None]) -> None:
     _current.reset(token)

@@ -104,7 +104,7 @@ class Flow:
             raise InvalidOption(
                 f"expired_to_dead_letter must be True or False, got {expired_to_dead_letter!r}"
             )
-        return cls(
+        made = cls(
             rate=parse_rate(rate_limit, rate_burst) if rate_limit is not None else None,
             rate_key=check_key_function(rate_key, "rate_key"),
             max_concurrency=(
@@ -118,6 +118,8 @@ class Flow:
             unique_for=check_expires(unique_for, "unique_for"),
             unique_until=check_unique_until(unique_until),
         )
+        # a declaration without any option is the shared NO_FLOW: the hot path tests identity
+        return NO_FLOW if made == NO_FLOW else made
 
     @property
     def empty(self) -> bool:
