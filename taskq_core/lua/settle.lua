@@ -29,8 +29,10 @@ for i = 0, noutcomes - 1 do ids[i + 1] = ARGV[5 + i * 6] end
 -- fences and leases of the whole batch in two commands
 local fences = each('HMGET', fence, ids)
 local leases = each('ZMSCORE', leased, ids)
--- flow control: the gates of the batch (nothing read while the queue has none)
-local gates = gates_of(0, ids)
+-- flow control, progress and abort requests: one EXISTS for the three while a queue has
+-- none of them (the usual case), then the gates of the batch
+local extras = redis.call('EXISTS', KEYS[K.gate], KEYS[K.progress], KEYS[K.abort]) > 0
+local gates = extras and gates_of(0, ids) or nil
 local woke_waiter = false
 local ended = {}  -- the leases this batch ends (an id listed twice is settled once)
 local ending = {}
@@ -93,9 +95,10 @@ for i = 0, noutcomes - 1 do
 end
 slices('ZREM', leased, ending, 1000)
 slices('HDEL', msg, gone, 1000)
--- a task's progress and abort request end with it (one EXISTS each while there are none)
-for _, key in ipairs({KEYS[K.progress], KEYS[K.abort]}) do
-  if #done > 0 and redis.call('EXISTS', key) == 1 then slices('HDEL', key, done, 1000) end
+-- a task's progress and abort request end with it
+if extras and #done > 0 then
+  slices('HDEL', KEYS[K.progress], done, 1000)
+  slices('HDEL', KEYS[K.abort], done, 1000)
 end
 if gates then slices('HDEL', KEYS[K.gate], gone, 1000) end
 slices('HDEL', fence, counted, 1000)
