@@ -53,6 +53,7 @@ def snapshot(app: TaskQueue) -> dict[str, Any]:
                 "retried": q.stats.get("retry", 0),
                 "throttled": q.stats.get("throttled", 0),
                 "expired": q.stats.get("expired", 0),
+                "aborted": q.stats.get("aborted", 0),
             }
         )
     return {
@@ -68,7 +69,7 @@ def render(snap: dict[str, Any]) -> RenderableType:
     """The tables of a :func:`snapshot`."""
     qt = Table(title=f"queues ({snap['broker']}, prefix {snap['prefix']})", title_justify="left")
     cols = ("queue", "ready", "delayed", "waiting", "in flight", "dead", "oldest", "done", "failed")
-    for col in (*cols, "throttled", "expired"):
+    for col in (*cols, "throttled", "expired", "aborted"):
         qt.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
     for q in snap["queues"]:
         qt.add_row(
@@ -83,6 +84,7 @@ def render(snap: dict[str, Any]) -> RenderableType:
             str(q["failed"]),
             str(q["throttled"]),
             str(q["expired"]),
+            str(q["aborted"]),
         )
     workers = snap["workers"]
     if workers is None:

@@ -49,6 +49,9 @@ def stubborn():
 async def polite():
     import asyncio
 
+    from taskq_core import current_task
+
+    current_task().progress(0.5, "halfway")
     await asyncio.sleep(60)  # cancelled at this await when asked to abort
 """
 
@@ -158,6 +161,13 @@ def test_under_the_supervisor_an_ignored_abort_kills_the_process_and_records_abo
                 if all(tq.handle(i).status() == "running" for i in ids.values()):
                     break
                 time.sleep(0.1)
+            # progress reported from a supervised process reaches the handle and inspect
+            while time.monotonic() < deadline:
+                if tq.handle(ids["polite"]).info().get("progress"):
+                    break
+                time.sleep(0.1)
+            shown = cli("--app", "flowapp:tq", "inspect", ids["polite"])
+            assert "50% halfway" in shown.out, shown.out
             asked = time.monotonic()
             for task_id in ids.values():
                 r = cli("--app", "flowapp:tq", "abort", task_id, "--json")
@@ -179,6 +189,9 @@ def test_under_the_supervisor_an_ignored_abort_kills_the_process_and_records_abo
             (q,) = tq.broker.queue_info(["default"])
             assert q.stats.get("retry", 0) == 0
             assert q.stats["aborted"] == 2
+            status = cli("--app", "flowapp:tq", "status", "--json")
+            (row,) = [x for x in status.json()["queues"] if x["name"] == "default"]
+            assert row["aborted"] == 2
             finished = cli("--app", "flowapp:tq", "abort", ids["polite"])
             assert finished.code == 1
             assert "is aborted" in finished.err
