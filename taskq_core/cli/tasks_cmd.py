@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -24,6 +24,9 @@ from .common import (
     json_option,
     when,
 )
+
+if TYPE_CHECKING:
+    from ..handle import TaskHandle
 
 
 @click.command()
@@ -134,14 +137,7 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 def inspect(task_id: str, as_json: bool) -> None:
     """Show one task: state, attempts, error and result (searched in every queue)."""
-    app = get_app()
-    handle = app.find(task_id)
-    if handle is None:
-        raise CliError(
-            f"no task {task_id!r} in any queue of prefix {app.settings.key_prefix!r} "
-            "(never enqueued, or its result expired)",
-            NOT_FOUND,
-        )
+    handle = _find(task_id)
     info = handle.info()
     if as_json:
         emit_json(info)
@@ -157,14 +153,7 @@ def abort(task_id: str, as_json: bool) -> None:
     """Abort the task TASK_ID: cancel it if it has not started, else ask it to stop (it is
     recorded as aborted). Exit 0 when cancelled or asked; 1 when it has already finished;
     5 when unknown."""
-    app = get_app()
-    handle = app.find(task_id)
-    if handle is None:
-        raise CliError(
-            f"no task {task_id!r} in any queue of prefix {app.settings.key_prefix!r} "
-            "(never enqueued, or its result expired)",
-            NOT_FOUND,
-        )
+    handle = _find(task_id)
     answer = handle.abort()
     if as_json:
         emit_json({"id": task_id, "queue": handle.queue, "status": answer})
@@ -177,6 +166,19 @@ def abort(task_id: str, as_json: bool) -> None:
         console().print(f"cancelled task [bold]{task_id}[/]: it had not started")
     if answer not in ("aborting", "cancelled"):
         raise CliError(f"task {task_id} is {answer}: only queued or running tasks abort", FAILURE)
+
+
+def _find(task_id: str) -> TaskHandle:
+    """The task ``task_id`` in any queue of the app, or exit 5 (``NOT_FOUND``)."""
+    app = get_app()
+    handle = app.find(task_id)
+    if handle is None:
+        raise CliError(
+            f"no task {task_id!r} in any queue of prefix {app.settings.key_prefix!r} "
+            "(never enqueued, or its result expired)",
+            NOT_FOUND,
+        )
+    return handle
 
 
 def show_task(info: dict[str, Any], extra: dict[str, str] | None = None) -> None:

@@ -17,6 +17,7 @@ import redis
 
 from taskq_core import TaskQueue
 from tests.cli.conftest import clean_environ
+from tests.procs import stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -147,15 +148,7 @@ class Cluster:
         return int(self.r.get(self.probe + "max:" + key) or 0)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs)
         self.tq.close()
         sys.modules.pop("limitsapp", None)
         sys.path.remove(str(self.cwd))

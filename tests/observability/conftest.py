@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from tests.procs import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -61,15 +62,7 @@ class Workers:
 
     def stop(self) -> None:
         """SIGTERM every worker and wait for it (they drain, settle and drop heartbeats)."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop_processes(self.procs)
 
     def output(self) -> str:
         return "\n".join(
