@@ -53,8 +53,9 @@ def describe(state: TaskState | None) -> dict[str, Any] | None:
     }
     if "result" in record:
         out["result"] = record["result"]
-    if state.progress is not None:
-        out["progress"] = orjson.loads(state.progress)
+    progress = _progress(state.progress)
+    if progress is not None:
+        out["progress"] = progress
     if state.abort_requested_ms is not None:
         out["abort_requested_at"] = state.abort_requested_ms
     if "error" in record:
@@ -162,6 +163,27 @@ class TaskHandle:
             self.queue, self.id, record, abort=True, now_ms=_ms(self.app)
         )
         return answer or await self.status_async()
+
+
+def _progress(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored progress report as ``current_task().progress`` writes it, or None: one
+    written into Redis by anything else is left out rather than shown or failing the read."""
+    if raw is None:
+        return None
+    try:
+        p = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not (
+        type(p) is dict
+        and set(p) == {"fraction", "text", "at"}
+        and type(p["fraction"]) in (int, float)
+        and 0 <= p["fraction"] <= 1
+        and (p["text"] is None or (type(p["text"]) is str and len(p["text"]) <= 200))
+        and type(p["at"]) is int
+    ):
+        return None
+    return {"fraction": float(p["fraction"]), "text": p["text"], "at": p["at"]}
 
 
 def _forever(timeout: float | None) -> float:

@@ -67,6 +67,15 @@ class Plan(Generic[T]):
     lean: bool = False
 
 
+def _ms_or_none(value: Any) -> int | None:
+    """A stored time in ms, or None when missing or not a number (written by something
+    else than taskq: ignored rather than failing the read)."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -393,7 +402,7 @@ class Plans:
                 # a leased task without a fence entry is on its first delivery (fetch.lua)
                 int(fence) if fence is not None else (1 if leased is not None else 0),
                 progress,
-                int(abort) if abort is not None else None,
+                _ms_or_none(abort),
             )
 
         return Plan(commands, parse)

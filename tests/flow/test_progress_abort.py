@@ -203,3 +203,35 @@ def test_current_task_outside_a_task_and_bad_progress_are_clear_errors(
 
 def test_task_aborted_is_exported() -> None:
     assert issubclass(TaskAborted, TaskqError)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1]", b'{"fraction": "x", "text": null, "at": 1}',
+     b'{"fraction": 7, "text": null, "at": 1}', b'{"fraction": 0.5}'],
+)  # fmt: skip
+def test_a_forged_progress_or_abort_entry_is_left_out_not_a_failed_read(
+    make_app: Callable[..., TaskQueue], raw: bytes
+) -> None:
+    """Progress and abort entries written into Redis by something else than taskq: the
+    task still reads (handle, route), without them."""
+    import redis as redis_py
+
+    from taskq_core.keys import Keys
+
+    tq = make_app("redis")
+
+    @tq.task(name="p.forged")
+    def forged() -> None: ...
+
+    handle = forged.enqueue()
+    keys = Keys(tq.settings.key_prefix).queue("default")
+    client = redis_py.Redis.from_url(tq.settings.broker_url)
+    client.hset(keys.progress, handle.id, raw)
+    client.hset(keys.abort, handle.id, b"soon")
+    client.close()
+    info = handle.info()
+    assert info["status"] == "queued"
+    assert "progress" not in info
+    assert "abort_requested_at" not in info
+    assert job_route(tq, handle.id)["status"] == "queued"
