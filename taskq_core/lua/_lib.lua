@@ -113,10 +113,24 @@ end
 --   u: {key, 's' | 'f'}                        unique until started / finished
 -- A task without a gate costs one EXISTS per queue per fetch and settle, nothing more.
 
+-- A counter of the `slots` hash (slots held, the waiters' sequence) as a number. One that is
+-- not (written into Redis by something else) is reset to 0 rather than failing HINCRBY,
+-- which would fail every fetch.
+local function slot_count(slots, field)
+  local raw = redis.call('HGET', slots, field)
+  local n = tonumber(raw or '0')
+  if n == nil or n ~= math.floor(n) then
+    redis.call('HSET', slots, field, 0)
+    return 0
+  end
+  return n
+end
+
 -- a task waiting for a slot of cap key `key` (flag 'r': it goes back to ready when one
 -- frees; 's': back to the suspects, so a crasher stays alone)
 local function cap_park(k, id, key, flag)
   local slots = KEYS[k + K.slots]
+  slot_count(slots, 'seq')
   local seq = redis.call('HINCRBY', slots, 'seq', 1)
   local member = key .. '\0' .. string.format('%016d', seq) .. '\0' .. flag .. id
   redis.call('ZADD', KEYS[k + K.capwait], 0, member)
@@ -143,7 +157,7 @@ local function gate_admit(k, id, g, now, suspect)
   local slots = KEYS[k + K.slots]
   if g.c then
     for _, c in ipairs(g.c) do
-      if tonumber(redis.call('HGET', slots, c[2]) or '0') >= c[1] then
+      if slot_count(slots, c[2]) >= c[1] then
         cap_park(k, id, c[2], suspect and 's' or 'r')
         return false
       end
@@ -202,6 +216,7 @@ local function gate_end(k, id, g)
   if redis.call('HDEL', slots, 'h|' .. id) == 0 then return false end
   local woke = false
   for _, c in ipairs(g.c) do
+    slot_count(slots, c[2])
     if redis.call('HINCRBY', slots, c[2], -1) <= 0 then redis.call('HDEL', slots, c[2]) end
     local first = redis.call('ZRANGEBYLEX', KEYS[k + K.capwait], '[' .. c[2] .. '\0',
       '[' .. c[2] .. '\0\255', 'LIMIT', 0, 1)[1]

@@ -233,3 +233,29 @@ def test_parked_tasks_queue_up_in_line_across_calls(broker: Broker) -> None:
         assert fetch(broker, 5, T0 + n * 1000 - 1)[0] == []
         assert [d.id for d in fetch(broker, 5, T0 + n * 1000)[0]] == [expected]
     assert stats(broker)["throttled"] == 3
+
+
+def test_a_forged_slot_count_is_reset_and_stops_nothing(
+    redis_url: str, redis_client: Any, prefix: str
+) -> None:
+    """A concurrency counter overwritten in Redis by something else than taskq (not a
+    number) is reset, not an error in every fetch (Redis only: the in-memory broker's
+    counters cannot be written from outside)."""
+    from taskq_core.brokers.redis import RedisBroker
+    from taskq_core.keys import Keys
+
+    from .conftest import SETTINGS
+
+    broker = RedisBroker(redis_url, prefix=prefix, settings=SETTINGS)
+    slots = Keys(prefix).queue("default").slots
+    redis_client.hset(slots, "t:job", "lots")
+    redis_client.hset(slots, "seq", "x")
+    cap = {"c": [[1, "t:job"]]}
+    try:
+        broker.enqueue([gated(1, cap), gated(2, cap)], T0)
+        got = fetch(broker, 10, T0)[0]
+        assert [d.id for d in got] == ["t1"]
+        broker.settle([ok(got[0])], T0)
+        assert [d.id for d in fetch(broker, 10, T0)[0]] == ["t2"]
+    finally:
+        broker.close()
