@@ -133,6 +133,10 @@ class Worker:
         self._outbox_ready: asyncio.Event | None = None
         self._idle_wait: asyncio.Future[tuple[bool, FetchResult]] | None = None
         self._nudging = False
+        #: the settle loop settled outcomes since the fetch loop's last fetch began: what
+        #: they released (a workflow's next steps) was not seen by that fetch
+        self._settled_aside = False
+        self._settling: asyncio.Future[None] | None = None
         self._blocking = False
         self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None

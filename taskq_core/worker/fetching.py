@@ -64,6 +64,7 @@ async def fetch_loop(worker: Worker) -> None:
             continue
         outcomes, stats = worker._take_outbox()
         sent = time.monotonic()
+        worker._settled_aside = False
         fetching = asyncio.ensure_future(
             broker.fetch_async(
                 worker.queues, want, worker._broker_ms(), outcomes, stats, alone=not worker._held
@@ -91,7 +92,11 @@ async def fetch_loop(worker: Worker) -> None:
         if result.deliveries or worker._outbox or worker._suspects.waiting:
             continue
         if worker.burst and not worker._held:
-            return
+            if worker._settling is not None:
+                await worker._settling
+            if not worker._settled_aside:
+                return
+            continue  # what the settle loop settled meanwhile may have released tasks
         timeout = worker._longest_wait
         if result.next_due_ms is not None:
             # both by the broker's clock: a worker whose clock is off neither spins nor

@@ -37,13 +37,21 @@ async def flush(worker: Worker) -> None:
     outcomes, stats = worker._take_outbox()
     if not outcomes and not stats:
         return
+    # a burst worker does not end while this is in flight, and fetches once more after it:
+    # these outcomes may release tasks (a workflow's next steps)
+    done = asyncio.get_running_loop().create_future()
+    worker._settling = done
     try:
         stale = await worker.app.broker.settle_async(outcomes, worker._broker_ms(), stats)
     except Exception as exc:
         worker._restore_outbox(outcomes, stats)
         log.warning("worker %s: broker error while settling: %s", worker.id, redact_text(str(exc)))
         return
+    finally:
+        worker._settling = None
+        done.set_result(None)
     worker._note_stale(stale)
+    worker._settled_aside = True
 
 
 async def drain(worker: Worker) -> None:
