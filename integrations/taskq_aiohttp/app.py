@@ -11,7 +11,7 @@ from taskq_core.embedded import EmbeddedWorkers
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
 from taskq_core.http.access import read_body_async
-from taskq_core.http.routes import RouteTable
+from taskq_core.http.routes import ANY_PATH, RouteTable
 
 TASKQ = web.AppKey("taskq", TaskQueue)
 ROUTE_TABLE = web.AppKey("taskq_route_table", RouteTable)
@@ -53,7 +53,7 @@ def create_app(
     sub[EMBEDDED] = EmbeddedWorkers(tq, embedded_workers, queues=queues, concurrency=concurrency)
     # every method, and the bare prefix too: 404, 405 and 400 are decided by the core
     sub.router.add_route("*", "", _dispatch)
-    sub.router.add_route("*", "/{path:.*}", _dispatch)
+    sub.router.add_route("*", "/{path:" + ANY_PATH + "}", _dispatch)
     sub.cleanup_ctx.append(_lifecycle)
     return sub
 

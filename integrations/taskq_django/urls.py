@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
+from taskq_core.http.routes import ANY_PATH
+
 from .views import dispatch
 
 app_name = "taskq"
@@ -17,6 +19,7 @@ urlpatterns = [
     # mounted at "tasks/": the rest of the path; mounted at "tasks": a slash, then the rest
     # (written [/] so that Django's check for patterns starting with a slash stays quiet:
     # here the slash is the point)
-    re_path(r"^(?P<path>[^/].*)$", dispatch, name="path"),
-    re_path(r"^[/](?P<path>.*)$", dispatch, name="path_after_slash"),
+    # (newlines included: routes.ANY_PATH)
+    re_path(rf"^(?P<path>[^/]{ANY_PATH})$", dispatch, name="path"),
+    re_path(rf"^[/](?P<path>{ANY_PATH})$", dispatch, name="path_after_slash"),
 ]

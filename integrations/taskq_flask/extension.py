@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, has_app_context, r
 from flask.cli import run_command
 from flask.helpers import get_debug_flag
 from flask.sansio.blueprints import BlueprintSetupState
-from werkzeug.routing import Rule
+from werkzeug.routing import PathConverter, Rule
 
 from taskq_core import TaskQueue
 from taskq_core.config import InvalidConfiguration
@@ -22,7 +22,7 @@ from taskq_core.errors import ConfigurationError
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
 from taskq_core.http.access import read_body
-from taskq_core.http.routes import RouteTable
+from taskq_core.http.routes import ANY_PATH, RouteTable
 from taskq_core.message import Message
 from taskq_core.middleware import Middleware
 from taskq_core.prefork import start_when_serving
@@ -202,6 +202,12 @@ def _add_app_context(tq: TaskQueue, app: Flask) -> None:
     tq.middleware.append(AppContextMiddleware(app))
 
 
+class _AnyPath(PathConverter):
+    """Everything after the prefix, newlines included (``routes.ANY_PATH``)."""
+
+    regex = r"[^/]" + ANY_PATH
+
+
 def _blueprint(prefix: str) -> Blueprint:
     bp = Blueprint("taskq", __name__)
     root = prefix.rstrip("/")
@@ -210,7 +216,10 @@ def _blueprint(prefix: str) -> Blueprint:
         # werkzeug rules of their own, because only a rule without a method list serves
         # every method (Flask's add_url_rule always sets one): an odd method then reaches
         # the core, which answers it as in every framework, instead of Flask's HTML 405
-        rules = [(root or "/", "taskq.root"), (root + "/<path:path>", "taskq.path")]
+        # (a path converter of our own: werkzeug's stops at a newline, %0A in a path, and
+        # answers such a path with its HTML 404)
+        state.app.url_map.converters["taskq_path"] = _AnyPath
+        rules = [(root or "/", "taskq.root"), (root + "/<taskq_path:path>", "taskq.path")]
         for path, endpoint in rules:
             state.app.url_map.add(Rule(path, endpoint=endpoint, strict_slashes=False))
             state.app.view_functions[endpoint] = _dispatch

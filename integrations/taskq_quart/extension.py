@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from quart import Quart, Response, current_app, request
+from werkzeug.routing import PathConverter
 
 from taskq_core import TaskQueue, Worker
 from taskq_core.asgi import ASGIApp, Receive, Scope, Send, run_in_request_scope
@@ -15,13 +16,19 @@ from taskq_core.embedded import EmbeddedWorkers
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
 from taskq_core.http.access import read_body_async
-from taskq_core.http.routes import RouteTable
+from taskq_core.http.routes import ANY_PATH, RouteTable
 
 log = logging.getLogger("taskq.quart")
 
 #: where a before_request hook leaves the matched rule for the middleware, which runs
 #: outside Quart's request context
 _ROUTE_KEY = "taskq.route"
+
+
+class _AnyPath(PathConverter):
+    """Everything after the prefix, newlines included (``routes.ANY_PATH``)."""
+
+    regex = r"[^/]" + ANY_PATH
 
 
 @dataclass(slots=True)
@@ -90,7 +97,10 @@ class TaskQ:
         root = self.table.prefix  # normalised: "" or "/x" without a trailing slash
         # rules without a method list, added to the map directly (add_url_rule always sets
         # one): every method reaches the core, which answers odd ones as everywhere
-        for path, endpoint in [(root or "/", "taskq.root"), (root + "/<path:path>", "taskq.path")]:
+        # (a path converter of our own: werkzeug's stops at a newline; routes.ANY_PATH)
+        app.url_map.converters["taskq_path"] = _AnyPath
+        rules = [(root or "/", "taskq.root"), (root + "/<taskq_path:path>", "taskq.path")]
+        for path, endpoint in rules:
             app.url_map.add(app.url_rule_class(path, endpoint=endpoint, strict_slashes=False))
             app.view_functions[endpoint] = _dispatch
         app.before_request(_note_route)

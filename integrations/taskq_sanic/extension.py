@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, cast
+from urllib.parse import unquote
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.constants import HTTP_METHODS
@@ -122,6 +123,8 @@ class TaskQ:
         return await self._answer(request, path)
 
     async def _answer(self, request: Request, path: str) -> HTTPResponse:
+        # Sanic routes on the raw path: decoded here, as every other framework hands it over
+        path = unquote(path)
         headers = {k.lower(): v for k, v in request.headers.items()}
         # routed first: only a route that takes a body has it read, and no more than its cap
         limit = self.table.read_limit(request.method, path, headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -13,7 +14,23 @@ from taskq_core import TaskQueue
 from taskq_core.http import AuthCallable
 from taskq_core.http import Request as CoreRequest
 from taskq_core.http.access import read_body_async
-from taskq_core.http.routes import RouteTable
+from taskq_core.http.routes import ANY_PATH, RouteTable
+
+
+class _AnyPath(Convertor[str]):
+    """Everything after the prefix, newlines included (``routes.ANY_PATH``): Starlette's
+    own ``path`` stops at a newline and answers with its text 404."""
+
+    regex = ANY_PATH
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("taskq_path", _AnyPath())
 
 
 def routes(
@@ -45,7 +62,7 @@ def routes(
     # an ASGI app rather than a function: Starlette then routes every method to it (for a
     # function it defaults to GET), and the core answers odd methods as everywhere
     endpoint = _Endpoint(table)
-    found: list[BaseRoute] = [Route(clean + "/{path:path}", endpoint, name="taskq")]
+    found: list[BaseRoute] = [Route(clean + "/{path:taskq_path}", endpoint, name="taskq")]
     if clean:
         # the bare prefix too, so /tasks and /tasks/ are one path without a redirect
         found.insert(0, Route(clean, endpoint, name="taskq_root"))

@@ -54,6 +54,10 @@ log = logging.getLogger("taskq.http")
 #: (:mod:`taskq_core.validation`), so a name the core accepts is never refused here
 QUEUE_PARAM: dict[str, Any] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
 ID_PARAM: dict[str, Any] = {"type": "string", "pattern": TASK_ID_PATTERN}
+#: what the adapters' catch-all route matches after the prefix: anything, newlines (``%0A``)
+#: included. A framework's own "path" pattern stops at a newline and answers with its own
+#: (HTML or text) 404, unlike every other path; ours hands it to the core, which answers it.
+ANY_PATH = r"[\s\S]*"
 #: path parameters, checked like query parameters
 PATH_PARAMS: dict[str, dict[str, Any]] = {"id": ID_PARAM, "queue": QUEUE_PARAM}
 #: the methods llhttp (aiohttp's parser, and node's) accepts; aiohttp answers 400 to any
