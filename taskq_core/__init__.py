@@ -38,6 +38,8 @@ from .errors import (
     TaskqValueError,
     TaskTimeout,
     UnknownTask,
+    WorkflowFailed,
+    WorkflowNotFound,
 )
 from .handle import STATUSES, TaskHandle
 from .redact import install_log_redaction
@@ -45,6 +47,7 @@ from .retry import RetryPolicy
 from .settings import Settings
 from .task import Signature, Task
 from .worker import Worker
+from .workflow import Workflow, WorkflowHandle, chain, chord, failure, group
 
 __version__ = "0.1.0"
 
@@ -82,6 +85,14 @@ __all__ = [
     "TaskqValueError",
     "UnknownTask",
     "Worker",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowNotFound",
     "__version__",
+    "chain",
+    "chord",
     "current_task",
+    "failure",
+    "group",
 ]

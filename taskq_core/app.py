@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .schedule import Schedule
     from .scheduler import Scheduler
     from .worker import Worker
+    from .workflow import Workflow, WorkflowHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -357,7 +358,13 @@ class TaskQueue:
             self.get_task(name), tuple(args), dict(kwargs or {}), EnqueueOptions.make(**options)
         )
 
-    def _items(self, signatures: Sequence[Signature]) -> tuple[list[EnqueueItem], int]:
+    def _items(
+        self,
+        signatures: Sequence[Signature],
+        steps: Sequence[dict[str, Any]] | None = None,
+    ) -> tuple[list[EnqueueItem], int]:
+        """The items to enqueue, every one checked first (``steps``: the ``wf`` field of
+        each message, for the steps of a workflow)."""
         now = self.clock.time()
         now_ms = int(now * 1000)
         limit = self.settings.max_payload_bytes
@@ -414,6 +421,7 @@ class TaskQueue:
                 idempotency_key=o.idempotency_key,
                 trace=trace,
                 expires_at=gate.expires_at,
+                wf=steps[n] if steps is not None else None,
             ).encode(limit, signer)
             items.append(
                 EnqueueItem(
@@ -463,6 +471,30 @@ class TaskQueue:
     ) -> TaskHandle:
         """Enqueue a registered task by name."""
         return self.enqueue_many([self.signature(name, args, kwargs, **options)])[0]
+
+    # -- workflows
+
+    def workflow(
+        self,
+        *,
+        policy: str = "stop",
+        on_error: Signature | Any | None = None,
+        ttl: float | timedelta | None = None,
+        workflow_id: str | None = None,
+    ) -> Workflow:
+        """A workflow to build step by step (a DAG: ``add(piece, after=[...])``), then
+        ``enqueue()``. ``policy``: ``"stop"`` (a failure cancels what has not finished and
+        fails the workflow) or ``"continue"`` (independent branches finish first);
+        ``on_error``: a task's ``call(...)`` run once if the workflow fails, given what
+        failed; ``ttl``: seconds its record is kept once finished (``result_ttl``)."""
+        from .workflow import Workflow
+
+        return Workflow(self, policy=policy, on_error=on_error, ttl=ttl, workflow_id=workflow_id)
+
+    def workflow_handle(self, workflow_id: str) -> WorkflowHandle:
+        from .workflow import WorkflowHandle
+
+        return WorkflowHandle(self, workflow_id)
 
     # -- looking tasks up
 

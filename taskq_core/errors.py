@@ -109,6 +109,30 @@ class TaskFailed(TaskqError):
         super().__init__(f"task {task_id} {status}: {kind}: {message}".rstrip(": "))
 
 
+class WorkflowFailed(TaskqError):
+    """Raised by ``WorkflowHandle.result()`` when the workflow failed or was cancelled:
+    ``step`` is the step whose failure failed it (None when cancelled), ``error`` its error."""
+
+    def __init__(
+        self, workflow_id: str, status: str, step: dict[str, Any] | None, error: dict[str, Any]
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.status = status
+        self.step = step
+        self.error = error
+        where = f" at step {step['index']} ({step['task']})" if step else ""
+        kind = error.get("type", status)
+        super().__init__(
+            f"workflow {workflow_id} {status}{where}: {kind}: {error.get('message', '')}".rstrip(
+                ": "
+            )
+        )
+
+
+class WorkflowNotFound(TaskqError, LookupError):
+    """No workflow with that id (never existed, or its record expired)."""
+
+
 class ResultTimeout(TaskqError, TimeoutError):
     """``handle.result(timeout=...)`` waited and the task had not finished."""
 

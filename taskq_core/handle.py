@@ -28,8 +28,10 @@ STATUSES = (
     "cancelled",
     "expired",
     "aborted",
+    "skipped",
 )
-FINAL = frozenset({"succeeded", "failed", "dead", "cancelled", "expired", "aborted"})
+#: ``skipped``: a workflow step whose condition did not hold (taskq_core/workflow)
+FINAL = frozenset({"succeeded", "failed", "dead", "cancelled", "expired", "aborted", "skipped"})
 
 
 def describe(state: TaskState | None) -> dict[str, Any] | None:

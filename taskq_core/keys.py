@@ -70,6 +70,10 @@ class QueueKeys(NamedTuple):
     #: HASH id -> when an abort of the running task was asked for (ms); the worker learns
     #: of it at its next renewal; deleted at the task's outcome
     abort: str
+    #: LIST of workflow steps' task ids that ended outside a settle carrying their step
+    #: (dead-lettered as poison or unreadable, cancelled by id): each worker drains its
+    #: queues' list on its tick, advancing their workflows (lua/wf_end.lua)
+    wfout: str
 
     def pick(self, names: Sequence[str]) -> list[str]:
         """The keys called ``names``, in that order (what a script that takes only some of
@@ -121,6 +125,10 @@ class Keys:
 
     def idempotency(self, queue: str, key: str) -> str:
         return f"{self.prefix}:{{{queue}}}:idem:{key}"
+
+    def workflow(self, workflow_id: str) -> str:
+        """HASH: a workflow's record (taskq_core/workflow/plan.py), in a slot of its own."""
+        return f"{self.prefix}:{{wf:{workflow_id}}}:workflow"
 
     def done_channel(self, queue: str) -> str:
         """Pub/sub channel on which scripts announce tasks that reached a final state."""

@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from .signing import Signer
 
 VERSION = 1
-SIG_FIELD = "sig"  # the signature (signing.py); every other field is signed
+SIG_FIELD = "sig"  # the signature (signing.py); every other field is signed but one:
+#: what the broker adds to a workflow step's message when it releases the step (the time,
+#: the results of the steps before it: taskq_core/workflow/plan.py). Those results are
+#: stored data like any task's result, written after the message was signed.
+RELEASE_FIELD = "wf_in"
+UNSIGNED = frozenset({SIG_FIELD, RELEASE_FIELD})
 
 
 @dataclass(slots=True)
@@ -41,6 +46,11 @@ class Message:
     headers: dict[str, Any] | None = None
     #: not started by then (epoch ms), the task is not run but recorded as expired
     expires_at: int | None = None
+    #: a workflow step: {"id", "step", "gen", "q" (the workflow's queues), "in" (takes
+    #: the previous result), "when" (its condition), "poll" (a check re-run)}
+    wf: dict[str, Any] | None = None
+    #: added by the broker when the step is released: {"at" (ms), "input", "cond"}
+    wf_in: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -68,7 +78,18 @@ class Message:
             d["headers"] = self.headers
         if self.expires_at is not None:
             d["expires_at"] = self.expires_at
+        if self.wf is not None:
+            d["wf"] = self.wf
+        if self.wf_in is not None:
+            d[RELEASE_FIELD] = self.wf_in
         return d
+
+    @property
+    def queued_at(self) -> int:
+        """When it joined its queue (ms): a workflow step when the broker released it,
+        any other task when it was enqueued."""
+        at = self.wf_in.get("at") if self.wf_in is not None else None
+        return at if type(at) is int else self.enqueued_at
 
     def encode(self, limit: int | None = None, signer: Signer | None = None) -> bytes:
         """The JSON bytes, signed by ``signer`` if given; raises :class:`PayloadTooLarge`
@@ -119,6 +140,8 @@ FIELDS = frozenset(
         "trace",
         "headers",
         "expires_at",
+        "wf",
+        RELEASE_FIELD,
         SIG_FIELD,
     }
 )
@@ -217,6 +240,61 @@ def _check_optional(d: dict[str, Any]) -> None:
     sig = get(SIG_FIELD)
     if sig is not None and (type(sig) is not str or len(sig) > MAX_SIG):
         raise _bad(SIG_FIELD, f"a string of at most {MAX_SIG} characters", sig)
+    wf = get("wf")
+    if wf is not None and not _wf_ok(wf):
+        raise _bad(
+            "wf",
+            'an object {"id", "step", "gen", "q", "in"} (a workflow step: '
+            "taskq_core/workflow/plan.py)",
+            wf,
+        )
+    wf_in = get(RELEASE_FIELD)
+    if wf_in is not None and not _wf_in_ok(wf_in):
+        raise _bad(RELEASE_FIELD, 'an object {"at", "input", "cond"}', wf_in)
+
+
+_WF_KEYS = frozenset({"id", "step", "gen", "q", "in", "when", "poll", "kind"})
+
+
+def _wf_ok(wf: Any) -> bool:
+    """A workflow step's ``wf`` field as the producer writes it."""
+    if type(wf) is not dict or not _WF_KEYS.issuperset(wf):
+        return False
+    wid, step, gen, queues = wf.get("id"), wf.get("step"), wf.get("gen"), wf.get("q")
+    when, poll = wf.get("when"), wf.get("poll")
+    return (
+        type(wid) is str
+        and 0 < len(wid) <= MAX_ID
+        and type(step) is int
+        and 0 <= step <= 10_000_000
+        and type(gen) is int
+        and 0 <= gen <= MAX_ATTEMPT
+        and type(queues) is list
+        and 0 < len(queues) <= 1000
+        and all(type(q) is str and 0 < len(q) <= MAX_QUEUE_NAME for q in queues)
+        and wf.get("in") in (0, 1)
+        and (when is None or (type(when) is dict and type(when.get("test")) is str))
+        and (
+            poll is None
+            or (
+                type(poll) is dict
+                and all(
+                    type(poll.get(k)) in (int, float) and 0 < poll[k] <= MAX_TIMEOUT
+                    for k in ("every", "max", "timeout")
+                )
+            )
+        )
+        and wf.get("kind", "task") in ("task", "predicate", "errback")
+    )
+
+
+def _wf_in_ok(wf_in: Any) -> bool:
+    return (
+        type(wf_in) is dict
+        and {"at"} <= set(wf_in) <= {"at", "input", "cond"}
+        and type(wf_in["at"]) is int
+        and 0 <= wf_in["at"] <= MAX_MS
+    )
 
 
 def _trace_ok(trace: Any) -> bool:
@@ -337,7 +415,7 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         return Message(id_, task, queue, args, kwargs, attempt, enqueued_at)
     due_at, max_retries, timeout = get("due_at"), get("max_retries"), get("timeout")
     key, trace, headers, sig = get("idempotency_key"), get("trace"), get("headers"), get(SIG_FIELD)
-    expires_at = get("expires_at")
+    expires_at, wf, wf_in = get("expires_at"), get("wf"), get(RELEASE_FIELD)
     # as above, one test; _check_optional names the field (a range test also refuses NaN)
     if not (
         FIELDS.issuperset(d)
@@ -352,6 +430,8 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         and (headers is None or type(headers) is dict)
         and (sig is None or (type(sig) is str and len(sig) <= MAX_SIG))
         and (expires_at is None or (type(expires_at) is int and 0 <= expires_at <= MAX_MS))
+        and (wf is None or _wf_ok(wf))
+        and (wf_in is None or _wf_in_ok(wf_in))
     ):
         _check_optional(d)
     return Message(
@@ -369,4 +449,6 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
         trace,
         headers,
         expires_at,
+        wf,
+        wf_in,
     )

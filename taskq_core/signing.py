@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from .message import SIG_FIELD, BadMessage
+from .message import RELEASE_FIELD, SIG_FIELD, UNSIGNED, BadMessage
 
 _CANONICAL = orjson.OPT_SORT_KEYS
 
@@ -47,9 +47,10 @@ class BadSignature(BadMessage):
 
 
 def canonical(d: Mapping[str, Any]) -> bytes:
-    """The bytes a signature covers: ``d`` without ``sig``, keys sorted at every level."""
-    if SIG_FIELD in d:
-        d = {k: v for k, v in d.items() if k != SIG_FIELD}
+    """The bytes a signature covers: ``d`` without ``sig`` (nor what the broker adds to a
+    released workflow step, ``wf_in``: see message.py), keys sorted at every level."""
+    if SIG_FIELD in d or RELEASE_FIELD in d:
+        d = {k: v for k, v in d.items() if k not in UNSIGNED}
     return orjson.dumps(d, option=_CANONICAL)
 
 

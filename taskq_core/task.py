@@ -25,6 +25,7 @@ from .validation import (
 if TYPE_CHECKING:
     from .app import TaskQueue
     from .handle import TaskHandle
+    from .workflow.canvas import Step
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,6 +103,34 @@ class Signature:
     async def enqueue_async(self) -> TaskHandle:
         return (await self.task.app.enqueue_many_async([self]))[0]
 
+    # -- as a workflow step (taskq_core/workflow)
+
+    def immutable(self) -> Step:
+        """A workflow step that ignores the previous result (Celery's ``si``)."""
+        from .workflow.canvas import Step
+
+        return Step(self).immutable()
+
+    si = immutable
+
+    def when(self, test: str | Signature = "truthy", *, equals: Any = None) -> Step:
+        """A workflow step run only when its condition holds (see ``Step.when``)."""
+        from .workflow.canvas import Step
+
+        return Step(self).when(test, equals=equals)
+
+    def until(
+        self,
+        *,
+        every: float | timedelta = 1.0,
+        timeout: float | timedelta,
+        max_every: float | timedelta | None = None,
+    ) -> Step:
+        """A workflow step re-running this check until it returns true (``Step.until``)."""
+        from .workflow.canvas import Step
+
+        return Step(self).until(every=every, timeout=timeout, max_every=max_every)
+
 
 class Task(Generic[P, R]):
     """A function registered with a :class:`~taskq_core.TaskQueue`.
@@ -168,6 +197,16 @@ class Task(Generic[P, R]):
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
         """This task with these arguments, for :meth:`TaskQueue.enqueue_many`."""
         return Signature(self, args, kwargs, self._options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A partial call, for a workflow step that gets the previous result as its first
+        argument (Celery's ``s``): ``chain(fetch.call(url), parse.s(), store.s(db="main"))``.
+        Not checked against the function's signature by a type checker, as ``call`` is."""
+        return Signature(self, args, kwargs, self._options)
+
+    def si(self, *args: Any, **kwargs: Any) -> Step:
+        """A workflow step that ignores the previous result (Celery's ``si``)."""
+        return self.s(*args, **kwargs).immutable()
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Send the task to a worker; returns once the broker has stored it."""

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ..workflow.builder import StartRequest
 
 T = TypeVar("T")
 #: ``expired``: not started before its ``expires`` time, never run (flow control);
@@ -70,6 +73,19 @@ class FetchResult:
 
 
 @dataclass(slots=True)
+class StepOutcome:
+    """A workflow step's final outcome, settled with its task's (``settle.lua`` advances
+    the workflow in the same atomic step): ``status`` succeeded | skipped | failed |
+    cancelled, ``payload`` the result or the error (JSON)."""
+
+    workflow: str
+    step: int
+    status: str
+    payload: bytes
+    queues: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class Outcome:
     """How one delivery ended. ``record`` is the JSON stored as its result or error; a
     retry is due ``retry_delay_ms`` after the broker's now."""
@@ -82,6 +98,7 @@ class Outcome:
     record: bytes = b""
     retry_delay_ms: int = 0
     retry_body: bytes = b""
+    step: StepOutcome | None = None
 
 
 @dataclass(slots=True)
@@ -264,6 +281,29 @@ class Broker(Protocol):
     def dead_retry(self, queue: str, ids: Sequence[str]) -> int: ...
     def dead_purge(self, queue: str, ids: Sequence[str]) -> int: ...
     def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]: ...
+    # -- workflows (taskq_core/workflow; redis_workflows.py, memory_workflows.py)
+    def wf_start(self, req: StartRequest, now_ms: int) -> bool: ...
+    async def wf_start_async(self, req: StartRequest, now_ms: int) -> bool: ...
+    def wf_get(self, workflow: str) -> dict[str, bytes] | None: ...
+    async def wf_get_async(self, workflow: str) -> dict[str, bytes] | None: ...
+    def wf_cancel(self, workflow: str, queues: Sequence[str], now_ms: int) -> str: ...
+    async def wf_cancel_async(self, workflow: str, queues: Sequence[str], now_ms: int) -> str: ...
+    def wf_retry(
+        self,
+        workflow: str,
+        queues: Sequence[str],
+        steps: Sequence[tuple[int, int, bytes]],
+        now_ms: int,
+    ) -> int: ...
+    async def wf_retry_async(
+        self,
+        workflow: str,
+        queues: Sequence[str],
+        steps: Sequence[tuple[int, int, bytes]],
+        now_ms: int,
+    ) -> int: ...
+    def wf_drain(self, queues: Sequence[str], now_ms: int) -> int: ...
+    async def wf_drain_async(self, queues: Sequence[str], now_ms: int) -> int: ...
     def wait_for(
         self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
     ) -> T | None: ...

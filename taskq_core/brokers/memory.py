@@ -31,11 +31,12 @@ from .base import (
 )
 from .memory_records import MemoryRecords, mono_ms
 from .memory_state import QueueState
+from .memory_workflows import MemoryWorkflows
 
 T = TypeVar("T")
 
 
-class MemoryBroker(MemoryRecords):
+class MemoryBroker(MemoryRecords, MemoryWorkflows):
     """Tasks held in this process. Thread-safe; usable from several event loops."""
 
     def __init__(self, settings: Settings | None = None, url: str = "memory://") -> None:
@@ -53,6 +54,7 @@ class MemoryBroker(MemoryRecords):
         self._generation = 0
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._init_records()
+        self._init_workflows()
 
     def __repr__(self) -> str:
         return f"MemoryBroker({self.url!r})"
@@ -260,6 +262,8 @@ class MemoryBroker(MemoryRecords):
         )
         store.incr("dead")
         self._announce()
+        if tid.startswith("wf_"):
+            store.wfout.append(tid)
 
     async def fetch_async(
         self,
@@ -374,6 +378,10 @@ class MemoryBroker(MemoryRecords):
                     store.error[outcome.id] = outcome.record
                     self._set_result(outcome.queue, outcome.id, outcome.record)
                     self._announce()
+                if outcome.step is not None:
+                    self._wf_step_end(outcome, now_ms)
+                elif outcome.kind != "retry" and outcome.id.startswith("wf_"):
+                    store.wfout.append(outcome.id)
             for name, fields in (stats or {}).items():
                 store = self._store(name)
                 for key, value in fields.items():
@@ -505,6 +513,8 @@ class MemoryBroker(MemoryRecords):
             self._set_result(queue, task_id, record)
             store.incr("cancelled")
             self._announce()
+            if task_id.startswith("wf_"):
+                store.wfout.append(task_id)
             return "cancelled"
 
     async def cancel_async(
@@ -576,7 +586,7 @@ class MemoryBroker(MemoryRecords):
                     body = store.msg.get(store.ready[-1])
                     if body is not None:
                         try:
-                            oldest = decode(body).enqueued_at
+                            oldest = decode(body).queued_at
                         except BadMessage:
                             oldest = None
                 out.append(

@@ -71,6 +71,8 @@ class QueueState:
     gates: Gates = field(default_factory=Gates)  # flow control (taskq_core/flow/memory.py)
     progress: dict[str, bytes] = field(default_factory=dict)  # id -> latest progress (JSON)
     abort: dict[str, int] = field(default_factory=dict)  # id -> when an abort was asked (ms)
+    #: workflow steps' task ids that ended outside a settle carrying their step
+    wfout: list[str] = field(default_factory=list)
 
     def incr(self, name: str, by: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + by

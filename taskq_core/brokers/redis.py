@@ -40,6 +40,7 @@ from .base import (
 )
 from .redis_plans import Command, Plan, Plans, ScriptCall
 from .redis_records import RedisRecords
+from .redis_workflows import RedisWorkflows
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def _hiredis_packing(base: type) -> type:
     return fast
 
 
-class RedisBroker(RedisRecords):
+class RedisBroker(RedisRecords, RedisWorkflows):
     """Tasks stored in Redis. ``url`` is a ``redis://`` or ``rediss://`` URL."""
 
     def __init__(
@@ -567,7 +568,7 @@ class RedisBroker(RedisRecords):
                 from ..message import BadMessage, decode
 
                 try:
-                    info.oldest_enqueued_ms = decode(body).enqueued_at
+                    info.oldest_enqueued_ms = decode(body).queued_at
                 except BadMessage:
                     info.oldest_enqueued_ms = None
             out.append(info)

@@ -225,9 +225,28 @@ class Plans:
                 )
             for name, value in queue_stats.items():
                 args += (name, value)
-            commands.append(ScriptCall(scripts.SETTLE, keys, args))
+            steps = self._steps(keys, args, [(n, outcomes[i]) for n, i in enumerate(idx, 1)])
+            commands.append(ScriptCall(scripts.SETTLE_WF if steps else scripts.SETTLE, keys, args))
             order.append(idx)
         return commands, order
+
+    def _steps(self, keys: list[str], args: list[Any], numbered: list[tuple[int, Outcome]]) -> bool:
+        """The workflow steps among a settle's outcomes (settle.lua's last ARGV section):
+        each workflow's record and its queues' keys go into ``keys`` once. True if any."""
+        steps = [(n, o.step) for n, o in numbered if o.step is not None]
+        if not steps:
+            return False
+        args.append(len(steps))
+        placed: dict[str, tuple[int, int]] = {}
+        for n, step in steps:
+            where = placed.get(step.workflow)
+            if where is None:
+                keys.append(self.keys.workflow(step.workflow))
+                where = placed[step.workflow] = (len(keys), len(keys))
+                for queue in step.queues:
+                    keys += self.qkeys(queue)
+            args += (n, where[0], step.workflow, where[1], step.step, step.status, step.payload)
+        return True
 
     def settle(
         self, outcomes: Sequence[Outcome], now_ms: int, stats: dict[str, dict[str, int]] | None

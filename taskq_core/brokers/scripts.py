@@ -28,6 +28,12 @@ class Script:
     sha: str
     #: the names of the queue's keys the script takes, in ``KEYS`` order (per queue)
     queue_keys: tuple[str, ...] = QUEUE_KEY_NAMES
+    #: its file in lua/ (``name`` unless two scripts are made from one file)
+    file: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.file:
+            object.__setattr__(self, "file", self.name)
 
 
 def _read(name: str) -> bytes:
@@ -35,6 +41,8 @@ def _read(name: str) -> bytes:
 
 
 _LIB = _read("_lib")
+#: workflows (lua/_workflow.lua): for the scripts that advance one
+_WORKFLOW = _read("_workflow")
 
 
 def prelude(queue_keys: Sequence[str]) -> bytes:
@@ -50,21 +58,33 @@ def prelude(queue_keys: Sequence[str]) -> bytes:
     ).encode()
 
 
-def _load(name: str, lib: bool = True, queue_keys: tuple[str, ...] = QUEUE_KEY_NAMES) -> Script:
+def _load(
+    name: str,
+    lib: bool = True,
+    queue_keys: tuple[str, ...] = QUEUE_KEY_NAMES,
+    workflow: bool = False,
+    file: str = "",
+) -> Script:
     # the helpers of _lib.lua go in front: a script cannot call another one (a script that
     # uses none of them goes without: defining them costs every call). The helpers that
     # touch a queue's keys (dead_letter, no_outcome) need every one of them in K: a script
     # taking only some (enqueue.lua) uses the others only.
-    body = _read(name)
+    body = _read(file or name)
     shebang = b""
     if body.startswith(b"#!"):
         # Redis reads a script's flags only from its very first line, so the shebang goes
         # in front of the prelude
         end = body.index(b"\n") + 1
         shebang, body = body[:end], body[end:]
-    source = shebang + prelude(queue_keys) + (_LIB if lib else b"") + body
+    source = (
+        shebang
+        + prelude(queue_keys)
+        + (_LIB if lib else b"")
+        + (_WORKFLOW if workflow else b"")
+        + body
+    )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest()
-    return Script(name, source, sha, queue_keys)
+    return Script(name, source, sha, queue_keys, file or name)
 
 
 #: enqueue.lua's keys: only those, to send fewer keys on the hottest path
@@ -84,20 +104,32 @@ ENQUEUE_ONE_KEYS = ("ready", "msg", "stats", "wake")
 ENQUEUE = _load("enqueue", queue_keys=ENQUEUE_KEYS)
 ENQUEUE_ONE = _load("enqueue_one", lib=False, queue_keys=ENQUEUE_ONE_KEYS)
 FETCH = _load("fetch")
+#: a settle with workflow steps among its outcomes takes the workflow helpers too; one
+#: without (nearly every one) does not define them: defining them costs every call
 SETTLE = _load("settle")
+SETTLE_WF = _load("settle_wf", workflow=True, file="settle")
 RENEW = _load("renew")
 RELEASE = _load("release")
 CANCEL = _load("cancel")
 DEAD_RETRY = _load("dead_retry")
 DEAD_PURGE = _load("dead_purge")
+WF_START = _load("wf_start", workflow=True)
+WF_CANCEL = _load("wf_cancel", workflow=True)
+WF_RETRY = _load("wf_retry", workflow=True)
+WF_END = _load("wf_end", workflow=True)
 ALL: tuple[Script, ...] = (
     ENQUEUE,
     ENQUEUE_ONE,
     FETCH,
     SETTLE,
+    SETTLE_WF,
     RENEW,
     RELEASE,
     CANCEL,
     DEAD_RETRY,
     DEAD_PURGE,
+    WF_START,
+    WF_CANCEL,
+    WF_RETRY,
+    WF_END,
 )

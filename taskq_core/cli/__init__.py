@@ -22,6 +22,7 @@ from .scheduler_cmd import scheduler
 from .status_cmd import status
 from .tasks_cmd import abort, enqueue, inspect
 from .worker_cmd import worker
+from .workflow_cmd import workflow
 
 
 class TaskqGroup(click.Group):
@@ -74,6 +75,7 @@ main.add_command(failed)
 main.add_command(inspect)
 main.add_command(abort)
 main.add_command(config)
+main.add_command(workflow)
 
 
 __all__ = ["TaskqError", "load_app", "main", "redact_text"]

@@ -14,6 +14,7 @@ import orjson
 
 from ..clock import script_ms
 from ..observability import diagnostics, facade, health, prometheus
+from ..workflow.handle import describe as describe_workflow
 from . import schemas
 from .routes import ID_PARAM, QUEUE_PARAM, HttpError, RouteCall
 from .types import Response, Route
@@ -109,6 +110,14 @@ def job(call: RouteCall) -> Response:
     found = facade.job(call.app, task_id, call.query["queue"])
     if found is None:
         raise HttpError(404, f"no task {task_id} (unknown, or its result expired)")
+    return ok(found)
+
+
+def workflow(call: RouteCall) -> Response:
+    wid = call.params["id"]
+    found = describe_workflow(wid, call.app.broker.wf_get(wid))
+    if found is None:
+        raise HttpError(404, f"no workflow {wid} (unknown, or its record expired)")
     return ok(found)
 
 
@@ -282,6 +291,10 @@ def build_routes() -> list[Route]:
               exposes=("results", "errors"), response_schema=schemas.JOB,
               summary="One task: status, attempts, result or error.",
               query={"queue": task_queue}),
+        Route(method="GET", path="/workflows/{id}", name="workflow", handler=workflow,
+              exposes=("results", "errors"), response_schema=schemas.WORKFLOW,
+              summary="One workflow: status, and each step's state, timings, error and "
+                      "result."),
         Route(method="GET", path="/failed", name="failed", handler=failed, exposes=("errors",),
               response_schema=schemas.FAILED, summary="Dead-lettered tasks, oldest first.",
               query={"queue": param(QUEUE_PARAM, "Only this queue (default: every queue)."),

@@ -368,6 +368,37 @@ JOB = obj(
     },
     optional=("result", "error", "progress", "abort_requested_at"),
 )
+_STEP = obj(
+    {
+        "index": INT,
+        "task": null(STR),
+        "kind": {"enum": ["task", "predicate", "errback"]},
+        "queue": null(STR),
+        "status": STR,
+        "after": arr(INT),
+        "task_id": STR,
+        "released_at": null(MS),
+        "finished_at": null(MS),
+        "result": {},
+        "error": {},
+    },
+    optional=("result", "error"),
+)
+#: GET /workflows/{id} (taskq_core/workflow/handle.py, describe)
+WORKFLOW = obj(
+    {
+        "id": STR,
+        "status": STR,
+        "policy": {"enum": ["stop", "continue"]},
+        "created_at": null(MS),
+        "finished_at": null(MS),
+        "failed_step": null(INT),
+        "counts": mapping(INT),
+        "steps": arr(_STEP),
+        "result": {},
+    },
+    optional=("result",),
+)
 DEAD = obj(
     {
         "id": STR,

@@ -54,6 +54,8 @@ local function dead_letter(k, id, now, kind, message, attempts)
   }))
   redis.call('HINCRBY', KEYS[k + K.stats], 'dead', 1)
   redis.call('PUBLISH', string.sub(KEYS[k + K.ready], 1, -6) .. 'done', id)
+  -- a workflow's step: its workflow learns of it from the queue's outbox (wf_end.lua)
+  if string.sub(id, 1, 3) == 'wf_' then redis.call('LPUSH', KEYS[k + K.wfout], id) end
   -- a unique task lets go of its key (flow control: gate_admit, below)
   local raw = redis.call('HGET', KEYS[k + K.gate], id)
   local ok, g = pcall(cjson.decode, raw or '')

@@ -41,5 +41,7 @@ redis.call('HDEL', KEYS[K.fence], id)
 redis.call('HDEL', KEYS[K.accounted], id)
 redis.call('SET', KEYS[QK + 1], ARGV[3], 'PX', tonumber(ARGV[2]))
 redis.call('HINCRBY', KEYS[K.stats], 'cancelled', 1)
+-- a workflow's step cancelled by its id: its workflow learns of it (wf_end.lua)
+if string.sub(id, 1, 3) == 'wf_' then redis.call('LPUSH', KEYS[K.wfout], id) end
 redis.call('PUBLISH', string.sub(KEYS[K.ready], 1, -6) .. 'done', id)
 return 'cancelled'

@@ -2,13 +2,20 @@
 -- allow-oom: an outcome removes its task, freeing memory; refused at maxmemory, it would
 -- leave the task to run again once its lease lapsed.
 -- Record the outcomes of leased tasks of one queue, atomically, with fencing.
--- KEYS: queue(*) + result...
--- (the queue's keys, then the result key of each outcome, in the order of the outcomes)
+-- KEYS: queue(*) + result... + workflow...
+-- (the queue's keys, then the result key of each outcome, in the order of the outcomes;
+-- then, for the workflows of steps among them, each one's record and every key of each of
+-- its queues: see _workflow.lua)
 -- ARGV: now_ms (0: the server's clock), result_ttl_ms, noutcomes, nstats, then per outcome
 -- 6 values: id, fence, kind (ok | retry | failed | dead | expired | aborted), task name,
 --   record (JSON),
 --   extra (retry only: 'delay_ms|new message': due at now + delay, by the same clock as leases)
--- then nstats pairs: stats field, increment (aggregated by the worker for the batch).
+-- then nstats pairs: stats field, increment (aggregated by the worker for the batch);
+-- then nsteps, and per workflow step among the outcomes 7 values: its outcome's index
+-- (1-based), its record's index in KEYS, the workflow id, the offset of its queues' keys in
+-- KEYS, the step index, its status (succeeded | skipped | failed | cancelled), its result or
+-- error (JSON). A step's outcome, when accepted, advances its workflow here: the steps
+-- waiting for it are released in this same atomic step (_workflow.lua).
 -- Final outcomes are announced on the channel <prefix>:{queue}:done (space-separated ids).
 -- Returns the 1-based indexes of outcomes refused as stale (their lease was lost).
 -- A success costs a SET (its result); the rest is one command per batch. A first
@@ -116,5 +123,29 @@ for j = 0, nstats - 1 do
 end
 if (woke or woke_waiter) and redis.call('LLEN', wake) == 0 then
   redis.call('LPUSH', wake, '1')
+end
+local first_step = first_stat + nstats * 2
+local nsteps = tonumber(ARGV[first_step] or '0') or 0
+local carried, refused = {}, {}
+for j = 0, nsteps - 1 do carried[tonumber(ARGV[first_step + 1 + j * 7])] = true end
+for _, s in ipairs(stale) do refused[s] = true end
+-- a step's task settled for good without its step (its message unreadable): its workflow
+-- learns of it from the queue's outbox (wf_end.lua)
+for i = 1, noutcomes do
+  local id = ARGV[5 + (i - 1) * 6]
+  if not carried[i] and not refused[i] and string.sub(id, 1, 3) == 'wf_'
+      and ARGV[7 + (i - 1) * 6] ~= 'retry' then
+    redis.call('LPUSH', KEYS[K.wfout], id)
+  end
+end
+if nsteps > 0 then
+  for j = 0, nsteps - 1 do
+    local b = first_step + 1 + j * 7
+    if not refused[tonumber(ARGV[b])] then
+      local wk_at = tonumber(ARGV[b + 1])
+      local c = wf_context(KEYS[wk_at], ARGV[b + 2], tonumber(ARGV[b + 3]), now)
+      wf_end_safe(c, tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6])
+    end
+  end
 end
 return stale

@@ -90,6 +90,12 @@ QUEUE_COUNTERS: dict[str, str] = {
     "capped": "capped",
     # abort requests stored for running tasks (cancel.lua with abort)
     "abort_requested": "abort_requested",
+    # workflows (taskq_core/workflow), counted in the queue of their first step
+    "wf_started": "workflows_started",
+    "wf_succeeded": "workflows_succeeded",
+    "wf_failed": "workflows_failed",
+    "wf_cancelled": "workflows_cancelled",
+    "wf_retried": "workflows_retried",
 }
 #: outcomes of an execution, as counted by settle.lua
 OUTCOMES = ("ok", "retry", "failed", "dead")

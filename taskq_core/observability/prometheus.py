@@ -62,6 +62,11 @@ _QUEUE_HELP = {
     "throttled": "Tasks held back by a rate limit (delayed until it allows them; not an attempt).",
     "capped": "Tasks that waited for a concurrency slot (not an attempt).",
     "abort_requested": "Running tasks asked to abort.",
+    "workflows_started": "Workflows started (counted in the queue of their first step).",
+    "workflows_succeeded": "Workflows whose every step succeeded or was skipped.",
+    "workflows_failed": "Workflows that failed (a step failed under their policy).",
+    "workflows_cancelled": "Workflows cancelled.",
+    "workflows_retried": "Failed or cancelled workflows run again from their failed steps.",
 }
 
 

@@ -10,18 +10,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psutil
 
-from ..brokers.base import Lease, Outcome, ReleaseMode
+from ..brokers.base import Lease, Outcome, ReleaseMode, StepOutcome
 from ..clock import script_ms
 from ..errors import HardTimeout
 from ..message import BadMessage, decode
 from ..redact import redact_text
 from ..retry import RetryPolicy
 from ..worker import failure_outcome
+from ..workflow.steps import step_outcome
 from .signals import MB
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ def settle_aborted(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
     }
     outcome = Outcome(r.queue, r.id, r.fence, "aborted", r.task, orjson.dumps(record))
     try:
+        outcome.step = _step(app, r, "aborted", record)
         stale = app.broker.settle([outcome], script_ms(app.clock))
     except Exception as exc:
         log.error(
@@ -225,6 +227,7 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             orjson.dumps(f.record),
             f.retry_delay_ms,
             f.retry_body,
+            step_outcome(msg, f.kind, f.record, app.settings.max_payload_bytes),
         )
         # the retry's due time by the broker's clock, as the worker's retries
         stats = {r.queue: {f"timed_out|{msg.task}": 1}}
@@ -239,3 +242,18 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
     if stale:
         return "already settled"
     return "retried" if f.kind == "retry" else "failed"
+
+
+def _step(app: TaskQueue, r: Run, kind: str, record: dict[str, Any]) -> StepOutcome | None:
+    """The workflow step outcome of a task the supervisor settles (its message read back;
+    None for a task that is not a step)."""
+    if not r.id.startswith("wf_"):
+        return None
+    state = app.broker.get(r.queue, r.id)
+    if state is None or state.message is None:
+        return None
+    try:
+        msg = decode(state.message)
+    except BadMessage:
+        return None
+    return step_outcome(msg, kind, record, app.settings.max_payload_bytes)

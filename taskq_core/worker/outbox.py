@@ -17,6 +17,7 @@ from ..brokers.base import Outcome
 from ..message import Message
 from ..middleware import TaskEvent, run_hooks
 from ..observability.durability import explain_refused
+from ..workflow.steps import step_outcome
 from .outcomes import error_record
 from .records import Running
 
@@ -35,7 +36,7 @@ _COUNTER = {
 
 def _wait(started_ms: int, message: Message) -> float:
     """Seconds from enqueue (or due time) to start; never negative (clock skew)."""
-    waited = (started_ms - (message.due_at or message.enqueued_at)) / 1000
+    waited = (started_ms - (message.due_at or message.queued_at)) / 1000
     return waited if waited > 0 else 0.0
 
 
@@ -113,6 +114,10 @@ def finish(  # noqa: PLR0917 - a method of Worker: worker is its self
             data,
             retry_delay_ms,
             retry_body,
+            # a workflow step's final outcome advances its workflow in the same settle
+            step_outcome(run.message, kind, record, worker.payload_limit)
+            if run.message is not None and run.message.wf is not None
+            else None,
         )
     )
     if kind == "ok":

@@ -50,3 +50,15 @@ async def tick_loop(worker: Worker) -> None:
         if worker.fetch_watch.overdue():
             worker.counts.fetch_stalls += 1
         call_hooks(worker.middleware, "tick", worker)
+        await drain_workflows(worker)
+
+
+async def drain_workflows(worker: Worker) -> None:
+    """Advance the workflows of steps that ended outside a settle carrying their step
+    (dead-lettered as poison or unreadable, cancelled by id: the queues' outboxes)."""
+    try:
+        await worker.app.broker.wf_drain_async(worker.queues, worker._broker_ms())
+    except Exception as exc:
+        log.warning(
+            "worker %s: could not drain workflow outboxes: %s", worker.id, redact_text(str(exc))
+        )

@@ -23,6 +23,7 @@ from ..message import BadMessage, Message, check_delivery, decode
 from ..middleware import run_hooks, wrapped
 from ..signing import BadSignature
 from ..validation import JSON_LEAVES, check_json
+from ..workflow.steps import poll_delay_ms, take_input
 from .records import Running
 from .sync_tasks import began_in_thread
 
@@ -151,6 +152,9 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
     if run.aborted_at:  # asked to abort while it waited in this worker's buffer
         worker._aborted(run, None, msg, base)
         return
+    if msg.wf is not None and not take_input(msg):
+        skipped(worker, run, msg, base)
+        return
     if worker._hooks.before_task:
         run_hooks(worker._hooks.before_task, worker, msg)
     timeout = msg.timeout if msg.timeout is not None else task.timeout
@@ -265,6 +269,9 @@ def complete(
             return
         worker._failed(run, task, msg, value, base)
         return
+    if not value and msg.wf is not None and "poll" in msg.wf:
+        polled(worker, run, msg, base)
+        return
     # the end, read once (a sync task's in its thread): the run time from it, the
     # finish time as start plus run time
     runtime = (run.ended or time.monotonic()) - run.started
@@ -280,4 +287,51 @@ def complete(
             "finished_at": run.started_ms + int(runtime * 1000),
         },
         runtime=runtime,
+    )
+
+
+def skipped(worker: Worker, run: Running, msg: Message, base: dict[str, Any]) -> None:
+    """A workflow step whose condition does not hold: not run, recorded as skipped."""
+    worker._finish(
+        run,
+        "ok",
+        {
+            **base,
+            "status": "skipped",
+            "task": msg.task,
+            "result": None,
+            "attempts": msg.attempt,
+            "finished_at": run.started_ms,
+        },
+        runtime=0.0,
+    )
+
+
+def polled(worker: Worker, run: Running, msg: Message, base: dict[str, Any]) -> None:
+    """A workflow's polling check returned something false: run again after a growing
+    delay, or failed with ``CheckTimedOut`` once its time is up."""
+    delay_ms = poll_delay_ms(msg, worker._now_ms())
+    if delay_ms is not None:
+        msg.attempt += 1
+        msg.due_at = worker._now_ms() + delay_ms  # wait-time metrics count from it
+        worker._finish(run, "retry", {}, delay_ms, msg.encode(signer=worker.app.signer))
+        return
+    assert msg.wf is not None
+    error = {
+        "type": "CheckTimedOut",
+        "message": f"check {msg.task} did not return true within {msg.wf['poll']['timeout']:g} s",
+        "traceback": "",
+    }
+    worker._finish(
+        run,
+        "failed",
+        {
+            **base,
+            "status": "failed",
+            "task": msg.task,
+            "error": error,
+            "attempts": msg.attempt + 1,
+            "finished_at": worker._now_ms(),
+        },
+        error=error,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from taskq_core import Task, TaskQueue
+from taskq_core import Task, TaskQueue, chain
 from taskq_core.http import Request
 from tests.contract.client import ClientFactory, ContractClient, close
 from tests.frameworks import BY_NAME, NAMES, Framework, client_module, unavailable
@@ -35,6 +35,8 @@ OK_ID, FAILED_ID, WAITING_ID, LATER_ID, ABORT_ID = (
     "contract-later",
     "contract-abort",
 )
+#: a finished workflow (a chain of two steps), for GET /workflows/{id}
+WORKFLOW_ID = "wf_contract"
 
 
 def admin_auth(request: Request) -> bool:
@@ -74,6 +76,9 @@ def seed(tq: TaskQueue) -> None:
     double, boom = register(tq)
     double.options(task_id=OK_ID).enqueue(21)
     boom.options(task_id=FAILED_ID).enqueue()
+    wf = tq.workflow(workflow_id=WORKFLOW_ID)
+    wf.add(chain(double.call(5), double.call()))
+    wf.enqueue()
     tq.worker(burst=True, handle_signals=False, concurrency=1).run()
     double.options(task_id=WAITING_ID).enqueue(1)
     double.options(task_id=LATER_ID, delay=3600).enqueue(2)

@@ -36,6 +36,7 @@ from tests.contract.conftest import (
     FRAMEWORKS,
     OK_ID,
     WAITING_ID,
+    WORKFLOW_ID,
     admin_auth,
     factory,
 )
@@ -147,6 +148,8 @@ def fill(route: Route) -> str:
             return WAITING_ID
         if "abort" in path:
             return ABORT_ID
+        if "workflows" in path:
+            return WORKFLOW_ID
         return OK_ID
 
     return PREFIX + re.sub(r"\{(\w+)(?::[^}]*)?\}", value, path)
@@ -367,6 +370,12 @@ def test_every_read_route_answers_like_the_core(
     shown = [orjson.dumps(a.body).decode() for a in answers if a.status == 200]
     assert shown
     assert any(s in text for text in shown for s in (OK_ID, FAILED_ID, "contract.boom"))
+    # the seeded workflow: its chain of two steps, finished, with its result
+    (flow,) = [a for c, a in zip(calls, answers, strict=True) if "/workflows/" in c.path]
+    assert flow.status == 200
+    assert flow.body["status"] == "succeeded"
+    assert flow.body["result"] == 20
+    assert [s["status"] for s in flow.body["steps"]] == ["succeeded", "succeeded"]
 
 
 def test_bad_parameters_are_400(contract: tuple[TaskQueue, ContractClient]) -> None:

@@ -8,7 +8,9 @@ the callers pass.
 Header notation: ``queue(*)`` every key of ``keys.QueueKeys`` in order, or
 ``queue(ready, msg, ...)`` those only; ``x nqueues`` the same for each of several queues;
 ``+ result`` one result key after them, ``+ result...`` one per task (possibly none), and so
-on for ``idempotency``.
+on for ``idempotency``; ``workflow + queue(*) x nqueues`` a workflow's record first, then its
+queues' keys (``lua/_workflow.lua``); ``+ workflow...`` after the others, each workflow's
+record and its queues' keys (settle.lua, for the steps among its outcomes).
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from typing import Any
 import pytest
 
 from taskq_core.brokers import scripts
-from taskq_core.brokers.base import EnqueueItem, Lease, Outcome, Settings
+from taskq_core.brokers.base import EnqueueItem, Lease, Outcome, Settings, StepOutcome
 from taskq_core.brokers.redis_plans import Plan, Plans, ScriptCall
+from taskq_core.brokers.redis_workflows import RedisWorkflows
 from taskq_core.keys import QUEUE_KEY_NAMES, Keys, stored_suffix
+from taskq_core.workflow.builder import StartRequest
 
 _HEADER = re.compile(
-    r"^-- KEYS: queue\((?P<names>[^)]*)\)(?P<many> x nqueues)?(?P<extra>( \+ \w+(\.\.\.)?)*)\s*$",
+    r"^-- KEYS: (?P<lead>workflow \+ )?queue\((?P<names>[^)]*)\)(?P<many> x nqueues)?"
+    r"(?P<extra>( \+ \w+(\.\.\.)?)*)\s*$",
     re.MULTILINE,
 )
 #: what each kind of extra key looks like (keys.py): a result key, an idempotency key
-_EXTRA_KINDS = {"result": ":result:", "idempotency": ":idem:"}
+_EXTRA_KINDS = {"result": ":result:", "idempotency": ":idem:", "workflow": ":workflow"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,12 @@ class Header:
     per_queue: bool
     #: (kind, one per task) for each kind of key after the queue's, in order
     extra: tuple[tuple[str, bool], ...]
+    #: a workflow's record comes first (the workflow scripts)
+    workflow: bool = False
 
 
 def _source(script: scripts.Script) -> str:
-    return resources.files("taskq_core").joinpath("lua", f"{script.name}.lua").read_text()
+    return resources.files("taskq_core").joinpath("lua", f"{script.file}.lua").read_text()
 
 
 def header(script: scripts.Script) -> Header:
@@ -56,7 +63,7 @@ def header(script: scripts.Script) -> Header:
         (part.rstrip("."), part.endswith("..."))
         for part in match["extra"].replace("+", " ").split()
     )
-    return Header(queue_keys, bool(match["many"]), extra)
+    return Header(queue_keys, bool(match["many"]), extra, bool(match["lead"]))
 
 
 def calls() -> list[ScriptCall]:
@@ -72,6 +79,8 @@ def calls() -> list[ScriptCall]:
         Outcome("a", "t2", 2, "retry", "task", b"{}", 10, b"{}"),
     ]
     leases = [Lease("a", "t1", 1)]
+    broker = _Workflows(plans)
+    start = StartRequest("wf_1", ["a", "b"], {"n": b"1"}, [0], 1)
     plan_list: list[Plan[Any]] = [
         plans.enqueue(items, 0),
         plans.enqueue(items[:1], 0),  # one task due now: enqueue_one.lua
@@ -81,8 +90,22 @@ def calls() -> list[ScriptCall]:
         plans.cancel("a", "t1", b"{}"),
         plans.dead_retry("a", ["t1", "t2"]),
         plans.dead_purge("a", ["t1"]),
+        broker._start(start, 0),
+        broker._cancel("wf_1", ["a", "b"], 0),
+        broker._retry("wf_1", ["a", "b"], [(0, 0, b"{}")], 0),
+        broker._end("b", "wf_1.0", ["a", "b"], 0),
+        # a settle with a workflow's step: settle_wf (settle.lua with the workflow helpers)
+        plans.settle([Outcome("a", "wf_1.0", 1, "ok", "task", b"{}", step=_STEP)], 0, None),
     ]
     return [c for plan in plan_list for c in plan.commands if isinstance(c, ScriptCall)]
+
+
+_STEP = StepOutcome("wf_1", 0, "succeeded", b"1", ("a", "b"))
+
+
+class _Workflows(RedisWorkflows):
+    def __init__(self, plans: Plans) -> None:
+        self.plans = plans
 
 
 def test_every_script_is_called_here() -> None:
@@ -105,17 +128,33 @@ def test_the_python_side_passes_what_each_header_says() -> None:
         # keys given as the first arguments (enqueue_one's result key) are keys too
         keys = [*call.keys, *call.args[: call.arg_keys]]
         width = len(declared.queue_keys)
-        nqueues = call.args[4] if declared.per_queue else 1  # fetch.lua's ARGV[5]
+        if declared.workflow:
+            assert keys[0] == "hdr:{wf:wf_1}:workflow", call.script.name
+            keys = keys[1:]
+            assert len(keys) == 2 * width, call.script.name  # its queues a and b
+        nqueues = (
+            (len(keys) // width if declared.workflow else call.args[4])  # fetch.lua's ARGV[5]
+            if declared.per_queue
+            else 1
+        )
         for q in range(nqueues):
             given = keys[q * width : (q + 1) * width]
             suffixes = [key.rsplit(":", 1)[1] for key in given]
             assert suffixes == [stored_suffix(n) for n in declared.queue_keys], call.script.name
             assert len({key.rsplit(":", 1)[0] for key in given}) == 1, "one queue's keys"
         kinds = ""
-        for key in keys[nqueues * width :]:
+        rest = keys[nqueues * width :]
+        while rest:
+            key, rest = rest[0], rest[1:]
             kind = [k for k, marker in _EXTRA_KINDS.items() if marker in key]
             assert len(kind) == 1, f"{call.script.name}: unexpected key {key}"
             kinds += kind[0][0]
+            if kind[0] == "workflow":  # its queues' keys follow it (here a and b)
+                assert [k.rsplit(":", 1)[0] for k in rest[: 2 * width : width]] == [
+                    "hdr:{a}",
+                    "hdr:{b}",
+                ], call.script.name
+                rest = rest[2 * width :]
         pattern = "".join(f"{k[0]}*" if many else k[0] for k, many in declared.extra)
         assert re.fullmatch(pattern, kinds), (call.script.name, kinds, declared.extra)
 
@@ -132,10 +171,15 @@ def test_each_calls_extra_keys_are_exercised() -> None:
 
 #: how a script may index KEYS: a queue key by name (after the queue's offset), a key after
 #: the queue's (``QK + ...``), or an idempotency key at the index the caller passed
-_ALLOWED_INDEX = re.compile(r"((k|q \* QK) \+ )?K\.\w+|QK \+ .+|idem_at")
+#: (a workflow's: its record first, its queues' keys from ``c.qb``, the record's index as
+#: settle.lua's caller passes it)
+_ALLOWED_INDEX = re.compile(
+    r"((k|q \* QK|c\.qb|c\.qb \+ d\.q \* QK) \+ )?K\.\w+|QK \+ .+|idem_at|1"
+    r"|wk_at"
+)
 
 
-@pytest.mark.parametrize("name", [*(s.name for s in scripts.ALL), "_lib"])
+@pytest.mark.parametrize("name", [*dict.fromkeys(s.file for s in scripts.ALL), "_lib", "_workflow"])
 def test_no_script_numbers_a_queues_keys_by_hand(name: str) -> None:
     source = resources.files("taskq_core").joinpath("lua", f"{name}.lua").read_text()
     indexes = re.findall(r"KEYS\[([^\]]*)\]", source)

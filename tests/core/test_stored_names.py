@@ -53,6 +53,7 @@ def test_the_renamed_key_keeps_its_stored_name(prefix: str) -> None:
         "ready", "delayed", "leased", "msg", "state", "fence",
         "unack", "dead", "error", "stats", "wake", "suspect",
         "gate", "rates", "slots", "capwait", "unique", "unique_until", "progress", "abort",
+        "wfout",
     ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import orjson
 import pytest
 
-from taskq_core import TaskQueue
+from taskq_core import TaskQueue, chain
 from taskq_core.brokers.redis import RedisBroker
 from taskq_core.http import Request, Response
 from taskq_core.http import schemas as s
@@ -92,6 +92,9 @@ def populated(make_app: Callable[..., TaskQueue], request: pytest.FixtureRequest
     for i in range(3):
         tq.enqueue("r.ok", [i])
     tq.enqueue("r.fail")
+    wf = tq.workflow(workflow_id="wf_populated")
+    wf.add(chain(tq.get_task("r.ok").call(1), tq.get_task("r.ok").s()))
+    wf.enqueue()
     tq.worker(burst=True, handle_signals=False).run()
     tq.enqueue("r.ok", [9], task_id="waiting-1")
     tq.enqueue("r.ok", [10], task_id="waiting-2")
@@ -121,7 +124,7 @@ def test_every_route_answers_with_its_schema(client: Client, populated: TaskQueu
         assert response.status in (200, 503), route.path
         if route.path == "/health":
             assert response.status == 200  # degraded (backlog), not unhealthy
-    assert client.json("GET", "/metrics/summary")["succeeded"] == 3
+    assert client.json("GET", "/metrics/summary")["succeeded"] == 5  # 3 and the workflow's 2
     assert client.json("GET", "/alerts")["active"][0]["rule"] == "backlog"
     assert client.json("GET", "/sla")["rules"][3]["status"] == "violated"
     assert client.json("GET", "/metrics/workers")["alive"] == 1
@@ -135,6 +138,10 @@ def test_every_route_answers_with_its_schema(client: Client, populated: TaskQueu
     assert "traceback" not in job["error"]
     assert client.json("GET", "/jobs/waiting-1", {"queue": ["default"]})["status"] == "queued"
     assert client("HEAD", "/metrics").body == b""
+    flow = client.json("GET", "/workflows/wf_populated")
+    assert (flow["status"], flow["result"]) == ("succeeded", 1)
+    assert [s["task"] for s in flow["steps"]] == ["r.ok", "r.ok"]
+    assert client("GET", "/workflows/wf_nothere").status == 404
     # admin routes, with credentials
     cancelled = client.json("POST", "/jobs/waiting-1/cancel", headers=auth, body={})
     assert cancelled == {"id": "waiting-1", "queue": "default", "cancelled": True,
@@ -390,9 +397,9 @@ def test_admin_bodies_over_64_kib_are_413_and_never_parsed(populated: TaskQueue)
 
 
 #: read routes that can carry private data, and what the default settings show anonymously
-PRIVATE_PATHS = ["/jobs/waiting-1", "/failed", "/diagnostics", "/metrics/system", "/metrics",
-                 "/metrics/workers", "/metrics/memory", "/metrics/autoscaler", "/registry",
-                 "/alerts", "/sla"]  # fmt: skip
+PRIVATE_PATHS = ["/jobs/waiting-1", "/workflows/wf_populated", "/failed", "/diagnostics",
+                 "/metrics/system", "/metrics", "/metrics/workers", "/metrics/memory",
+                 "/metrics/autoscaler", "/registry", "/alerts", "/sla"]  # fmt: skip
 PUBLIC_PATHS = ["/", "/openapi.json", "/health", "/health/live", "/health/ready", "/status",
                 "/metrics/summary", "/metrics/queues", "/metrics/performance",
                 "/metrics/prometheus", "/uptime"]  # fmt: skip
@@ -413,7 +420,9 @@ def test_private_reads_need_auth_by_default(populated: TaskQueue) -> None:
         assert guarded("GET", path, headers={"authorization": "Bearer x"}).status == 403
         assert guarded("GET", path, headers={"authorization": TOKEN}).status == 200
     named = {r.path for r in guarded.table.routes if not r.admin and guarded.table.needs_auth(r)}
-    assert named == {p.replace("waiting-1", "{id}") for p in PRIVATE_PATHS}
+    assert named == {
+        p.replace("waiting-1", "{id}").replace("wf_populated", "{id}") for p in PRIVATE_PATHS
+    }
 
 
 def test_expose_private_opens_one_class_at_a_time(populated: TaskQueue) -> None:

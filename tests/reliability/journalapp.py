@@ -104,3 +104,32 @@ def crash(label: str, how: str = "kill") -> None:
         os._exit(1)
     os.kill(os.getpid(), signal.SIGSEGV if how == "segv" else signal.SIGKILL)
     time.sleep(10)  # the signal arrives before this returns
+
+
+# -- workflow steps (tests/workflows/test_workflow_faults.py)
+
+
+@tq.task(name="rel.wf_member")
+def wf_member(label: str, ms: float = 10.0) -> int:
+    """A chord member: journalled like ``rel.journal``; its result is 1."""
+    _write("start", label)
+    time.sleep(ms / 1000)
+    _write("finish", label)
+    return 1
+
+
+@tq.task(name="rel.wf_step")
+def wf_step(x: int, ms: float = 5.0) -> int:
+    """A chain step: the previous result plus one."""
+    _write("start", f"step{x}")
+    time.sleep(ms / 1000)
+    _write("finish", f"step{x}")
+    return x + 1
+
+
+@tq.task(name="rel.wf_collect")
+def wf_collect(xs: list[int]) -> int:
+    """A chord's callback: journals how many results it got and their sum."""
+    _write("start", "callback")
+    _write("callback", f"n={len(xs)},sum={sum(xs)}")
+    return len(xs)
