@@ -137,6 +137,8 @@ class Worker:
         #: they released (a workflow's next steps) was not seen by that fetch
         self._settled_aside = False
         self._settling: asyncio.Future[None] | None = None
+        #: the workflow outboxes' drain in flight (renewal.drain_workflows)
+        self._draining: asyncio.Task[int] | None = None
         self._blocking = False
         self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,6 +208,8 @@ class Worker:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            if self._draining is not None:  # a drain of the workflow outboxes: let it end
+                await asyncio.wait({self._draining}, timeout=5)
             self._renew_stop.set()
             self._renewer.join(timeout=5)
             for sig in installed:

@@ -50,15 +50,26 @@ async def tick_loop(worker: Worker) -> None:
         if worker.fetch_watch.overdue():
             worker.counts.fetch_stalls += 1
         call_hooks(worker.middleware, "tick", worker)
-        await drain_workflows(worker)
+        drain_workflows(worker)
 
 
-async def drain_workflows(worker: Worker) -> None:
+def drain_workflows(worker: Worker) -> None:
     """Advance the workflows of steps that ended outside a settle carrying their step
-    (dead-lettered as poison or unreadable, cancelled by id: the queues' outboxes)."""
-    try:
-        await worker.app.broker.wf_drain_async(worker.queues, worker._broker_ms())
-    except Exception as exc:
+    (dead-lettered as poison or unreadable, cancelled by id: the queues' outboxes), in a
+    task of its own: the tick loop awaits nothing (a broker call cancelled mid-way can
+    surface as another error, which must not swallow the loop's own cancellation)."""
+    if worker._draining is not None and not worker._draining.done():
+        return
+    coro = worker.app.broker.wf_drain_async(worker.queues, worker._broker_ms())
+    worker._draining = asyncio.get_running_loop().create_task(coro)
+    worker._draining.add_done_callback(lambda t: _drained(worker, t))
+
+
+def _drained(worker: Worker, task: asyncio.Task[int]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
         log.warning(
             "worker %s: could not drain workflow outboxes: %s", worker.id, redact_text(str(exc))
         )
