@@ -41,6 +41,10 @@ def ahead(worker: Worker) -> int:
     return worker.concurrency * min(_MOST_AHEAD, max(1, per_slot))
 
 
+#: a batch this small, all the worker holds, starts before the next fetch is sent
+_START_NOW = 2
+
+
 async def fetch_loop(worker: Worker) -> None:
     """Lease tasks for the free slots (and ahead), settling the outbox in the same round
     trip; when there is nothing, block in Redis until a task is due or enqueued."""
@@ -89,6 +93,12 @@ async def fetch_loop(worker: Worker) -> None:
         worker._note_suspects(result)
         for delivery in result.deliveries:
             worker._lease_taken(delivery, sent)
+        if 0 < len(result.deliveries) <= _START_NOW and len(worker._held) == len(result.deliveries):
+            # one or two tasks and nothing else here: they start now, before the next round
+            # trip, which then carries the outcomes of those that end at once (a workflow's
+            # next step is released by its predecessor's settle: one round trip a step
+            # instead of two). A larger batch starts while that round trip is on its way.
+            worker._start_buffered()
         if result.deliveries or worker._outbox or worker._suspects.waiting:
             continue
         if worker.burst and not worker._held:
