@@ -397,6 +397,61 @@ def _flow() -> str:
     )
 
 
+def _workflows() -> str:
+    """Workflows (docs/workflows.md): ``benchmarks/workflows.py``'s last run, taskq and
+    Celery's canvas side by side on the same Redis."""
+    found = Path(__file__).resolve().parent / "results" / "workflows.json"
+    if not found.exists():
+        return "No run of `benchmarks/workflows.py` yet."
+    w = json.loads(found.read_text())
+    t, c = w["taskq"], w.get("celery") or {}
+
+    def secs(d: Any, *path: str) -> float | None:
+        for p in path:
+            d = d.get(p) if isinstance(d, dict) else None
+        return float(d) if isinstance(d, (int, float)) else None
+
+    rows = []
+    for label, path in (
+        (f"chord of {t['chord']['n']:,} no-ops, to the callback's result", ("chord", "seconds")),
+        (f"chain of {t['chain']['n']:,} steps, to the last result", ("chain", "seconds")),
+        (f"group of {t['group']['n']:,}: enqueue", ("group", "enqueue_seconds")),
+        (f"group of {t['group']['n']:,}: to the last member", ("group", "complete_seconds")),
+    ):
+        a, b = secs(t, *path), secs(c, *path)
+        rows.append(
+            [
+                label,
+                f"{a:.3f} s" if a is not None else "—",
+                f"{b:.3f} s" if b is not None else "—",
+                f"{b / a:.1f}×" if a and b else "—",
+            ]
+        )
+    text = _table(["", "taskq", f"Celery {c.get('version', '')}".strip(), "taskq faster by"], rows)
+    cost = t["step_cost_us"]
+    text += (
+        f"\n\nThe cost of a step over a plain task: {cost['group_member']} µs per member of the "
+        f"group against {cost['plain_task']} µs per plain no-op task enqueued in bulk, "
+        f"{cost['added']} µs more, beside one Redis round trip from Python here "
+        f"({cost['redis_round_trip']} µs, PING)."
+    )
+    notes = c.get("notes") or []
+    if c.get("error"):
+        notes = [f"Celery's run failed: {c['error'].strip().splitlines()[-1][:200]}"]
+    for note in notes:
+        text += f"\n\n- {note}"
+    return (
+        text + f"\n\nMedians of the runs (measured {w.get('at', '')}). taskq: {t['worker']}. "
+        "Celery: "
+        + ", ".join(f"{k} {v}" for k, v in (c.get("settings") or {}).items())
+        + " (its best documented settings for short tasks; see `benchmarks/workflows_celery.py`, "
+        "where each is cited). Times run from before the enqueue to the last task's result. "
+        "`python benchmarks/workflows.py` (about 3 minutes); `--quick` is CI's smoke run "
+        "(`tests/benchmarks/test_workflows_quick.py`). What the figures mean: "
+        "[workflows](workflows.md)."
+    )
+
+
 def render(data: dict[str, Any], chart: str | None) -> str:
     libs = [lib for lib in NAMES if lib in data["metrics"]]
     taskq = data["metrics"].get("taskq", {})
@@ -474,6 +529,10 @@ All with delivery guarantees on (leases, fencing) and taskq's default monitoring
 ## Flow control
 
 {_flow()}
+
+## Workflows
+
+{_workflows()}
 
 ## How each library runs
 

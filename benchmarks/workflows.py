@@ -49,24 +49,40 @@ import redis  # noqa: E402 - after the venv re-exec above
 
 RESULTS = ROOT / "benchmarks" / "results"
 APP = """
+import os
+
 from taskq_core import TaskQueue
 
 tq = TaskQueue.from_config()
 
 
-@tq.task(name="wf.noop")
-def noop():
-    return 1
+if os.environ.get("BENCH_WF_SYNC") == "1":  # plain functions, run in the worker's threads
 
+    @tq.task(name="wf.noop")
+    def noop():
+        return 1
 
-@tq.task(name="wf.step")
-def step(x):
-    return x + 1
+    @tq.task(name="wf.step")
+    def step(x):
+        return x + 1
 
+    @tq.task(name="wf.collect")
+    def collect(xs):
+        return len(xs)
 
-@tq.task(name="wf.collect")
-def collect(xs):
-    return len(xs)
+else:  # coroutines, run on the worker's event loop (taskq's native kind of task)
+
+    @tq.task(name="wf.noop")
+    async def noop():
+        return 1
+
+    @tq.task(name="wf.step")
+    async def step(x):
+        return x + 1
+
+    @tq.task(name="wf.collect")
+    async def collect(xs):
+        return len(xs)
 """
 
 
@@ -164,7 +180,12 @@ def measure_taskq(url: str, chord_n: int, chain_n: int, group_n: int, runs: int)
     plain_per = _median(out["plain"]) / group_n
     return {
         "library": "taskq",
-        "worker": "taskq worker (one process, default concurrency)",
+        "worker": "taskq worker (one process, default concurrency), tasks "
+        + (
+            "plain functions (BENCH_WF_SYNC=1)"
+            if os.environ.get("BENCH_WF_SYNC") == "1"
+            else "async def (BENCH_WF_SYNC=1: plain functions)"
+        ),
         "chord": {"n": chord_n, "seconds": _median(out["chord"]), "runs": out["chord"]},
         "chain": {"n": chain_n, "seconds": _median(out["chain"]), "runs": out["chain"]},
         "group": {

@@ -49,7 +49,8 @@ app.conf.update(
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(URL)
+    # a blocking wait longer than a default socket timeout: the read may take minutes
+    return redis.Redis.from_url(URL, socket_timeout=900)
 
 
 @app.task(name="wf.noop")

@@ -202,6 +202,11 @@ def check_step_options(s: StepDef) -> None:
         raise InvalidOption(f"{what}: a workflow step's task id is made from the workflow's")
     if s.sig.task.flow.unique:
         raise InvalidOption(f"{what}: unique tasks cannot be workflow steps")
+    if o.expires is not None or s.sig.task.flow.expires is not None:
+        raise InvalidOption(
+            f"{what}: expires is not supported on a workflow step (it would count from the "
+            "workflow's enqueue, not from the step's release)"
+        )
 
 
 def with_id(sig: Signature, tid: str) -> Signature:

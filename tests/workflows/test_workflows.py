@@ -416,6 +416,8 @@ def test_steps_refuse_options_that_do_not_fit(make_app: MakeApp) -> None:
         chain(sig(tq, "add", 1), tq.get_task("add").options(delay=5).call()).enqueue()
     with pytest.raises(InvalidOption, match="idempotency key"):
         chain(tq.get_task("add").options(idempotency_key="k").call(1)).enqueue()
+    with pytest.raises(InvalidOption, match=r"step 0 \(add\): expires is not supported"):
+        chain(tq.get_task("add").options(expires=30).call(1)).enqueue()
     with pytest.raises(InvalidOption, match="policy must be one of"):
         tq.workflow(policy="maybe")
     with pytest.raises(InvalidOption, match="at least one step"):
