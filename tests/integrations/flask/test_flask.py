@@ -195,7 +195,7 @@ def test_install_twice_is_harmless(tq: TaskQueue) -> None:
     assert sum(isinstance(m, AppContextMiddleware) for m in tq.middleware) == 1
     assert [r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("taskq.")] == [
         "/tasks",
-        "/tasks/<path:path>",
+        "/tasks/<taskq_path:path>",
     ]
     r = app.test_client().get("/enqueue", headers={"X-Request-ID": "once"})
     assert r.headers.getlist("X-Request-ID") == ["once"]
