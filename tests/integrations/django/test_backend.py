@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -155,9 +156,10 @@ def test_a_pending_retry_shows_the_failed_attempt(configure_taskq: Configure) ->
 
 
 def test_each_attempt_has_its_worker_and_its_error(configure_taskq: Configure) -> None:
-    tq = configure_taskq(tq_options={"retry": {"max_retries": 1, "backoff": 0, "jitter": 0}})
+    tq = configure_taskq(tq_options={"retry": {"max_retries": 1, "backoff": 0.3, "jitter": 0}})
     result = djtasks.fail.enqueue()
-    drain(tq)  # a burst worker stops before the retry is due: the next one runs it
+    drain(tq)  # a burst worker stops before the retry is due (0.3 s): the next one runs it
+    time.sleep(0.4)
     drain(tq)
     got = djtasks.fail.get_result(result.id)
     assert got.status == TaskResultStatus.FAILED
