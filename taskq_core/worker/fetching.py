@@ -93,7 +93,11 @@ async def fetch_loop(worker: Worker) -> None:
         worker._note_suspects(result)
         for delivery in result.deliveries:
             worker._lease_taken(delivery, sent)
-        if 0 < len(result.deliveries) <= _START_NOW and len(worker._held) == len(result.deliveries):
+        if (
+            0 < len(result.deliveries) <= _START_NOW
+            and len(worker._held) == len(result.deliveries)
+            and not worker._stopping  # stopping: they are handed back, not started
+        ):
             # one or two tasks and nothing else here: they start now, before the next round
             # trip, which then carries the outcomes of those that end at once (a workflow's
             # next step is released by its predecessor's settle: one round trip a step
