@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .brokers.base import Broker, EnqueueItem
 from .brokers.base import Settings as BrokerSettings
+from .capabilities import check_capabilities, routed_queue, split_queue
 from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
 from .errors import DuplicateTask, InvalidOption, UnknownTask
@@ -164,6 +165,7 @@ class TaskQueue:
         *,
         name: str | None = None,
         queue: str | None = None,
+        requires: Iterable[str] | str | None = None,
         max_retries: int | None = None,
         retry_backoff: float | None = None,
         retry_backoff_max: float | None = None,
@@ -191,6 +193,7 @@ class TaskQueue:
         *,
         name: str | None = None,
         queue: str | None = None,
+        requires: Iterable[str] | str | None = None,
         max_retries: int | None = None,
         retry_backoff: float | None = None,
         retry_backoff_max: float | None = None,
@@ -230,6 +233,10 @@ class TaskQueue:
         ``unique_key`` function): while one is queued or running (``unique_until``
         ``"finished"`` or ``"started"``, for at most ``unique_for``), enqueuing another
         returns the existing task's handle.
+
+        ``requires`` (capability names, ``{"gpu"}`` or ``"gpu,eu"``): only a worker started
+        with all of them (``taskq worker --capabilities gpu,eu``) runs the task; it goes to
+        the routed queue ``<queue>@eu.gpu`` (taskq_core/capabilities.py, docs/scaling.md).
         """
         r = self.settings.retry
         if retry_jitter is not None and not 0 <= check_positive(retry_jitter, "retry_jitter") <= 1:
@@ -264,6 +271,8 @@ class TaskQueue:
                 "task_timeout)"
             )
         task_queue = check_queue_name(queue) if queue is not None else self.settings.default_queue
+        needs = check_capabilities(requires, "requires")
+        routed_queue(task_queue, needs)  # the routed name is checked here, at declaration
         flow = Flow.make(
             rate_limit=rate_limit,
             rate_burst=rate_burst,
@@ -295,6 +304,7 @@ class TaskQueue:
                 timeout=task_timeout,
                 hard_timeout=hard,
                 flow=flow,
+                requires=needs,
             )
             self.registry[task_name] = t
             return t
@@ -387,7 +397,7 @@ class TaskQueue:
                 due_ms = now_ms + delay_ms
             elif o.eta is not None:
                 due_ms = int(check_due(o.eta, now) * 1000)
-            queue = o.queue or task.queue
+            queue = task.queue_for(o)
             # flow control: key functions run here, in the producer (nothing written yet);
             # a task without any option skips it (the hot path)
             gate = (
@@ -395,7 +405,9 @@ class TaskQueue:
                     task.name,
                     queue,
                     task_flow=task.flow,
-                    queue_flow=self.queue_flows.get(queue, NO_FLOW),
+                    # a routed queue (default@gpu) keeps its base queue's limits
+                    queue_flow=self.queue_flows.get(queue)
+                    or self.queue_flows.get(split_queue(queue)[0], NO_FLOW),
                     args=sig.args,
                     kwargs=sig.kwargs,
                     now=now,

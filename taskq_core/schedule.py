@@ -68,7 +68,7 @@ class Schedule:
     @property
     def queue(self) -> str:
         """The queue its tasks go to."""
-        return self.options.queue or self.task.queue
+        return self.task.queue_for(self.options)
 
     def next_after_ms(self, after_ms: int) -> int:
         """The first tick strictly after ``after_ms`` (epoch milliseconds)."""

@@ -28,7 +28,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .redact import MASK, redact_text, redact_url
-from .validation import MAX_QUEUE_NAME, check_queue_name, check_url_userinfo
+from .validation import MAX_QUEUE_NAME, check_capability, check_queue_name, check_url_userinfo
 
 #: set by config.load_settings: builds the file sources below the environment
 EXTRA_SOURCES: ContextVar[
@@ -194,10 +194,22 @@ class WorkerSettings(_Section):
         None,
         description="Queues a worker serves, highest first; default: the top-level queues.",
     )
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description=(
+            "What this worker has (gpu, eu, ...): besides its queues it runs the tasks that"
+            " require some of these and nothing else (@tq.task(requires=...))."
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Worker log level."
     )
     log_format: Literal["console", "json"] = Field("console", description="Worker log format.")
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, value: list[str]) -> list[str]:
+        return sorted({check_capability(c) for c in value})
 
     @field_validator("renew_interval")
     @classmethod

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .capabilities import check_capabilities, routed_queue
 from .flow import NO_FLOW, Flow
 from .flow.limits import check_expires
 from .retry import RetryPolicy
@@ -44,6 +45,8 @@ class EnqueueOptions:
     task_id: str | None = None
     #: seconds after enqueue, or an aware datetime: not started by then, not run
     expires: float | datetime | None = None
+    #: capabilities this enqueue requires besides the task's own (taskq_core/capabilities.py)
+    requires: frozenset[str] | None = None
 
     @classmethod
     def make(
@@ -57,6 +60,7 @@ class EnqueueOptions:
         timeout: float | None = None,
         task_id: str | None = None,
         expires: float | timedelta | datetime | None = None,
+        requires: Iterable[str] | str | None = None,
     ) -> EnqueueOptions:
         if delay is not None and eta is not None:
             from .errors import InvalidOption
@@ -75,6 +79,7 @@ class EnqueueOptions:
             timeout=check_timeout(timeout),
             task_id=check_task_id(task_id) if task_id is not None else None,
             expires=_check_enqueue_expires(expires),
+            requires=check_capabilities(requires, "requires") or None,
         )
 
 
@@ -150,6 +155,7 @@ class Task(Generic[P, R]):
         options: EnqueueOptions | None = None,
         hard_timeout: float | None = None,
         flow: Flow = NO_FLOW,
+        requires: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.fn = fn
@@ -161,6 +167,10 @@ class Task(Generic[P, R]):
         self.hard_timeout = hard_timeout
         #: rate limits, concurrency caps, expiry, uniqueness (taskq_core/flow)
         self.flow = flow
+        #: capabilities a worker must have to run it (taskq_core/capabilities.py)
+        self.requires = requires
+        #: the queue its tasks go to: ``queue``, or with requirements the routed queue
+        self.routed_queue = routed_queue(queue, requires)
         self.is_async = inspect.iscoroutinefunction(fn)
         self._options = options or EnqueueOptions()
         self.__doc__ = fn.__doc__
@@ -192,7 +202,16 @@ class Task(Generic[P, R]):
             options=combined,
             hard_timeout=self.hard_timeout,
             flow=self.flow,
+            requires=self.requires,
         )
+
+    def queue_for(self, options: EnqueueOptions) -> str:
+        """The queue an enqueue with ``options`` goes to: the options' queue or the task's,
+        routed by the task's and the options' requirements."""
+        if options.queue is None and options.requires is None:
+            return self.routed_queue
+        needs = self.requires | (options.requires or frozenset())
+        return routed_queue(options.queue or self.queue, needs)
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
         """This task with these arguments, for :meth:`TaskQueue.enqueue_many`."""

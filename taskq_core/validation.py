@@ -16,6 +16,8 @@ from .errors import InvalidName, InvalidOption, NotJSONSerializable
 #: patterns are derived from this (see :func:`name_pattern`)
 NAME_CHARS = r"A-Za-z0-9_.:\-"
 _NAME = re.compile(f"[{NAME_CHARS}]+")
+#: a capability a worker declares and a task may require (``gpu``, ``eu-west``)
+CAPABILITY_CHARS = r"A-Za-z0-9_\-"
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 64
 MAX_TASK_ID = 100
@@ -45,7 +47,9 @@ def name_pattern(max_len: int) -> str:
 
 
 #: the ``pattern`` of a queue name and of a task id, as the HTTP routes declare them
-QUEUE_NAME_PATTERN = name_pattern(MAX_QUEUE_NAME)
+#: (a queue name may carry requirements: ``default@eu.gpu``; its length, 1 to MAX_QUEUE_NAME,
+#: is the schema's ``maxLength``)
+QUEUE_NAME_PATTERN = f"^[{NAME_CHARS}]+(@[{CAPABILITY_CHARS}]+(\\.[{CAPABILITY_CHARS}]+)*)?$"
 TASK_ID_PATTERN = name_pattern(MAX_TASK_ID)
 
 
@@ -53,7 +57,38 @@ def check_task_name(value: object) -> str:
     return check_name("task", value, MAX_TASK_NAME)
 
 
+_CAPABILITY = re.compile(f"[{CAPABILITY_CHARS}]{{1,32}}")
+MAX_REQUIREMENTS = 8
+#: a queue name: a base name, and for a task that requires capabilities, ``@`` and the
+#: capabilities in sorted order joined by ``.`` (``default@eu.gpu``: taskq_core/capabilities.py)
+_QUEUE = re.compile(f"[{NAME_CHARS}]+(@[{CAPABILITY_CHARS}]+(\\.[{CAPABILITY_CHARS}]+)*)?")
+
+
+def check_capability(value: object) -> str:
+    """Return ``value`` if it is a valid capability name, else raise :class:`InvalidName`."""
+    if not isinstance(value, str) or not _CAPABILITY.fullmatch(value):
+        raise InvalidName(f"capability {str(value)[:80]!r} must be 1 to 32 letters, digits, _ or -")
+    return value
+
+
 def check_queue_name(value: object) -> str:
+    """Return ``value`` if it is a valid queue name, else raise :class:`InvalidName`: a base
+    name, or a routed one (``default@eu.gpu``, its capabilities sorted, each once)."""
+    if isinstance(value, str) and "@" in value and 1 <= len(value) <= MAX_QUEUE_NAME:
+        if not _QUEUE.fullmatch(value):
+            raise InvalidName(
+                f"queue name {value[:80]!r}: a queue with requirements is written "
+                "<queue>@<capability>.<capability> (letters, digits, _ . : - before the @; "
+                "letters, digits, _ and - in each capability)"
+            )
+        caps = value.split("@", 1)[1].split(".")
+        if caps != sorted(set(caps)) or len(caps) > MAX_REQUIREMENTS:
+            raise InvalidName(
+                f"queue name {value[:80]!r}: its capabilities must be sorted, each once, "
+                f"at most {MAX_REQUIREMENTS} (write {value.split('@', 1)[0]}@"
+                f"{'.'.join(sorted(set(caps)))})"
+            )
+        return value
     return check_name("queue", value, MAX_QUEUE_NAME)
 
 

@@ -664,6 +664,9 @@ class MemoryBroker(MemoryRecords, MemoryWorkflows):
         with self._lock:
             return sorted(self._queues)
 
+    async def known_queues_async(self) -> list[str]:
+        return self.known_queues()
+
     def ping(self) -> float:
         return 0.0
 

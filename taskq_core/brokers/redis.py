@@ -45,6 +45,10 @@ from .redis_workflows import RedisWorkflows
 T = TypeVar("T")
 
 
+def _names(members: Any) -> list[str]:
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
 def _is_noscript(reply: Any) -> bool:
     return isinstance(reply, NoScriptError) or (
         isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
@@ -640,8 +644,10 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         return self.run(self.plans.read_counters(group))
 
     def known_queues(self) -> list[str]:
-        members: Any = self.client.smembers(self.keys.queues())
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return _names(self.client.smembers(self.keys.queues()))
+
+    async def known_queues_async(self) -> list[str]:
+        return _names(await self.bounded(self.aclient().smembers(self.keys.queues())))
 
     def ping(self) -> float:
         """Round-trip time in seconds."""

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..app import TaskQueue
+from ..capabilities import missing, split_queue
 from ..redact import redact_url
 from .common import age, common_options, console, emit_json, get_app
 
@@ -34,6 +35,7 @@ def read_workers(app: TaskQueue) -> list[dict[str, Any]] | None:
 def snapshot(app: TaskQueue) -> dict[str, Any]:
     """Everything ``status`` shows, as JSON-safe data (the ``--json`` shape)."""
     now_ms = int(time.time() * 1000)
+    workers = read_workers(app)
     queues = []
     for q in app.broker.queue_info(app.queues()):
         oldest = q.oldest_enqueued_ms
@@ -54,6 +56,10 @@ def snapshot(app: TaskQueue) -> dict[str, Any]:
                 "throttled": q.stats.get("throttled", 0),
                 "expired": q.stats.get("expired", 0),
                 "aborted": q.stats.get("aborted", 0),
+                # a routed queue's requirements, and those no live worker serving its
+                # base queue has (None: some live worker serves it, or not known)
+                "requires": sorted(split_queue(q.name)[1]),
+                "unroutable": _unroutable(q.name, workers),
             }
         )
     return {
@@ -61,8 +67,17 @@ def snapshot(app: TaskQueue) -> dict[str, Any]:
         "broker": redact_url(app.broker.url),
         "prefix": app.settings.key_prefix,
         "queues": queues,
-        "workers": read_workers(app),
+        "workers": workers,
     }
+
+
+def _unroutable(queue: str, workers: list[dict[str, Any]] | None) -> list[str] | None:
+    """What no live worker has of routed ``queue``'s requirements, when none serves it."""
+    if workers is None or not split_queue(queue)[1]:
+        return None
+    if any(queue in (w.get("queues") or []) for w in workers):
+        return None
+    return missing(queue, workers)
 
 
 def render(snap: dict[str, Any]) -> RenderableType:
@@ -72,8 +87,11 @@ def render(snap: dict[str, Any]) -> RenderableType:
     for col in (*cols, "throttled", "expired", "aborted"):
         qt.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
     for q in snap["queues"]:
+        lacks = q.get("unroutable")
         qt.add_row(
-            q["name"],
+            Text(f"{q['name']} (unroutable: no worker has {','.join(lacks)})", style="red")
+            if lacks
+            else q["name"],
             str(q["ready"]),
             str(q["delayed"]),
             str(q["waiting"]),

@@ -9,7 +9,9 @@ import sys
 
 import click
 
+from ..capabilities import check_capabilities
 from ..config import load_settings
+from ..errors import TaskqValueError
 from ..startup import check_broker
 from .common import FAILURE, CliError, common_options, get_app, log_options, state
 from .logs import LogFormat, configure_logging, use_log_format
@@ -29,6 +31,15 @@ def _queues(text: str | None) -> list[str] | None:
     if not text:
         return None
     return [q.strip() for q in text.split(",") if q.strip()] or None
+
+
+def _capabilities(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    try:
+        return sorted(check_capabilities(text, "--capabilities"))
+    except TaskqValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--capabilities") from None
 
 
 @click.command()
@@ -51,6 +62,11 @@ def _queues(text: str | None) -> list[str] | None:
 )
 @click.option("--max-processes", type=click.IntRange(1, 1024), help="Most processes (autoscaling).")
 @click.option("--burst", is_flag=True, help="Exit once there is nothing left to run.")
+@click.option(
+    "--capabilities",
+    metavar="CAP,...",
+    help="What this worker has (gpu,eu): it also runs tasks that require them.",
+)
 @log_options
 def worker(
     *,
@@ -60,6 +76,7 @@ def worker(
     min_processes: int | None,
     max_processes: int | None,
     burst: bool,
+    capabilities: str | None,
     log_level: str | None,
     log_format: str | None,
 ) -> None:
@@ -72,6 +89,7 @@ def worker(
             min_processes=min_processes,
             max_processes=max_processes,
             burst=burst,
+            capabilities=_capabilities(capabilities),
         )
         return
     if min_processes is not None or max_processes is not None:
@@ -94,7 +112,12 @@ def worker(
     configure_logging(ws.log_level, fmt)
     # a refused password or ACL user stops here with exit code 4, not a retry loop
     check_broker(app)
-    w = app.worker(queues=_queues(queues), concurrency=concurrency, burst=burst)
+    w = app.worker(
+        queues=_queues(queues),
+        concurrency=concurrency,
+        burst=burst,
+        capabilities=_capabilities(capabilities),
+    )
     w.run()
     if w.stragglers:
         # sync tasks still stuck in threads were handed back; do not wait for them
@@ -111,6 +134,7 @@ def _supervise(
     min_processes: int | None,
     max_processes: int | None,
     burst: bool,
+    capabilities: list[str] | None,
 ) -> None:
     ctx = click.get_current_context()
     if burst:
@@ -141,6 +165,7 @@ def _supervise(
         processes=processes,
         min_processes=min_processes,
         max_processes=max_processes,
+        capabilities=capabilities,
         log_level=(ctx.params.get("log_level") or ws.log_level).upper(),
         log_format=ctx.params.get("log_format") or ws.log_format,
     )

@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.exceptions import RedisError
 
+from ..errors import InvalidName
 from ..redact import redact_text
-from ..validation import QUEUE_NAME_PATTERN, TASK_ID_PATTERN
+from ..validation import MAX_QUEUE_NAME, QUEUE_NAME_PATTERN, TASK_ID_PATTERN, check_queue_name
 from . import access
 from .types import AuthCallable, Request, Response, Route
 
@@ -52,7 +53,12 @@ log = logging.getLogger("taskq.http")
 
 #: a queue name and a task id as parameters: the rule the core applies on enqueue
 #: (:mod:`taskq_core.validation`), so a name the core accepts is never refused here
-QUEUE_PARAM: dict[str, Any] = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+QUEUE_PARAM: dict[str, Any] = {
+    "type": "string",
+    "pattern": QUEUE_NAME_PATTERN,
+    "minLength": 1,
+    "maxLength": MAX_QUEUE_NAME,
+}
 ID_PARAM: dict[str, Any] = {"type": "string", "pattern": TASK_ID_PATTERN}
 #: what the adapters' catch-all route matches after the prefix: anything, newlines (``%0A``)
 #: included. A framework's own "path" pattern stops at a newline and answers with its own
@@ -139,8 +145,15 @@ def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
         if enum is not None and raw not in enum:
             raise HttpError(400, f"parameter {name!r} must be one of {', '.join(enum)}")
         pattern = schema.get("pattern")
-        if pattern is not None and not re.fullmatch(pattern, raw):
+        too_long = len(raw) > schema.get("maxLength", len(raw))
+        if too_long or (pattern is not None and not re.fullmatch(pattern, raw)):
             raise HttpError(400, f"parameter {name!r} has an invalid value {raw[:40]!r}")
+        if pattern == QUEUE_NAME_PATTERN and "@" in raw:
+            # what a pattern cannot say of a routed queue: its capabilities sorted, once each
+            try:
+                check_queue_name(raw)
+            except InvalidName as exc:
+                raise HttpError(400, f"parameter {name!r}: {exc}") from None
     return value
 
 

@@ -106,6 +106,8 @@ WORKER = obj(
         "host": STR,
         "pid": INT,
         "queues": arr(STR),
+        # what the worker declared (taskq_core/capabilities.py); absent in older records
+        "capabilities": arr(STR),
         "concurrency": INT,
         "busy": INT,
         "current": arr(obj({"id": STR, "queue": STR, "task": STR, "running_for": NUM})),
@@ -126,7 +128,7 @@ WORKER = obj(
             }
         ),
     },
-    optional=("memory", "fetch"),
+    optional=("memory", "fetch", "capabilities"),
 )
 WORKERS = obj(
     {
@@ -246,6 +248,7 @@ REGISTRY = obj(
                 {
                     "name": STR,
                     "queue": STR,
+                    "requires": arr(STR),
                     "is_async": BOOL,
                     "timeout": null(NUM),
                     "max_retries": INT,

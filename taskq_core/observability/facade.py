@@ -227,7 +227,8 @@ def registry(app: TaskQueue) -> dict[str, Any]:
         tasks.append(
             {
                 "name": name,
-                "queue": t.queue,
+                "queue": t.routed_queue,
+                "requires": sorted(t.requires),
                 "is_async": t.is_async,
                 "timeout": t.timeout,
                 "max_retries": p.max_retries,

@@ -36,6 +36,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import scheduler_store
+from ..capabilities import missing, split_queue
 from ..fetch_watch import stalled
 from ..redact import redact_text
 from . import durability
@@ -169,20 +170,29 @@ def check(app: TaskQueue) -> dict[str, Any]:
     else:
         per_queue = cluster.workers_per_queue()
         ready = {i.name: i.ready for i in cluster.queues}
-        orphaned = sorted(q for q, n in per_queue.items() if n == 0 and ready.get(q, 0) > 0)
+        waiting = sorted(q for q, n in per_queue.items() if n == 0 and ready.get(q, 0) > 0)
+        # a routed queue no live worker serves: no worker has all its capabilities
+        unroutable = {q: missing(q, cluster.workers) for q in waiting if split_queue(q)[1]}
+        orphaned = [q for q in waiting if q not in unroutable]
         w_status = "healthy"
         detail = ""
         stuck = sorted(str(w["id"]) for w in cluster.workers if stalled(w, cluster.at_ms))
         if not cluster.workers:
             w_status, detail = "degraded", "no live worker"
-        elif orphaned:
-            w_status, detail = "degraded", "tasks ready but no worker: " + ", ".join(orphaned)
+        elif orphaned or unroutable:
+            parts = ["tasks ready but no worker: " + ", ".join(orphaned)] if orphaned else []
+            parts += [
+                f"tasks ready in {q} but no live worker has the capabilities {', '.join(lack)}"
+                for q, lack in unroutable.items()
+            ]
+            w_status, detail = "degraded", "; ".join(parts)
         elif stuck:
             w_status, detail = "degraded", "fetch loop stalled: " + ", ".join(stuck)
         components["workers"] = {
             "status": w_status,
             "alive": len(cluster.workers),
             "per_queue": per_queue,
+            "unroutable": unroutable,
             "stalled": stuck,
             "detail": detail,
         }

@@ -83,6 +83,7 @@ class HeartbeatMiddleware(Middleware):
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": list(worker.queues),
+            "capabilities": sorted(worker.capabilities),
             "concurrency": worker.concurrency,
             "busy": worker.busy,
             "current": worker.current(),

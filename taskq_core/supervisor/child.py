@@ -180,6 +180,7 @@ def child_main(conn: Connection, spec_json: str) -> None:
         worker = app.worker(
             queues=spec.get("queues"),
             concurrency=spec.get("concurrency"),
+            capabilities=spec.get("capabilities"),
             middleware=[reporter],
         )
         threading.Thread(

@@ -96,6 +96,7 @@ class Supervisor:
         app_spec: str | None,
         queues: list[str] | None = None,
         concurrency: int | None = None,
+        capabilities: list[str] | None = None,
         processes: int | None = None,
         min_processes: int | None = None,
         max_processes: int | None = None,
@@ -110,6 +111,8 @@ class Supervisor:
         self.app_spec = app_spec
         self.queues = [check_queue_name(q) for q in (queues or app.settings.worker_queues())]
         self.concurrency = concurrency or app.settings.worker.concurrency
+        #: what its workers declare (taskq_core/capabilities.py); None: the settings'
+        self.capabilities = capabilities
         self.fixed = processes
         low, high = resolve_bounds(s, processes, min_processes, max_processes)
         self.config = ScalerConfig.from_settings(s, min_processes=low, max_processes=high)
@@ -251,6 +254,7 @@ class Supervisor:
             "app_spec": self.app_spec,
             "queues": self.queues,
             "concurrency": self.concurrency,
+            "capabilities": self.capabilities,
             "log_level": self.log_level,
             "log_format": self.log_format,
             "supervisor": self.id,

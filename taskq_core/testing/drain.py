@@ -81,7 +81,7 @@ class Drainer:
     def _queues(self, queues: list[str] | None) -> list[str]:
         if queues is not None:
             return queues
-        task_queues = [t.queue for t in self.app.registry.values()]
+        task_queues = [t.routed_queue for t in self.app.registry.values()]
         return list(dict.fromkeys([*self.app.queues(), *task_queues]))
 
     def drain(

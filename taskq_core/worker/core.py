@@ -37,10 +37,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import Delivery, FetchResult, Lease, Outcome
+from ..capabilities import check_capabilities, served_queues
 from ..clock import SystemClock, script_ms
 from ..fetch_watch import FetchWatch, call_bound
 from ..leases import LeaseClock
@@ -84,12 +85,26 @@ class Worker:
         handle_signals: bool | None = None,
         grace_period: float | None = None,
         middleware: list[Middleware] | None = None,
+        capabilities: Iterable[str] | str | None = None,
     ) -> None:
         ws = app.settings.worker
         self.app = app
-        self.queues = [
+        #: the queues it was told to serve, highest priority first
+        self.base_queues = [
             check_queue_name(queue) for queue in (queues or app.settings.worker_queues())
         ]
+        #: what it has: it also serves the routed queues of tasks that require some of it
+        #: (taskq_core/capabilities.py); the broker's queue set is read again on each tick
+        self.capabilities = check_capabilities(
+            ws.capabilities if capabilities is None else capabilities
+        )
+        #: the queues it fetches from, in priority order: its base queues with the routed
+        #: queues it can serve (those its app's tasks declare until the broker is read)
+        self.queues = served_queues(
+            self.base_queues,
+            self.capabilities,
+            (t.routed_queue for t in app.registry.values()),
+        )
         self.concurrency = concurrency or ws.concurrency
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -139,6 +154,8 @@ class Worker:
         self._settling: asyncio.Future[None] | None = None
         #: the workflow outboxes' drain in flight (renewal.drain_workflows)
         self._draining: asyncio.Task[int] | None = None
+        #: the read of the broker's queue set in flight (renewal.find_routed_queues)
+        self._routing: asyncio.Task[list[str]] | None = None
         self._blocking = False
         self._settler_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,6 +193,8 @@ class Worker:
         self._settler_exit = False
         self._threads = ThreadRunner(loop, self.sync_threads, "taskq-sync")
         self.app.load_imports()
+        if self.capabilities:  # the routed queues it can serve, before the first fetch
+            renewal.serve(self, await self.app.broker.known_queues_async())
         self._hooks = Hooks(self.middleware)  # the list may have changed since __init__
         self._wall = _wall_clock(self.app)  # the app's clock may have changed too
         self._verify = _verifier(self.app)  # and its signing keys
@@ -210,6 +229,9 @@ class Worker:
                 await ticker
             if self._draining is not None:  # a drain of the workflow outboxes: let it end
                 await asyncio.wait({self._draining}, timeout=5)
+            if self._routing is not None and not self._routing.done():
+                self._routing.cancel()
+                await asyncio.wait({self._routing}, timeout=5)
             self._renew_stop.set()
             self._renewer.join(timeout=5)
             for sig in installed:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
 
+from ..capabilities import served_queues
 from ..middleware import call_hooks
 from ..redact import redact_text
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from .core import Worker
 
 log = logging.getLogger("taskq.worker")
+T = TypeVar("T")
 
 
 def renew_loop(worker: Worker) -> None:
@@ -51,6 +54,38 @@ async def tick_loop(worker: Worker) -> None:
             worker.counts.fetch_stalls += 1
         call_hooks(worker.middleware, "tick", worker)
         drain_workflows(worker)
+        if worker.capabilities:
+            find_routed_queues(worker)
+
+
+def serve(worker: Worker, known: Iterable[str]) -> None:
+    """Serve the routed queues among ``known`` (and those of the app's tasks) that the
+    worker's capabilities allow; an idle wait on the old list is woken to wait on the new."""
+    queues = served_queues(
+        worker.base_queues,
+        worker.capabilities,
+        [*known, *(t.routed_queue for t in worker.app.registry.values())],
+    )
+    if queues != worker.queues:
+        log.info("worker %s: now serving %s", worker.id, ", ".join(queues))
+        worker._nudge()  # first: the waiting round trip's nudge key is its first queue's
+        worker.queues = queues
+
+
+def find_routed_queues(worker: Worker) -> None:
+    """Read the broker's queue set in a task of its own (a tick awaits nothing, see
+    drain_workflows) and serve the routed queues a producer has used since."""
+    if worker._routing is not None and not worker._routing.done():
+        return
+    task = asyncio.get_running_loop().create_task(worker.app.broker.known_queues_async())
+    worker._routing = task
+
+    def done(t: asyncio.Task[list[str]]) -> None:
+        known = _outcome(worker, t, "read the queue set")
+        if known is not None and not worker._stopping:
+            serve(worker, known)
+
+    task.add_done_callback(done)
 
 
 def drain_workflows(worker: Worker) -> None:
@@ -62,14 +97,15 @@ def drain_workflows(worker: Worker) -> None:
         return
     coro = worker.app.broker.wf_drain_async(worker.queues, worker._broker_ms())
     worker._draining = asyncio.get_running_loop().create_task(coro)
-    worker._draining.add_done_callback(lambda t: _drained(worker, t))
+    worker._draining.add_done_callback(lambda t: _outcome(worker, t, "drain workflow outboxes"))
 
 
-def _drained(worker: Worker, task: asyncio.Task[int]) -> None:
+def _outcome(worker: Worker, task: asyncio.Task[T], what: str) -> T | None:
+    """A background call's result; None when it was cancelled or failed (logged)."""
     if task.cancelled():
-        return
+        return None
     exc = task.exception()
     if exc is not None:
-        log.warning(
-            "worker %s: could not drain workflow outboxes: %s", worker.id, redact_text(str(exc))
-        )
+        log.warning("worker %s: could not %s: %s", worker.id, what, redact_text(str(exc)))
+        return None
+    return task.result()

@@ -146,13 +146,13 @@ class Workflow:
             check_step_options(s)
         queues: list[str] = []
         for s in steps:
-            q = s.sig.options.queue or s.sig.task.queue
+            q = s.sig.task.queue_for(s.sig.options)
             if q not in queues:
                 queues.append(q)
         wf_fields = []
         sigs = []
         for s in steps:
-            q = s.sig.options.queue or s.sig.task.queue
+            q = s.sig.task.queue_for(s.sig.options)
             wf: dict[str, Any] = {
                 "id": self.id,
                 "step": s.index,

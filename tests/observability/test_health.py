@@ -140,6 +140,7 @@ def test_components_and_degraded_states(make_app: Callable[..., TaskQueue]) -> N
         "status": "degraded",
         "alive": 0,
         "per_queue": {"high": 0, "default": 0, "low": 0},
+        "unroutable": {},
         "stalled": [],
         "detail": "no live worker",
     }

@@ -14,6 +14,7 @@ from taskq_core import TaskQueue
 from taskq_core.observability.heartbeat import SUPERVISOR_ENV, HeartbeatMiddleware, read_workers
 
 FIELDS = {
+    "capabilities",
     "id", "host", "pid", "queues", "concurrency", "busy", "current", "done", "failed",
     "rss_bytes", "started_at", "seen_at", "supervisor", "memory", "fetch",
 }  # fmt: skip

@@ -15,44 +15,19 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from taskq_core import BrokerFull, Settings, TaskQueue, Worker
+from taskq_core import BrokerFull, Settings, TaskQueue
 from taskq_core.observability import alerts, health
+from tests.inthread import InThread, wait_for
 from tests.observability.test_health import OwnRedis
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = cond()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-class InThread:
-    """A worker of ``tq`` running in a thread."""
-
-    def __init__(self, tq: TaskQueue, **options: Any) -> None:
-        self.worker = Worker(tq, handle_signals=False, **options)
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        loop = self.worker._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.worker.stop)
-        self.thread.join(20)
 
 
 def marker_written(url: str, prefix: str) -> bool:
