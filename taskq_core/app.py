@@ -71,6 +71,8 @@ def make_broker(settings: Settings) -> Broker:
         max_connections=settings.broker.max_connections,
         socket_timeout=settings.broker.socket_timeout,
         tls=client_options(settings),
+        min_replicas_acked=settings.broker.min_replicas_acked,
+        replica_ack_timeout=settings.broker.replica_ack_timeout,
     )
 
 

@@ -97,6 +97,15 @@ class BrokerFull(TaskqError):
     (``monitoring.memory_warn_ratio``)."""
 
 
+class NotReplicated(TaskqError):
+    """An enqueue reached the master, but fewer replicas than ``broker.min_replicas_acked``
+    confirmed it within ``broker.replica_ack_timeout`` (``WAIT``; docs/scaling.md).
+
+    The tasks were written and will run unless the master is lost before a replica copies
+    them: the enqueue is not acknowledged as durable. Retrying with the same
+    ``idempotency_key`` (or ``task_id``) is safe."""
+
+
 class TaskFailed(TaskqError):
     """Raised by ``handle.result()`` when the task failed, was dead-lettered or cancelled."""
 

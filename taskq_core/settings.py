@@ -98,6 +98,22 @@ class BrokerSettings(_Section):
     socket_timeout: float = Field(
         10.0, gt=0, le=3600, description="Seconds before a Redis call times out."
     )
+    min_replicas_acked: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description=(
+            "Replicas that must have an enqueue before it returns (WAIT, same round trip);"
+            " fewer within replica_ack_timeout raises NotReplicated. 0: the master's"
+            " acknowledgement only (an enqueue can be lost in a failover: docs/scaling.md)."
+        ),
+    )
+    replica_ack_timeout: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds an enqueue waits for min_replicas_acked replicas.",
+    )
     tls_ca_file: str | None = Field(
         None,
         description="CA certificates (PEM) that sign the Redis server's certificate "
@@ -644,7 +660,11 @@ class Settings(BaseSettings):
     )
 
     broker_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="redis://, rediss:// or memory:// URL."
+        "redis://127.0.0.1:6379/0",
+        description=(
+            "redis://, rediss://, unix://, redis+sentinel://host:port,.../service[/db] or"
+            " memory:// URL."
+        ),
     )
     key_prefix: str = Field(
         "taskq", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every Redis key."
@@ -698,12 +718,25 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://", "memory://")):
+        if not value.startswith(
+            (
+                "redis://",
+                "rediss://",
+                "unix://",
+                "memory://",
+                "redis+sentinel://",
+                "rediss+sentinel://",
+            )
+        ):
             raise ValueError(
-                f"broker_url must start with redis://, rediss://, unix:// or memory://, "
-                f"got {redact_url(value)!r}"
+                "broker_url must start with redis://, rediss://, unix://, redis+sentinel:// "
+                f"or memory://, got {redact_url(value)!r}"
             )
         check_url_userinfo(value)
+        if value.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            from .brokers.sentinel import parse
+
+            parse(value)  # the addresses, the service name and the database, checked now
         return value
 
     @field_validator("broker")
@@ -714,7 +747,7 @@ class Settings(BaseSettings):
         given = [k for k in tls if getattr(value, k.split(".")[1]) is not None]
         if not value.tls_verify:
             given.append("broker.tls_verify")
-        if url is not None and given and not url.startswith("rediss://"):
+        if url is not None and given and not url.startswith(("rediss://", "rediss+sentinel://")):
             raise ValueError(
                 f"{', '.join(given)} only apply to TLS: broker_url must start with rediss://"
             )

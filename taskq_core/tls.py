@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def client_options(settings: Settings) -> dict[str, Any]:
     """redis-py keyword arguments for the TLS settings; empty for a plain ``redis://`` URL
     (redis-py's plain connections take no ``ssl_*`` arguments)."""
-    if not settings.broker_url.startswith("rediss://"):
+    if not settings.broker_url.startswith(("rediss://", "rediss+sentinel://")):
         return {}
     b = settings.broker
     options: dict[str, Any] = {

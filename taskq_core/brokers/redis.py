@@ -23,9 +23,9 @@ from redis.exceptions import ConnectionError, NoScriptError, OutOfMemoryError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import BrokerFull
+from ..errors import BrokerFull, NotReplicated
 from ..keys import Keys
-from . import resp, scripts
+from . import resp, scripts, sentinel
 from .base import (
     DeadTask,
     EnqueueItem,
@@ -41,12 +41,22 @@ from .base import (
 from .redis_plans import Command, Plan, Plans, ScriptCall
 from .redis_records import RedisRecords
 from .redis_workflows import RedisWorkflows
+from .sentinel import is_sentinel_url
 
 T = TypeVar("T")
 
 
 def _names(members: Any) -> list[str]:
     return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _missing(plan: Plan[Any], replies: list[Any]) -> list[int]:
+    """The commands of ``plan`` to send again: those refused for a script the server did
+    not have, and the plan's WAIT after them."""
+    missing = [at for at, reply in enumerate(replies) if _is_noscript(reply)]
+    if missing and plan.waits and missing[-1] != len(replies) - 1:
+        missing.append(len(replies) - 1)
+    return missing
 
 
 def _is_noscript(reply: Any) -> bool:
@@ -84,7 +94,8 @@ def _hiredis_packing(base: type) -> type:
 
 
 class RedisBroker(RedisRecords, RedisWorkflows):
-    """Tasks stored in Redis. ``url`` is a ``redis://`` or ``rediss://`` URL."""
+    """Tasks stored in Redis. ``url`` is a ``redis://``, ``rediss://``, ``unix://`` or
+    ``redis+sentinel://`` URL (brokers/sentinel.py)."""
 
     def __init__(
         self,
@@ -97,8 +108,14 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         socket_connect_timeout: float = 5.0,
         retries: int | None = None,
         tls: dict[str, Any] | None = None,
+        min_replicas_acked: int = 0,
+        replica_ack_timeout: float = 1.0,
     ) -> None:
         self.url = url
+        #: an enqueue returns only once this many replicas have it (WAIT), else raises
+        #: NotReplicated: what survives a failover (docs/scaling.md)
+        self.min_replicas_acked = min_replicas_acked
+        self.replica_ack_timeout_ms = max(1, int(replica_ack_timeout * 1000))
         #: redis-py's ``ssl_*`` options (CA, client certificate, verification) for every
         #: client this broker makes; see :func:`taskq_core.tls.client_options`
         self.tls: dict[str, Any] = dict(tls or {})
@@ -121,7 +138,9 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         # do; a probe (health) none. (The asyncio clients' calls are bounded as a whole.)
         self._retries = 1 if retries is None else retries
         self._socket_timeout = socket_timeout
-        self.client: redis.Redis = redis.Redis.from_url(
+        self.client: redis.Redis = (
+            sentinel.client if is_sentinel_url(url) else redis.Redis.from_url
+        )(
             url,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), self._retries),
@@ -164,7 +183,8 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         loop = asyncio.get_running_loop()
         client = clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(
+            make = sentinel.async_client if is_sentinel_url(self.url) else aioredis.Redis.from_url
+            client = make(
                 self.url,
                 socket_timeout=socket_timeout,
                 # redis-py's own retries here: every asyncio call is bounded as a whole
@@ -187,10 +207,11 @@ class RedisBroker(RedisRecords, RedisWorkflows):
             wire, send = _commands(plan.commands), self._send
         replies = send(wire)
         if _failed(replies):
-            missing = [at for at, reply in enumerate(replies) if _is_noscript(reply)]
+            missing = _missing(plan, replies)
             if missing:
-                # the server lost its scripts (restart, SCRIPT FLUSH): the refused calls did
-                # nothing, so they are sent again once the scripts are loaded
+                # the server lost its scripts (restart, SCRIPT FLUSH, a failover): the
+                # refused calls did nothing, so they are sent again once the scripts are
+                # loaded (with the plan's WAIT, which must follow them)
                 self._load_scripts()
                 again = send([wire[at] for at in missing])
                 for at, reply in zip(missing, again, strict=True):
@@ -209,7 +230,7 @@ class RedisBroker(RedisRecords, RedisWorkflows):
             wire, send = _commands(plan.commands), self._send_async
         replies = await send(wire)
         if _failed(replies):
-            missing = [at for at, reply in enumerate(replies) if _is_noscript(reply)]
+            missing = _missing(plan, replies)
             if missing:
                 await self._load_scripts_async()
                 again = await send([wire[at] for at in missing])
@@ -407,10 +428,35 @@ class RedisBroker(RedisRecords, RedisWorkflows):
     # -- producers
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
-        return self.run(self.plans.enqueue(items, now_ms))
+        return self.run(self.replicated(self.plans.enqueue(items, now_ms)))
 
     async def enqueue_async(self, items: Sequence[EnqueueItem], now_ms: int) -> list[str]:
-        return await self.run_async(self.plans.enqueue(items, now_ms))
+        return await self.run_async(self.replicated(self.plans.enqueue(items, now_ms)))
+
+    def replicated(self, plan: Plan[T]) -> Plan[T]:
+        """``plan`` followed, with ``min_replicas_acked`` set, by a WAIT in the same round
+        trip: its result only once that many replicas have its writes (NotReplicated
+        otherwise)."""
+        n = self.min_replicas_acked
+        if n <= 0:
+            return plan
+        timeout = self.replica_ack_timeout_ms
+        parse = plan.parse
+
+        def acked(replies: list[Any]) -> T:
+            got = replies[-1]
+            if isinstance(got, Exception):
+                raise got
+            if int(got) < n:
+                raise NotReplicated(
+                    f"the enqueue reached the master but {int(got)} of the "
+                    f"{n} replica(s) broker.min_replicas_acked asks for confirmed it within "
+                    f"{timeout} ms: it is lost if the master fails before a replica copies it "
+                    "(retry with the same idempotency_key or task_id)"
+                )
+            return parse(replies[:-1])
+
+        return Plan([*plan.commands, ("WAIT", n, timeout)], acked, lean=plan.lean, waits=True)
 
     # -- workers
 

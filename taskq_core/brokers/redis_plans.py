@@ -65,6 +65,9 @@ class Plan(Generic[T]):
     #: parse takes raw replies (no redis-py response callbacks): the broker may send it the
     #: lean way (see ``RedisBroker.run``)
     lean: bool = False
+    #: its last command is a WAIT for replicas (RedisBroker.replicated): sent again with
+    #: any command that had to be sent again (a script the server had lost)
+    waits: bool = False
 
 
 def _ms_or_none(value: Any) -> int | None:

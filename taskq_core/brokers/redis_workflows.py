@@ -44,6 +44,7 @@ class RedisWorkflows:
 
         def run(self, plan: Plan[T]) -> T: ...
         async def run_async(self, plan: Plan[T]) -> T: ...
+        def replicated(self, plan: Plan[T]) -> Plan[T]: ...
 
     def _start(self, req: StartRequest, now_ms: int) -> Plan[bool]:
         args: list[Any] = [now_ms, req.id, len(req.fields)]
@@ -58,10 +59,10 @@ class RedisWorkflows:
 
     def wf_start(self, req: StartRequest, now_ms: int) -> bool:
         """Store a workflow and release its first steps; False if the id exists already."""
-        return self.run(self._start(req, now_ms))
+        return self.run(self.replicated(self._start(req, now_ms)))
 
     async def wf_start_async(self, req: StartRequest, now_ms: int) -> bool:
-        return await self.run_async(self._start(req, now_ms))
+        return await self.run_async(self.replicated(self._start(req, now_ms)))
 
     def _get(self, workflow: str) -> Plan[dict[str, bytes] | None]:
         return Plan([("HGETALL", self.plans.keys.workflow(workflow))], _record)
