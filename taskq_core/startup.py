@@ -19,6 +19,7 @@ from .redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from .app import TaskQueue
+    from .brokers.redis import RedisBroker
 
 #: seconds the start-up check waits for Redis
 CHECK_TIMEOUT = 5.0
@@ -54,6 +55,20 @@ def check_broker(app: TaskQueue) -> None:
         ) from None
     except RedisError:
         return  # not reachable now: the worker retries as it always does
+    if _cluster_enabled(probe):
+        raise BrokerRefused(
+            f"Redis at {where} is a Redis Cluster node: taskq does not support Redis Cluster "
+            "yet (a worker's fetch spans its queues in one script, which a Cluster refuses "
+            "across slots); use a single Redis, or Sentinel for failover (docs/scaling.md)"
+        )
+
+
+def _cluster_enabled(probe: RedisBroker) -> bool:
+    try:
+        info = probe.client.info("cluster")
+    except RedisError:  # refused to this user, or gone: nothing known
+        return False
+    return bool(int(info.get("cluster_enabled", 0) or 0))
 
 
 def check_broker_or_exit(app: TaskQueue) -> None:

@@ -114,3 +114,16 @@ def test_supervisor_stops_when_a_restarted_process_is_refused(port: int, tmp_pat
     assert "refused by the broker" in text
     # one restart, refused: not a restart loop
     assert text.count("refused the credentials") == 1, text
+
+
+@pytest.mark.slow
+def test_a_worker_pointed_at_a_redis_cluster_node_exits_4_saying_why(tmp_path: Path) -> None:
+    """A Cluster would refuse a worker's fetch across slots (CROSSSLOT) on every call: the
+    worker says so once at start-up instead."""
+    nodes = tmp_path / "nodes.conf"
+    with redis_server("--cluster-enabled", "yes", "--cluster-config-file", str(nodes)) as p:
+        proc = taskq("worker", url=f"redis://127.0.0.1:{p}/0", cwd=tmp_path,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "is a Redis Cluster node: taskq does not support Redis Cluster yet" in err
