@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psutil
 
+from ..capabilities import check_capabilities
 from ..redact import redact_text
 from ..validation import check_queue_name
 from .child import BROKER_REFUSED, child_main
@@ -124,7 +125,14 @@ class Supervisor:
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{os.urandom(3).hex()}"
         self.collector = SignalCollector(
-            app, queues=self.queues, settings=s, supervisor_id=self.id, clock=clock
+            app,
+            queues=self.queues,
+            settings=s,
+            supervisor_id=self.id,
+            clock=clock,
+            capabilities=check_capabilities(
+                app.settings.worker.capabilities if capabilities is None else capabilities
+            ),
         )
         # what happened, in order (spawn, ready, retire, exit, hard_timeout, decision...):
         # read through history() by tests, benchmarks and debugging tools

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from ..capabilities import served_queues, split_queue
 from ..observability.heartbeat import read_workers
 from ..observability.metrics import parse_stats
 from .decision import Inputs, QueueLoad
@@ -77,9 +78,13 @@ class SignalCollector:
         supervisor_id: str,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] | None = None,
+        capabilities: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.queues = queues
+        #: what its workers have: the routed queues they serve count as load too
+        #: (taskq_core/capabilities.py), found in the broker's queue set at each reading
+        self.capabilities = capabilities
         self.settings = settings
         self.supervisor_id = supervisor_id
         self.clock = clock
@@ -91,7 +96,8 @@ class SignalCollector:
         """Measure everything now."""
         now, now_ms = self.clock(), self.wall_ms()
         s = self.settings
-        infos = self.app.broker.queue_info(self.queues)
+        queues = self.served()
+        infos = self.app.broker.queue_info(queues)
         totals = {info.name: _totals(info.stats) for info in infos}
         baseline = self._window(now, totals)
         loads: list[QueueLoad] = []
@@ -111,12 +117,14 @@ class SignalCollector:
                 mean = cur.run_seconds / cur.runs
             else:
                 mean = None
-            loads.append(
-                QueueLoad(info.name, info.ready, s.queue_weights.get(info.name, 1.0), mean)
+            # a routed queue (default@gpu) weighs as its base queue unless weighted itself
+            weight = s.queue_weights.get(info.name) or s.queue_weights.get(
+                split_queue(info.name)[0], 1.0
             )
+            loads.append(QueueLoad(info.name, info.ready, weight, mean))
             if info.ready > 0 and info.oldest_enqueued_ms is not None:
                 oldest = max(oldest, (now_ms - info.oldest_enqueued_ms) / 1000)
-        peers_busy, peers_slots = self._peer_workers()
+        peers_busy, peers_slots = self._peer_workers(queues)
         supervisors, rank = self._supervisors(now_ms)
         return Inputs(
             processes=own.processes,
@@ -141,16 +149,23 @@ class SignalCollector:
             self._history.popleft()
         return self._history[0][1]
 
-    def _peer_workers(self) -> tuple[int, int]:
+    def served(self) -> list[str]:
+        """The queues its workers fetch from: its own, with the routed queues their
+        capabilities let them serve."""
+        if not self.capabilities:
+            return self.queues
+        return served_queues(self.queues, self.capabilities, self.app.broker.known_queues())
+
+    def _peer_workers(self, queues: list[str]) -> tuple[int, int]:
         """Busy slots and slots of the live workers of other supervisors (or of none) that
         serve one of our queues; our own are counted exactly from their pipes."""
-        mine = set(self.queues)
+        mine = set(queues)
         busy = slots = 0
         for w in read_workers(self.app):
             if w.get("supervisor") == self.supervisor_id:
                 continue
-            queues = w.get("queues")
-            if not isinstance(queues, list) or not mine.intersection(map(str, queues)):
+            theirs = w.get("queues")
+            if not isinstance(theirs, list) or not mine.intersection(map(str, theirs)):
                 continue
             busy += _int(w.get("busy"))
             slots += _int(w.get("concurrency"))

@@ -110,6 +110,43 @@ def test_collects_backlog_wait_utilisation_runtime_errors_and_memory(
     assert third.executions == 0
 
 
+def test_the_routed_queues_its_workers_can_serve_count_as_load(
+    make_app: Callable[..., TaskQueue], broker_kind: str
+) -> None:
+    """A supervisor whose workers have capabilities counts the ready tasks of the routed
+    queues they serve (found in the queue set), weighted as their base queue."""
+    app = _app(make_app, broker_kind)
+    gpu = app.task(name="sig.gpu", requires={"gpu"})(lambda: None)
+    tpu = app.task(name="sig.tpu", requires={"tpu"}, queue="high")(lambda: None)
+    app.enqueue_many([gpu.call() for _ in range(5)] + [tpu.call() for _ in range(7)])
+    figures = OwnFigures(processes=1, concurrency=1, busy=0, pids=[])
+
+    def collector(caps: frozenset[str]) -> SignalCollector:
+        return SignalCollector(
+            app,
+            queues=["high", "default", "low"],
+            settings=app.settings.supervisor,
+            supervisor_id="sup-caps",
+            capabilities=caps,
+        )
+
+    loads = {
+        q.name: (q.ready, q.weight) for q in collector(frozenset({"gpu"})).collect(figures).queues
+    }
+    assert loads == {
+        "high": (0, 4.0),
+        "default@gpu": (5, 1.0),
+        "default": (0, 1.0),
+        "low": (0, 0.5),
+    }
+    both = collector(frozenset({"gpu", "tpu"})).collect(figures)
+    assert {q.name: q.weight for q in both.queues}["high@tpu"] == 4.0  # its base's weight
+    assert both.weighted_backlog == 7 * 4.0 + 5 * 1.0
+    # without capabilities: the base queues only
+    plain = collector(frozenset()).collect(figures)
+    assert [q.name for q in plain.queues] == ["high", "default", "low"]
+
+
 def test_live_supervisors_share_the_cluster(
     make_app: Callable[..., TaskQueue], broker_kind: str
 ) -> None:
