@@ -592,8 +592,8 @@ class SupervisorSettings(_Section):
     @field_validator("queue_weights")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        value = {check_queue_name(name): weight for name, weight in value.items()}
         for name, weight in value.items():
-            check_queue_name(name)
             if not (0 < weight <= 1000):
                 raise ValueError(
                     f"supervisor.queue_weights[{name!r}] must be above 0 and at most 1000, "
@@ -704,8 +704,7 @@ class Settings(BaseSettings):
     @field_validator("queues")
     @classmethod
     def _queue_names(cls, value: list[str]) -> list[str]:
-        for q in value:
-            check_queue_name(q)
+        value = [check_queue_name(q) for q in value]
         if len(set(value)) != len(value):
             raise ValueError("queues must not repeat a name")
         return value

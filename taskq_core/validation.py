@@ -20,6 +20,8 @@ _NAME = re.compile(f"[{NAME_CHARS}]+")
 CAPABILITY_CHARS = r"A-Za-z0-9_\-"
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 64
+#: capabilities a task may require (taskq_core/capabilities.py)
+MAX_REQUIREMENTS = 8
 MAX_TASK_ID = 100
 MAX_IDEMPOTENCY_KEY = 200
 MAX_DEPTH = 64
@@ -49,7 +51,8 @@ def name_pattern(max_len: int) -> str:
 #: the ``pattern`` of a queue name and of a task id, as the HTTP routes declare them
 #: (a queue name may carry requirements: ``default@eu.gpu``; its length, 1 to MAX_QUEUE_NAME,
 #: is the schema's ``maxLength``)
-QUEUE_NAME_PATTERN = f"^[{NAME_CHARS}]+(@[{CAPABILITY_CHARS}]+(\\.[{CAPABILITY_CHARS}]+)*)?$"
+_ROUTED = f"(@[{CAPABILITY_CHARS}]+(\\.[{CAPABILITY_CHARS}]+){{0,{MAX_REQUIREMENTS - 1}}})?"
+QUEUE_NAME_PATTERN = f"^[{NAME_CHARS}]+{_ROUTED}$"
 TASK_ID_PATTERN = name_pattern(MAX_TASK_ID)
 
 
@@ -58,10 +61,9 @@ def check_task_name(value: object) -> str:
 
 
 _CAPABILITY = re.compile(f"[{CAPABILITY_CHARS}]{{1,32}}")
-MAX_REQUIREMENTS = 8
 #: a queue name: a base name, and for a task that requires capabilities, ``@`` and the
 #: capabilities in sorted order joined by ``.`` (``default@eu.gpu``: taskq_core/capabilities.py)
-_QUEUE = re.compile(f"[{NAME_CHARS}]+(@[{CAPABILITY_CHARS}]+(\\.[{CAPABILITY_CHARS}]+)*)?")
+_QUEUE = re.compile(f"[{NAME_CHARS}]+{_ROUTED}")
 
 
 def check_capability(value: object) -> str:
@@ -72,23 +74,18 @@ def check_capability(value: object) -> str:
 
 
 def check_queue_name(value: object) -> str:
-    """Return ``value`` if it is a valid queue name, else raise :class:`InvalidName`: a base
-    name, or a routed one (``default@eu.gpu``, its capabilities sorted, each once)."""
+    """The queue name ``value``, or :class:`InvalidName`: a base name, or a routed one
+    (``default@eu.gpu``: at most MAX_REQUIREMENTS capabilities), returned in its one
+    spelling, the capabilities sorted and each once (``default@gpu.eu`` is ``default@eu.gpu``)."""
     if isinstance(value, str) and "@" in value and 1 <= len(value) <= MAX_QUEUE_NAME:
         if not _QUEUE.fullmatch(value):
             raise InvalidName(
                 f"queue name {value[:80]!r}: a queue with requirements is written "
                 "<queue>@<capability>.<capability> (letters, digits, _ . : - before the @; "
-                "letters, digits, _ and - in each capability)"
+                f"letters, digits, _ and - in each capability; at most {MAX_REQUIREMENTS})"
             )
-        caps = value.split("@", 1)[1].split(".")
-        if caps != sorted(set(caps)) or len(caps) > MAX_REQUIREMENTS:
-            raise InvalidName(
-                f"queue name {value[:80]!r}: its capabilities must be sorted, each once, "
-                f"at most {MAX_REQUIREMENTS} (write {value.split('@', 1)[0]}@"
-                f"{'.'.join(sorted(set(caps)))})"
-            )
-        return value
+        base, _, caps = value.partition("@")
+        return f"{base}@{'.'.join(sorted(set(caps.split('.'))))}"
     return check_name("queue", value, MAX_QUEUE_NAME)
 
 

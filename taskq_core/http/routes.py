@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.exceptions import RedisError
 
-from ..errors import InvalidName
 from ..redact import redact_text
 from ..validation import MAX_QUEUE_NAME, QUEUE_NAME_PATTERN, TASK_ID_PATTERN, check_queue_name
 from . import access
@@ -149,11 +148,8 @@ def _check(name: str, raw: str, schema: dict[str, Any]) -> Any:
         if too_long or (pattern is not None and not re.fullmatch(pattern, raw)):
             raise HttpError(400, f"parameter {name!r} has an invalid value {raw[:40]!r}")
         if pattern == QUEUE_NAME_PATTERN and "@" in raw:
-            # what a pattern cannot say of a routed queue: its capabilities sorted, once each
-            try:
-                check_queue_name(raw)
-            except InvalidName as exc:
-                raise HttpError(400, f"parameter {name!r}: {exc}") from None
+            # a routed queue in its one spelling (default@gpu.eu is default@eu.gpu)
+            value = check_queue_name(raw)
     return value
 
 
@@ -357,8 +353,7 @@ class RouteTable:
 
     def _dispatch(self, request: Request) -> Response:
         route, params = self.match(request.method, request.path)
-        for name, value in params.items():
-            _check(name, value, PATH_PARAMS[name])
+        params = {name: _check(name, value, PATH_PARAMS[name]) for name, value in params.items()}
         if route.admin:
             access.check_admin_request(request)
         if self.needs_auth(route):

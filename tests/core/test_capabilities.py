@@ -49,13 +49,17 @@ def test_bad_requirements_are_refused_by_name_before_anything_is_written(
         tq.task(requires={f"c{i}" for i in range(9)})(lambda: None)
     with pytest.raises(InvalidName, match="over 64 characters"):
         tq.task(queue="q" * 50, requires={"a-long-capability"})(lambda: None)
-    with pytest.raises(InvalidName, match="capabilities must be sorted"):
-        tq.task(queue="default@gpu.eu")(lambda: None)
+    # a routed queue has one spelling: its capabilities sorted, each once
+    assert tq.task(name="cap.spelled", queue="default@gpu.eu.gpu")(lambda: None).queue == (
+        "default@eu.gpu"
+    )
+    with pytest.raises(InvalidName, match="at most 8"):
+        tq.task(queue="q@" + ".".join("abcdefghi"))(lambda: None)
     with pytest.raises(InvalidOption, match="requires must be a set"):
         tq.task(requires=42)(lambda: None)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="capability"):
         Settings(worker={"capabilities": ["ok", "not ok"]})
-    assert tq.broker.known_queues() == []
+    assert tq.broker.known_queues() == []  # nothing was written
 
 
 def test_a_worker_serves_what_it_can_before_each_base_queue_in_priority_order() -> None:
