@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.conftest import _free_port
+
 from .servers import admin, redis_server
 
 PASSWORD = "right-Pa55word"
@@ -121,7 +123,17 @@ def test_a_worker_pointed_at_a_redis_cluster_node_exits_4_saying_why(tmp_path: P
     """A Cluster would refuse a worker's fetch across slots (CROSSSLOT) on every call: the
     worker says so once at start-up instead."""
     nodes = tmp_path / "nodes.conf"
-    with redis_server("--cluster-enabled", "yes", "--cluster-config-file", str(nodes)) as p:
+    # the bus port given: by default it is the port + 10000, past 65535 for a high free port
+    bus = str(_free_port())
+    cluster = (
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        str(nodes),
+        "--cluster-port",
+        bus,
+    )
+    with redis_server(*cluster) as p:
         proc = taskq("worker", url=f"redis://127.0.0.1:{p}/0", cwd=tmp_path,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         _, err = proc.communicate(timeout=60)
