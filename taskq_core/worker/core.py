@@ -229,8 +229,8 @@ class Worker:
                 await ticker
             if self._draining is not None:  # a drain of the workflow outboxes: let it end
                 await asyncio.wait({self._draining}, timeout=5)
-            if self._routing is not None and not self._routing.done():
-                self._routing.cancel()
+            if self._routing is not None:  # a read of the queue set: let it end (a call
+                # cancelled mid-way can leave its connection open past the loop)
                 await asyncio.wait({self._routing}, timeout=5)
             self._renew_stop.set()
             self._renewer.join(timeout=5)
