@@ -23,8 +23,9 @@ from redis.exceptions import ConnectionError, NoScriptError, OutOfMemoryError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import BrokerFull, NotReplicated
+from ..errors import BrokerFull, InvalidName, NotReplicated
 from ..keys import Keys
+from ..validation import check_queue_name
 from . import resp, scripts, sentinel
 from .base import (
     DeadTask,
@@ -47,7 +48,17 @@ T = TypeVar("T")
 
 
 def _names(members: Any) -> list[str]:
-    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+    """The valid queue names among ``members`` of the queue set, sorted. Anything else
+    written there (bytes that are not UTF-8, a name the core would refuse) is skipped: one
+    stray member must not stop a worker's start-up or ``taskq status``."""
+    names = set()
+    for member in members:
+        try:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            names.add(check_queue_name(text))
+        except (UnicodeDecodeError, InvalidName):
+            continue
+    return sorted(names)
 
 
 def _missing(plan: Plan[Any], replies: list[Any]) -> list[int]:

@@ -210,3 +210,31 @@ def test_a_task_no_live_worker_can_run_is_reported(make_app: MakeApp, broker_kin
         w.stop()
     # the task is still there, waiting for a capable worker
     assert tq.broker.queue_info(["default@gpu.tpu"])[0].ready == 1
+
+
+def test_stray_members_of_the_queue_set_stop_neither_a_worker_nor_status(
+    make_app: MakeApp,
+) -> None:
+    """Anything else written into ``<prefix>:queues`` (bytes that are not UTF-8, a name the
+    core refuses) is skipped where the set is read: a worker with capabilities still starts
+    and serves, and ``taskq status`` still answers."""
+    tq = app(make_app, "redis")
+    broker: Any = tq.broker
+    raw = broker.client
+    raw.sadd(broker.keys.queues(), b"\xff\xfe", "bad name!", "x" * 500, "default@gpu..eu")
+    ran: list[str] = []
+
+    async def routed() -> None:
+        ran.append(current_task().queue)
+
+    tq.task(name="cap.stray", requires={"gpu"})(routed).enqueue()
+    assert broker.known_queues() == ["default@gpu"]
+    w = InThread(tq, concurrency=1, capabilities={"gpu"})
+    try:
+        wait_for(lambda: ran, 10, "the routed task to run")
+        assert ran == ["default@gpu"]
+    finally:
+        w.stop()
+    names = [q["name"] for q in snapshot(tq)["queues"]]
+    assert "default@gpu" in names
+    assert not any("\ufffd" in n or "!" in n for n in names)
