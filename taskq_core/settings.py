@@ -662,8 +662,8 @@ class Settings(BaseSettings):
     broker_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description=(
-            "redis://, rediss://, unix://, redis+sentinel://host:port,.../service[/db] or"
-            " memory:// URL."
+            "redis://, rediss://, unix://, redis+sentinel://host:port,.../service[/db],"
+            " redis+cluster://host:port,... or memory:// URL."
         ),
     )
     key_prefix: str = Field(
@@ -725,17 +725,23 @@ class Settings(BaseSettings):
                 "memory://",
                 "redis+sentinel://",
                 "rediss+sentinel://",
+                "redis+cluster://",
+                "rediss+cluster://",
             )
         ):
             raise ValueError(
-                "broker_url must start with redis://, rediss://, unix://, redis+sentinel:// "
-                f"or memory://, got {redact_url(value)!r}"
+                "broker_url must start with redis://, rediss://, unix://, redis+sentinel://, "
+                f"redis+cluster:// or memory://, got {redact_url(value)!r}"
             )
         check_url_userinfo(value)
         if value.startswith(("redis+sentinel://", "rediss+sentinel://")):
             from .brokers.sentinel import parse
 
             parse(value)  # the addresses, the service name and the database, checked now
+        if value.startswith(("redis+cluster://", "rediss+cluster://")):
+            from .brokers.cluster import parse as parse_cluster
+
+            parse_cluster(value)  # the node addresses, checked now
         return value
 
     @field_validator("broker")

@@ -31,6 +31,7 @@ def check_broker(app: TaskQueue) -> None:
     """Raise :class:`BrokerRefused` if Redis refuses the credentials of ``app``'s broker, or
     refuses its user the commands a worker needs (loading taskq's scripts); otherwise (also
     when Redis cannot be reached) return."""
+    from .brokers.cluster import is_cluster_url
     from .brokers.redis import RedisBroker
 
     broker = app.broker
@@ -55,11 +56,11 @@ def check_broker(app: TaskQueue) -> None:
         ) from None
     except RedisError:
         return  # not reachable now: the worker retries as it always does
-    if _cluster_enabled(probe):
+    if not is_cluster_url(broker.url) and _cluster_enabled(probe):
         raise BrokerRefused(
-            f"Redis at {where} is a Redis Cluster node: taskq does not support Redis Cluster "
-            "yet (a worker's fetch spans its queues in one script, which a Cluster refuses "
-            "across slots); use a single Redis, or Sentinel for failover (docs/scaling.md)"
+            f"Redis at {where} is a Redis Cluster node: name the Cluster with a "
+            "redis+cluster://host:port,... URL (a redis:// URL reaches one node, which "
+            "refuses every key of a slot it does not hold; docs/scaling.md)"
         )
 
 

@@ -39,6 +39,7 @@ from .base import (
     Settings,
     TaskState,
 )
+from .cluster import is_cluster_url
 from .redis_plans import Command, Plan, Plans, ScriptCall
 from .redis_records import RedisRecords
 from .redis_workflows import RedisWorkflows
@@ -105,8 +106,19 @@ def _hiredis_packing(base: type) -> type:
 
 
 class RedisBroker(RedisRecords, RedisWorkflows):
-    """Tasks stored in Redis. ``url`` is a ``redis://``, ``rediss://``, ``unix://`` or
-    ``redis+sentinel://`` URL (brokers/sentinel.py)."""
+    """Tasks stored in Redis. ``url`` is a ``redis://``, ``rediss://``, ``unix://``,
+    ``redis+sentinel://`` (brokers/sentinel.py) or ``redis+cluster://`` URL; for the last,
+    ``RedisBroker(url)`` makes a :class:`~taskq_core.brokers.cluster_broker.ClusterBroker`."""
+
+    #: the hot plans go out on raw pooled connections (``_send_lean``): one server only
+    lean_sends = True
+
+    def __new__(cls, url: str, *args: Any, **kwargs: Any) -> RedisBroker:
+        if cls is RedisBroker and is_cluster_url(url):
+            from .cluster_broker import ClusterBroker
+
+            return super().__new__(ClusterBroker)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -149,9 +161,7 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         # do; a probe (health) none. (The asyncio clients' calls are bounded as a whole.)
         self._retries = 1 if retries is None else retries
         self._socket_timeout = socket_timeout
-        self.client: redis.Redis = (
-            sentinel.client if is_sentinel_url(url) else redis.Redis.from_url
-        )(
+        self.client: redis.Redis = self._make_client(
             url,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), self._retries),
@@ -194,8 +204,7 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         loop = asyncio.get_running_loop()
         client = clients.get(loop)
         if client is None:
-            make = sentinel.async_client if is_sentinel_url(self.url) else aioredis.Redis.from_url
-            client = make(
+            client = self._make_async_client(
                 self.url,
                 socket_timeout=socket_timeout,
                 # redis-py's own retries here: every asyncio call is bounded as a whole
@@ -207,11 +216,22 @@ class RedisBroker(RedisRecords, RedisWorkflows):
             clients[loop] = client
         return client
 
+    # the clients of a single Redis or a Sentinel-managed master; ClusterBroker has its own
+    @staticmethod
+    def _make_client(url: str, **options: Any) -> redis.Redis:
+        make = sentinel.client if is_sentinel_url(url) else redis.Redis.from_url
+        return make(url, **options)
+
+    @staticmethod
+    def _make_async_client(url: str, **options: Any) -> aioredis.Redis:
+        make = sentinel.async_client if is_sentinel_url(url) else aioredis.Redis.from_url
+        return make(url, **options)
+
     def run(self, plan: Plan[T]) -> T:
         """Run a plan with the blocking client, in one round trip."""
         if not plan.commands:
             return plan.parse([])
-        if plan.lean:
+        if plan.lean and self.lean_sends:
             wire: list[Any] = _packed(plan.commands)
             send: Callable[[list[Any]], list[Any]] = self._send_lean
         else:
@@ -234,7 +254,7 @@ class RedisBroker(RedisRecords, RedisWorkflows):
         """Run a plan with the asyncio client of the running loop, in one round trip."""
         if not plan.commands:
             return plan.parse([])
-        if plan.lean:
+        if plan.lean and self.lean_sends:
             wire: list[Any] = _packed(plan.commands)
             send: Callable[[list[Any]], Awaitable[list[Any]]] = self._send_lean_async
         else:

@@ -26,6 +26,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
 from ..errors import InvalidOption
+from .addresses import host_ports, node_options
 
 SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
 
@@ -48,14 +49,7 @@ class SentinelSpec:
 
     def node_options(self) -> dict[str, Any]:
         """redis-py connection options for the data nodes (besides the broker's own)."""
-        out: dict[str, Any] = {"db": self.db}
-        if self.username:
-            out["username"] = self.username
-        if self.password:
-            out["password"] = self.password
-        if self.tls:
-            out["ssl"] = True
-        return out
+        return {"db": self.db, **node_options(self.username, self.password, self.tls)}
 
     def sentinel_options(self, timeout: float | None) -> dict[str, Any]:
         """redis-py options for the connections to the Sentinels themselves."""
@@ -70,15 +64,7 @@ def parse(url: str) -> SentinelSpec:
     if not is_sentinel_url(url):
         raise InvalidOption("a Sentinel broker URL starts with redis+sentinel://")
     parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    sentinels: list[tuple[str, int]] = []
-    for item in hosts.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InvalidOption(
-                f"broker_url: Sentinel address {item.strip()[:60]!r} must be host:port"
-            )
-        sentinels.append((host.strip("[]"), int(port)))
+    sentinels = host_ports(parts, "Sentinel address")
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2:
         raise InvalidOption(
@@ -98,7 +84,7 @@ def parse(url: str) -> SentinelSpec:
             "(known: sentinel_password)"
         )
     return SentinelSpec(
-        sentinels=tuple(sentinels),
+        sentinels=sentinels,
         service=unquote(path[0]),
         db=db,
         username=unquote(parts.username) if parts.username else None,

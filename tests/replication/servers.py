@@ -37,11 +37,13 @@ def _answers(port: int) -> bool:
 class Node:
     """One redis-server (data node or Sentinel) with its own directory."""
 
-    def __init__(self, root: Path, name: str, args: list[str], config: str = "") -> None:
+    def __init__(
+        self, root: Path, name: str, args: list[str], config: str = "", port: int | None = None
+    ) -> None:
         server = shutil.which("redis-server")
         if server is None:
             pytest.fail("redis-server is not installed")
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "redis.conf"

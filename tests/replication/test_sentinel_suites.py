@@ -10,26 +10,12 @@ import redis
 from tests.core import conftest as core_conftest
 from tests.core import test_broker_contract, test_worker
 from tests.replication.servers import SentinelGroup
+from tests.suites import collected
 
 pytestmark = pytest.mark.sentinel
 
-# three tests read keys with a plain client of their own, made from the URL: they need a
-# redis:// URL and are covered on the single Redis
-_SKIP = {
-    "test_one_task_enqueues_leave_at_most_one_wake_token",
-    "test_an_idle_worker_waits_again_every_idle_wait",
-    "test_first_deliveries_write_no_fence",
-}
-# every other test of the two suites, collected here as this module's own
-globals().update(
-    {
-        name: test
-        for suite in (test_broker_contract, test_worker)
-        for name, test in vars(suite).items()
-        if name.startswith("test_") and name not in _SKIP
-    }
-)
-broker = core_conftest.broker  # the contract suite's fixture, on the URL below
+globals().update(collected(test_broker_contract, test_worker))
+broker = core_conftest.broker  # the contract suite's fixture, on this set-up's URL
 
 
 @pytest.fixture

@@ -120,8 +120,8 @@ def test_supervisor_stops_when_a_restarted_process_is_refused(port: int, tmp_pat
 
 @pytest.mark.slow
 def test_a_worker_pointed_at_a_redis_cluster_node_exits_4_saying_why(tmp_path: Path) -> None:
-    """A Cluster would refuse a worker's fetch across slots (CROSSSLOT) on every call: the
-    worker says so once at start-up instead."""
+    """A redis:// URL reaches one node of a Cluster, which refuses every key of a slot it
+    does not hold: the worker says so once at start-up, naming the redis+cluster:// URL."""
     nodes = tmp_path / "nodes.conf"
     # the bus port given: by default it is the port + 10000, past 65535 for a high free port
     bus = str(_free_port())
@@ -138,4 +138,4 @@ def test_a_worker_pointed_at_a_redis_cluster_node_exits_4_saying_why(tmp_path: P
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 4, err
-    assert "is a Redis Cluster node: taskq does not support Redis Cluster yet" in err
+    assert "is a Redis Cluster node: name the Cluster with a redis+cluster://" in err
