@@ -11,7 +11,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -351,30 +351,44 @@ class ClusterBroker(RedisBroker):
 
     # -- readings from every master
 
-    def _masters(self) -> list[Any]:
-        return [node.redis_connection for node in self.client.get_primaries()]
+    def _on_masters(self, read: Callable[[Any], T], key: str | None = None) -> list[T]:
+        """``read`` of a plain client of every master (of ``key``'s master only, given a
+        key). A master that does not answer may have been replaced (a failover): the slot
+        map is read again and every master asked once more; a second failure raises."""
+        for attempt in (0, 1):
+            if key is not None:
+                nodes = [self.client.get_node_from_key(key)]
+            else:
+                nodes = self.client.get_primaries()
+            try:
+                return [read(node.redis_connection) for node in nodes]
+            except (ConnectionError, RedisTimeoutError):
+                if attempt:
+                    raise
+                self._refresh_slots()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def server_info(self) -> dict[str, Any]:
-        return cluster.fullest([dict(c.info()) for c in self._masters()])
+        return cluster.fullest(self._on_masters(lambda c: dict(c.info())))
 
     def server_config(self, names: Sequence[str]) -> dict[str, str]:
-        configs = []
-        for c in self._masters():
-            config: dict[str, str] = {}
+        def config(c: Any) -> dict[str, str]:
+            out: dict[str, str] = {}
             for name in names:
-                got = c.config_get(name)
-                config.update({_text(k): _text(v) for k, v in dict(got).items()})
-            configs.append(config)
-        return cluster.weakest(configs)
+                out.update({_text(k): _text(v) for k, v in dict(c.config_get(name)).items()})
+            return out
+
+        return cluster.weakest(self._on_masters(config))
 
     def data_marker(self) -> tuple[bytes | None, str]:
         """The marker, and the run id of the master that holds it (its restart without
         persistence loses the marker with its tasks)."""
         key = self.plans._key("marker")
-        node = self.client.get_node_from_key(key)
-        conn = node.redis_connection
-        raw = conn.get(key)
-        return raw, _text(conn.info("server").get("run_id", ""))
+
+        def read(c: Any) -> tuple[bytes | None, str]:
+            return c.get(key), _text(c.info("server").get("run_id", ""))
+
+        return self._on_masters(read, key)[0]
 
     # -- workflows: refused by name (see NO_WORKFLOWS)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.servers import NODE_TIMEOUT_MS, ClusterGroup
-from tests.failover import failover_under_load
+from tests.failover import failover_under_load, scheduler_and_routes_follow
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -43,5 +43,23 @@ def test_a_master_killed_under_load_fails_over_and_loses_nothing_acknowledged(
             promoted=lambda: group.master_of(queue_key).port != old.port,
             cluster_node_timeout_ms=NODE_TIMEOUT_MS,
         )
+    finally:
+        group.stop()
+
+
+@pytest.mark.timeout(120)
+def test_the_scheduler_and_the_web_routes_follow_a_failover(tmp_path: Path) -> None:
+    group = ClusterGroup(tmp_path / "cluster")
+    group.start()
+    queue_key = "cfs:{default}:ready"
+    old = group.master_of(queue_key)
+    try:
+        figures = scheduler_and_routes_follow(
+            group.url,
+            "cfs",
+            kill=old.kill,
+            promoted=lambda: group.master_of(queue_key).port != old.port,
+        )
+        assert figures["health_200_after_s"] < 15
     finally:
         group.stop()

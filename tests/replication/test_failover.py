@@ -17,7 +17,7 @@ import pytest
 
 from taskq_core import TaskQueue
 from taskq_core.settings import Settings
-from tests.failover import failover_under_load
+from tests.failover import failover_under_load, scheduler_and_routes_follow
 from tests.inthread import wait_for as wait_until
 from tests.replication.servers import DOWN_AFTER_MS, SentinelGroup
 
@@ -45,6 +45,20 @@ def test_a_master_killed_under_load_fails_over_and_loses_nothing_acknowledged(
         )
         # the producer saw the outage: Sentinel's clients do not retry through it
         assert figures["not_acknowledged"], figures
+    finally:
+        group.stop()
+
+
+@pytest.mark.timeout(120)
+def test_the_scheduler_and_the_web_routes_follow_a_failover(tmp_path: Path) -> None:
+    group = SentinelGroup(tmp_path / "group")
+    group.start()
+    old = group.node(group.master_port())
+    try:
+        figures = scheduler_and_routes_follow(
+            group.url, "fos", kill=old.kill, promoted=lambda: group.master_port() != old.port
+        )
+        assert figures["health_200_after_s"] < 15
     finally:
         group.stop()
 
