@@ -130,6 +130,10 @@ class TaskQueue:
         self._signer: Signer | None = None
         self._signer_keys: dict[str, Any] | None = None
         from .observability import install_defaults
+        from .observability.custom import Metrics
+
+        #: the application's own counters, gauges and histograms (observability/custom.py)
+        self.metrics = Metrics(self)
 
         # metrics, heartbeat and task log middleware, as monitoring settings say
         install_defaults(self)
@@ -583,9 +587,13 @@ class TaskQueue:
         return Worker(self, **options)
 
     def close(self) -> None:
+        """Write the custom metrics still buffered, and close the broker's connections."""
+        self.metrics.close()
         self.broker.close()
 
     async def aclose(self) -> None:
+        """:meth:`close` from async code."""
+        await self.metrics.aclose()
         await self.broker.aclose()
 
 

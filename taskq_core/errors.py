@@ -45,6 +45,12 @@ class ConfigurationError(TaskqValueError):
     """A bad configuration value; the message names the key and where it came from."""
 
 
+class InvalidMetric(TaskqValueError):
+    """A bad custom metric (observability/custom.py): a declaration (name, labels, buckets)
+    that breaks a rule or clashes with an earlier one, or an update with bad labels or a bad
+    value, or past the limit of label sets; the message names the metric and the problem."""
+
+
 class TaskTimeout(TaskqError):
     """Raised inside a task that ran past its soft time limit."""
 

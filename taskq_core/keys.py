@@ -8,6 +8,7 @@ idempotency keys that the caller names.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -137,6 +138,21 @@ class Keys:
     def counters(self, group: str) -> str:
         """HASH of free-form counters (e.g. enqueues per web route)."""
         return f"{self.prefix}:counters:{group}"
+
+    def custom(self) -> str:
+        """HASH of the application's custom metrics (observability/custom.py): their
+        declarations, counter totals, histogram buckets and sums."""
+        return f"{self.prefix}:custom"
+
+    def custom_gauges(self) -> str:
+        """SET of the custom gauge series (``<name>|<label values>``) ever set."""
+        return f"{self.prefix}:custom:gauges"
+
+    def custom_gauge(self, series: str) -> str:
+        """ZSET of one custom gauge series: its latest value, scored by when it was set (a
+        digest of the series names the key: label values may hold any character)."""
+        digest = hashlib.sha1(series.encode(), usedforsecurity=False).hexdigest()[:24]
+        return f"{self.prefix}:custom:gauge:{digest}"
 
     def queues(self) -> str:
         """SET of every queue name ever used under this prefix (for listings)."""

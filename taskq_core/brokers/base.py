@@ -34,6 +34,9 @@ ReleaseMode = Literal["graceful", "crashed", "unexplained"]
 #: the error type of the dead-letter record a counted hand-back leaves at the cap
 RELEASE_ERROR_TYPES: dict[str, str] = {"crashed": "WorkerCrashed", "unexplained": "InternalError"}
 
+#: the snapshot series a broker keeps (Broker.snapshot_add)
+SNAPSHOT_SERIES = ("snapshots", "history")
+
 
 @dataclass(slots=True)
 class EnqueueItem:
@@ -161,6 +164,21 @@ class QueueInfo:
     stats: dict[str, int] = field(default_factory=dict)
     #: tasks waiting for a concurrency slot (flow control)
     waiting: int = 0
+
+
+@dataclass(slots=True)
+class MetricsWrite:
+    """One write of an application's custom metrics (observability/custom.py): fields of
+    the metrics hash to set (``put``) and to add to (``counts``: integers, ``amounts``:
+    floats), and gauge series with the value last set and when (ms)."""
+
+    put: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    amounts: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.put) + len(self.counts) + len(self.amounts) + len(self.gauges)
 
 
 @dataclass(slots=True)
@@ -317,6 +335,17 @@ class Broker(Protocol):
     def read_counters(self, group: str) -> dict[str, int]: ...
     def ping(self) -> float: ...
 
+    # -- custom metrics (observability/custom.py)
+    def metrics_write(self, batch: MetricsWrite) -> None:
+        """Apply one write: set ``put``, add ``counts`` and ``amounts`` to the metrics hash,
+        and keep each gauge value unless its series holds one set later."""
+        ...
+
+    async def metrics_write_async(self, batch: MetricsWrite) -> None: ...
+    def metrics_read(self) -> tuple[dict[str, str], dict[str, tuple[int, float]]]:
+        """The metrics hash, and each gauge series' latest ``(set at ms, value)``."""
+        ...
+
     # -- observability: heartbeats, server facts, alert state, SLA windows (observability/)
     def probe(self, timeout: float) -> Broker:
         """A broker on the same data whose calls give up after ``timeout`` seconds without
@@ -367,12 +396,16 @@ class Broker(Protocol):
         """Set and remove active alerts, and add events to the history (``keep`` newest)."""
         ...
 
-    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
-        """Store a snapshot of counters taken at ``at_ms``; drop those before ``keep_from_ms``."""
+    def snapshot_add(
+        self, at_ms: int, data: bytes, keep_from_ms: int, series: str = "snapshots"
+    ) -> None:
+        """Store a snapshot of counters taken at ``at_ms``; drop those before ``keep_from_ms``.
+        ``series`` (one of :data:`SNAPSHOT_SERIES`): the SLA window's snapshots, or the
+        dashboard's per-minute history (observability/history.py)."""
         ...
 
-    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
-        """Snapshots taken at or after ``from_ms``, oldest first."""
+    def snapshots(self, from_ms: int, series: str = "snapshots") -> list[tuple[int, bytes]]:
+        """Snapshots of ``series`` taken at or after ``from_ms``, oldest first."""
         ...
 
     # -- the supervisors' autoscaler records (supervisor/publish.py)

@@ -29,6 +29,7 @@ from .base import (
     TaskState,
     queue_stats,
 )
+from .memory_metrics import MemoryMetrics
 from .memory_records import MemoryRecords, mono_ms
 from .memory_state import QueueState
 from .memory_workflows import MemoryWorkflows
@@ -36,7 +37,7 @@ from .memory_workflows import MemoryWorkflows
 T = TypeVar("T")
 
 
-class MemoryBroker(MemoryRecords, MemoryWorkflows):
+class MemoryBroker(MemoryRecords, MemoryMetrics, MemoryWorkflows):
     """Tasks held in this process. Thread-safe; usable from several event loops."""
 
     def __init__(self, settings: Settings | None = None, url: str = "memory://") -> None:
@@ -54,6 +55,7 @@ class MemoryBroker(MemoryRecords, MemoryWorkflows):
         self._generation = 0
         self._done_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._init_records()
+        self._init_metrics()
         self._init_workflows()
 
     def __repr__(self) -> str:

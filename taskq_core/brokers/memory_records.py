@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from .base import SNAPSHOT_SERIES
+
 
 def mono_ms() -> int:
     """Milliseconds of the monotonic clock: what TTLs here run on."""
@@ -27,7 +29,7 @@ class MemoryRecords:
         self._locks: dict[str, int] = {}  # name -> expiry
         self._alerts: dict[str, bytes] = {}
         self._alert_history: deque[bytes] = deque()
-        self._snapshots: list[tuple[int, bytes]] = []
+        self._snapshots: dict[str, list[tuple[int, bytes]]] = {s: [] for s in SNAPSHOT_SERIES}
         self._autoscaler: dict[str, bytes] = {}
 
     def put_heartbeat(self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int) -> None:
@@ -88,14 +90,19 @@ class MemoryRecords:
             while len(self._alert_history) > keep:
                 self._alert_history.pop()
 
-    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
+    def snapshot_add(
+        self, at_ms: int, data: bytes, keep_from_ms: int, series: str = "snapshots"
+    ) -> None:
         with self._lock:
-            both = [*[(at, d) for at, d in self._snapshots if d != data], (at_ms, data)]
-            self._snapshots = sorted((x for x in both if x[0] >= keep_from_ms), key=lambda x: x[0])
+            kept = self._snapshots[series]
+            both = [*[(at, d) for at, d in kept if d != data], (at_ms, data)]
+            self._snapshots[series] = sorted(
+                (x for x in both if x[0] >= keep_from_ms), key=lambda x: x[0]
+            )
 
-    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
+    def snapshots(self, from_ms: int, series: str = "snapshots") -> list[tuple[int, bytes]]:
         with self._lock:
-            return [(at, d) for at, d in self._snapshots if at >= from_ms]
+            return [(at, d) for at, d in self._snapshots[series] if at >= from_ms]
 
     def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
         with self._lock:

@@ -40,6 +40,7 @@ from .base import (
     TaskState,
 )
 from .cluster import is_cluster_url
+from .redis_metrics import RedisMetrics
 from .redis_plans import Command, Plan, Plans, ScriptCall
 from .redis_records import RedisRecords
 from .redis_workflows import RedisWorkflows
@@ -105,7 +106,7 @@ def _hiredis_packing(base: type) -> type:
     return fast
 
 
-class RedisBroker(RedisRecords, RedisWorkflows):
+class RedisBroker(RedisRecords, RedisMetrics, RedisWorkflows):
     """Tasks stored in Redis. ``url`` is a ``redis://``, ``rediss://``, ``unix://``,
     ``redis+sentinel://`` (brokers/sentinel.py) or ``redis+cluster://`` URL; for the last,
     ``RedisBroker(url)`` makes a :class:`~taskq_core.brokers.cluster_broker.ClusterBroker`."""

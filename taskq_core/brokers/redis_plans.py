@@ -14,6 +14,7 @@ from ..keys import Keys, QueueKeys
 from . import resp, scripts
 from .base import (
     RELEASE_ERROR_TYPES,
+    SNAPSHOT_SERIES,
     DeadTask,
     Delivery,
     EnqueueItem,
@@ -615,8 +616,10 @@ class Plans:
             commands += [("LPUSH", history, *events), ("LTRIM", history, 0, keep - 1)]
         return Plan(commands, lambda r: None)
 
-    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> Plan[None]:
-        key = self._key("snapshots")
+    def snapshot_add(
+        self, at_ms: int, data: bytes, keep_from_ms: int, series: str = "snapshots"
+    ) -> Plan[None]:
+        key = self._key(_series(series))
         commands: list[ScriptCall | Command] = [
             ("ZADD", key, at_ms, data),
             ("ZREMRANGEBYSCORE", key, "-inf", f"({keep_from_ms}"),
@@ -637,9 +640,16 @@ class Plans:
             lambda r: {_s(k): v for k, v in _as_dict(r[0]).items()},
         )
 
-    def snapshots(self, from_ms: int) -> Plan[list[tuple[int, bytes]]]:
-        command = ("ZRANGEBYSCORE", self._key("snapshots"), from_ms, "+inf", "WITHSCORES")
+    def snapshots(self, from_ms: int, series: str = "snapshots") -> Plan[list[tuple[int, bytes]]]:
+        command = ("ZRANGEBYSCORE", self._key(_series(series)), from_ms, "+inf", "WITHSCORES")
         return Plan([command], lambda r: [(int(float(sc)), m) for m, sc in _pairs(r[0])])
+
+
+def _series(name: str) -> str:
+    """The key name of a snapshot series (``{prefix}:snapshots``, ``{prefix}:history``)."""
+    if name not in SNAPSHOT_SERIES:
+        raise ValueError(f"no snapshot series {name!r} (known: {', '.join(SNAPSHOT_SERIES)})")
+    return name
 
 
 def _stale(

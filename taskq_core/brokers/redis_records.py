@@ -74,11 +74,13 @@ class RedisRecords:
     ) -> None:
         self.run(self.plans.alerts_write(put, drop, events, keep))
 
-    def snapshot_add(self, at_ms: int, data: bytes, keep_from_ms: int) -> None:
-        self.run(self.plans.snapshot_add(at_ms, data, keep_from_ms))
+    def snapshot_add(
+        self, at_ms: int, data: bytes, keep_from_ms: int, series: str = "snapshots"
+    ) -> None:
+        self.run(self.plans.snapshot_add(at_ms, data, keep_from_ms, series))
 
-    def snapshots(self, from_ms: int) -> list[tuple[int, bytes]]:
-        return self.run(self.plans.snapshots(from_ms))
+    def snapshots(self, from_ms: int, series: str = "snapshots") -> list[tuple[int, bytes]]:
+        return self.run(self.plans.snapshots(from_ms, series))
 
     def put_autoscaler(self, supervisor_id: str, record: bytes) -> None:
         self.run(self.plans.put_autoscaler(supervisor_id, record))

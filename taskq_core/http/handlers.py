@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from .. import dashboard
 from ..clock import script_ms
 from ..observability import diagnostics, facade, health, prometheus
 from ..workflow.handle import describe as describe_workflow
@@ -300,6 +301,26 @@ def build_routes() -> list[Route]:
               query={"queue": param(QUEUE_PARAM, "Only this queue (default: every queue)."),
                      "offset": param(_int(0, 1_000_000, 0), "Tasks to skip."),
                      "limit": param(_int(1, 500, 50), "Tasks to return.")}),
+        # the dashboard: a page and its assets holding no data (its script reads the routes
+        # above, under their own rules), what this request may do, and the hour's chart
+        Route(method="GET", path="/dashboard", name="dashboard", handler=dashboard.page,
+              exposes=("health",), response_schema=None,
+              summary="The dashboard page (HTML; its data comes from the routes above)."),
+        Route(method="GET", path="/dashboard/assets/{asset}", name="dashboard_asset",
+              handler=dashboard.asset, exposes=("health",), response_schema=None,
+              summary="The dashboard's script and style sheet, cached by version.",
+              query={"v": param({"type": "string", "pattern": "^[0-9a-f]{1,64}$"},
+                                "Its version (the page links the current one).")}),
+        Route(method="GET", path="/dashboard/session", name="dashboard_session",
+              handler=dashboard.session, exposes=("health",),
+              response_schema=schemas.DASHBOARD_SESSION,
+              summary="Whether this request may use the admin routes, and which private "
+                      "classes it may read."),
+        Route(method="GET", path="/dashboard/history", name="dashboard_history",
+              handler=dashboard.throughput, exposes=metrics,
+              response_schema=schemas.DASHBOARD_HISTORY,
+              summary="Tasks per minute over the last hour (enqueued, succeeded, failed, "
+                      "retried, dead)."),
         # admin routes: POST, arguments in a JSON body, always behind auth
         Route(method="POST", path="/failed/{queue}/retry", name="failed_retry",
               handler=dead_retry, admin=True, response_schema=schemas.RETRIED,

@@ -64,7 +64,13 @@ ID_PARAM: dict[str, Any] = {"type": "string", "pattern": TASK_ID_PATTERN}
 #: (HTML or text) 404, unlike every other path; ours hands it to the core, which answers it.
 ANY_PATH = r"[\s\S]*"
 #: path parameters, checked like query parameters
-PATH_PARAMS: dict[str, dict[str, Any]] = {"id": ID_PARAM, "queue": QUEUE_PARAM}
+#: a dashboard asset's file name (taskq_core/dashboard/static)
+ASSET_PARAM: dict[str, Any] = {"type": "string", "pattern": r"^[a-z]{1,40}\.(js|css)$"}
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "id": ID_PARAM,
+    "queue": QUEUE_PARAM,
+    "asset": ASSET_PARAM,
+}
 #: the methods llhttp (aiohttp's parser, and node's) accepts; aiohttp answers 400 to any
 #: other before the application sees it, so every adapter does (CONNECT aside: no route)
 KNOWN_METHODS = frozenset(

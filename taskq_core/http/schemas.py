@@ -141,8 +141,43 @@ WORKERS = obj(
     }
 )
 QUEUES = obj({"generated_at": MS, "queues": arr(QUEUE)})
+#: one label set of a custom metric (observability/custom_report.py): a counter's total or
+#: a gauge's value (with when it was set), or a histogram's figures and cumulative buckets
+CUSTOM_SERIES: Schema = {
+    "anyOf": [
+        obj(
+            {"labels": mapping(STR), "value": NUM, "updated_at": null(MS)},
+            optional=("updated_at",),
+        ),
+        obj(
+            {
+                "labels": mapping(STR),
+                **SUMMARY["properties"],
+                "buckets": arr(obj({"le": STR, "count": INT})),
+            }
+        ),
+    ]
+}
+CUSTOM_METRIC = obj(
+    {
+        "name": STR,
+        "kind": {"enum": ["counter", "gauge", "histogram"]},
+        "help": STR,
+        "labels": arr(STR),
+        "buckets": arr(NUM),
+        "series": arr(CUSTOM_SERIES),
+    },
+    optional=("buckets",),
+    description="An application's own metric (docs/monitoring.md, Custom metrics).",
+)
 METRICS = obj(
-    {"generated_at": MS, "totals": QUEUE_COUNTS, "queues": arr(QUEUE), "workers": WORKERS}
+    {
+        "generated_at": MS,
+        "totals": QUEUE_COUNTS,
+        "queues": arr(QUEUE),
+        "workers": WORKERS,
+        "custom": arr(CUSTOM_METRIC),
+    }
 )
 SUMMARY_ROUTE = obj(
     {
@@ -443,3 +478,28 @@ INDEX = obj(
     }
 )
 OPENAPI = obj({"openapi": STR, "info": ANY_OBJECT, "paths": ANY_OBJECT})
+
+
+_CLASSES = ("health", "metrics", "results", "errors", "hosts", "config")
+DASHBOARD_SESSION = obj(
+    {
+        "admin": BOOL,
+        "read": obj(dict.fromkeys(_CLASSES, BOOL)),
+        "prefix": STR,
+    }
+)  # fmt: skip
+DASHBOARD_HISTORY = obj(
+    {
+        "span_seconds": INT,
+        "step_seconds": INT,
+        "points": arr(
+            obj(
+                {
+                    "at": MS,
+                    "seconds": NUM,
+                    **dict.fromkeys(("enqueued", "succeeded", "failed", "retried", "dead"), INT),
+                }
+            )
+        ),
+    }
+)

@@ -7,8 +7,10 @@ reads them back: :mod:`.facade` (the plain-dict figures every HTTP route returns
 :mod:`.health`, :mod:`.alerts` (SLA rules and alert state), :mod:`.diagnostics` and
 :mod:`.prometheus`.
 
-Every TaskQueue registers the metrics, heartbeat, alert and task log middleware when it is
-made (``monitoring.metrics`` and ``monitoring.task_logs`` turn metrics and task logs off).
+Every TaskQueue registers the metrics, heartbeat, alert, task log and custom metrics
+middleware when it is made (``monitoring.metrics`` and ``monitoring.task_logs`` turn metrics
+and task logs off). An application's own counters, gauges and histograms are
+:mod:`.custom`'s (``tq.metrics``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 def install_defaults(app: TaskQueue) -> None:
     """Register the default middleware on ``app`` (once; safe to call again)."""
     from .alerts import AlertMiddleware
+    from .custom import CustomMetricsMiddleware
     from .durability import DurabilityMiddleware
     from .heartbeat import HeartbeatMiddleware
     from .logs import TaskLogMiddleware
@@ -42,6 +45,7 @@ def install_defaults(app: TaskQueue) -> None:
             TaskLogMiddleware,
             lambda: TaskLogMiddleware(app.settings.worker.log_format, m.log_args, m.log_results),
         ),
+        (True, CustomMetricsMiddleware, CustomMetricsMiddleware),
     ]
     for enabled, kind, make in wanted:
         if enabled and kind not in have:

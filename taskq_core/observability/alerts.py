@@ -29,7 +29,7 @@ import orjson
 
 from ..middleware import Middleware
 from ..redact import redact_text
-from . import sla, windows
+from . import history, sla, windows
 from .cluster import collect
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def evaluate(app: TaskQueue, *, force: bool = False) -> bool:
         return False
     cluster = collect(app)
     window = windows.current(app, cluster, record=True)
+    history.record(app, cluster)
     now_ms = cluster.at_ms
     conditions = {c.key: c for c in sla.check(m, cluster, window)}
     raw_active, _ = app.broker.alerts_read(1)

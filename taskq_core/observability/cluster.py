@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .heartbeat import decode_records
-from .metrics import QueueStats, parse_stats
+from .metrics import QUEUE_COUNTERS, TASK_COUNTERS, QueueStats, parse_stats, public_counters
 
 if TYPE_CHECKING:
     from ..app import TaskQueue
@@ -40,6 +40,15 @@ class Cluster:
                 if isinstance(q, str):
                     out[q] = out.get(q, 0) + 1
         return out
+
+    def totals(self) -> dict[str, int]:
+        """Every public counter summed over the queues (``/metrics`` totals)."""
+        names = {**TASK_COUNTERS, **QUEUE_COUNTERS}
+        total = dict.fromkeys(names.values(), 0)
+        for s in self.stats.values():
+            for k, v in public_counters(s.counters, names).items():
+                total[k] += v
+        return total
 
     def task_names(self) -> list[str]:
         names: set[str] = set()

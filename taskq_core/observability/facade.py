@@ -20,7 +20,7 @@ import psutil
 from ..brokers.base import DeadTask, TaskState
 from ..handle import describe
 from ..redact import redact_url
-from . import alerts, health, sla, windows
+from . import alerts, custom_report, health, sla, windows
 from .cluster import Cluster, collect
 from .memory import process_rss
 from .metrics import (
@@ -71,14 +71,6 @@ def queue_figures(cluster: Cluster, info: QueueInfo, stats: QueueStats) -> dict[
     }
 
 
-def _totals(cluster: Cluster) -> dict[str, int]:
-    total = dict.fromkeys([*TASK_COUNTERS.values(), *QUEUE_COUNTERS.values()], 0)
-    for s in cluster.stats.values():
-        for k, v in public_counters(s.counters, {**TASK_COUNTERS, **QUEUE_COUNTERS}).items():
-            total[k] += v
-    return total
-
-
 def queues(app: TaskQueue, cluster: Cluster | None = None) -> dict[str, Any]:
     c = cluster or collect(app)
     return {
@@ -102,7 +94,7 @@ def workers(app: TaskQueue, cluster: Cluster | None = None) -> dict[str, Any]:
 def summary(app: TaskQueue, cluster: Cluster | None = None) -> dict[str, Any]:
     """Cluster totals in one flat object."""
     c = cluster or collect(app)
-    totals = _totals(c)
+    totals = c.totals()
     concurrency = sum(int(w.get("concurrency", 0)) for w in c.workers)
     busy = sum(int(w.get("busy", 0)) for w in c.workers)
     outcomes = {
@@ -129,13 +121,15 @@ def summary(app: TaskQueue, cluster: Cluster | None = None) -> dict[str, Any]:
 
 
 def metrics(app: TaskQueue) -> dict[str, Any]:
-    """Everything at once: totals, queues and workers (``/metrics``)."""
+    """Everything at once: totals, queues, workers and the application's own metrics
+    (``/metrics``; ``custom``: see custom_report.report)."""
     c = collect(app)
     return {
         "generated_at": c.at_ms,
-        "totals": _totals(c),
+        "totals": c.totals(),
         "queues": queues(app, c)["queues"],
         "workers": workers(app, c),
+        "custom": custom_report.report(app),
     }
 
 

@@ -23,6 +23,7 @@ Every worker process adds to the same fields, so the figures are those of the wh
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +192,24 @@ class MetricsMiddleware(Middleware):
                     add(q, name, int(total * 1_000_000))
 
 
+def bucket_quantile(counts: Sequence[int], bounds: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of observations counted per bucket (``counts``: one per bound, then
+    one past the last; not cumulative), interpolating inside the bucket like Prometheus's
+    ``histogram_quantile``; None without observations; past the last bound, that bound."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if i == len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i > 0 else 0.0
+            return low + (bounds[i] - low) * max(0.0, rank - seen) / n
+        seen += n
+    return bounds[-1]
+
+
 @dataclass(slots=True)
 class Histogram:
     """Counts per bucket (not cumulative) and the sum of the observations, in seconds."""
@@ -225,19 +244,7 @@ class Histogram:
         """Estimate of the ``q`` quantile, interpolating inside the bucket (like
         Prometheus's ``histogram_quantile``); ``None`` without observations. Observations
         past the last bound count as that bound."""
-        total = self.count
-        if total == 0:
-            return None
-        rank = q * total
-        seen = 0
-        for i, n in enumerate(self.counts):
-            if n and seen + n >= rank:
-                if i == len(BUCKETS):
-                    return BUCKETS[-1]
-                low = BUCKETS[i - 1] if i > 0 else 0.0
-                return low + (BUCKETS[i] - low) * max(0.0, rank - seen) / n
-            seen += n
-        return BUCKETS[-1]
+        return bucket_quantile(self.counts, BUCKETS, q)
 
     def summary(self) -> dict[str, Any]:
         """Count, sum, mean and p50/p95/p99 estimates (seconds), JSON-safe."""

@@ -8,7 +8,8 @@ registry (``REGISTRY.register(TaskqCollector(tq))``) or scrape ``/tasks/metrics/
 Labels come only from known names: ``queue`` from the configured and used queues, ``task``
 from the tasks registered in the scraping process (figures of any other task name are
 summed under ``task="_other"``), so a stray message cannot create series. No worker id is a
-label: per-worker series would churn with every restart.
+label: per-worker series would churn with every restart. The application's own metrics
+(:mod:`.custom`) follow as ``taskq_custom_<name>``, with the labels they declare.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from . import alerts, facade
+from . import alerts, custom_report, facade
 from .cluster import Cluster, collect
 from .metrics import QUEUE_COUNTERS, TASK_COUNTERS, TaskStats
 
@@ -125,6 +126,7 @@ class TaskqCollector:
                 hist.add_metric([queue, task], h.cumulative(), h.sum)
             yield hist
         yield from self._gauges(c)
+        yield from custom_report.families(app)
 
     def _gauges(self, c: Cluster) -> Iterator[Metric]:
         per_queue = c.workers_per_queue()

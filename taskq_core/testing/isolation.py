@@ -81,6 +81,8 @@ def isolated(
         if isinstance(app.broker, TestBroker):
             raise NotIsolated(f"{app!r} is already isolated")
         saved = (app.broker, app.clock, app.settings)
+        # custom metrics updated before go to the app's own broker, never to the test's
+        _settle_metrics(app)
         app.settings = app.settings.model_copy(update={"broker_url": url, "key_prefix": prefix})
         app.clock = clock or app.clock
         inner = make_broker(app.settings)
@@ -90,6 +92,8 @@ def isolated(
         yield app
     finally:
         _active.remove(app)
+        # and those the test updated go to its broker, never to the app's own
+        _settle_metrics(app)
         try:
             if redis_url is not None:
                 _delete_prefix(redis_url, prefix)
@@ -99,6 +103,13 @@ def isolated(
                 app.broker, app.clock, app.settings = saved
             else:
                 app.broker = inner
+
+
+def _settle_metrics(app: TaskQueue) -> None:
+    """Write the app's buffered custom metrics to its current broker (a failure is logged)
+    and drop whatever could not be written, so none crosses into another broker."""
+    app.metrics.close()
+    app.metrics.discard()
 
 
 def _delete_prefix(url: str, prefix: str) -> None:

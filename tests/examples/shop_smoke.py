@@ -91,6 +91,22 @@ def process(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> Iterator[Chi
         child.output.close()
 
 
+def shop_env(
+    redis_url: str, prefix: str, *, embedded: bool = False, **extra: str
+) -> dict[str, str]:
+    """The environment of an example shop's processes: this test's Redis and prefix, the
+    admin token, and a worker process of their own or an embedded one."""
+    return {
+        **os.environ,
+        "TASKQ_BROKER_URL": redis_url,
+        "TASKQ_KEY_PREFIX": prefix,
+        "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PYTHONUNBUFFERED": "1",
+        "SHOP_EMBEDDED_WORKERS": "1" if embedded else "0",
+        **extra,
+    }
+
+
 def wait_until_serving(client: httpx.Client, server: Child, timeout: float) -> None:
     """Until the server answers; fails with its output if it died first."""
     deadline = time.monotonic() + timeout
@@ -133,15 +149,7 @@ def smoke(
     if framework not in BY_NAME:
         raise AssertionError(f"{framework} is not in tests/frameworks.py: add its line there")
     cwd = EXAMPLES / BY_NAME[framework].example
-    env = {
-        **os.environ,
-        "TASKQ_BROKER_URL": redis_url,
-        "TASKQ_KEY_PREFIX": prefix,
-        "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
-        "PYTHONUNBUFFERED": "1",
-        "SHOP_EMBEDDED_WORKERS": "1" if embedded else "0",
-        **(extra_env or {}),
-    }
+    env = shop_env(redis_url, prefix, embedded=embedded, **(extra_env or {}))
     if worker_argv is None:
         worker_argv = [sys.executable, "-m", "taskq_core.cli", "worker"]
         worker_argv += ["--app", f"{tasks_module}:tq"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from taskq_core import TaskQueue
 from taskq_core.errors import InvalidName
 from taskq_core.http import Request
-from taskq_core.http.routes import ID_PARAM, PATH_PARAMS, QUEUE_PARAM, RouteTable
+from taskq_core.http.routes import ASSET_PARAM, ID_PARAM, PATH_PARAMS, QUEUE_PARAM, RouteTable
 from taskq_core.validation import MAX_QUEUE_NAME, MAX_TASK_ID, check_queue_name, check_task_id
 
 # the allowed characters, and near misses: a space, other punctuation, non-ASCII letters and
@@ -42,7 +42,9 @@ def table() -> Iterator[RouteTable]:
 
 
 def test_the_routes_take_their_patterns_from_the_core() -> None:
-    assert PATH_PARAMS == {"id": ID_PARAM, "queue": QUEUE_PARAM}
+    assert PATH_PARAMS == {"id": ID_PARAM, "queue": QUEUE_PARAM, "asset": ASSET_PARAM}
+    # a dashboard asset is a plain file name of the package's own: no path, no dot-dot
+    assert ASSET_PARAM["pattern"] == r"^[a-z]{1,40}\.(js|css)$"
     # what the OpenAPI document and the checks publish: anchored, ASCII classes only
     # a queue name may carry requirements (default@eu.gpu); its length is maxLength
     assert (

@@ -57,7 +57,10 @@ class Client:
             route, _ = self.table.match(method, path)
             self.seen.add(route.name)
             if route.response_schema is None:
-                assert response.headers["content-type"].startswith("text/plain")
+                # the Prometheus text, the dashboard page and its assets
+                assert response.headers["content-type"].startswith(
+                    ("text/plain", "text/html", "text/javascript", "text/css")
+                )
             elif method != "HEAD":
                 validate(response, route.response_schema)
         elif response.status == 503 and self.table.match(method, path)[0].name in UNHEALTHY_BODY:
@@ -138,6 +141,18 @@ def test_every_route_answers_with_its_schema(client: Client, populated: TaskQueu
     assert "traceback" not in job["error"]
     assert client.json("GET", "/jobs/waiting-1", {"queue": ["default"]})["status"] == "queued"
     assert client("HEAD", "/metrics").body == b""
+    page = client("GET", "/dashboard").body.decode()
+    assert "/dashboard/assets/dashboard.js?v=" in page
+    script = client("GET", "/dashboard/assets/dashboard.js")
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    etag = script.headers["etag"]
+    assert (
+        client("GET", "/dashboard/assets/dashboard.js", headers={"if-none-match": etag}).status
+        == 304
+    )
+    assert client("GET", "/dashboard/assets/nothere.js").status == 404
+    assert client("GET", "/dashboard/assets/..%2Fapp.js").status in (400, 404)
+    assert client.json("GET", "/dashboard/session")["admin"] is True
     flow = client.json("GET", "/workflows/wf_populated")
     assert (flow["status"], flow["result"]) == ("succeeded", 1)
     assert [s["task"] for s in flow["steps"]] == ["r.ok", "r.ok"]

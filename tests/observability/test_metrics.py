@@ -89,6 +89,7 @@ def test_middleware_is_installed_once() -> None:
         "AlertMiddleware",
         "DurabilityMiddleware",
         "TaskLogMiddleware",
+        "CustomMetricsMiddleware",
     ]
 
 
