@@ -397,6 +397,12 @@ class HttpSettings(_Section):
         "errors (error messages, task lists), hosts (hosts, pids, workers, alerts), config "
         "(configuration, versions, registry). Default: none; they need the auth callable.",
     )
+    show_arguments: bool = Field(
+        False,
+        description="GET /jobs/{id} (and the dashboard's look-up) shows a task's arguments to "
+        "requests that may read it. Off by default: arguments often carry personal data and "
+        "secrets, and no route sends them.",
+    )
 
 
 class SupervisorSettings(_Section):

@@ -403,8 +403,12 @@ JOB = obj(
         # a running task's latest report (current_task().progress), and an abort request
         "progress": obj({"fraction": NUM, "text": null(STR), "at": MS}),
         "abort_requested_at": MS,
+        # the call, for the dashboard's look-up (the route is private: results, errors)
+        "args": arr({}),
+        "kwargs": ANY_OBJECT,
+        "started_at": MS,
     },
-    optional=("result", "error", "progress", "abort_requested_at"),
+    optional=("result", "error", "progress", "abort_requested_at", "args", "kwargs", "started_at"),
 )
 _STEP = obj(
     {

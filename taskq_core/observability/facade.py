@@ -7,6 +7,7 @@ schema in :mod:`taskq_core.http.schemas`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import platform
@@ -307,15 +308,40 @@ def _describe(state: TaskState | None) -> dict[str, Any] | None:
         }
     elif "error" in found:
         found["error"] = {"type": "", "message": str(error)}
+    found.update(_call(state))
     return found
 
 
+def _call(state: TaskState) -> dict[str, Any]:
+    """The task's arguments and when it last started, from its message and record (the
+    route that shows them is private: ``results`` and ``errors``)."""
+    out: dict[str, Any] = {}
+    with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+        message = orjson.loads(state.message) if state.message else {}
+        if isinstance(message, dict) and isinstance(message.get("args"), list):
+            out["args"] = message["args"]
+        if isinstance(message, dict) and isinstance(message.get("kwargs"), dict):
+            out["kwargs"] = message["kwargs"]
+    with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+        record = orjson.loads(state.record) if state.record else {}
+        if isinstance(record, dict) and isinstance(record.get("started_at"), int):
+            out["started_at"] = record["started_at"]
+    return out
+
+
 def job(app: TaskQueue, task_id: str, queue: str | None = None) -> dict[str, Any] | None:
-    """A task's description (status, attempts, result or error), or None if unknown."""
-    if queue is not None:
-        return _describe(app.broker.get(queue, task_id))
-    handle = app.find(task_id)
-    return None if handle is None else _describe(app.broker.get(handle.queue, task_id))
+    """A task's description (status, attempts, timings, progress, result or error), or None
+    if unknown; with ``http.show_arguments``, its arguments too."""
+    if queue is None:
+        handle = app.find(task_id)
+        if handle is None:
+            return None
+        queue = handle.queue
+    found = _describe(app.broker.get(queue, task_id))
+    if found is not None and not app.settings.http.show_arguments:
+        found.pop("args", None)
+        found.pop("kwargs", None)
+    return found
 
 
 def failed(app: TaskQueue, queue: str | None, offset: int, limit: int) -> dict[str, Any]:

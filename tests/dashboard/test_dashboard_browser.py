@@ -259,7 +259,8 @@ def test_hostile_text_is_shown_as_text(browser: Any, redis_url: str, prefix: str
     escaped: it appears as text and nothing of it runs."""
     shop = SHOPS["starlette"]
     cwd = EXAMPLES / BY_NAME["starlette"].example
-    env = shop_env(redis_url, prefix)
+    # the application lets the look-up show arguments (http.show_arguments; off by default)
+    env = shop_env(redis_url, prefix, TASKQ_HTTP__SHOW_ARGUMENTS="true")
     port = free_port()
     tq = TaskQueue(redis_url, key_prefix=prefix, retry={"max_retries": 0})
     with ExitStack() as stack:
@@ -298,7 +299,11 @@ def test_hostile_text_is_shown_as_text(browser: Any, redis_url: str, prefix: str
         page.click("#lookup button[type=submit]")
         page.locator("#lookup-result h3", has_text="hostile-1").wait_for(timeout=10_000)
         shown = page.inner_text("#lookup-result")
-        assert "window.__pwned=2" in shown  # the arguments and the error, as text
+        # the arguments (positional and keyword) and the error, each as text
+        result = page.locator("#lookup-result")
+        assert result.get_by_role("heading", name="args", exact=True).count() == 1
+        assert result.get_by_role("heading", name="kwargs", exact=True).count() == 1
+        assert shown.count("window.__pwned=2") >= 3
         assert page.evaluate("() => window.__pwned") is None
         assert page.locator("img[src=x]").count() == 0
         assert page.locator("main script").count() == 0

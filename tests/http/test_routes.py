@@ -587,3 +587,17 @@ def test_no_read_route_shows_task_arguments(make_app: Callable[..., TaskQueue]) 
         response = table.dispatch(Request("GET", path, {}, {"authorization": TOKEN}, b""))
         assert response.status in (200, 503), path
         assert marker.encode() not in response.body, path
+    # the application may let /jobs/{id} show them (http.show_arguments), to who may read it
+    shown = make_app("memory", http={"show_arguments": True})
+    shown.task(name="a.ok")(lambda card: "charged")
+    waiting = shown.enqueue("a.ok", [marker], task_id="shown-args")
+    open_table = RouteTable(shown, auth=admin)
+    body = orjson.loads(
+        open_table.dispatch(
+            Request("GET", f"/jobs/{waiting.id}", {}, {"authorization": TOKEN}, b"")
+        ).body
+    )
+    assert (body["args"], body["kwargs"]) == ([marker], {})
+    refused = open_table.dispatch(Request("GET", f"/jobs/{waiting.id}", {}, {}, b""))
+    assert refused.status == 401
+    assert marker.encode() not in refused.body
