@@ -304,10 +304,11 @@ def build_routes() -> list[Route]:
         # the dashboard: a page and its assets holding no data (its script reads the routes
         # above, under their own rules), what this request may do, and the hour's chart
         Route(method="GET", path="/dashboard", name="dashboard", handler=dashboard.page,
-              exposes=("health",), response_schema=None,
+              exposes=("health",), response_schema=None, content_types=("text/html",),
               summary="The dashboard page (HTML; its data comes from the routes above)."),
         Route(method="GET", path="/dashboard/assets/{asset}", name="dashboard_asset",
               handler=dashboard.asset, exposes=("health",), response_schema=None,
+              content_types=("text/javascript", "text/css"),
               summary="The dashboard's script and style sheet, cached by version.",
               query={"v": param({"type": "string", "pattern": "^[0-9a-f]{1,64}$"},
                                 "Its version (the page links the current one).")}),

@@ -53,11 +53,9 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
             p.update(style="form", explode=True)
         params.append(p)
     if route.response_schema is None:
-        # the Prometheus exposition, in the format the Accept header asks for
-        content = {
-            "text/plain": {"schema": {"type": "string"}},
-            "application/openmetrics-text": {"schema": {"type": "string"}},
-        }
+        # the Prometheus exposition (in the format the Accept header asks for), the
+        # dashboard's page and its assets
+        content = {media: {"schema": {"type": "string"}} for media in route.content_types}
     else:
         content = {"application/json": {"schema": route.response_schema}}
     responses: dict[str, Any] = {"200": {"description": route.summary, "content": content}}
@@ -68,6 +66,8 @@ def _operation(table: RouteTable, route: Route) -> dict[str, Any]:
         codes += ["413", "415"]
     if route.name in ("job_cancel", "job_abort"):
         codes.append("409")
+    if route.name == "dashboard_asset":
+        responses["304"] = {"description": "Not modified: the If-None-Match ETag matches."}
     for code in sorted(codes):
         key = "403_admin" if code == "403" and route.admin else code
         responses[code] = _error(_ERRORS[key])

@@ -71,6 +71,9 @@ class Route:
     admin: bool = False
     summary: str = ""
     response_schema: dict[str, Any] | None = None
+    #: the media types of a route that answers with something other than JSON (its
+    #: ``response_schema`` is None): what the OpenAPI document declares for it
+    content_types: tuple[str, ...] = ("text/plain", "application/openmetrics-text")
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     # private unless declared otherwise: a new route leaks nothing by default
     exposes: tuple[str, ...] = ("results", "errors", "hosts", "config")

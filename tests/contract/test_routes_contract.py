@@ -138,6 +138,8 @@ def fill(route: Route) -> str:
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1).lower()
+        if name == "asset":
+            return "dashboard.js"
         if "queue" in name:
             return "default"
         if ("task" in name and "id" not in name) or name == "name":
