@@ -384,6 +384,7 @@ class TaskQueue:
         now = self.clock.time()
         now_ms = int(now * 1000)
         limit = self.settings.max_payload_bytes
+        compress_above = self.settings.compress_above
         signer = self.signer
         items: list[EnqueueItem] = []
         # the ids of the batch from one read of the system's random source
@@ -440,7 +441,7 @@ class TaskQueue:
                 trace=trace,
                 expires_at=gate.expires_at,
                 wf=steps[n] if steps is not None else None,
-            ).encode(limit, signer)
+            ).encode(limit, signer, compress_above)
             items.append(
                 EnqueueItem(
                     queue,

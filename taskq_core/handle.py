@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import ResultTimeout, TaskFailed, TaskNotFound
+from .message import stored_dict
 
 if TYPE_CHECKING:
     from .app import TaskQueue
@@ -39,7 +40,7 @@ def describe(state: TaskState | None) -> dict[str, Any] | None:
     if state is None:
         return None
     record: dict[str, Any] = orjson.loads(state.record) if state.record else {}
-    message: dict[str, Any] = orjson.loads(state.message) if state.message else {}
+    message = stored_dict(state.message)
     status = state.state or record.get("status", "unknown")
     if state.state in ("failed", "dead") and record.get("status") in ("failed", "dead"):
         status = record["status"]

@@ -91,9 +91,16 @@ class Message:
         at = self.wf_in.get("at") if self.wf_in is not None else None
         return at if type(at) is int else self.enqueued_at
 
-    def encode(self, limit: int | None = None, signer: Signer | None = None) -> bytes:
+    def encode(
+        self,
+        limit: int | None = None,
+        signer: Signer | None = None,
+        compress_above: int | None = None,
+    ) -> bytes:
         """The JSON bytes, signed by ``signer`` if given; raises :class:`PayloadTooLarge`
-        past ``limit`` bytes."""
+        past ``limit`` bytes (of JSON, before any compression). With ``compress_above``, a
+        message longer than that is stored as a zstd frame when that is smaller (a workflow
+        step's never: the broker's scripts add to its JSON when they release it)."""
         d = self.to_dict()
         if signer is not None:
             signer.sign(d)
@@ -103,6 +110,10 @@ class Message:
                 f"task {self.task!r} message is {len(data)} bytes, over the limit of {limit} "
                 "(settings: max_payload_bytes); pass a reference (an id, a URL) instead"
             )
+        if compress_above is not None and len(data) > compress_above and self.wf is None:
+            packed = compress(data)
+            if len(packed) < len(data):
+                return packed
         return data
 
 
@@ -346,6 +357,7 @@ def decode(
     :meth:`~taskq_core.signing.Signer.verify`) sees the parsed object first, so a message
     it refuses is judged on that alone.
     """
+    data = stored(data, limit)
     d = _parse(data, limit)
     if verify is not None:
         verify(d)
@@ -366,10 +378,53 @@ def check_delivery(m: Message, task_id: str, queue: str) -> None:
         )
 
 
+#: the first bytes of a zstd frame: a stored message that starts with them is compressed
+#: JSON (``encode(compress_above=...)``); JSON never starts with them
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: the most a compressed message may hold once decompressed, when the reader has no limit
+MAX_DECOMPRESSED = 64 * 1024 * 1024
+ZSTD_LEVEL = 3
+
+
+def compress(data: bytes) -> bytes:
+    """``data`` as one zstd frame (level 3: fast, most of the gain on JSON)."""
+    import zstandard  # only where compression is on, or a compressed message arrives
+
+    return bytes(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data))
+
+
+def stored(data: bytes | str, limit: int | None = None) -> bytes | str:
+    """A stored message's JSON: a compressed one decompressed, at most ``limit`` bytes
+    (a frame that would inflate past it is refused, not expanded); raises BadMessage."""
+    if type(data) is not bytes or not data.startswith(ZSTD_MAGIC):
+        return data
+    import zstandard
+
+    cap = limit if limit is not None else MAX_DECOMPRESSED
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            out = bytes(reader.read(cap + 1))
+    except zstandard.ZstdError as exc:
+        raise BadMessage(f"compressed message does not decompress: {exc}") from None
+    if len(out) > cap:
+        raise BadMessage(f"compressed message is over the limit of {cap} bytes once decompressed")
+    return out
+
+
+def stored_dict(data: bytes | str | None) -> dict[str, Any]:
+    """A stored message as a plain object, unchecked ({} for none): for the readers that
+    only show it (handles, the CLI, the routes); raises what orjson and :func:`stored` do."""
+    if not data:
+        return {}
+    found = orjson.loads(stored(data))
+    return found if isinstance(found, dict) else {}
+
+
 def _parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
     """The JSON object of a message, unchecked; raises :class:`BadMessage`."""
     if limit is not None and len(data) > limit:
         raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
+    data = stored(data, limit)
     try:
         d = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

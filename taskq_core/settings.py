@@ -685,7 +685,17 @@ class Settings(BaseSettings):
         default_factory=list, description="Modules imported at worker start to register tasks."
     )
     max_payload_bytes: int = Field(
-        512 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest encoded task message."
+        512 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest encoded task message (its JSON, before any compression).",
+    )
+    compress_above: int | None = Field(
+        None,
+        ge=256,
+        le=64 * 1024 * 1024,
+        description="Messages longer than this many bytes are stored zstd-compressed when that "
+        "is smaller (Redis memory, network); every worker reads them. None: never.",
     )
     result_ttl: float = Field(
         86_400.0, gt=0, le=365 * 86_400, description="Seconds results and errors are kept."

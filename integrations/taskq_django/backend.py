@@ -66,7 +66,7 @@ from django.utils import timezone
 from taskq_core import TaskQueue
 from taskq_core.errors import InvalidName
 from taskq_core.handle import describe
-from taskq_core.message import Message
+from taskq_core.message import Message, stored_dict
 from taskq_core.middleware import Middleware
 from taskq_core.validation import check_queue_name
 from taskq_core.worker import Worker
@@ -181,7 +181,7 @@ class TaskqBackend(BaseTaskBackend):
             task = _described(name, self.alias, state.queue)
         elif task.queue_name != state.queue:
             task = replace(task, queue_name=state.queue)
-        message: dict[str, Any] = orjson.loads(state.message) if state.message else {}
+        message = stored_dict(state.message)
         record: dict[str, Any] = orjson.loads(state.record) if state.record else {}
         status = _STATUS.get(str(info["status"]), TaskResultStatus.READY)
         error = info.get("error")

@@ -13,6 +13,7 @@ from rich.text import Text
 from ..app import TaskQueue
 from ..brokers.base import DeadTask
 from ..handle import describe
+from ..message import stored_dict
 from .common import (
     NOT_FOUND,
     CliError,
@@ -45,7 +46,7 @@ def dead_tasks(app: TaskQueue, queue: str | None, limit: int | None = None) -> I
 
 
 def _summary(d: DeadTask) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(d.message) if d.message else {}
+    message = stored_dict(d.message)
     record: dict[str, Any] = json.loads(d.error) if d.error else {}
     error: dict[str, Any] = record.get("error") or {}
     if not isinstance(error, dict):

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ..message import stored_dict
 from .common import (
     FAILURE,
     NOT_FOUND,
@@ -110,7 +111,7 @@ def enqueue(
     state = app.broker.get(handle.queue, handle.id)
     due_ms = None
     if state is not None and state.message:
-        due_ms = json.loads(state.message).get("due_at")
+        due_ms = stored_dict(state.message).get("due_at")
     out = {
         "id": handle.id,
         "task": name,

@@ -20,6 +20,7 @@ import psutil
 
 from ..brokers.base import DeadTask, TaskState
 from ..handle import describe
+from ..message import stored_dict
 from ..redact import redact_url
 from . import alerts, custom_report, health, sla, windows
 from .cluster import Cluster, collect
@@ -317,7 +318,7 @@ def _call(state: TaskState) -> dict[str, Any]:
     route that shows them is private: ``results`` and ``errors``)."""
     out: dict[str, Any] = {}
     with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
-        message = orjson.loads(state.message) if state.message else {}
+        message = stored_dict(state.message)
         if isinstance(message, dict) and isinstance(message.get("args"), list):
             out["args"] = message["args"]
         if isinstance(message, dict) and isinstance(message.get("kwargs"), dict):

@@ -217,7 +217,16 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             "supervisor killed its process"
         )
         base = {"worker": c.worker_id, "started_at": r.started_ms}
-        f = failure_outcome(policy, msg.task, msg, exc, now_ms=now_ms, base=base, signer=signer)
+        f = failure_outcome(
+            policy,
+            msg.task,
+            msg,
+            exc,
+            now_ms=now_ms,
+            base=base,
+            signer=signer,
+            compress_above=app.settings.compress_above,
+        )
         outcome = Outcome(
             r.queue,
             r.id,

@@ -64,13 +64,14 @@ def failure_outcome(
     now_ms: int,
     base: dict[str, Any],
     signer: Signer | None = None,
+    compress_above: int | None = None,
 ) -> Failure:
     """Apply ``policy`` to an execution of ``msg`` that raised ``exc``.
 
     Shared by the worker and by the supervisor, which settles a task whose process it
     killed at its hard time limit. ``msg`` is updated for a retry (attempt, due time,
-    last error) and signed again by ``signer``; ``base`` starts the error record of a final
-    failure.
+    last error), signed again by ``signer`` and compressed past ``compress_above`` bytes
+    as the producer's was; ``base`` starts the error record of a final failure.
     """
     if isinstance(exc, NotJSONSerializable):
         exc = NotJSONSerializable(f"task {task_name} returned a value JSON cannot carry: {exc}")
@@ -85,7 +86,14 @@ def failure_outcome(
         headers = dict(msg.headers or {})
         headers["last_error"] = {"type": err["type"], "message": err["message"][:1000]}
         msg.headers = headers
-        return Failure("retry", {}, err, delay_ms, msg.encode(signer=signer), delay)
+        return Failure(
+            "retry",
+            {},
+            err,
+            delay_ms,
+            msg.encode(signer=signer, compress_above=compress_above),
+            delay,
+        )
     if isinstance(exc, Retry):
         limit = policy.max_for(exc, msg.max_retries)
         err["message"] = (
@@ -120,6 +128,7 @@ def failed(  # noqa: PLR0917 - a method of Worker: worker is its self
         now_ms=worker._now_ms(),
         base=base,
         signer=worker.app.signer,
+        compress_above=worker.app.settings.compress_above,
     )
     timed_out = isinstance(exc, TaskTimeout)
     if failure.kind == "retry":
