@@ -208,6 +208,12 @@ def test_the_dashboard_in_a_browser(
         assert page.locator("button", has_text="Retry").count() == 0
         assert page.locator("button", has_text="Purge").count() == 0
         assert "Sign in" in page.inner_text("#failures-note")
+        # a phone: nothing wider than the screen (tables scroll inside their own box), and
+        # the keyboard reaches the skip link first
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.className") == "skip"
         forged = page.evaluate(
             """async () => (await fetch('/tasks/failed/high/retry', {method: 'POST',
                  headers: {'content-type': 'application/json'},
