@@ -282,6 +282,12 @@ def test_hostile_text_is_shown_as_text(browser: Any, redis_url: str, prefix: str
         handle = task.options(task_id="hostile-1").enqueue(HOSTILE, note=HOSTILE)
         run_high_queue(tq)
         assert handle.status() == "failed"
+        # a task name and a queue name the core would refuse, in a message an attacker with
+        # write access to Redis rewrote
+        key = f"{prefix}:{{high}}:msg"
+        message = orjson.loads(tq.broker.client.hget(key, "hostile-1"))  # type: ignore[attr-defined]
+        message.update(task=HOSTILE)
+        tq.broker.client.hset(key, "hostile-1", orjson.dumps(message))  # type: ignore[attr-defined]
         # a worker's heartbeat as an attacker with write access to Redis could forge it
         record = {"id": HOSTILE, "host": HOSTILE, "pid": 1, "queues": [HOSTILE], "busy": 0,
                   "concurrency": 1, "rss_bytes": 1, "started_at": 0, "seen_at": 0}  # fmt: skip
@@ -296,7 +302,7 @@ def test_hostile_text_is_shown_as_text(browser: Any, redis_url: str, prefix: str
         page.goto(f"http://127.0.0.1:{port}/tasks/dashboard")
         row = page.locator("#failures tbody tr", has_text="hostile-1")
         row.wait_for(timeout=20_000)
-        assert HOSTILE in row.inner_text()
+        assert row.inner_text().count(HOSTILE) == 2  # the task's name and its error
         page.locator("#workers tbody tr", has_text="window.__pwned").first.wait_for(timeout=20_000)
         assert HOSTILE in page.inner_text("#workers")
         page.locator("#custom tbody tr", has_text="hostile_events").wait_for(timeout=20_000)
