@@ -402,8 +402,18 @@ def stored(data: bytes | str, limit: int | None = None) -> bytes | str:
 
     cap = limit if limit is not None else MAX_DECOMPRESSED
     try:
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            out = bytes(reader.read(cap + 1))
+        size = zstandard.frame_content_size(data)
+        if 0 <= size <= cap:
+            # the frame says how large it is (ours always do): one call, exactly that size
+            out = bytes(zstandard.ZstdDecompressor().decompress(data))
+        elif size > cap:
+            raise BadMessage(
+                f"compressed message is over the limit of {cap} bytes once decompressed"
+            )
+        else:
+            # no declared size: read no further than the limit
+            with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+                out = bytes(reader.read(cap + 1))
     except zstandard.ZstdError as exc:
         raise BadMessage(f"compressed message does not decompress: {exc}") from None
     if len(out) > cap:

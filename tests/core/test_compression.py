@@ -106,6 +106,11 @@ def test_the_limit_is_on_the_json_and_a_bomb_is_refused_unexpanded() -> None:
     assert len(bomb) < 100_000
     with pytest.raises(BadMessage, match="once decompressed"):
         decode(bomb, limit=1 << 20)
+    # a frame that does not say its size is read no further than the limit too
+    unsized = zstandard.ZstdCompressor(write_content_size=False)
+    assert decode(unsized.compress(orjson.dumps(m.to_dict())), limit=1 << 20).args == [BIG]
+    with pytest.raises(BadMessage, match="once decompressed"):
+        decode(unsized.compress(b"0" * (1 << 24)), limit=1 << 20)
     with pytest.raises(BadMessage, match="does not decompress"):
         decode(ZSTD_MAGIC + b"not a frame at all", limit=1 << 20)
 
