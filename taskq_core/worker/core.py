@@ -148,8 +148,9 @@ class Worker:
         self._outbox_ready: asyncio.Event | None = None
         self._idle_wait: asyncio.Future[tuple[bool, FetchResult]] | None = None
         self._nudging = False
-        #: the settle loop settled outcomes since the fetch loop's last fetch began: what
-        #: they released (a workflow's next steps) was not seen by that fetch
+        #: the settle loop settled outcomes (or an internal error handed a task back) since
+        #: the fetch loop's last fetch began: what they released (a workflow's next steps,
+        #: the handed-back task) was not seen by that fetch
         self._settled_aside = False
         self._settling: asyncio.Future[None] | None = None
         #: the workflow outboxes' drain in flight (renewal.drain_workflows)

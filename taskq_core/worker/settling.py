@@ -127,6 +127,9 @@ async def internal_error(
                 delivery.id,
                 redact_text(str(err)),
             )
+        # a fetch whose answer is still on its way may have found the queue empty before
+        # this hand-back landed: a burst worker fetches once more instead of ending
+        worker._settled_aside = True
         # held until handed back: a burst worker must not see itself empty and close
         worker._held.pop(key, None)
         assert worker._slot_freed is not None

@@ -604,6 +604,61 @@ def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_i
     assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in records)
 
 
+def test_a_burst_worker_fetches_again_after_a_hand_back_that_lands_during_a_fetch(
+    make_app: Callable[..., TaskQueue],
+    broker_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hand-back of an internal error reaches the broker after a fetch already found the
+    queue empty but before the worker reads that fetch's answer: the worker then holds
+    nothing, yet the task is queued again. A burst worker must fetch once more instead of
+    ending (it did end, leaving the task queued, when the two round trips went over
+    different connections, as through Sentinel)."""
+    import taskq_core.message as message_module
+    import taskq_core.worker.running as worker_module
+
+    tq = make_app(broker_kind, worker={"max_deliveries": 2})
+    real_decode = message_module.decode
+    broker = tq.broker
+    real_fetch, real_release = broker.fetch_async, broker.release_async
+
+    def decode(body: bytes, *args: Any) -> Any:
+        if b"doomed" in body:
+            raise RuntimeError("decoder bug")
+        return real_decode(body, *args)
+
+    async def fetch(*args: Any, **kwargs: Any) -> Any:
+        result = await real_fetch(*args, **kwargs)
+        await asyncio.sleep(0.3)  # the answer is read late: the hand-back finishes first
+        return result
+
+    async def release(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.1)  # reaches the broker after the fetch sent meanwhile
+        return await real_release(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "decode", decode)
+    monkeypatch.setattr(broker, "fetch_async", fetch)
+    monkeypatch.setattr(broker, "release_async", release)
+
+    @tq.task
+    def echo(word: str) -> str:
+        return word
+
+    doomed = echo.enqueue("doomed")
+    worker = tq.worker(burst=True, handle_signals=False)
+
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(worker.async_run(), 30)
+        finally:
+            await broker.aclose()
+
+    asyncio.run(run())
+    state = broker.get("default", doomed.id)
+    assert state is not None
+    assert state.state == "dead"  # delivered twice, then dead-lettered; not left queued
+
+
 def test_a_worker_runs_a_suspect_alone_after_letting_what_it_holds_finish(
     make_app: Callable[..., TaskQueue], broker_kind: str
 ) -> None:
