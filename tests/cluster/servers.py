@@ -5,6 +5,7 @@ a node declared failed after 1 s (``cluster-node-timeout``)."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,18 @@ NODE_TIMEOUT_MS = 1000
 
 
 def _bus_free(port: int) -> bool:
-    return port + 10000 < 65536
+    if port + 10000 >= 65536:
+        return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            return False
+    return True
 
 
 def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a port too."""
+    """A free port whose cluster bus port (port + 10000) is free too."""
     while True:
         port = free_port()
         if _bus_free(port):
@@ -46,7 +54,7 @@ class ClusterGroup:
                 f"cluster-node-timeout {NODE_TIMEOUT_MS}\n"
                 # a replica takes over however long its link was down (tests kill masters)
                 "cluster-replica-validity-factor 0\n",
-                port=cluster_port(),
+                repick=cluster_port,  # addresses are read after start()
             )
             self.nodes.append(node)
 
@@ -59,17 +67,21 @@ class ClusterGroup:
         cli = shutil.which("redis-cli")
         if cli is None:
             pytest.fail("redis-cli is not installed")
-        for node in self.nodes:
-            node.start()
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
-             "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )  # fmt: skip
-        wait_until(self.healthy, 30, "the cluster to be ok on every node")
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
+                 "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )  # fmt: skip
+            wait_until(self.healthy, 30, "the cluster to be ok on every node")
+        except BaseException:
+            self.stop()  # no server outlives a cluster that did not start
+            raise
 
     def healthy(self) -> bool:
         for node in self.live():

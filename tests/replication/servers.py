@@ -7,11 +7,14 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.inthread import wait_for as wait_until
 from tests.reliability.proxy import Proxy
@@ -28,7 +31,12 @@ def free_port() -> int:
 
 def _answers(port: int) -> bool:
     try:
-        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as c:
+        with redis.Redis(
+            port=port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),  # asked again by the caller's loop
+        ) as c:
             return bool(c.ping())
     except redis.RedisError:
         return False
@@ -38,23 +46,48 @@ class Node:
     """One redis-server (data node or Sentinel) with its own directory."""
 
     def __init__(
-        self, root: Path, name: str, args: list[str], config: str = "", port: int | None = None
+        self,
+        root: Path,
+        name: str,
+        args: list[str],
+        config: str = "",
+        port: int | None = None,
+        *,
+        repick: Callable[[], int] | None = None,
     ) -> None:
         server = shutil.which("redis-server")
         if server is None:
             pytest.fail("redis-server is not installed")
-        self.port = port or free_port()
+        #: picks another port when this one was taken before the server bound it (a port
+        #: found free is free only until someone else's connection takes it); None: the
+        #: port is fixed (others were told it)
+        self.repick = repick
+        self.port = port or (repick or free_port)()
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "redis.conf"
-        self.conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n{config}")
+        self.config = config
         self.argv = [server, str(self.conf), *args]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with (self.dir / "log").open("ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: _answers(self.port), 10, f"redis on port {self.port}")
+        for _ in range(5):
+            self.conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n{self.config}")
+            with (self.dir / "log").open("ab") as log:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = self.proc
+            wait_until(
+                lambda: proc.poll() is not None or _answers(self.port),
+                10,
+                f"redis on port {self.port}",
+            )
+            if proc.poll() is None:
+                return
+            if self.repick is None:
+                break
+            self.port = self.repick()  # it could not bind: another port
+        tail = (self.dir / "log").read_text(errors="replace")[-2000:]
+        pytest.fail(f"redis on port {self.port} exited at start:\n{tail}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -78,7 +111,12 @@ class SentinelGroup:
         self.proxy = Proxy(self.master.port).start() if proxied else None
         link = self.proxy.port if self.proxy is not None else self.master.port
         self.replicas = [
-            Node(root, f"replica{n}", [*data, "--replicaof", "127.0.0.1", str(link)])
+            Node(
+                root,
+                f"replica{n}",
+                [*data, "--replicaof", "127.0.0.1", str(link)],
+                repick=free_port,
+            )
             for n in range(replicas)
         ]
         self.sentinels = [
@@ -90,6 +128,7 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n",
+                repick=free_port,
             )
             for i in range(3)
         ]
@@ -101,13 +140,17 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
     def start(self) -> None:
-        self.master.start()
-        for r in self.replicas:
-            r.start()
-        wait_until(self._replicating, 15, "the replicas to sync")
-        for s in self.sentinels:
-            s.start()
-        wait_until(self._watched, 15, "the Sentinels to see the replica and each other")
+        try:
+            self.master.start()
+            for r in self.replicas:
+                r.start()
+            wait_until(self._replicating, 15, "the replicas to sync")
+            for s in self.sentinels:
+                s.start()
+            wait_until(self._watched, 15, "the Sentinels to see the replica and each other")
+        except BaseException:
+            self.stop()  # no server outlives a group that did not start
+            raise
 
     def _replicating(self) -> bool:
         for r in self.replicas:
