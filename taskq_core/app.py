@@ -385,6 +385,7 @@ class TaskQueue:
         now_ms = int(now * 1000)
         limit = self.settings.max_payload_bytes
         compress_above = self.settings.compress_above
+        compact = self.settings.message_format == "compact"
         signer = self.signer
         items: list[EnqueueItem] = []
         # the ids of the batch from one read of the system's random source
@@ -441,7 +442,7 @@ class TaskQueue:
                 trace=trace,
                 expires_at=gate.expires_at,
                 wf=steps[n] if steps is not None else None,
-            ).encode(limit, signer, compress_above)
+            ).encode(limit, signer, compress_above, compact=compact)
             items.append(
                 EnqueueItem(
                     queue,

@@ -40,7 +40,7 @@ def describe(state: TaskState | None) -> dict[str, Any] | None:
     if state is None:
         return None
     record: dict[str, Any] = orjson.loads(state.record) if state.record else {}
-    message = stored_dict(state.message)
+    message = stored_dict(state.message, state.id, state.queue)
     status = state.state or record.get("status", "unknown")
     if state.state in ("failed", "dead") and record.get("status") in ("failed", "dead"):
         status = record["status"]

@@ -96,15 +96,19 @@ class Message:
         limit: int | None = None,
         signer: Signer | None = None,
         compress_above: int | None = None,
+        *,
+        compact: bool = False,
     ) -> bytes:
         """The JSON bytes, signed by ``signer`` if given; raises :class:`PayloadTooLarge`
         past ``limit`` bytes (of JSON, before any compression). With ``compress_above``, a
-        message longer than that is stored as a zstd frame when that is smaller (a workflow
-        step's never: the broker's scripts add to its JSON when they release it)."""
+        message longer than that is stored as a zstd frame when that is smaller. With
+        ``compact``, the compact envelope (:data:`COMPACT`). A workflow step's message is
+        neither compressed nor compact: the broker's scripts add to its JSON object when
+        they release it."""
         d = self.to_dict()
         if signer is not None:
             signer.sign(d)
-        data = orjson.dumps(d)
+        data = orjson.dumps(_compact(d) if compact and self.wf is None else d)
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(
                 f"task {self.task!r} message is {len(data)} bytes, over the limit of {limit} "
@@ -158,6 +162,59 @@ FIELDS = frozenset(
 )
 _REQUIRED = ("id", "task", "queue", "args", "kwargs", "attempt", "enqueued_at")
 _PLAIN = 1 + len(_REQUIRED)  # "v" and the required fields
+
+#: The compact envelope (``message_format = "compact"``, the default): the JSON array
+#: ``[2, task, args, enqueued_at, attempt, kwargs, extra]``, its last three left out from
+#: the end while they are ``0``, ``{}`` and ``{}``. The id and the queue are not repeated:
+#: they are those the message is stored under, which every reader has. ``extra`` holds the
+#: optional fields by their names in the full envelope (``sig`` among them). A reader
+#: expands it into the full envelope's object (``{"v": 1, ...}``), so both forms are
+#: checked and signed as one: a signature binds the id and queue either way.
+COMPACT = 2
+#: the full envelope's fields that the compact one holds by position (or by its key)
+_POSITIONAL = frozenset({"v", "id", "task", "queue", "args", "kwargs", "attempt", "enqueued_at"})
+#: what ``extra`` may hold: a workflow step's fields never (its message is never compact)
+_EXTRA = FIELDS - _POSITIONAL - {"wf", RELEASE_FIELD}
+
+
+def _compact(d: dict[str, Any]) -> list[Any]:
+    """The compact envelope of the full envelope's object ``d``."""
+    extra = {k: v for k, v in d.items() if k not in _POSITIONAL}
+    out = [COMPACT, d["task"], d["args"], d["enqueued_at"], d["attempt"], d["kwargs"], extra]
+    end = 7 if extra else 6 if d["kwargs"] else 5 if d["attempt"] else 4
+    return out[:end]
+
+
+def _expand(a: list[Any], task_id: str | None, queue: str | None) -> dict[str, Any]:
+    """The full envelope's object of the compact envelope ``a`` stored as ``task_id`` in
+    ``queue`` (left out when not given: the unchecked readers); raises BadMessage on what is
+    not a compact envelope (its fields are checked by the caller, as the full one's are)."""
+    if not a or a[0] != COMPACT or type(a[0]) is not int:
+        first = a[0] if a else None
+        shown = repr(first) if type(first) is int else _got(first)
+        raise BadMessage(f"message version {shown} is not supported (expected {VERSION} or 2)")
+    if not 4 <= len(a) <= 7:
+        raise BadMessage(f"compact message has {len(a)} items, not 4 to 7")
+    d: dict[str, Any] = {"v": VERSION}
+    if task_id is not None:
+        d["id"] = task_id
+    if queue is not None:
+        d["queue"] = queue
+    d["task"], d["args"], d["enqueued_at"] = a[1], a[2], a[3]
+    d["attempt"] = a[4] if len(a) > 4 else 0
+    d["kwargs"] = a[5] if len(a) > 5 else {}
+    if len(a) > 6:
+        extra = a[6]
+        if type(extra) is not dict:
+            raise _bad("extra", "an object (of optional fields)", extra)
+        if not _EXTRA.issuperset(extra):
+            unknown = sorted(k for k in extra if k not in _EXTRA)
+            shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+            raise BadMessage(f"compact message has unknown optional field(s) {shown}")
+        d.update(extra)
+    return d
+
+
 _JSON_TYPES = {
     str: "a string",
     int: "an integer",
@@ -349,16 +406,20 @@ def decode(
     data: bytes | str,
     limit: int | None = None,
     verify: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    task_id: str | None = None,
+    queue: str | None = None,
 ) -> Message:
     """Parse and check a message; raises :class:`BadMessage` naming what is wrong.
 
     Every field is checked (type, range, length; booleans are not integers), unknown fields
     are refused, and arguments nest at most as deep as enqueue allows. ``verify`` (a
     :meth:`~taskq_core.signing.Signer.verify`) sees the parsed object first, so a message
-    it refuses is judged on that alone.
+    it refuses is judged on that alone. ``task_id`` and ``queue``: what the message is
+    stored under, which a compact envelope does not repeat (it cannot be read without).
     """
     data = stored(data, limit)
-    d = _parse(data, limit)
+    d = _parse(data, limit, task_id, queue)
     if verify is not None:
         verify(d)
     return _decode_dict(d, data)
@@ -421,17 +482,31 @@ def stored(data: bytes | str, limit: int | None = None) -> bytes | str:
     return out
 
 
-def stored_dict(data: bytes | str | None) -> dict[str, Any]:
-    """A stored message as a plain object, unchecked ({} for none): for the readers that
-    only show it (handles, the CLI, the routes); raises what orjson and :func:`stored` do."""
+def stored_dict(
+    data: bytes | str | None, task_id: str | None = None, queue: str | None = None
+) -> dict[str, Any]:
+    """A stored message as the full envelope's object, unchecked ({} for none or for what
+    is not an envelope): for the readers that only show it (handles, the CLI, the routes);
+    ``task_id`` and ``queue`` as :func:`decode`'s. Raises what orjson and :func:`stored` do."""
     if not data:
         return {}
     found = orjson.loads(stored(data))
+    if type(found) is list:
+        try:
+            return _expand(found, task_id, queue)
+        except BadMessage:
+            return {}
     return found if isinstance(found, dict) else {}
 
 
-def _parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
-    """The JSON object of a message, unchecked; raises :class:`BadMessage`."""
+def _parse(
+    data: bytes | str,
+    limit: int | None = None,
+    task_id: str | None = None,
+    queue: str | None = None,
+) -> dict[str, Any]:
+    """The full envelope's object of a message (either form), unchecked; raises
+    :class:`BadMessage`."""
     if limit is not None and len(data) > limit:
         raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
     data = stored(data, limit)
@@ -439,8 +514,14 @@ def _parse(data: bytes | str, limit: int | None = None) -> dict[str, Any]:
         d = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadMessage(f"message is not valid JSON: {exc}") from None
+    if type(d) is list:
+        if task_id is None or queue is None:
+            raise BadMessage("a compact message is read with the task id and queue it is stored as")
+        return _expand(d, task_id, queue)
     if type(d) is not dict:
-        raise BadMessage(f"message is {_JSON_TYPES.get(type(d), 'a JSON value')}, not an object")
+        raise BadMessage(
+            f"message is {_JSON_TYPES.get(type(d), 'a JSON value')}, not an object or array"
+        )
     return d
 
 

@@ -697,6 +697,14 @@ class Settings(BaseSettings):
         description="Messages longer than this many bytes are stored zstd-compressed when that "
         "is smaller (Redis memory, network); every worker reads them. None: never.",
     )
+    message_format: Literal["compact", "full"] = Field(
+        "compact",
+        description="How task messages are stored: 'compact' (a JSON array without the id and "
+        "queue, which the message is stored under: about 100 bytes less Redis memory per "
+        "task) or 'full' (a JSON object with every field named). Every worker reads both; set "
+        "'full' while workers of taskq 0.1, which read only that, still run "
+        "(docs/delivery.md, 'Message format').",
+    )
     result_ttl: float = Field(
         86_400.0, gt=0, le=365 * 86_400, description="Seconds results and errors are kept."
     )

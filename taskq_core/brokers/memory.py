@@ -588,7 +588,7 @@ class MemoryBroker(MemoryRecords, MemoryMetrics, MemoryWorkflows):
                     body = store.msg.get(store.ready[-1])
                     if body is not None:
                         try:
-                            oldest = decode(body).queued_at
+                            oldest = decode(body, task_id=store.ready[-1], queue=name).queued_at
                         except BadMessage:
                             oldest = None
                 out.append(

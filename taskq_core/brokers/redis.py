@@ -642,15 +642,15 @@ class RedisBroker(RedisRecords, RedisMetrics, RedisWorkflows):
         rows = self.run(self.plans.queue_info(queues))
         oldest = [(info.name, oid) for info, oid in rows if oid is not None]
         bodies = self.run(self.plans.messages(oldest)) if oldest else []
-        enqueued = dict(zip((q for q, _ in oldest), bodies, strict=True))
+        enqueued = dict(zip(oldest, bodies, strict=True))
         out = []
-        for info, _ in rows:
-            body = enqueued.get(info.name)
-            if body:
+        for info, oid in rows:
+            body = enqueued.get((info.name, oid)) if oid is not None else None
+            if body and oid is not None:
                 from ..message import BadMessage, decode
 
                 try:
-                    info.oldest_enqueued_ms = decode(body).queued_at
+                    info.oldest_enqueued_ms = decode(body, task_id=oid, queue=info.name).queued_at
                 except BadMessage:
                     info.oldest_enqueued_ms = None
             out.append(info)

@@ -46,7 +46,7 @@ def dead_tasks(app: TaskQueue, queue: str | None, limit: int | None = None) -> I
 
 
 def _summary(d: DeadTask) -> dict[str, Any]:
-    message = stored_dict(d.message)
+    message = stored_dict(d.message, d.id, d.queue)
     record: dict[str, Any] = json.loads(d.error) if d.error else {}
     error: dict[str, Any] = record.get("error") or {}
     if not isinstance(error, dict):

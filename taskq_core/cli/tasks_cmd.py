@@ -111,7 +111,7 @@ def enqueue(
     state = app.broker.get(handle.queue, handle.id)
     due_ms = None
     if state is not None and state.message:
-        due_ms = stored_dict(state.message).get("due_at")
+        due_ms = stored_dict(state.message, state.id, state.queue).get("due_at")
     out = {
         "id": handle.id,
         "task": name,

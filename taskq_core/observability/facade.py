@@ -318,7 +318,7 @@ def _call(state: TaskState) -> dict[str, Any]:
     route that shows them is private: ``results`` and ``errors``)."""
     out: dict[str, Any] = {}
     with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
-        message = stored_dict(state.message)
+        message = stored_dict(state.message, state.id, state.queue)
         if isinstance(message, dict) and isinstance(message.get("args"), list):
             out["args"] = message["args"]
         if isinstance(message, dict) and isinstance(message.get("kwargs"), dict):

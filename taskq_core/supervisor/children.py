@@ -206,7 +206,12 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
         try:
             # verified before it is signed again: a message changed in Redis while its task
             # ran must not come out of the supervisor with a valid signature
-            msg = decode(state.message, verify=signer.verify if signer is not None else None)
+            msg = decode(
+                state.message,
+                verify=signer.verify if signer is not None else None,
+                task_id=r.id,
+                queue=r.queue,
+            )
         except BadMessage:
             broker.release([r.lease()])
             return "handed back (unreadable message)"
@@ -226,6 +231,7 @@ def settle_timed_out(app: TaskQueue, c: Child, r: Run, now_ms: int) -> str:
             base=base,
             signer=signer,
             compress_above=app.settings.compress_above,
+            compact=app.settings.message_format == "compact",
         )
         outcome = Outcome(
             r.queue,
@@ -262,7 +268,7 @@ def _step(app: TaskQueue, r: Run, kind: str, record: dict[str, Any]) -> StepOutc
     if state is None or state.message is None:
         return None
     try:
-        msg = decode(state.message)
+        msg = decode(state.message, task_id=r.id, queue=r.queue)
     except BadMessage:
         return None
     return step_outcome(msg, kind, record, app.settings.max_payload_bytes)

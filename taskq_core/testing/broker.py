@@ -110,7 +110,7 @@ class TestBroker:
     # -- eager mode: the task runs in the caller, exceptions propagate
 
     def _start_inline(self, item: EnqueueItem) -> tuple[Message, Callable[..., Any], bool]:
-        message = decode(item.body)
+        message = decode(item.body, task_id=item.id, queue=item.queue)
         self.recorder.add([Enqueued.from_item(item)])
         task = self.app.get_task(message.task)
         return message, task.fn, task.is_async

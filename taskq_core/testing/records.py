@@ -33,7 +33,7 @@ class Enqueued:
     @classmethod
     def from_item(cls, item: EnqueueItem) -> Enqueued:
         """Decode what the broker was given."""
-        m = decode(item.body)
+        m = decode(item.body, task_id=item.id, queue=item.queue)
         eta = datetime.fromtimestamp(m.due_at / 1000, UTC) if m.due_at else None
         return cls(m.id, m.task, m.queue, tuple(m.args), dict(m.kwargs), eta)
 

@@ -65,13 +65,15 @@ def failure_outcome(
     base: dict[str, Any],
     signer: Signer | None = None,
     compress_above: int | None = None,
+    compact: bool = False,
 ) -> Failure:
     """Apply ``policy`` to an execution of ``msg`` that raised ``exc``.
 
     Shared by the worker and by the supervisor, which settles a task whose process it
     killed at its hard time limit. ``msg`` is updated for a retry (attempt, due time,
-    last error), signed again by ``signer`` and compressed past ``compress_above`` bytes
-    as the producer's was; ``base`` starts the error record of a final failure.
+    last error), signed again by ``signer``, compressed past ``compress_above`` bytes and
+    compact with ``compact`` as the producer's was; ``base`` starts the error record of a
+    final failure.
     """
     if isinstance(exc, NotJSONSerializable):
         exc = NotJSONSerializable(f"task {task_name} returned a value JSON cannot carry: {exc}")
@@ -91,7 +93,7 @@ def failure_outcome(
             {},
             err,
             delay_ms,
-            msg.encode(signer=signer, compress_above=compress_above),
+            msg.encode(signer=signer, compress_above=compress_above, compact=compact),
             delay,
         )
     if isinstance(exc, Retry):
@@ -129,6 +131,7 @@ def failed(  # noqa: PLR0917 - a method of Worker: worker is its self
         base=base,
         signer=worker.app.signer,
         compress_above=worker.app.settings.compress_above,
+        compact=worker.app.settings.message_format == "compact",
     )
     timed_out = isinstance(exc, TaskTimeout)
     if failure.kind == "retry":

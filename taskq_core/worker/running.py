@@ -98,7 +98,13 @@ async def execute(worker: Worker, delivery: Delivery, run: Running) -> None:
     now_ms = run.started_ms
     base = {"worker": worker.id, "started_at": now_ms}
     try:
-        msg = decode(delivery.body, worker.payload_limit, worker._verify)
+        msg = decode(
+            delivery.body,
+            worker.payload_limit,
+            worker._verify,
+            task_id=delivery.id,
+            queue=delivery.queue,
+        )
         check_delivery(msg, delivery.id, delivery.queue)
     except BadMessage as exc:
         # refused on its first delivery, before any of it is used: nothing of a message

@@ -28,7 +28,7 @@ def due_in(tq: TaskQueue, queue: str, task_id: str) -> float:
     state = tq.broker.get(queue, task_id)
     assert state is not None
     assert state.state == "scheduled"
-    msg = decode(state.message or b"")
+    msg = decode(state.message or b"", task_id=state.id, queue=state.queue)
     assert msg.due_at is not None
     return msg.due_at / 1000 - tq.clock.time()
 
@@ -569,10 +569,10 @@ def test_an_internal_error_around_a_task_counts_as_a_delivery_and_dead_letters_i
     tq = make_app(broker_kind, worker={"max_deliveries": 3})
     real_decode = message_module.decode
 
-    def decode(body: bytes, *args: Any) -> Any:
+    def decode(body: bytes, *args: Any, **kwargs: Any) -> Any:
         if b"doomed" in body:
             raise RuntimeError("decoder bug", "doomed")
-        return real_decode(body, *args)
+        return real_decode(body, *args, **kwargs)
 
     monkeypatch.setattr(worker_module, "decode", decode)
 
@@ -622,10 +622,10 @@ def test_a_burst_worker_fetches_again_after_a_hand_back_that_lands_during_a_fetc
     broker = tq.broker
     real_fetch, real_release = broker.fetch_async, broker.release_async
 
-    def decode(body: bytes, *args: Any) -> Any:
+    def decode(body: bytes, *args: Any, **kwargs: Any) -> Any:
         if b"doomed" in body:
             raise RuntimeError("decoder bug")
-        return real_decode(body, *args)
+        return real_decode(body, *args, **kwargs)
 
     async def fetch(*args: Any, **kwargs: Any) -> Any:
         result = await real_fetch(*args, **kwargs)

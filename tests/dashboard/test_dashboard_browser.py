@@ -26,6 +26,7 @@ import orjson
 import pytest
 
 from taskq_core import TaskQueue
+from taskq_core.message import stored_dict
 from tests.examples.shop_smoke import (
     ADMIN_TOKEN,
     EXAMPLES,
@@ -285,7 +286,8 @@ def test_hostile_text_is_shown_as_text(browser: Any, redis_url: str, prefix: str
         # a task name and a queue name the core would refuse, in a message an attacker with
         # write access to Redis rewrote
         key = f"{prefix}:{{high}}:msg"
-        message = orjson.loads(tq.broker.client.hget(key, "hostile-1"))  # type: ignore[attr-defined]
+        stored = tq.broker.client.hget(key, "hostile-1")  # type: ignore[attr-defined]
+        message = stored_dict(stored, "hostile-1", "high")
         message.update(task=HOSTILE)
         tq.broker.client.hset(key, "hostile-1", orjson.dumps(message))  # type: ignore[attr-defined]
         # a worker's heartbeat as an attacker with write access to Redis could forge it

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 
 from taskq_core import TaskQueue
+from taskq_core.message import stored_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE, RENEW = 3.0, 1.0
@@ -228,4 +228,4 @@ def test_poison_task_dead_lettered_after_k_deliveries(
     assert info["error"]["type"] == "PoisonTask"
     assert f"delivered {k} times" in info["error"]["message"]
     (dead,) = tq.broker.dead_list("default", 0, 10)
-    assert orjson.loads(dead.message or b"")["task"] == "rel.kill_my_worker"
+    assert stored_dict(dead.message, dead.id, dead.queue)["task"] == "rel.kill_my_worker"

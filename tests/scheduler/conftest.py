@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-import orjson
 import pytest
 import redis
 
 from taskq_core import TaskQueue
 from taskq_core.clock import ManualClock
+from taskq_core.message import stored_dict
 
 # ``taskq`` as a subprocess on the test's prefix: the CLI tests' own fixture
 from ..cli.conftest import cli  # noqa: F401
@@ -38,4 +38,4 @@ def sched_app(make_app: Callable[..., TaskQueue], clock: ManualClock) -> TaskQue
 def keys_per_message(client: redis.Redis, prefix: str, queue: str = "default") -> Counter[str]:
     """How many task messages each idempotency key has in ``queue``."""
     raw = client.hvals(f"{prefix}:{{{queue}}}:msg")
-    return Counter(str(orjson.loads(m).get("idempotency_key")) for m in raw)
+    return Counter(str(stored_dict(m).get("idempotency_key")) for m in raw)

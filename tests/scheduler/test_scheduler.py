@@ -14,6 +14,7 @@ import redis
 
 from taskq_core import TaskQueue
 from taskq_core.clock import ManualClock
+from taskq_core.message import stored_dict
 from taskq_core.scheduler import Fired, Scheduler
 
 from .conftest import HOUR, keys_per_message
@@ -50,7 +51,7 @@ def test_tick_enqueues_each_due_schedule_once_and_nothing_early(
     assert low == {five.dedup_key(int((HOUR + 300) * 1000)): 1}
     task_id = next(f.task_id for f in fired if f.schedule == five.name)
     assert sched_app.handle(task_id, "low").status() == "queued"
-    message = orjson.loads(redis_client.hget(f"{prefix}:{{low}}:msg", task_id) or b"{}")
+    message = stored_dict(redis_client.hget(f"{prefix}:{{low}}:msg", task_id), task_id, "low")
     assert (message["task"], message["args"]) == ("add", [2, 3])
     assert s.next_runs() == {
         minute.name: int((HOUR + 360) * 1000),

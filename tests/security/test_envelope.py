@@ -94,22 +94,27 @@ def test_every_field_is_checked(fields: dict[str, Any], problem: str) -> None:
         decode(data)
 
 
+#: a message with every field a producer writes (a workflow step's aside)
+EVERY_FIELD = Message(
+    "t1",
+    "billing.charge",
+    "default",
+    [1, {"a": [2]}],
+    {"k": None},
+    2,
+    NOW,
+    NOW + 5000,
+    3,
+    1.5,
+    "order-42",
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"last_error": {"type": "ValueError", "message": "x"}},
+    NOW + 60_000,
+)
+
+
 def test_every_field_the_producer_writes_decodes() -> None:
-    m = Message(
-        "t1",
-        "billing.charge",
-        "default",
-        [1, {"a": [2]}],
-        {"k": None},
-        2,
-        NOW,
-        NOW + 5000,
-        3,
-        1.5,
-        "order-42",
-        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-        {"last_error": {"type": "ValueError", "message": "x"}},
-    )
+    m = EVERY_FIELD
     assert decode(m.encode()) == m
     # null is an absent optional field; an integer timeout is seconds too
     assert decode(orjson.dumps(envelope(due_at=None, timeout=30))).timeout == 30

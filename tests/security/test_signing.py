@@ -15,7 +15,7 @@ import pytest
 from taskq_core import ManualClock, TaskQueue
 from taskq_core.brokers.base import EnqueueItem
 from taskq_core.errors import HardTimeout
-from taskq_core.message import Message, decode
+from taskq_core.message import Message, decode, stored_dict
 from taskq_core.observability import alerts
 from taskq_core.retry import RetryPolicy
 from taskq_core.signing import BadSignature, Signer, canonical
@@ -90,10 +90,10 @@ def test_signed_runs_unsigned_tampered_and_unknown_key_are_dead_lettered(
     stored = tq.broker.get("default", good.id)
     assert stored is not None
     assert stored.message is not None
-    assert orjson.loads(stored.message)["sig"].startswith("k1:")
+    assert stored_dict(stored.message, stored.id, stored.queue)["sig"].startswith("k1:")
 
     now = int(START * 1000)
-    tampered = orjson.loads(stored.message)
+    tampered = stored_dict(stored.message, stored.id, stored.queue)
     tampered.update(id="tampered", args=[1_000_000])
     forged = {
         "unsigned": message("unsigned", 666).encode(),
@@ -149,7 +149,7 @@ def test_key_rotation_old_key_still_verifies_new_key_signs(
     stored = after.broker.get("default", new_handle.id)
     assert stored is not None
     assert stored.message is not None
-    assert orjson.loads(stored.message)["sig"].startswith("new:")
+    assert stored_dict(stored.message, stored.id, stored.queue)["sig"].startswith("new:")
     after.worker(burst=True, handle_signals=False).run()
     assert sorted(ran) == ["signed with the new key", "signed with the old key"]
     assert old_handle.info()["status"] == "succeeded"
@@ -190,7 +190,7 @@ def test_a_retry_is_signed_again(make_app: Callable[..., TaskQueue], broker_kind
     stored = tq.broker.get("default", handle.id)
     assert stored is not None
     assert stored.message is not None
-    retry = orjson.loads(stored.message)
+    retry = stored_dict(stored.message, stored.id, stored.queue)
     assert retry["attempt"] == 1
     assert "last_error" in retry["headers"]
     Signer({"k1": NEW}).verify(retry)  # attempt, due_at and headers changed: signed again
@@ -283,7 +283,7 @@ def test_the_supervisor_does_not_sign_a_message_changed_while_its_task_ran(
     (delivery,) = result.deliveries
     # while the task runs, someone with write access to Redis changes its arguments
     msg_key = Keys(tq.settings.key_prefix).queue("default")[3]
-    tampered = orjson.loads(redis_client.hget(msg_key, handle.id))
+    tampered = stored_dict(redis_client.hget(msg_key, handle.id), handle.id, "default")
     tampered["args"] = [1_000_000]
     redis_client.hset(msg_key, handle.id, orjson.dumps(tampered))
     # ... and the supervisor kills the process at its hard time limit
@@ -294,7 +294,8 @@ def test_the_supervisor_does_not_sign_a_message_changed_while_its_task_ran(
     assert stored is not None
     assert stored.message is not None
     with pytest.raises(BadSignature, match="does not match"):
-        Signer({"k1": NEW}).verify(orjson.loads(stored.message))  # not signed again
+        # not signed again
+        Signer({"k1": NEW}).verify(stored_dict(stored.message, stored.id, stored.queue))
 
 
 def test_signing_secrets_never_reach_a_route(make_app: Callable[..., TaskQueue]) -> None:
