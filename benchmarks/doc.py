@@ -10,7 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import FLOOR, FLOOR_METRICS, METRICS, TASKQ_ONLY, cell, fmt
+from benchmarks.report import (
+    FLOOR,
+    FLOOR_METRICS,
+    METRICS,
+    TASKQ_ONLY,
+    TUNED_NOTES,
+    backlogged,
+    base_lib,
+    best_of,
+    cell,
+    fmt,
+    lib_variant,
+    tuned_notes,
+)
 
 NAMES = {
     "taskq": "taskq",
@@ -22,6 +35,22 @@ NAMES = {
     "saq": "SAQ",
     "taskiq": "taskiq",
 }
+
+
+#: the metrics a peer's tuned settings leave as they are: the producer is the default one,
+#: and the tasks queued in Redis are the same
+PRODUCER_KEYS = {m.key for m in METRICS if m.key.startswith("enqueue_")} | {"redis_bytes_per_task"}
+
+
+def _name(lib: str) -> str:
+    """``Celery`` for ``celery``, ``Celery tuned`` for ``celery:tuned``."""
+    name = NAMES.get(base_lib(lib), lib)
+    return name if lib_variant(lib) == "default" else f"{name} {lib_variant(lib)}"
+
+
+def _columns(libs: list[str]) -> list[str]:
+    """The results' columns: taskq, then each peer with its defaults and tuned."""
+    return [col for lib in libs for col in ([lib] if lib == "taskq" else [lib, f"{lib}:tuned"])]
 
 
 def _span(values: list[Any], spec: str) -> str:
@@ -91,11 +120,24 @@ def _machine(data: dict[str, Any]) -> str:
     return _table(["", ""], rows)
 
 
+def _result_cell(data: dict[str, Any], col: str, m: Any) -> str:
+    """One cell of the results: a tuned column's producer rows read "same" (its settings
+    are the worker's), and a backlogged worker's latencies are marked ‡."""
+    if lib_variant(col) != "default" and m.key in PRODUCER_KEYS:
+        measured = col in data["metrics"] and cell(data, base_lib(col), m) != "—"
+        return "same" if measured else "—"
+    text = cell(data, col, m)
+    if text != "—" and m.key.startswith("latency_p") and backlogged(data, col):
+        text += " ‡"
+    return text
+
+
 def _results(data: dict[str, Any], libs: list[str]) -> str:
-    header = ["metric", *[f"**{NAMES[lib]}**" if lib == "taskq" else NAMES[lib] for lib in libs]]
+    cols = _columns(libs)
+    header = ["metric", *[f"**{_name(c)}**" if c == "taskq" else _name(c) for c in cols]]
     rows = []
     for m in METRICS:
-        row = [f"{m.label} ({m.unit})"] + [cell(data, lib, m) for lib in libs]
+        row = [f"{m.label} ({m.unit})"] + [_result_cell(data, c, m) for c in cols]
         if any(c != "—" for c in row[1:]):
             rows.append(row)
     return _table(header, rows)
@@ -110,7 +152,12 @@ def _ratios(data: dict[str, Any], libs: list[str]) -> str:
         if all(v is None for v in vals):
             continue
         better = "higher" if m.higher_is_better else "lower"
-        rows.append([m.label, better] + ["—" if v is None else f"{v:.3g}×" for v in vals])
+        cells = []
+        for p, v in zip(peers, vals, strict=True):
+            best = best_of(data, p, m.key)
+            tuned = best is not None and lib_variant(best[0]) != "default"
+            cells.append("—" if v is None else f"{v:.3g}×" + (" (tuned)" if tuned else ""))
+        rows.append([m.label, better, *cells])
     return _table(header, rows)
 
 
@@ -266,8 +313,18 @@ def _profiles(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _tuned(data: dict[str, Any], lib: str) -> dict[str, Any] | None:
+    """A peer's tuned settings: as the run recorded them, or (a results file from before
+    the tuned variants) as the harness defines them now."""
+    found: dict[str, Any] | None = data["libraries"][lib].get("tuned")
+    if found is None and lib in TUNED_NOTES:
+        found = tuned_notes(lib, data["machine"].get("cores") or 1)
+    return found
+
+
 def _setup(data: dict[str, Any], libs: list[str]) -> str:
     rows = []
+    sources = []
     for lib in libs:
         n = data["libraries"][lib]
         rows.append(
@@ -279,63 +336,165 @@ def _setup(data: dict[str, Any], libs: list[str]) -> str:
                 n["bulk"] or "— (none)",
             ]
         )
-    return _table(
+        tuned = _tuned(data, lib)
+        if tuned is None:
+            continue
+        measured = f"{lib}:tuned" in data["metrics"]
+        rows.append(
+            [
+                _name(f"{lib}:tuned"),
+                tuned["worker"] + ("" if measured else " (not measured in this run)"),
+                "same as default",
+                "same as default",
+                "same as default",
+            ]
+        )
+        sources.append(
+            f"- **{_name(f'{lib}:tuned')}**"
+            + ("" if measured else " (not measured in this run)")
+            + ": "
+            + "; ".join(f"{x['setting']} ([source]({x['source']}))" for x in tuned["settings"])
+            + "."
+        )
+    table = _table(
         ["library", "worker (one process each)", "sync producer", "async producer", "bulk"], rows
+    )
+    if not sources:
+        return table
+    return (
+        table + "\n\nEach peer runs twice: with its defaults, and tuned, with the settings its "
+        "own documentation gives for many short tasks (throughput and pick-up latency), each "
+        "cited below. The tuned settings are the worker's: the producers are the defaults', "
+        "and the recovery test runs the defaults only.\n\n" + "\n".join(sources)
     )
 
 
 def _recovery_notes(data: dict[str, Any], libs: list[str]) -> str:
+    """Each library's recovery: what was measured, with which setting of its own recovery
+    feature, what the feature does, and where it is documented."""
     lines = []
+    k = data["sizes"]["recovery"]["k"]
     for lib in libs:
         rec = data["metrics"].get(lib, {}).get("recovery_s")
-        note = data["libraries"][lib].get("recovery")
+        notes = data["libraries"].get(lib, {})
+        note, docs = notes.get("recovery"), notes.get("recovery_docs") or []
         if rec is None:
             continue
-        if rec.get("not_recovered"):
-            detail = data["metrics"][lib].get("_extra", {}).get("recovery_detail", [{}])[0]
-            done = len(detail.get("finished_within_bound", []))
+        note = note[:1].upper() + note[1:] if note else ""
+        setting = rec.get("setting")
+        how = f" Setting: {setting}." if setting else ""
+        cite = f" Documented: {', '.join(f'<{u}>' for u in docs)}." if docs else ""
+        detail = data["metrics"][lib].get("_extra", {}).get("recovery_detail", [{}])[0]
+        done = len(detail.get("finished_within_bound", []))
+        nudge = ""
+        if "after_next_enqueue_s" in detail:
+            later = detail["after_next_enqueue_s"]
+            nudge = (
+                f" One more task enqueued after that: the held tasks then ran within "
+                f"{later:.1f} s of it."
+                if later is not None
+                else " One more task enqueued after that did not bring them back either (15 s)."
+            )
+        if rec.get("lost"):
             lines.append(
-                f"- **{NAMES[lib]}**: not recovered within {rec['bound_s']:.0f} s "
-                f"({done} of {data['sizes']['recovery']['k']} tasks finished); "
-                f"{note or ''}"
+                f"- **{NAMES[lib]}**: the task is lost: none of the {k} tasks the killed "
+                f"worker held ran again within {rec['bound_s']:.0f} s, and Redis held no "
+                f"copy of them (no key left in its database).{nudge} {note or ''}{cite}"
+            )
+        elif rec.get("not_recovered"):
+            left = detail.get("keys_left") or {}
+            shown = ", ".join(f"`{key}` ({v})" for key, v in list(left.items())[:3])
+            kept = (
+                f"; Redis still held {len(left)} key(s) of it: {shown}"
+                + (", ..." if len(left) > 3 else "")
+                if left
+                else ""
+            )
+            lines.append(
+                f"- **{NAMES[lib]}**: not recovered within {rec['bound_s']:.0f} s ({done} of "
+                f"{k} tasks finished{kept}).{nudge}{how} {note or ''}{cite}"
             )
         else:
             lines.append(
                 f"- **{NAMES[lib]}**: every task finished elsewhere after "
                 f"{fmt(rec['median'], 's')} s (median of {len(rec['runs'])}; "
-                f"runs: {', '.join(fmt(r, 's') for r in rec['runs'])})."
+                f"runs: {', '.join(fmt(r, 's') for r in rec['runs'])}).{how}"
                 + (f" {note}" if note and lib != "taskq" else "")
+                + cite
             )
     return "\n".join(lines)
 
 
+def _memory_notes(data: dict[str, Any], libs: list[str]) -> str:
+    """Redis memory per queued task: each library's figure and how it was enqueued."""
+    rows = []
+    for lib in libs:
+        m = data["metrics"].get(lib, {})
+        x = m.get("_extra", {}).get("memory")
+        if "redis_bytes_per_task" not in m or not x:
+            continue
+        how = {"bulk": "bulk API, batches of 1,000", "sync": "one call each"}.get(
+            x.get("how") or "", "one call each, 100 in flight (asyncio)"
+        )
+        rows.append(
+            [
+                NAMES[lib],
+                fmt(m["redis_bytes_per_task"]["median"], "rate"),
+                fmt(x.get("keys_bytes_per_task"), "rate"),
+                f"{x.get('keys', 0):,}",
+                how,
+            ]
+        )
+    if not rows:
+        return "Not measured in this run."
+    return _table(
+        [
+            "library",
+            "bytes per task (`used_memory`)",
+            "bytes per task (`MEMORY USAGE` of its keys)",
+            "keys",
+            "enqueued with",
+        ],
+        rows,
+    )
+
+
 def _footnotes(data: dict[str, Any], libs: list[str]) -> str:
     lines = []
-    for lib in libs:
+    unmeasured = [_name(c) for c in _columns(libs) if c not in data["metrics"]]
+    if unmeasured:
+        lines.append(f"- {', '.join(unmeasured)}: not measured in this run (dashes).")
+    for lib in _columns(libs):
         x = data["metrics"].get(lib, {}).get("_extra", {})
+        why = backlogged(data, lib)
+        if why:
+            lines.append(
+                f"- ‡ {_name(lib)}: {why}; its pick-up latencies at 200/s are mostly the wait "
+                "in a growing queue, not the time to pick a task up."
+            )
         for key in ("throughput_sync", "throughput_async"):
             if x.get(f"{key}_capped_s"):
                 done = [d for d in x.get(f"{key}_done", []) if d]
                 lines.append(
-                    f"- † {NAMES[lib]}: processing was stopped {x[f'{key}_capped_s']} s after "
+                    f"- † {_name(lib)}: processing was stopped {x[f'{key}_capped_s']} s after "
                     "the first task started, to keep the run within its time budget; the rate "
                     f"is over the {_span(done, ',')} tasks done by then."
                 )
         rates = [r for r in x.get("latency_achieved_rate", []) if r]
         if rates and min(rates) < 190:
             lines.append(
-                f"- {NAMES[lib]}: the producer reached only {_span(rates, '.0f')} of the 200 "
+                f"- {_name(lib)}: the producer reached only {_span(rates, '.0f')} of the 200 "
                 "enqueues/s asked for in the latency test (producer, worker and Redis share "
                 "the 2 cores); its latencies include the queue that built up."
             )
         if x.get("latency_complete") and not all(x["latency_complete"]):
             lines.append(
-                f"- {NAMES[lib]}: some latency tasks were not picked up within 60 s; "
+                f"- {_name(lib)}: some latency tasks were not picked up within 60 s; "
                 "the percentiles cover those that were."
             )
         if x.get("recovery_error"):
             lines.append(
-                f"- {NAMES[lib]}: the recovery test failed: "
+                f"- {_name(lib)}: the recovery test failed: "
                 f"`{x['recovery_error'].strip().splitlines()[-1][:200]}`"
             )
     for s in data.get("skipped", []):
@@ -453,6 +612,12 @@ def _workflows() -> str:
 
 
 def render(data: dict[str, Any], chart: str | None) -> str:
+    from benchmarks.curves_doc import appended  # the curves' section, if they have run
+
+    return appended(_render(data, chart))
+
+
+def _render(data: dict[str, Any], chart: str | None) -> str:
     libs = [lib for lib in NAMES if lib in data["metrics"]]
     taskq = data["metrics"].get("taskq", {})
     floor_rows = [[m.label, cell(data, FLOOR, m), m.unit] for m in FLOOR_METRICS]
@@ -483,12 +648,17 @@ python benchmarks/run.py --only taskq,celery --runs 5
 
 Medians of {data["runs"]} runs, with the smallest and largest run in brackets. A dash: the
 library has no such API (see "How each library runs" below) or the metric does not apply.
+Each peer has two columns: its defaults, and "tuned", the settings its own documentation
+gives for many short tasks (listed with their sources in "How each library runs"). The
+tuned settings are the worker's: a tuned column's enqueue rows read "same" (the producer is
+the default one), and recovery is measured with the defaults only.
 
 {_results(data, libs)}
 
 {_footnotes(data, libs)}
 
-Each peer's median divided by taskq's (the chart below shows the same ratios):
+Each peer's best median (its defaults or its tuned settings, whichever is better; "tuned"
+where the tuned one is) divided by taskq's (the chart below shows the same ratios):
 
 {_ratios(data, libs)}
 
@@ -524,7 +694,18 @@ All with delivery guarantees on (leases, fencing) and taskq's default monitoring
 
 ## Recovery after SIGKILL
 
+Seconds from the SIGKILL of the worker that held the tasks until every one of them was done
+by the other worker, each library with its own recovery feature set short (its setting in
+brackets in the results table; what it does and where it is documented below).
+
 {_recovery_notes(data, libs)}
+
+## Redis memory per queued task
+
+What {s.get("memory", {}).get("n", 100000):,} queued tasks of one integer argument hold in
+Redis, no worker running (see Method):
+
+{_memory_notes(data, libs)}
 
 ## Flow control
 
@@ -553,7 +734,8 @@ accept, and the peers share one environment.
 - **Interleaving.** Each of the {data["runs"]} runs goes through every scenario and, within
   it, through every library (taskq's variants alternating with the peers), in an order
   rotated from run to run, so that whatever else the machine is doing falls on all alike.
-  taskq's processing variants run in groups, back to back, there and back (async: metrics
+  A peer's two workers (defaults, tuned) run back to back, in an order that flips from run
+  to run. taskq's processing variants run in groups, back to back, there and back (async: metrics
   off, on, on with tracing, then the same the other way; sync: off, on, on, off), so each
   run has two pairs of neighbours for each cost and neither side always goes first. A cost
   is the median over those pairs of the ratio of CPU time per task, on against off,
@@ -599,10 +781,26 @@ accept, and the peers share one environment.
   from the kill until all {s["recovery"]["k"]} tasks have finished, bounded at
   {s["recovery"]["bound"]} s. taskq runs with its defaults (lease {v.get("lease_seconds")} s,
   renewal every {v.get("renew_seconds")} s) and is measured {s["recovery"]["reps"]} times;
-  each peer once, all libraries at the same time (the waits are idle, each library in
-  its own database).
-- **Memory.** RSS of the worker's whole process tree (supervisor, pool children, work
-  horse) at rest, and right after the processing run.
+  each peer once, with its own recovery feature configured as its documentation advises
+  and set short (`BENCH_RECOVERY=1` in `benchmarks/libs/<name>_app.py`), all libraries at
+  the same time (the waits are idle, each library in its own database). A library that
+  did not recover is marked lost when none of the tasks ran again and its database held
+  no key at the end; for one that did not recover, one more task is then enqueued, and
+  whether the held tasks run within 15 s of it is noted (some recover only when new work
+  comes in).
+- **Redis memory per queued task.** No worker runs. A warm-up enqueue loads whatever
+  scripts the library uses (the script cache counts in Redis's memory), then its database
+  is emptied; `used_memory` (`INFO memory`, after `MEMORY PURGE`, on a fresh connection)
+  is read before and after {s.get("memory", {}).get("n", 100000):,} tasks `hold(i)` of one
+  integer argument are enqueued (the library's bulk API in batches of 1,000 where it has
+  one; else one call each, asyncio producers with 100 calls in flight), the producer's
+  connections closed before the second reading; the difference over the number of tasks.
+  `used_memory` is the whole server's: the sum of `MEMORY USAGE` of the library's keys is
+  shown beside it as a check. One library after another, after the runs, before the
+  recovery phase; `benchmarks/payloads.py` reads taskq's figure the same way
+  (`benchmarks/redis_memory.py`).
+- **Worker memory.** RSS of the worker's whole process tree (supervisor, pool children,
+  work horse) at rest, and right after the processing run.
 - **The floor.** redis-py (with hiredis) alone: one `RPUSH` per round trip, sync and asyncio,
   and pipelines of 100, in a phase of its own at the start of each run, so every rate can
   also be read as a fraction of what this machine's Redis round trip allows (and, for one

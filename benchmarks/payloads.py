@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
+from benchmarks.redis_memory import used_memory  # noqa: E402
 from taskq_core import TaskQueue  # noqa: E402
 from taskq_core.keys import Keys  # noqa: E402
 from taskq_core.message import ZSTD_MAGIC  # noqa: E402
@@ -145,11 +146,6 @@ def compressible(size: int) -> list[dict[str, Any]]:
 def incompressible(size: int) -> str:
     """Random bytes as base64 (binary data in JSON): ``size`` bytes of JSON string."""
     return base64.b64encode(os.urandom((size - 2) * 3 // 4)).decode()
-
-
-def used_memory(c: redis.Redis) -> int:
-    c.memory_purge()
-    return int(c.info("memory")["used_memory"])
 
 
 def stored(c: redis.Redis, key: str) -> dict[str, int]:

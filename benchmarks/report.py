@@ -56,6 +56,7 @@ METRICS = [
     Metric("recovery_s", "recovery after SIGKILL", "s", False, "s"),
     Metric("rss_rest_mib", "worker RSS at rest", "MiB", False, "mib"),
     Metric("rss_after_mib", "worker RSS after the processing run", "MiB", False, "mib"),
+    Metric("redis_bytes_per_task", "Redis memory per queued task", "bytes", False, "rate"),
 ]
 TASKQ_ONLY = [
     Metric(
@@ -215,31 +216,211 @@ PRODUCER_NOTES = {
     "saq": (None, "`await queue.enqueue()`", None),
     "taskiq": (None, "`await task.kiq()`", None),
 }
-#: what each peer does with the tasks of a worker killed by SIGKILL, per its documentation
+_CELERY_OPT = "https://docs.celeryq.dev/en/stable/userguide/optimizing.html"
+_DRAMATIQ_ENV = "https://dramatiq.io/reference.html"
+_ARQ = "https://arq-docs.helpmanual.io/"
+#: each peer's ``tuned`` variant: its best documented settings for short tasks (throughput
+#: and pick-up latency), each with the page of the peer's own documentation that gives it.
+#: The producers are the same as the defaults'; the recovery test runs the defaults only.
+TUNED_NOTES: dict[str, dict[str, Any]] = {
+    "celery": {
+        "worker": "`celery worker -P prefork -c {cores} --prefetch-multiplier 128 -O default "
+        "--without-gossip --without-mingle --without-heartbeat`",
+        "settings": [
+            (
+                "prefetch multiplier 128 (default 4): for many short tasks, where throughput "
+                "and round-trip latency matter, the optimizing guide advises a large one",
+                _CELERY_OPT,
+            ),
+            (
+                "`-O default`, not `-O fair`: the guide's fair scheduling is for long tasks "
+                "(`default` is also Celery 5's default)",
+                _CELERY_OPT,
+            ),
+            (
+                "`--without-gossip --without-mingle --without-heartbeat`: no worker-to-worker "
+                "events, start-up sync or event heartbeats, which a lone worker does not use",
+                "https://docs.celeryq.dev/en/stable/reference/cli.html",
+            ),
+        ],
+    },
+    "rq": {
+        "worker": "`SimpleWorker`: each job runs in the worker process (no work horse forked "
+        "per job); results kept 500 s (default)",
+        "settings": [
+            (
+                "`SimpleWorker` instead of `Worker`: RQ's performance notes measure it about "
+                "6× faster on short jobs and name it for jobs of a few milliseconds, where the "
+                "fork is the bottleneck",
+                "https://github.com/rq/rq/blob/master/docs/benchmark.md",
+            ),
+        ],
+    },
+    "dramatiq": {
+        "worker": "`dramatiq -p 1 -t 8` with `dramatiq_worker_timeout=10` and "
+        "`dramatiq_queue_prefetch=64`",
+        "settings": [
+            (
+                "`dramatiq_worker_timeout` 10 ms (default 1,000 ms): the longest an idle "
+                "consumer backs off between fetches",
+                _DRAMATIQ_ENV,
+            ),
+            (
+                "`dramatiq_queue_prefetch` 64 (default 2 × threads = 16): messages fetched "
+                "ahead by the worker process",
+                _DRAMATIQ_ENV,
+            ),
+        ],
+    },
+    "huey": {
+        "worker": "`huey_consumer -k process -w {cores}`: one worker process per core",
+        "settings": [
+            (
+                "`-k process -w {cores}` (default variant: `-k thread -w 8`): the consumer "
+                "documentation advises process workers for CPU-bound work, and a no-op task's "
+                "cost is all the consumer's own Python, which threads run one at a time",
+                "https://huey.readthedocs.io/en/latest/consumer.html",
+            ),
+        ],
+    },
+    "arq": {
+        "worker": "`arq WorkerSettings` with `poll_delay` 0.01 s and `max_jobs` 100",
+        "settings": [
+            ("`poll_delay` 0.01 s (default 0.5 s): how often an idle worker polls", _ARQ),
+            (
+                "`max_jobs` 100 (default 10): jobs run at once (the documentation: "
+                "potentially hundreds at once in one process)",
+                _ARQ,
+            ),
+        ],
+    },
+    "saq": {
+        "worker": "`saq settings_tuned`: 1 asyncio process, concurrency 100",
+        "settings": [
+            (
+                "`concurrency` 100 (default 10): jobs run at once, the worker setting of the "
+                "README",
+                "https://github.com/tobymao/saq",
+            ),
+        ],
+    },
+    "taskiq": {
+        "worker": "`taskiq worker --workers 1 --max-prefetch 100`: `RedisStreamBroker` "
+        "without a result backend, max_async_tasks 100 (default)",
+        "settings": [
+            (
+                "no result backend (taskiq's own default; the default variant has the "
+                "`RedisAsyncResultBackend` of taskiq-redis's README): results are not stored, "
+                "one Redis write less per task; both are measured, with (default column) and "
+                "without (tuned column)",
+                "https://github.com/taskiq-python/taskiq-redis",
+            ),
+            (
+                "`--max-prefetch 100` (default 0): deliveries fetched beyond the "
+                "`max_async_tasks` running (100, the default, kept)",
+                "https://taskiq-python.github.io/guide/cli.html",
+            ),
+        ],
+    },
+}
+#: what each peer does with the tasks of a worker killed by SIGKILL, per its documentation,
+#: with its recovery feature set short for the test (``BENCH_RECOVERY=1``, libs/*_app.py)
 RECOVERY_NOTES = {
-    "celery": "acknowledges a message when a worker receives it (`task_acks_late=False`, the "
-    "default): the tasks a killed worker held, running or prefetched, are gone. With "
-    "`acks_late` they come back after the Redis transport's `visibility_timeout` (1 hour).",
-    "rq": "the killed job stays in the `StartedJobRegistry` until its entry expires; the "
-    "registry cleanup, which workers run every 10 minutes (`maintenance_interval`), then "
-    "moves it to the `FailedJobRegistry` as abandoned, or re-queues it if it has retries "
-    "left (none by default).",
-    "dramatiq": "re-queues the unacknowledged messages of a worker whose heartbeat is older "
-    "than `heartbeat_timeout` (60 s) during maintenance, which runs with a chance of "
-    "1/1000 per broker command.",
-    "huey": "removes a task from Redis when a consumer dequeues it: a killed consumer's "
-    "tasks are lost.",
-    "arq": "runs a job again once its in-progress key expires, the job timeout plus 10 s "
-    "(310 s by default).",
-    "saq": "a worker's sweep (every 60 s) finds active jobs past their timeout (10 s by "
-    "default) and, with the default `retries=1` (one attempt in all), aborts them rather "
-    "than running them again.",
-    "taskiq": "`RedisStreamBroker` re-claims unacknowledged messages idle for longer than "
-    "`idle_timeout` (10 minutes by default).",
+    "celery": "late acknowledgement (`task_acks_late=True`, `task_reject_on_worker_lost=True`; "
+    "the default acknowledges on receipt, and a killed worker's tasks are then gone): the "
+    "Redis transport puts a message delivered but not acknowledged back in the queue once "
+    "it is older than `visibility_timeout` (1 hour by default; here 10 s), in a sweep that "
+    "kombu runs every `unacked_restore_interval` × `unacked_restore_throttle` seconds (10 × "
+    "10 by default; here every 5 s). The timeout runs from the delivery, which came a few "
+    "seconds before the kill.",
+    "rq": "a job with retries left (`Retry(max=1)` on the job; none by default) is re-queued "
+    "by the `StartedJobRegistry` cleanup once its entry has expired, which is the job "
+    "monitoring interval + 60 s after the dead worker's last heartbeat (here 5 + 60 s); "
+    "without retries the cleanup only moves it to the `FailedJobRegistry` as abandoned. "
+    "The cleanup runs in a worker's maintenance, every `maintenance_interval` (10 minutes "
+    "by default; here 5 s), which an idle worker reaches only when its blocking dequeue "
+    "returns, every `worker_ttl` − 15 s (here 20 − 15 s).",
+    "dramatiq": "the Redis broker re-queues the messages of a worker whose heartbeat is "
+    "older than `heartbeat_timeout` (60 s by default; here 10 s), in the maintenance that "
+    "runs on `maintenance_chance` broker commands in a million (1,000 by default; here "
+    "100,000).",
+    "huey": "no recovery feature: a consumer removes a task from Redis when it dequeues "
+    "it and does not acknowledge it, so a task running in a killed consumer is lost (Huey "
+    "emits `SIGNAL_INTERRUPTED` only on a shutdown it sees).",
+    "arq": "pessimistic execution: a job stays in the queue until it has finished, and "
+    "another worker runs it again once its in-progress key expires, the job timeout + 10 s "
+    "after it started (300 + 10 s by default; here `job_timeout` 15 s).",
+    "saq": 'a worker\'s sweep (every 60 s by default; here `timers={"sweep": 5}`) finds '
+    "active jobs past their `timeout` (10 s by default; here 15 s) or `heartbeat`, aborts "
+    "them, and enqueues them again if they have a retry left (`retries`: attempts in all, "
+    "1 by default, so none; here 2). The sweep waits up to 5 s for each job it aborts to "
+    "acknowledge the abort (no one does: its worker is dead), one job after another.",
+    "taskiq": "`RedisStreamBroker` re-claims (XAUTOCLAIM) messages delivered but not "
+    "acknowledged for longer than `idle_timeout` (10 minutes by default; here 10 s). "
+    "taskiq-redis 1.2.4 claims them only after a read of the stream that returned new "
+    "messages: on an idle queue the killed worker's tasks wait for the next enqueue.",
+    "taskq": "a task whose lease (15 s by default) was not renewed goes back to its queue.",
+}
+#: what the results keep of a memory measurement beside the figure itself
+MEMORY_DETAIL = (
+    "tasks",
+    "used_memory_before",
+    "used_memory_after",
+    "keys",
+    "keys_bytes_per_task",
+    "how",
+)
+#: where each recovery feature and setting is documented
+RECOVERY_DOCS = {
+    "celery": [
+        "https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#redis-visibility-timeout",
+        "https://docs.celeryq.dev/en/stable/glossary.html",
+        "https://docs.celeryq.dev/projects/kombu/en/main/_modules/kombu/transport/redis.html",
+    ],
+    "rq": [
+        "https://python-rq.org/docs/exceptions",
+        "https://python-rq.org/docs/job_registries/",
+        "https://redis.io/docs/latest/integrate/rq/",
+    ],
+    "dramatiq": [
+        "https://redis.io/docs/latest/integrate/dramatiq/",
+        "https://github.com/Bogdanp/dramatiq/blob/master/dramatiq/brokers/redis.py",
+    ],
+    "huey": [
+        "https://huey.readthedocs.io/en/latest/consumer.html#consumer-shutdown",
+        "https://github.com/coleifer/huey/issues/571",
+    ],
+    "arq": [
+        "https://arq-docs.helpmanual.io/",
+        "https://github.com/python-arq/arq/issues/402",
+    ],
+    "saq": [
+        "https://saq-py.readthedocs.io/en/latest/autoapi/saq/job/index.html",
+        "https://saq-py.readthedocs.io/en/latest/comparison.html",
+    ],
+    "taskiq": [
+        "https://github.com/taskiq-python/taskiq-redis",
+        "https://github.com/taskiq-python/taskiq-redis/issues/101",
+    ],
 }
 
 
 # -- summarising
+
+
+def base_lib(lib: str) -> str:
+    """The library of a results key: ``celery`` for ``celery`` and ``celery:tuned``."""
+    return lib.split(":", 1)[0]
+
+
+def lib_variant(lib: str) -> str:
+    """The peer's settings a results key stands for: ``default`` or ``tuned``."""
+    return lib.split(":", 1)[1] if ":" in lib else "default"
+
+
+def lib_label(lib: str) -> str:
+    """``celery (tuned)`` for ``celery:tuned``; a default's key as it is."""
+    return lib if ":" not in lib else f"{base_lib(lib)} ({lib_variant(lib)})"
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -264,6 +445,9 @@ def summarise(
 
     for e in raw:
         lib, res, sc, variant = e["lib"], e["result"], e["scenario"], e["variant"]
+        if lib not in ("taskq", "floor") and variant != "default":
+            # a peer's other settings ("tuned"): a library of its own in the results
+            lib, variant = f"{lib}:{variant}", "default"
         if sc == "floor":
             for m in FLOOR_METRICS:
                 add(FLOOR, m.key, res.get(m.key))
@@ -290,7 +474,7 @@ def summarise(
             if lib == "taskq":
                 key = THROUGHPUT_KEYS[variant]
             else:
-                key = "throughput_async" if lib in ASYNC_PEERS else "throughput_sync"
+                key = "throughput_async" if base_lib(lib) in ASYNC_PEERS else "throughput_sync"
             for rate in res.get("throughput_windows") or [res.get("throughput")]:
                 add(lib, key, rate)  # each window of n tasks is one measurement
             if lib == "taskq" and res.get("throughput"):
@@ -314,6 +498,9 @@ def summarise(
             if res.get("capped_s"):
                 x[f"{key}_capped_s"] = res["capped_s"]
             x["worker_processes"] = res.get("worker_processes")
+        elif sc == "memory":
+            add(lib, "redis_bytes_per_task", res.get("redis_bytes_per_task"))
+            extra.setdefault(lib, {})["memory"] = {k: res.get(k) for k in MEMORY_DETAIL}
         elif sc == "latency":
             # each window of n tasks is one measurement of the percentiles
             for w in res.get("latency_windows") or [res]:
@@ -340,6 +527,13 @@ def summarise(
             entry |= _stats(runs)
         else:
             entry |= {"median": None, "min": None, "max": None, "not_recovered": True}
+        if "recovery_setting" in res:  # results from before it have no setting
+            entry["setting"] = res["recovery_setting"]
+            # not recovered, nothing of the held tasks ran, and Redis kept no key: lost
+            entry["lost"] = all(
+                not d["recovered"] and not d["finished_within_bound"] and not d.get("keys_left")
+                for d in res["recovery_detail"]
+            )
         out.setdefault(lib, {})["recovery_s"] = entry
         extra.setdefault(lib, {})["recovery_detail"] = res["recovery_detail"]
     for lib, x in extra.items():
@@ -358,8 +552,21 @@ def library_notes(libs: list[str]) -> dict[str, Any]:
             "async_producer": PRODUCER_NOTES[lib][1],
             "bulk": PRODUCER_NOTES[lib][2],
             "recovery": RECOVERY_NOTES.get(lib),
+            "recovery_docs": RECOVERY_DOCS.get(lib, []),
+            **({"tuned": tuned_notes(lib, cores)} if lib in TUNED_NOTES else {}),
         }
         for lib in libs
+    }
+
+
+def tuned_notes(lib: str, cores: int) -> dict[str, Any]:
+    """A peer's tuned worker, and each of its settings with its source."""
+    t = TUNED_NOTES[lib]
+    return {
+        "worker": t["worker"].format(cores=cores),
+        "settings": [
+            {"setting": what.format(cores=cores), "source": url} for what, url in t["settings"]
+        ],
     }
 
 
@@ -374,18 +581,57 @@ def _median(data: dict[str, Any], lib: str, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def best_of(data: dict[str, Any], peer: str, key: str) -> tuple[str, float] | None:
+    """A peer's best median of ``key`` over its settings (default, tuned): the results key
+    it comes from, and the median."""
+    better = max if BY_KEY[key].higher_is_better else min
+    found = [
+        (lib, v)
+        for lib in data["metrics"]
+        if base_lib(lib) == peer and (v := _median(data, lib, key)) is not None
+    ]
+    return better(found, key=lambda x: x[1]) if found else None
+
+
 def ratios(data: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Each peer's median over taskq's, per metric both have (recovery only when both
-    recovered)."""
+    """Each peer's best median (default or tuned settings, whichever is better) over
+    taskq's, per metric both have (recovery only when both recovered)."""
     out: dict[str, dict[str, float]] = {}
-    for lib in data["metrics"]:
+    peers = dict.fromkeys(base_lib(lib) for lib in data["metrics"])
+    for lib in peers:
         if lib in ("taskq", FLOOR):
             continue
         for m in METRICS:
-            a, b = _median(data, lib, m.key), _median(data, "taskq", m.key)
-            if a is not None and b:
-                out.setdefault(lib, {})[m.key] = a / b
+            found, b = best_of(data, lib, m.key), _median(data, "taskq", m.key)
+            if found is not None and b:
+                out.setdefault(lib, {})[m.key] = found[1] / b
     return out
+
+
+def backlogged(data: dict[str, Any], lib: str) -> str | None:
+    """Why ``lib``'s pick-up latencies are a queue's wait rather than a pick-up, if they are
+    (from the data): its worker processes fewer tasks a second than the latency test sends,
+    or its slowest task waited at least half the length of the test (the queue grew
+    throughout; only in a test of 2 s or more, which a poll interval cannot fill)."""
+    if _median(data, lib, "latency_p50_ms") is None:
+        return None
+    s = data["sizes"]["latency"]
+    rate = s["rate"]
+    rates = [v for k in ("throughput_async", "throughput_sync") if (v := _median(data, lib, k))]
+    if rates and max(rates) < rate:
+        return (
+            f"its worker processes {max(rates):,.0f} tasks/s (processing row), fewer than the "
+            f"{rate}/s the latency test sends"
+        )
+    worst = [v for v in data["metrics"][lib].get("_extra", {}).get("latency_max_ms", []) if v]
+    length_ms = s["n"] * s.get("windows", 1) / rate * 1000
+    if worst and length_ms >= 2000 and statistics.median(worst) >= 0.5 * length_ms:
+        return (
+            f"its slowest task waited {statistics.median(worst) / 1000:.1f} s (median of the "
+            f"runs), half the {length_ms / 1000:.1f} s of the test or more: the queue grew "
+            "throughout"
+        )
+    return None
 
 
 # -- targets
@@ -446,7 +692,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             add(
                 f"enqueue_{mode}_peers",
                 f"one-at-a-time enqueue ({mode} producer) ahead of every peer",
-                f"taskq {tq:,.0f}/s; best peer {best} {rivals[best]:,.0f}/s",
+                f"taskq {tq:,.0f}/s; best peer {lib_label(best)} {rivals[best]:,.0f}/s",
                 tq > rivals[best],
             )
     tq, fl = med("taskq", "enqueue_bulk"), med(FLOOR, "redis_pipeline_100")
@@ -466,7 +712,8 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
                 add(
                     f"throughput_{kind}",
                     f"processing, no-op {kind} tasks ≥ {factor}× the fastest peer",
-                    f"{tq / rivals[best]:.1f}× ({tq:,.0f}/s vs {best} {rivals[best]:,.0f}/s)",
+                    f"{tq / rivals[best]:.1f}× ({tq:,.0f}/s vs {lib_label(best)} "
+                    f"{rivals[best]:,.0f}/s)",
                     tq >= factor * rivals[best],
                 )
     p99 = known(peers, "latency_p99_ms")
@@ -476,7 +723,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             "latency_p99",
             "pick-up latency p99 no higher than the best peer's",
-            f"taskq {tq:.2f} ms; best peer {best} {p99[best]:.2f} ms",
+            f"taskq {tq:.2f} ms; best peer {lib_label(best)} {p99[best]:.2f} ms",
             tq <= p99[best],
         )
     idle = data["metrics"].get("taskq", {}).get("_extra", {}).get("latency_idle_all_ms")
@@ -609,11 +856,8 @@ def cell(data: dict[str, Any], lib: str, m: Metric, range_: bool = True) -> str:
     e = data["metrics"].get(lib, {}).get(m.key)
     if e is None:
         return "—"
-    if m.key == "recovery_s" and e.get("not_recovered"):
-        done = [r for r in e["runs"] if r is not None]
-        return f"> {e['bound_s']:.0f}" + (
-            f" ({len(done)}/{len(e['runs'])} recovered)" if done else ""
-        )
+    if m.key == "recovery_s":
+        return _recovery_cell(e, range_)
     text = fmt(e["median"], m.fmt)
     x = data["metrics"].get(lib, {}).get("_extra", {})
     if range_ and len(e.get("runs", [])) > 1 and e["min"] != e["max"]:
@@ -621,6 +865,28 @@ def cell(data: dict[str, Any], lib: str, m: Metric, range_: bool = True) -> str:
     if x.get(f"{m.key}_capped_s"):
         text += "†"
     return text
+
+
+def _recovery_cell(e: dict[str, Any], range_: bool = True) -> str:
+    """Seconds from the SIGKILL until every held task was done elsewhere, and the setting
+    of the library's recovery feature it was measured with."""
+    if "setting" in e and e["setting"] is None:
+        if e.get("lost"):
+            return "no recovery feature: the task is lost"
+        text = "no recovery feature"
+        if e.get("not_recovered"):
+            text += f": > {e['bound_s']:.0f}"
+        return text
+    if e.get("not_recovered"):
+        done = [r for r in e["runs"] if r is not None]
+        text = f"> {e['bound_s']:.0f}" + (
+            f" ({len(done)}/{len(e['runs'])} recovered)" if done else ""
+        )
+    else:
+        text = fmt(e["median"], "s")
+        if range_ and len(e.get("runs", [])) > 1 and e["min"] != e["max"]:
+            text += f" ({fmt(e['min'], 's')}–{fmt(e['max'], 's')})"
+    return text + (f" ({e['setting']})" if e.get("setting") else "")
 
 
 def brief(scenario: str, res: dict[str, Any]) -> str:
@@ -654,6 +920,12 @@ def brief(scenario: str, res: dict[str, Any]) -> str:
     if scenario == "recovery":
         runs = res["recovery_s_runs"]
         return ", ".join("not within bound" if r is None else f"{r:.1f}s" for r in runs)
+    if scenario == "memory":
+        return (
+            f"{res['redis_bytes_per_task']:,.0f} B/task used_memory "
+            f"({res['keys_bytes_per_task']:,.0f} B/task by MEMORY USAGE of the "
+            f"{res['keys']:,} keys) over {res['tasks']:,} tasks ({res['how']})"
+        )
     return json.dumps(res)[:200]
 
 
@@ -662,7 +934,7 @@ def console(data: dict[str, Any]) -> str:
     libs = [lib for lib in data["metrics"] if lib != FLOOR]
     lines = [
         f"\n{data['mode']} run, {data['date']}, {data['runs']} run(s) each; "
-        "median (min–max); ×: peer ÷ taskq"
+        "median (min–max); ×: the peer's best (default or tuned settings) ÷ taskq"
     ]
     for m in [*FLOOR_METRICS]:
         lines.append(f"  {m.label:<52} {cell(data, FLOOR, m):>28} {m.unit}")
@@ -673,8 +945,12 @@ def console(data: dict[str, Any]) -> str:
             continue
         lines.append(f"  {m.label} ({m.unit})" if m.unit else f"  {m.label}")
         for lib, c in row:
-            r = data["ratios"].get(lib, {}).get(m.key)
-            lines.append(f"      {lib:<9} {c:<32}" + (f" ×{r:.3g}" if r is not None else ""))
+            # the ratio is the peer's best (default or tuned): shown beside the one it is
+            best = best_of(data, base_lib(lib), m.key) if m.key in BY_KEY else None
+            r = None
+            if best is not None and best[0] == lib:
+                r = data["ratios"].get(base_lib(lib), {}).get(m.key)
+            lines.append(f"      {lib:<14} {c:<32}" + (f" ×{r:.3g}" if r is not None else ""))
     lines.append("\n  targets (issue 7):")
     for t in data["targets"]:
         mark = {True: "met", False: "NOT MET", None: "n/a"}[t["met"]]

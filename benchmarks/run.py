@@ -8,7 +8,9 @@
 Every library runs on the same Redis (127.0.0.1:6379), each in a database of its own that
 is flushed after every measurement. Measurements are interleaved (each run goes through
 every library before the next run starts, in a rotated order) and repeated ``--runs``
-times; medians are reported with their min-max and each peer's ratio to taskq.
+times; medians are reported with their min-max and each peer's ratio to taskq. Every peer's
+worker runs twice, with its defaults and ``tuned`` (its best documented settings for short
+tasks, see ``libs/<name>_app.py``; ``--peer-variants``), and the ratio is to its better one.
 
 taskq's side runs with the project's ``.venv``; the peers are installed into
 ``benchmarks/.venv-peers`` from ``benchmarks/requirements-peers.txt`` (created on first use
@@ -74,7 +76,10 @@ FULL: dict[str, dict[str, Any]] = {
     # 2 windows of 500 tasks at 200/s for every library: a p99 is 5 tasks, which one
     # stall of this shared machine moves
     "latency": {"n": 500, "rate": 200, "idle_probes": 3, "boot_timeout": 90, "windows": 2},
+    # each peer with its own recovery feature set short (side.recovery, libs/*_app.py)
     "recovery": {"k": 4, "bound": 120, "reps": 3, "b_boot": 5},
+    # Redis memory per queued task: 100,000 tasks of one integer argument, no worker
+    "memory": {"n": 100000},
     "floor": {"n": 20000, "n_pipe": 200000, "payload": 0, "n_spans": 20000, "n_messages": 50000},
 }
 QUICK: dict[str, dict[str, Any]] = {
@@ -83,6 +88,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "latency": {"n": 100, "rate": 200, "idle_probes": 1, "boot_timeout": 60},
     # a short lease keeps the smoke run short; full runs use taskq's defaults (15 s / 5 s)
     "recovery": {"k": 4, "bound": 30, "reps": 1, "b_boot": 2, "lease": 3.0, "renew": 1.0},
+    "memory": {"n": 2000},
     "floor": {"n": 2000, "n_pipe": 20000, "payload": 0, "n_spans": 2000, "n_messages": 5000},
 }
 #: taskq's throughput variants (task kind; metrics on, off, or no middleware at all; metrics
@@ -97,6 +103,10 @@ TASKQ_THROUGHPUT = [
     [*_COSTS_SYNC, *reversed(_COSTS_SYNC)],
     ["async-bare"],
 ]
+#: each peer's worker settings: its defaults, and its best documented settings for short
+#: tasks (each cited in ``libs/<name>_app.py`` and in the doc); the recovery test runs the
+#: defaults only
+PEER_VARIANTS = ["default", "tuned"]
 
 
 def log(msg: str) -> None:
@@ -371,10 +381,13 @@ class LoadWatch:
 Entry = tuple[str, str, str]  # scenario, library, variant
 
 
-def plan(libs: list[str]) -> list[list[Entry]]:
+def plan(libs: list[str], peer_variants: list[str] | None = None) -> list[list[Entry]]:
     """One run: groups of (scenario, lib, variant), in order; a group runs back to back.
     Scenario by scenario, every library in turn, so that whatever else the machine does
-    falls on all of them alike."""
+    falls on all of them alike. A peer's worker runs in each of ``peer_variants`` (its
+    defaults, and its best documented settings: ``tuned``), back to back in one group; the
+    producers are the same in both, so enqueueing is measured once."""
+    pv = list(peer_variants or PEER_VARIANTS)
     groups: list[list[Entry]] = [[("floor", "floor", "default")]]
     groups += [[("produce", lib, "default")] for lib in libs]
     peers = [lib for lib in libs if lib != "taskq"]
@@ -384,8 +397,11 @@ def plan(libs: list[str]) -> list[list[Entry]]:
         if variants:
             groups.append([("throughput", "taskq", v) for v in variants.pop(0)])
         if peers:
-            groups.append([("throughput", peers.pop(0), "default")])
-    groups += [[("latency", lib, "default")] for lib in libs]
+            peer = peers.pop(0)
+            groups.append([("throughput", peer, v) for v in pv])
+    groups += [
+        [("latency", lib, v) for v in (["default"] if lib == "taskq" else pv)] for lib in libs
+    ]
     return groups
 
 
@@ -407,6 +423,24 @@ def params_for(sizes: dict[str, dict[str, Any]], scenario: str, lib: str) -> dic
     if scenario == "throughput" and lib != "taskq":
         p = {**p, "windows": 1}
     return p
+
+
+def run_memory(libs: list[str], sizes: dict[str, Any], base: str) -> list[dict[str, Any]]:
+    """Redis memory per queued task, one library after another with no worker running
+    anywhere (``used_memory`` is the whole server's): raw entries of scenario ``memory``."""
+    raw: list[dict[str, Any]] = []
+    for lib in libs:
+        t = time.time()
+        try:
+            res = side(lib, "memory", sizes, base, timeout=900)
+        except SideError as exc:
+            res = {"error": str(exc)}
+        raw.append(
+            {"run": 1, "scenario": "memory", "lib": lib, "variant": "default", "result": res,
+             "wall_s": time.time() - t}
+        )  # fmt: skip
+        log(f"memory   {lib:<9} {report.brief('memory', res)} ({time.time() - t:.1f}s)")
+    return raw
 
 
 def run_recovery(libs: list[str], sizes: dict[str, Any], base: str) -> dict[str, dict[str, Any]]:
@@ -442,6 +476,11 @@ def main() -> int:
     ap.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
     ap.add_argument("--write-doc", action="store_true", help="write the doc for a partial run")
     ap.add_argument("--keep-logs", action="store_true", help="keep the workers' logs in /tmp")
+    ap.add_argument(
+        "--peer-variants",
+        default=",".join(PEER_VARIANTS),
+        help="the peers' worker settings to measure (default: default,tuned)",
+    )
     args = ap.parse_args()
 
     sizes = QUICK if args.quick else FULL
@@ -452,6 +491,9 @@ def main() -> int:
     message = Message(id="0" * 32, task="noop_async", queue="default", enqueued_at=1 << 40)
     sizes = {**sizes, "produce": {**sizes["produce"], "payload": len(message.encode())}}
     runs = args.runs or (1 if args.quick else 3)
+    peer_variants = [v.strip() for v in args.peer_variants.split(",") if v.strip()]
+    if not peer_variants or set(peer_variants) - set(PEER_VARIANTS):
+        ap.error(f"--peer-variants: one or more of {','.join(PEER_VARIANTS)}")
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = [x for x in wanted if x not in LIBS]
@@ -481,7 +523,7 @@ def main() -> int:
     rec_sizes = dict(sizes["recovery"])
     try:
         with LoadWatch() as watch:
-            entries = plan(libs)
+            entries = plan(libs, peer_variants)
             for r in range(runs):
                 for scenario, lib, variant in rotate(entries, r):
                     t = time.time()
@@ -505,6 +547,14 @@ def main() -> int:
                         f"run {r + 1}/{runs} {scenario:<10} {lib:<9} {variant:<16} "
                         f"{report.brief(scenario, res)} ({time.time() - t:.1f}s)"
                     )
+            log("memory: Redis memory per queued task, one library at a time, no worker")
+            memory = run_memory(libs, sizes["memory"], base)
+            errors += [
+                f"memory {e['lib']}: {e['result']['error']}"
+                for e in memory
+                if "error" in e["result"]
+            ]
+            raw += [e for e in memory if "error" not in e["result"]]
             log("recovery: every library at once, a worker SIGKILLed while it holds tasks")
             t = time.time()
             recovery = run_recovery(libs, rec_sizes, base)

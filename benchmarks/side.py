@@ -15,7 +15,10 @@ Scenarios:
 - ``latency``: an idle worker; RSS at rest; pick-up after a second of idleness; then tasks
   at a steady rate, enqueue call to task start;
 - ``recovery``: a worker holding tasks is SIGKILLed while a second one is up; time until
-  every task has finished;
+  every task has finished, with each library's own recovery feature set short
+  (``BENCH_RECOVERY=1``: see each ``libs/<name>_app.py``);
+- ``memory``: Redis memory per queued task: ``used_memory`` before and after ``n`` tasks
+  of one integer argument are enqueued, no worker running;
 - ``floor``: redis-py alone, one command per round trip and pipelines of 100;
 - ``profile-throughput``: py-spy attached to an idle worker that then runs ``n`` tasks;
 - ``latency-trace``: taskq's pick-up path cut in three with Redis's MONITOR timestamps;
@@ -540,16 +543,21 @@ def latency_trace(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, An
 
 
 def recovery(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
-    """A worker holding tasks is SIGKILLed; how long until every task has finished?"""
+    """A worker holding tasks is SIGKILLed; how long until every task has finished?
+
+    ``BENCH_RECOVERY=1`` (in this process, so in the producer's calls, and in the workers'
+    environment) turns on the library's own recovery feature with a short setting, which
+    the adapter names in ``recovery_setting`` (``None``: the library has none)."""
     k, bound, reps = p["k"], p["bound"], p["reps"]
+    os.environ["BENCH_RECOVERY"] = "1"
     c = rclient()
     runs: list[dict[str, Any]] = []
     for rep in range(reps):
         if rep:
             clean()
 
-        async def send_all() -> None:
-            for i in range(k):
+        async def send_all(ids: range = range(k)) -> None:
+            for i in ids:
                 if adapter.sync_producer:
                     adapter.enqueue("hold", i)
                 else:
@@ -585,6 +593,17 @@ def recovery(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
             ok = wait_until(lambda: len(finished()) >= k, bound, None, 0.05)
             elapsed = time.monotonic() - t_kill
             done = finished()
+            after: dict[str, Any] = {}
+            if not ok:
+                # what the library's database still holds (a task not recovered but kept
+                # somewhere may yet run; none kept: it is lost); then one more task is
+                # enqueued, for a library that recovers only when new work comes in
+                after["keys_left"] = _keys_left(c)
+                t_next = time.monotonic()
+                asyncio.run(send_all(range(k, k + 1)))
+                nudged = wait_until(lambda: len(finished() & set(range(k))) >= k, 15, None, 0.05)
+                after["after_next_enqueue_s"] = time.monotonic() - t_next if nudged else None
+                after["finished_after_next_enqueue"] = sorted(finished() & set(range(k)))
             runs.append(
                 {
                     "recovered": ok,
@@ -592,6 +611,7 @@ def recovery(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
                     "bound_s": bound,
                     "held_by_killed_worker": held,
                     "finished_within_bound": sorted(done),
+                    **after,
                 }
             )
             log(f"recovery {rep + 1}/{reps}: {f'{elapsed:.1f}s' if ok else 'not within bound'}")
@@ -605,6 +625,97 @@ def recovery(adapter: Any, p: dict[str, Any], variant: str) -> dict[str, Any]:
         "recovery_s_runs": [r["seconds"] for r in runs],
         "recovery_detail": runs,
         "recovered_all_runs": len(secs) == len(runs),
+        "recovery_setting": (
+            f"lease {p['lease']:g} s, renewal every {p['renew']:g} s (the quick run's)"
+            if "lease" in p and adapter.name == "taskq"
+            else getattr(adapter, "recovery_setting", None)
+        ),
+    }
+
+
+def _keys_left(c: redis.Redis) -> dict[str, str]:
+    """The library's keys (the probe's and the marker left out): type and size of each."""
+    out: dict[str, str] = {}
+    for raw in sorted(c.scan_iter(count=1000)):
+        key = _text(raw)
+        if key == MARKER or key.startswith(PROBE):
+            continue
+        kind = _text(c.type(key))
+        size = {"list": c.llen, "hash": c.hlen, "set": c.scard, "zset": c.zcard}.get(kind)
+        sizes = {"stream": c.xlen, "string": c.strlen}
+        size = size or sizes.get(kind)
+        out[key] = f"{kind} {size(key) if size else ''}".strip()
+        if len(out) >= 50:
+            break
+    return out
+
+
+def _enqueue_ints(adapter: Any, kind: str, ids: range) -> None:
+    """``kind(i)`` for every ``i``: the library's bulk API in batches of 1,000 where it
+    has one, else one call each (an asyncio producer: 100 calls in flight at a time, on
+    its one connection pool), then the producer's connections closed."""
+    if adapter.bulk:
+        for start in range(0, len(ids), 1000):
+            adapter.enqueue_bulk(kind, [(i,) for i in ids[start : start + 1000]])
+    elif adapter.sync_producer:
+        for i in ids:
+            adapter.enqueue(kind, i)
+    else:
+
+        async def fill() -> None:
+            try:
+                for start in range(0, len(ids), 100):
+                    await asyncio.gather(
+                        *(adapter.aenqueue(kind, i) for i in ids[start : start + 100])
+                    )
+            finally:
+                await adapter.aclose()
+
+        asyncio.run(fill())
+    adapter.close()
+
+
+def memory(adapter: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """Redis memory per queued task: ``n`` tasks of one integer argument (``hold(i)``, the
+    recovery test's task: outside a doomed worker it is a no-op) enqueued with no worker
+    running. The server's ``used_memory`` after a ``MEMORY PURGE``
+    (:func:`benchmarks.redis_memory.used_memory`, as ``benchmarks/payloads.py`` reads it)
+    before and after, each time on a fresh connection with the producer's closed; divided
+    by ``n``. A warm-up enqueue first loads whatever scripts the library uses (the script
+    cache counts in ``used_memory``), then the database is emptied. ``used_memory`` is the
+    whole server's: the sum of ``MEMORY USAGE`` of the database's keys is kept beside it,
+    as a check that no one else's keys moved it."""
+    from benchmarks.redis_memory import keys_memory, used_memory
+
+    n = p["n"]
+    kind = "hold"
+    _enqueue_ints(adapter, kind, range(10))
+    clean()
+
+    def read() -> int:
+        c = rclient()
+        try:
+            return used_memory(c)
+        finally:
+            c.close()
+
+    before = read()
+    t = time.perf_counter()
+    _enqueue_ints(adapter, kind, range(n))
+    seconds = time.perf_counter() - t
+    after = read()
+    c = rclient()
+    keys, key_bytes = keys_memory(c, skip=(MARKER,))
+    c.close()
+    return {
+        "tasks": n,
+        "used_memory_before": before,
+        "used_memory_after": after,
+        "redis_bytes_per_task": (after - before) / n,
+        "keys": keys,
+        "keys_bytes_per_task": key_bytes / n,
+        "enqueue_s": seconds,
+        "how": "bulk" if adapter.bulk else ("sync" if adapter.sync_producer else "async"),
     }
 
 
@@ -801,6 +912,9 @@ def main() -> None:
     ap.add_argument("--params", default="{}")
     args = ap.parse_args()
     params = json.loads(args.params)
+    # the variant, for the library's module (imported below, and again by its workers, which
+    # inherit this environment): a peer's "tuned" settings are read from it at import
+    os.environ["BENCH_VARIANT"] = args.variant
     # the orchestrator stops an overrunning measurement with SIGTERM: unwind, so that the
     # workers (each in a session of its own) are stopped and the database flushed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -822,6 +936,8 @@ def main() -> None:
                         result = latency(adapter, params, args.variant)
                     elif args.scenario == "recovery":
                         result = recovery(adapter, params, args.variant)
+                    elif args.scenario == "memory":
+                        result = memory(adapter, params)
                     elif args.scenario == "latency-trace":
                         result = latency_trace(adapter, params, args.variant)
                     elif args.scenario == "profile-throughput":

@@ -1,6 +1,10 @@
 """arq's side: the worker settings (``arq benchmarks.libs.arq_app.WorkerSettings``: one
 asyncio process, arq's defaults: ``max_jobs`` 10, ``poll_delay`` 0.5 s, results kept an
 hour) and the producer adapter (arq's producer API is async only).
+
+The ``tuned`` variant (``BENCH_VARIANT=tuned``, set by ``benchmarks/side.py``) polls the
+queue every 10 ms (``poll_delay``) and runs up to 100 jobs at once (``max_jobs``), the
+``Worker`` parameters of arq's documentation (https://arq-docs.helpmanual.io/).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from .. import probe
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SETTINGS = RedisSettings.from_dsn(URL)
+TUNED = os.environ.get("BENCH_VARIANT") == "tuned"
 
 
 async def noop(ctx: dict[str, Any]) -> None:
@@ -39,6 +44,15 @@ async def hold(ctx: dict[str, Any], i: int) -> None:
 class WorkerSettings:
     functions: ClassVar[list[Any]] = [noop, lat, hold]
     redis_settings = SETTINGS
+    # arq's defaults (0.5 s, 10), or the tuned variant's
+    poll_delay = 0.01 if TUNED else 0.5
+    max_jobs = 100 if TUNED else 10
+
+
+#: the recovery test (``BENCH_RECOVERY=1``): arq runs a job again once its in-progress key
+#: has expired, the job timeout + 10 s after it started (by default 300 s + 10 s)
+if os.environ.get("BENCH_RECOVERY") == "1":
+    WorkerSettings.job_timeout = 15  # type: ignore[attr-defined]
 
 
 class Adapter:
@@ -48,6 +62,7 @@ class Adapter:
     bulk = None
     worker_note = "one asyncio process, defaults (max_jobs 10, poll_delay 0.5 s)"
     recovery_running = 10
+    recovery_setting = "job_timeout 15 s"
 
     def __init__(self) -> None:
         self._pool: ArqRedis | None = None

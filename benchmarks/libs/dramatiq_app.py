@@ -1,6 +1,13 @@
 """Dramatiq's side: the actors its worker runs (``dramatiq benchmarks.libs.dramatiq_app
 -p 1 -t 8``: one worker process with 8 threads, under Dramatiq's supervisor process) and
 the producer adapter. Default middleware; no result backend (Dramatiq's default).
+
+The ``tuned`` variant sets two of the environment variables of Dramatiq's reference
+(https://dramatiq.io/reference.html): ``dramatiq_worker_timeout`` 10 ms (how long an idle
+consumer backs off between fetches; 1,000 ms by default) and ``dramatiq_queue_prefetch`` 64
+(messages held per worker process; 2 × threads = 16 by default). Still one process
+(``-p 1``): Dramatiq's processes import the actors after they fork, so the probe's shared
+counters would not be shared.
 """
 
 from __future__ import annotations
@@ -17,7 +24,12 @@ from dramatiq.brokers.redis import RedisBroker
 from .. import probe
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-broker = RedisBroker(url=URL)
+#: the recovery test (``BENCH_RECOVERY=1``): the Redis broker re-queues the messages of a
+#: worker whose heartbeat is older than ``heartbeat_timeout``, in the maintenance that runs
+#: on ``maintenance_chance`` commands in a million (by default 60 s and 1,000)
+RECOVERY = os.environ.get("BENCH_RECOVERY") == "1"
+RECOVERY_OPTIONS = {"heartbeat_timeout": 10_000, "maintenance_chance": 100_000} if RECOVERY else {}
+broker = RedisBroker(url=URL, **RECOVERY_OPTIONS)
 dramatiq.set_broker(broker)
 
 
@@ -48,9 +60,15 @@ class Adapter:
     bulk = None  # group() sends one message per task
     worker_note = "1 worker process with 8 threads (`-p 1 -t 8`) under its supervisor"
     recovery_running = 8
+    recovery_setting = "heartbeat_timeout 10 s, maintenance_chance 10%"
 
     def throughput_kind(self, variant: str) -> str:
         return "noop"
+
+    def worker_env(self, variant: str) -> dict[str, str]:
+        if variant == "tuned":
+            return {"dramatiq_worker_timeout": "10", "dramatiq_queue_prefetch": "64"}
+        return {}
 
     def latency_kind(self, variant: str) -> str:
         return "lat"

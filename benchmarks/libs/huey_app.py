@@ -2,6 +2,11 @@
 benchmarks.libs.huey_app.huey -k thread -w 8``: one process, 8 worker threads) and the
 producer adapter. ``RedisHuey`` with its defaults (blocking reads, results kept for tasks
 that return something).
+
+The ``tuned`` variant runs the consumer's process workers, one per core (``-k process -w
+cores``): Huey's consumer documentation (https://huey.readthedocs.io/en/latest/consumer.html)
+advises processes for CPU-bound work, and a no-op task's cost is all the consumer's own
+Python. The workers fork after this module is imported, so the probe's counters are shared.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from huey import RedisHuey
 from .. import probe
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+CORES = os.cpu_count() or 1
 huey = RedisHuey("bench", url=URL)
 
 
@@ -47,6 +53,7 @@ class Adapter:
     bulk = None
     worker_note = "consumer with 8 worker threads (`-k thread -w 8`), one process"
     recovery_running = 8
+    recovery_setting = None  # Huey has no recovery feature: a dequeued task is gone from Redis
 
     def throughput_kind(self, variant: str) -> str:
         return "noop"
@@ -69,9 +76,9 @@ class Adapter:
             "huey.bin.huey_consumer",
             "benchmarks.libs.huey_app.huey",
             "-k",
-            "thread",
+            "process" if variant == "tuned" else "thread",
             "-w",
-            "8",
+            str(CORES) if variant == "tuned" else "8",
             "-q",
         ]
 

@@ -3,6 +3,11 @@
 
 The worker is started through this module rather than the ``rq worker`` command only so
 that the module (and the probe's shared counters) is imported before the worker forks.
+
+The ``tuned`` variant runs RQ's ``SimpleWorker``, which runs each job in the worker process
+instead of forking a work horse for it: RQ's performance notes
+(https://github.com/rq/rq/blob/master/docs/benchmark.md) name it the choice for jobs of a
+few milliseconds, where the fork is the bottleneck.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from importlib.metadata import version
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, Retry, SimpleWorker, Worker
 
 from .. import probe
 
@@ -47,6 +52,8 @@ class Adapter:
     bulk = "Queue.enqueue_many (one pipeline per batch)"
     worker_note = "standard `Worker`: one process that forks a work horse per job"
     recovery_running = 1
+    #: the setting the recovery test ran with, as the results show it (all: RECOVERY_WORKER)
+    recovery_setting = "Retry(max=1), maintenance_interval 5 s, job_monitoring_interval 5 s"
 
     def throughput_kind(self, variant: str) -> str:
         return "noop"
@@ -55,7 +62,10 @@ class Adapter:
         return "lat"
 
     def enqueue(self, kind: str, *args: Any) -> None:
-        queue.enqueue(TASKS[kind], *args)
+        if os.environ.get("BENCH_RECOVERY") == "1":  # a job re-queued once if abandoned
+            queue.enqueue(TASKS[kind], *args, retry=Retry(max=1))
+        else:
+            queue.enqueue(TASKS[kind], *args)
 
     def enqueue_bulk(self, kind: str, argss: list[tuple[Any, ...]]) -> None:
         fn = TASKS[kind]
@@ -66,7 +76,7 @@ class Adapter:
             self.enqueue_bulk(kind, [()] * min(1000, n - start))
 
     def worker_command(self, variant: str) -> list[str]:
-        return [sys.executable, "-m", "benchmarks.libs.rq_app"]
+        return [sys.executable, "-m", "benchmarks.libs.rq_app", variant]
 
     def close(self) -> None:
         conn.close()
@@ -76,5 +86,14 @@ def versions() -> dict[str, str]:
     return {"rq": version("rq"), "redis": version("redis")}
 
 
+#: the recovery test (``BENCH_RECOVERY=1``): the StartedJobRegistry's cleanup, in a worker's
+#: maintenance (by default every 10 minutes, and an idle worker's blocking dequeue waits
+#: worker_ttl - 15 s before it gets there), re-queues an abandoned job with retries left
+#: once its entry expires (the job monitoring interval + 60 s after the last heartbeat)
+RECOVERY_WORKER = {"maintenance_interval": 5, "job_monitoring_interval": 5, "worker_ttl": 20}
+
 if __name__ == "__main__":
-    Worker([queue], connection=conn).work(logging_level="WARNING")
+    options = RECOVERY_WORKER if os.environ.get("BENCH_RECOVERY") == "1" else {}
+    # the tuned variant: no work horse forked per job
+    worker_class = SimpleWorker if sys.argv[1:] == ["tuned"] else Worker
+    worker_class([queue], connection=conn, **options).work(logging_level="WARNING")

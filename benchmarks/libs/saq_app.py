@@ -1,5 +1,10 @@
 """SAQ's side: the worker settings (``saq benchmarks.libs.saq_app.settings``: one asyncio
 process, SAQ's default concurrency 10) and the producer adapter (async only).
+
+The ``tuned`` variant (``saq benchmarks.libs.saq_app.settings_tuned``) raises the worker's
+``concurrency`` (jobs run at once, 10 by default) to 100: the worker setting of SAQ's
+README (https://github.com/tobymao/saq), as arq's ``max_jobs`` and taskiq's
+``max_async_tasks`` (100 by default) are.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ settings = {
     "functions": [noop, lat, hold],
     "concurrency": 10,
 }
+#: the recovery test (``BENCH_RECOVERY=1``): a worker's sweep (every 5 s; by default 60 s)
+#: finds active jobs past their timeout and, with a retry left, enqueues them again
+RECOVERY_JOB = {"timeout": 15, "retries": 2}
+if os.environ.get("BENCH_RECOVERY") == "1":
+    settings["timers"] = {"sweep": 5}
+
+#: the tuned variant's settings (its worker is never the recovery test's)
+settings_tuned = {**settings, "concurrency": 100}
 
 _ARGS = {"noop": (), "lat": ("tag", "t0"), "hold": ("i",)}
 
@@ -49,6 +62,7 @@ class Adapter:
     bulk = None  # Queue.map enqueues and then waits for every result
     worker_note = "one asyncio process, concurrency 10 (default)"
     recovery_running = 10
+    recovery_setting = "timeout 15 s, retries 2, sweep every 5 s"
 
     def __init__(self) -> None:
         self._queue: Any = None
@@ -63,7 +77,8 @@ class Adapter:
         if self._queue is None:
             self._queue = Queue.from_url(URL)
             await self._queue.connect()
-        await self._queue.enqueue(kind, **dict(zip(_ARGS[kind], args, strict=True)))
+        options = RECOVERY_JOB if os.environ.get("BENCH_RECOVERY") == "1" else {}
+        await self._queue.enqueue(kind, **options, **dict(zip(_ARGS[kind], args, strict=True)))
 
     def prefill(self, kind: str, n: int) -> None:
         async def fill() -> None:
@@ -77,7 +92,8 @@ class Adapter:
         asyncio.run(fill())
 
     def worker_command(self, variant: str) -> list[str]:
-        return [str(Path(sys.executable).parent / "saq"), "benchmarks.libs.saq_app.settings"]
+        name = "settings_tuned" if variant == "tuned" else "settings"
+        return [str(Path(sys.executable).parent / "saq"), f"benchmarks.libs.saq_app.{name}"]
 
     async def aclose(self) -> None:
         if self._queue is not None:

@@ -4,6 +4,13 @@ supervisor; default ``max_async_tasks`` 100) and the producer adapter (async onl
 
 The setup of taskiq-redis's README: ``RedisStreamBroker`` (acknowledged delivery) with the
 ``RedisAsyncResultBackend``.
+
+The ``tuned`` variant (``BENCH_VARIANT=tuned``, set by ``benchmarks/side.py`` for the worker
+and the producer alike) has no result backend, taskiq's own default (a task's result is
+then not stored: one Redis write less per task; taskiq-redis's README shows both), and lets
+the worker prefetch 100 deliveries beyond the ``max_async_tasks`` (100) it runs at once
+(``--max-prefetch``, 0 by default; taskiq's worker options,
+https://taskiq-python.github.io/guide/cli.html).
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 from .. import probe
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
-broker = RedisStreamBroker(url=URL).with_result_backend(RedisAsyncResultBackend(redis_url=URL))
+#: the recovery test (``BENCH_RECOVERY=1``): the stream broker re-claims (XAUTOCLAIM)
+#: unacknowledged messages idle for longer than ``idle_timeout`` (by default 10 minutes)
+RECOVERY_OPTIONS = {"idle_timeout": 10_000} if os.environ.get("BENCH_RECOVERY") == "1" else {}
+TUNED = os.environ.get("BENCH_VARIANT") == "tuned"
+broker = RedisStreamBroker(url=URL, **RECOVERY_OPTIONS)
+if not TUNED:  # the tuned variant: no result backend
+    broker = broker.with_result_backend(RedisAsyncResultBackend(redis_url=URL))
 
 
 @broker.task(task_name="noop")
@@ -51,6 +64,7 @@ class Adapter:
     bulk = None
     worker_note = "1 worker process (`--workers 1`) under its supervisor, max_async_tasks 100"
     recovery_running = 100
+    recovery_setting = "idle_timeout 10 s"
 
     def __init__(self) -> None:
         self._started = False
@@ -87,6 +101,7 @@ class Adapter:
             "1",
             "--log-level",
             "WARNING",
+            *(["--max-prefetch", "100"] if variant == "tuned" else []),
         ]
 
     async def aclose(self) -> None:

@@ -115,6 +115,10 @@ class Adapter:
     bulk = "TaskQueue.enqueue_many (one script call per queue and batch)"
     worker_note = "`taskq worker`, 1 process, concurrency 16 (default; sync tasks: 16 threads)"
     recovery_running = 16
+    recovery_setting = (
+        f"lease {tq.settings.worker.lease_seconds:g} s, "
+        f"renewal every {tq.settings.worker.renew_every:g} s"
+    )
 
     def throughput_kind(self, variant: str) -> str:
         if variant == "async-traced":

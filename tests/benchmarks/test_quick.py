@@ -49,6 +49,7 @@ TASKQ_METRICS = [
     "rss_rest_mib",
     "rss_after_mib",
     "rss_after_sync_mib",
+    "redis_bytes_per_task",
 ]
 FLOOR_METRICS = [
     "redis_one_command_sync",
