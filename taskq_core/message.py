@@ -53,6 +53,7 @@ class Message:
     wf_in: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The full envelope's object (what is signed, in either stored form)."""
         d: dict[str, Any] = {
             "v": VERSION,
             "id": self.id,
@@ -63,7 +64,15 @@ class Message:
             "attempt": self.attempt,
             "enqueued_at": self.enqueued_at,
         }
-        # optional fields are left out when unset: smaller messages, faster parsing
+        options = self.options()
+        if options:
+            d.update(options)
+        return d
+
+    def options(self) -> dict[str, Any]:
+        """The optional fields that are set, by their names in the full envelope (unset
+        ones are left out: smaller messages, faster parsing)."""
+        d: dict[str, Any] = {}
         if self.due_at is not None:
             d["due_at"] = self.due_at
         if self.max_retries is not None:
@@ -105,10 +114,16 @@ class Message:
         ``compact``, the compact envelope (:data:`COMPACT`). A workflow step's message is
         neither compressed nor compact: the broker's scripts add to its JSON object when
         they release it."""
-        d = self.to_dict()
-        if signer is not None:
-            signer.sign(d)
-        data = orjson.dumps(_compact(d) if compact and self.wf is None else d)
+        if compact and self.wf is None:
+            extra = self.options()
+            if signer is not None:  # signed as the full envelope, whose "sig" it carries
+                extra[SIG_FIELD] = signer.signature(self.to_dict())
+            data = orjson.dumps(_compact(self, extra))
+        else:
+            d = self.to_dict()
+            if signer is not None:
+                signer.sign(d)
+            data = orjson.dumps(d)
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(
                 f"task {self.task!r} message is {len(data)} bytes, over the limit of {limit} "
@@ -177,12 +192,39 @@ _POSITIONAL = frozenset({"v", "id", "task", "queue", "args", "kwargs", "attempt"
 _EXTRA = FIELDS - _POSITIONAL - {"wf", RELEASE_FIELD}
 
 
-def _compact(d: dict[str, Any]) -> list[Any]:
-    """The compact envelope of the full envelope's object ``d``."""
-    extra = {k: v for k, v in d.items() if k not in _POSITIONAL}
-    out = [COMPACT, d["task"], d["args"], d["enqueued_at"], d["attempt"], d["kwargs"], extra]
-    end = 7 if extra else 6 if d["kwargs"] else 5 if d["attempt"] else 4
-    return out[:end]
+def _compact(m: Message, extra: dict[str, Any]) -> list[Any]:
+    """The compact envelope of ``m`` (``extra``: its optional fields that are set)."""
+    end = 7 if extra else 6 if m.kwargs else 5 if m.attempt else 4
+    return [COMPACT, m.task, m.args, m.enqueued_at, m.attempt, m.kwargs, extra][:end]
+
+
+def _plain_compact(a: list[Any], task_id: str, queue: str, data: bytes | str) -> Message | None:
+    """The usual compact message (no optional field, not nested deep) checked in one test,
+    or None for the general path to check (and to name what is wrong)."""
+    n = len(a)
+    if not 4 <= n <= 6 or type(a[0]) is not int or a[0] != COMPACT:
+        return None
+    task, args, enqueued_at = a[1], a[2], a[3]
+    attempt = a[4] if n > 4 else 0
+    kwargs = a[5] if n > 5 else {}
+    if not (
+        type(task) is str
+        and type(args) is list
+        and type(kwargs) is dict
+        and type(attempt) is int
+        and type(enqueued_at) is int
+        and 0 < len(task) <= MAX_ID
+        and 0 < len(task_id) <= MAX_ID
+        and 0 < len(queue) <= MAX_QUEUE_NAME
+        and 0 <= attempt <= MAX_ATTEMPT
+        and 0 <= enqueued_at <= MAX_MS
+        and (task in _NAMES_SEEN or _name_ok(task))
+    ):
+        return None
+    opened = data.count(b"[") + data.count(b"{") if type(data) is bytes else MAX_DEPTH
+    if opened >= MAX_DEPTH:
+        return None
+    return Message(task_id, task, queue, args, kwargs, attempt, enqueued_at)
 
 
 def _expand(a: list[Any], task_id: str | None, queue: str | None) -> dict[str, Any]:
@@ -419,7 +461,17 @@ def decode(
     stored under, which a compact envelope does not repeat (it cannot be read without).
     """
     data = stored(data, limit)
-    d = _parse(data, limit, task_id, queue)
+    found = _loads(data, limit)
+    if type(found) is list:
+        if task_id is None or queue is None:
+            raise BadMessage("a compact message is read with the task id and queue it is stored as")
+        if verify is None and (m := _plain_compact(found, task_id, queue, data)) is not None:
+            return m
+        d = _expand(found, task_id, queue)
+    elif type(found) is dict:
+        d = found
+    else:
+        raise _not_envelope(found)
     if verify is not None:
         verify(d)
     return _decode_dict(d, data)
@@ -499,30 +551,20 @@ def stored_dict(
     return found if isinstance(found, dict) else {}
 
 
-def _parse(
-    data: bytes | str,
-    limit: int | None = None,
-    task_id: str | None = None,
-    queue: str | None = None,
-) -> dict[str, Any]:
-    """The full envelope's object of a message (either form), unchecked; raises
-    :class:`BadMessage`."""
+def _loads(data: bytes | str, limit: int | None = None) -> Any:
+    """The JSON value of a stored message, unchecked; raises :class:`BadMessage`."""
     if limit is not None and len(data) > limit:
         raise BadMessage(f"message is {len(data)} bytes, over the limit of {limit}")
     data = stored(data, limit)
     try:
-        d = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadMessage(f"message is not valid JSON: {exc}") from None
-    if type(d) is list:
-        if task_id is None or queue is None:
-            raise BadMessage("a compact message is read with the task id and queue it is stored as")
-        return _expand(d, task_id, queue)
-    if type(d) is not dict:
-        raise BadMessage(
-            f"message is {_JSON_TYPES.get(type(d), 'a JSON value')}, not an object or array"
-        )
-    return d
+
+
+def _not_envelope(found: Any) -> BadMessage:
+    kind = _JSON_TYPES.get(type(found), "a JSON value")
+    return BadMessage(f"message is {kind}, not an object or array")
 
 
 def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:

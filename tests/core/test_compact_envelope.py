@@ -15,7 +15,7 @@ from taskq_core import TaskQueue
 from taskq_core.brokers.base import EnqueueItem
 from taskq_core.message import BadMessage, Message, decode, stored_dict
 from taskq_core.signing import BadSignature, Signer
-from tests.security.test_envelope import _MISSING, EVERY_FIELD, NOW, envelope
+from tests.security.test_envelope import _DEEP, _MISSING, EVERY_FIELD, NOW, envelope
 
 KEY = b"k" * 32
 
@@ -72,6 +72,8 @@ def test_a_compact_message_cannot_be_read_without_where_it_is_stored() -> None:
         (b'[2,"a.b",[],1,0,[]]', r"'kwargs' must be an object, got an array"),
         (b'[2,"a.b",[],1,0,{},{"due_at":"tomorrow"}]', r"'due_at' must be an integer"),
         (b'"just a string"', r"message is a string, not an object or array"),
+        (orjson.dumps([2, "a.b", [_DEEP], 1]), r"'args' is nested deeper than 64 levels"),
+        (orjson.dumps([2, "a.b", [], 1, 0, {"x": _DEEP}]), r"'kwargs' is nested deeper"),
     ],
 )
 def test_every_part_of_a_compact_message_is_checked(data: bytes, problem: str) -> None:
