@@ -638,7 +638,8 @@ def backlogged(data: dict[str, Any], lib: str) -> str | None:
 
 
 def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 7's targets, each judged on this run's medians."""
+    """Issue 7's targets, each judged on this run's medians, and issue 22's goals
+    (``benchmarks/goals.py``)."""
     t: list[dict[str, Any]] = []
     peers = [lib for lib in data["metrics"] if lib not in ("taskq", FLOOR)]
 
@@ -815,7 +816,9 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             # where a floor bounds the cost, what it leaves of the budget
             floor = against(data, cpu_by_run.get(off_key, {})) if against else ""
             add(name, label, f"{median * 100:+.1f}% ({detail})", median <= 0.10, note + floor)
-    return t
+    from benchmarks.goals import current_curves, goals
+
+    return t + goals(data, current_curves())
 
 
 def _tracing_floor(data: dict[str, Any], off: dict[str, list[float]]) -> str:

@@ -585,8 +585,10 @@ def main() -> int:
     data["targets"] = report.targets(data)
     if full and not args.no_profile:
         from benchmarks import profiles
+        from benchmarks.goals import judge
 
         data["profiles"] = profiles.run_profiles(data, base, side)
+        judge(data, base, None)  # and the memory profile of an unmet RSS goal
     data["duration_s"] = time.time() - started
     out = args.out or RESULTS / {"full": "latest.json", "quick": "quick.json"}.get(
         mode, "partial.json"
