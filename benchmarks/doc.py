@@ -660,9 +660,11 @@ one Redis, in one run. This page is written by the benchmark itself from its lat
 (`benchmarks/results/latest.json`); do not edit it by hand.
 
 ```
-python benchmarks/run.py            # the full run (creates benchmarks/.venv-peers on first use)
+python benchmarks/run.py            # the full run, cost curves included (~50 min)
 python benchmarks/run.py --quick    # a smoke run of taskq and redis-py (what CI runs)
 python benchmarks/run.py --only taskq,celery --runs 5
+python benchmarks/curves.py         # the cost curves alone
+python -m benchmarks.goals          # judge issue 22's goals on the latest run again
 ```
 
 ## The machine

@@ -476,6 +476,7 @@ def main() -> int:
     ap.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
     ap.add_argument("--write-doc", action="store_true", help="write the doc for a partial run")
     ap.add_argument("--keep-logs", action="store_true", help="keep the workers' logs in /tmp")
+    ap.add_argument("--no-curves", action="store_true", help="skip the cost curves (curves.py)")
     ap.add_argument(
         "--peer-variants",
         default=",".join(PEER_VARIANTS),
@@ -489,7 +490,8 @@ def main() -> int:
     from taskq_core.message import Message
 
     message = Message(id="0" * 32, task="noop_async", queue="default", enqueued_at=1 << 40)
-    sizes = {**sizes, "produce": {**sizes["produce"], "payload": len(message.encode())}}
+    payload = len(message.encode(compact=True))  # the stored form (the default)
+    sizes = {**sizes, "produce": {**sizes["produce"], "payload": payload}}
     runs = args.runs or (1 if args.quick else 3)
     peer_variants = [v.strip() for v in args.peer_variants.split(",") if v.strip()]
     if not peer_variants or set(peer_variants) - set(PEER_VARIANTS):
@@ -581,6 +583,13 @@ def main() -> int:
         "metrics": results,
         "errors": errors,
     }
+    if full and not args.no_curves:
+        # the cost curves (a redis-server of their own), before the goals that read them
+        log("cost curves: benchmarks/curves.py")
+        curves = [sys.executable, str(ROOT / "benchmarks" / "curves.py")]
+        done = subprocess.run(curves, check=False, cwd=ROOT)
+        if done.returncode:
+            errors.append(f"benchmarks/curves.py exited with {done.returncode}")
     data["ratios"] = report.ratios(data)
     data["targets"] = report.targets(data)
     if full and not args.no_profile:
