@@ -14,6 +14,7 @@ from benchmarks.curves_growth import (
     FLAT_DOWN,
     GOOD,
     LINEAR_SLOPE,
+    MIN_LINEAR_SLOPE,
     SUPERLINEAR_SLOPE,
     describe,
 )
@@ -82,7 +83,8 @@ def section(data: dict[str, Any], images: str = "images") -> str:
         f"change is between ÷{FLAT_DOWN:g} and ×{FLAT:g}, **decreasing** below; otherwise a fit "
         "of cost = a + b·ln x and of cost = a + b·x (relative errors) decide between "
         f"**logarithmic** and **linear** (the better one, if within {GOOD:.0%} of the "
-        f"points; linear too for a slope of {LINEAR_SLOPE:g} or more), **superlinear** "
+        f"points, linear only from a slope of {MIN_LINEAR_SLOPE:g}; linear always from "
+        f"{LINEAR_SLOPE:g}), **superlinear** "
         f"above a slope of {SUPERLINEAR_SLOPE:g}, **sublinear** (x^slope) when neither "
         "fit holds.\n",
     ]

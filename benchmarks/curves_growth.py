@@ -15,10 +15,12 @@ a tenth of the smallest positive one, so that logarithms exist):
    least squares on the relative error (weights ``1 / y``, so a 10 µs point counts as much
    as a 10 ms one): ``y = a + b ln x`` and ``y = a + b x``; their relative RMS errors
    ``err_log`` and ``err_lin``. **linear** when the linear fit is the better one and within
-   ``GOOD`` (0.25, a quarter) of the points, or when ``slope >= 0.8`` (``y`` ~ ``x``: the
-   cost's fixed part is too small to show); **logarithmic** when the logarithmic fit is the
-   better one and within ``GOOD``; else **sublinear** (``x^slope``, ``0 < slope < 0.8``,
-   neither fit good).
+   ``GOOD`` (0.25, a quarter) of the points and ``slope >= 0.3`` (below that a straight
+   line with a large fixed part fits a cost that barely moves over decades: 11 to 20 µs
+   from 1,000 to 10,000,000 queued tasks is not "linear"), or when ``slope >= 0.8`` (``y``
+   ~ ``x``: the cost's fixed part is too small to show); **logarithmic** when the
+   logarithmic fit is the better one and within ``GOOD``; else **sublinear**
+   (``x^slope``, ``0 < slope < 0.8``, neither fit good).
 
 With two points only the slope is known: flat / decreasing by rule 2, else linear for
 ``slope >= 0.8``, superlinear above 1.2, otherwise sublinear. Every label comes with the
@@ -36,6 +38,7 @@ FLAT = 1.5
 FLAT_DOWN = 2.0
 GOOD = 0.25
 LINEAR_SLOPE = 0.8
+MIN_LINEAR_SLOPE = 0.3
 SUPERLINEAR_SLOPE = 1.2
 
 
@@ -86,7 +89,9 @@ def classify(xs: Sequence[float], ys: Sequence[float]) -> dict[str, Any]:
         label = "superlinear"
     elif len(px) < 3:
         label = "linear" if slope >= LINEAR_SLOPE else "sublinear"
-    elif slope >= LINEAR_SLOPE or (b_lin > 0 and err_lin <= err_log and err_lin <= GOOD):
+    elif slope >= LINEAR_SLOPE or (
+        b_lin > 0 and err_lin <= err_log and err_lin <= GOOD and slope >= MIN_LINEAR_SLOPE
+    ):
         label = "linear"
     elif b_log > 0 and err_log < err_lin and err_log <= GOOD:
         label = "logarithmic"

@@ -32,6 +32,11 @@ def test_the_classifier_tells_the_shapes_apart() -> None:
     assert classify(xs, [x**1.5 for x in xs])["label"] == "superlinear"
     assert classify(xs, [x**0.5 for x in xs])["label"] == "sublinear"
     assert classify(xs, [1e6 / x for x in xs])["label"] == "decreasing"
+    # a cost that barely moves over four decades, then rises at the last point (the fetch
+    # per task, 1,000 to 10,000,000 queued): a straight line with a large fixed part fits
+    # it, yet it is not linear
+    depth = [1e3, 1e4, 1e5, 1e6, 1e7]
+    assert classify(depth, [10.8, 10.7, 15.2, 12.8, 20.0])["label"] == "sublinear"
 
 
 def test_the_curves_benchmark_runs(tmp_path: Path) -> None:
