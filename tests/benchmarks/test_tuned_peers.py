@@ -82,6 +82,8 @@ def test_the_report_keeps_the_variants_apart_and_compares_with_the_best() -> Non
 
 def test_the_page_renders_results_from_before_the_tuned_variants() -> None:
     data = json.loads((ROOT / "benchmarks/results/latest.json").read_text(encoding="utf-8"))
+    # a run from before the tuned variants: the latest, without them
+    data["metrics"] = {k: v for k, v in data["metrics"].items() if not k.endswith(":tuned")}
     page = render(data, None)
     header = next(line for line in page.splitlines() if line.startswith("| metric | **taskq**"))
     assert "| Celery | Celery tuned |" in header
