@@ -207,24 +207,37 @@ def _plain_compact(a: list[Any], task_id: str, queue: str, data: bytes | str) ->
     task, args, enqueued_at = a[1], a[2], a[3]
     attempt = a[4] if n > 4 else 0
     kwargs = a[5] if n > 5 else {}
-    if not (
-        type(task) is str
+    if not _required_ok(task_id, task, queue, args, kwargs, attempt, enqueued_at) or _deep(data):
+        return None
+    return Message(task_id, task, queue, args, kwargs, attempt, enqueued_at)
+
+
+def _required_ok(  # noqa: PLR0917 - positional: every delivery runs it
+    id_: Any, task: Any, queue: Any, args: Any, kwargs: Any, attempt: Any, enqueued_at: Any
+) -> bool:
+    """The required fields of the usual message, checked in one test (the checks that name
+    a failing field are _check_required's)."""
+    return (
+        type(id_) is str
+        and type(task) is str
+        and type(queue) is str
         and type(args) is list
         and type(kwargs) is dict
         and type(attempt) is int
         and type(enqueued_at) is int
+        and 0 < len(id_) <= MAX_ID
         and 0 < len(task) <= MAX_ID
-        and 0 < len(task_id) <= MAX_ID
         and 0 < len(queue) <= MAX_QUEUE_NAME
         and 0 <= attempt <= MAX_ATTEMPT
         and 0 <= enqueued_at <= MAX_MS
         and (task in _NAMES_SEEN or _name_ok(task))
-    ):
-        return None
-    opened = data.count(b"[") + data.count(b"{") if type(data) is bytes else MAX_DEPTH
-    if opened >= MAX_DEPTH:
-        return None
-    return Message(task_id, task, queue, args, kwargs, attempt, enqueued_at)
+    )
+
+
+def _deep(data: bytes | str) -> bool:
+    """Whether ``data`` may nest MAX_DEPTH deep: such a message holds at least that many
+    brackets; most hold fewer, and are not walked."""
+    return type(data) is not bytes or data.count(b"[") + data.count(b"{") >= MAX_DEPTH
 
 
 def _expand(a: list[Any], task_id: str | None, queue: str | None) -> dict[str, Any]:
@@ -578,26 +591,9 @@ def _decode_dict(d: dict[str, Any], data: bytes | str) -> Message:
     kwargs, attempt, enqueued_at = get("kwargs"), get("attempt"), get("enqueued_at")
     # one test for the usual envelope (every delivery decodes one); _check_required only
     # finds which field to name
-    if not (
-        type(id_) is str
-        and type(task) is str
-        and type(queue) is str
-        and type(args) is list
-        and type(kwargs) is dict
-        and type(attempt) is int
-        and type(enqueued_at) is int
-        and 0 < len(id_) <= MAX_ID
-        and 0 < len(task) <= MAX_ID
-        and 0 < len(queue) <= MAX_QUEUE_NAME
-        and 0 <= attempt <= MAX_ATTEMPT
-        and 0 <= enqueued_at <= MAX_MS
-        and (task in _NAMES_SEEN or _name_ok(task))
-    ):
+    if not _required_ok(id_, task, queue, args, kwargs, attempt, enqueued_at):
         _check_required(d)
-    # a message nested MAX_DEPTH deep holds at least that many brackets: most hold fewer,
-    # and are not walked
-    opened = data.count(b"[") + data.count(b"{") if type(data) is bytes else MAX_DEPTH
-    if opened >= MAX_DEPTH:
+    if _deep(data):
         _check_depth(d)
     if len(d) == _PLAIN:  # no optional field: the usual message
         return Message(id_, task, queue, args, kwargs, attempt, enqueued_at)
