@@ -5,13 +5,12 @@ was read, every master did its share, and the projection grows with the masters.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.benchmarks import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,13 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 def test_the_cluster_scaling_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "cluster_scaling.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "cluster_scaling.py"), "--quick",
-         "--output", str(out)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures: dict[str, Any] = json.loads(out.read_text())
+    figures: dict[str, Any] = quick_run("cluster_scaling.py", out)
     measured, projected = figures["measured"], figures["projected"]["rows"]
     assert figures["machine"]["cores"] >= 1
 

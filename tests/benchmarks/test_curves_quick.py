@@ -4,10 +4,7 @@ of ``docs/benchmarks.md`` rendered from the results."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from benchmarks.curves import QUICK
 from benchmarks.curves_doc import appended, section
 from benchmarks.curves_growth import LABELS, classify
+from tests.benchmarks import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,13 +39,7 @@ def test_the_classifier_tells_the_shapes_apart() -> None:
 
 def test_the_curves_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "curves.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "curves.py"), "--quick",
-         "--out", str(out)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    data = json.loads(out.read_text())
+    data = quick_run("curves.py", out, "--out")
     assert data["quick"] is True
     assert list(data["curves"]) == list(X)
     for name, curve in data["curves"].items():

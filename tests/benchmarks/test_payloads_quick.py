@@ -4,13 +4,12 @@ its figures written and sane."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.benchmarks import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,13 +18,7 @@ pytestmark = [pytest.mark.slow]
 
 def test_the_payloads_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "payloads.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "payloads.py"), "--quick",
-         "--output", str(out)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = quick_run("payloads.py", out)
     memory = figures["memory_per_task"]
     assert memory["bytes_per_task"] > 0
     assert memory["stored_message_bytes"] > 0

@@ -4,12 +4,11 @@ figures written."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.benchmarks import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,13 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.sentinel]
 
 def test_the_replication_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "replication.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "replication.py"), "--quick",
-         "--output", str(out)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = quick_run("replication.py", out)
     for key in ("acked_0", "acked_1"):
         assert figures[key]["single_per_s"] > 0
         assert figures[key]["bulk_per_s"] > figures[key]["single_per_s"]
