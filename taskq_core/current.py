@@ -43,6 +43,13 @@ class CurrentTask:
         return f"CurrentTask(id={self.id!r}, name={self.name!r}, queue={self.queue!r})"
 
     @property
+    def started_ms(self) -> int:
+        """When this attempt started, in milliseconds since the epoch from the worker's
+        clock: the ``started_at`` its record shows (a sync task's, when its thread began
+        the call)."""
+        return self._run.began_ms or self._run.started_ms
+
+    @property
     def aborted(self) -> bool:
         """True once someone asked to abort this task (``handle.abort()``): a sync task
         should stop soon (raising, or returning early)."""

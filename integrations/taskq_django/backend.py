@@ -64,7 +64,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from taskq_core import TaskQueue
-from taskq_core.errors import InvalidName
+from taskq_core.current import current_task
+from taskq_core.errors import InvalidName, TaskqError
 from taskq_core.handle import describe
 from taskq_core.message import Message, stored_dict
 from taskq_core.middleware import Middleware
@@ -310,7 +311,12 @@ def _make_runner(name: str, is_async: bool) -> Callable[..., Any]:
 def _started(name: str, args: Any, kwargs: Any) -> tuple[Task[..., Any], TaskResult[Any, Any]]:
     task = _known[name]
     message, worker = _running.get() or (None, "")
-    now = timezone.now()
+    try:
+        # the attempt's start as the worker recorded it: started_at and last_attempted_at
+        # of a first attempt are then one moment, not two readings of the clock
+        now = _time(current_task().started_ms) or timezone.now()
+    except TaskqError:  # run outside a worker (a direct call): now
+        now = timezone.now()
     result = TaskResult(
         task=task,
         id=message.id if message is not None else "",

@@ -235,3 +235,29 @@ def test_a_forged_progress_or_abort_entry_is_left_out_not_a_failed_read(
     assert "progress" not in info
     assert "abort_requested_at" not in info
     assert job_route(tq, handle.id)["status"] == "queued"
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_current_task_started_ms_is_the_records_started_at(
+    make_app: Callable[..., TaskQueue], broker_kind: str, kind: str
+) -> None:
+    tq = make_app(broker_kind)
+    seen: list[int] = []
+
+    if kind == "async":
+
+        @tq.task(name="p.when")
+        async def when() -> None:
+            seen.append(current_task().started_ms)
+
+    else:
+
+        @tq.task(name="p.when")
+        def when() -> None:
+            time.sleep(0.01)  # a later reading of the clock would differ
+            seen.append(current_task().started_ms)
+
+    handle = when.enqueue()
+    tq.worker(burst=True, handle_signals=False).run()
+    assert handle.info()["status"] == "succeeded"
+    assert seen == [job_route(tq, handle.id)["started_at"]]

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 
-from taskq_core import TaskQueue
+from taskq_core import ManualClock, TaskQueue
 from taskq_django.backend import task_name
 from taskq_django.conf import get_taskqueue
 from taskq_django.middleware import TransactionScope
@@ -140,6 +140,20 @@ def test_a_finished_task_keeps_every_field(configure_taskq: Configure) -> None:
     assert len(got.worker_ids) == got.attempts == 1
     assert got.started_at == got.last_attempted_at
     assert got.return_value == 5
+
+
+def test_an_attempt_is_dated_once_by_the_workers_clock(configure_taskq: Configure) -> None:
+    """started_at (the worker's record) and last_attempted_at (taskq_django's) of a first
+    attempt are one reading of the app's clock, not two (they differed by a millisecond)."""
+    clock = ManualClock(time.time() - 3600)
+    tq = configure_taskq({"clock": clock})
+    result = djtasks.add.enqueue(2, b=3)
+    drain(tq)
+    got = djtasks.add.get_result(result.id)
+    assert got.status == TaskResultStatus.SUCCESSFUL
+    assert got.started_at is not None
+    assert got.started_at == got.last_attempted_at
+    assert abs(got.started_at.timestamp() - clock.time()) < 1
 
 
 def test_a_pending_retry_shows_the_failed_attempt(configure_taskq: Configure) -> None:
