@@ -541,7 +541,7 @@ def stored(data: bytes | str, limit: int | None = None) -> bytes | str:
             with zstandard.ZstdDecompressor().stream_reader(data) as reader:
                 out = bytes(reader.read(cap + 1))
     except zstandard.ZstdError as exc:
-        raise BadMessage(f"compressed message does not decompress: {exc}") from None
+        raise BadMessage(f"message is compressed but does not decompress: {exc}") from None
     if len(out) > cap:
         raise BadMessage(f"compressed message is over the limit of {cap} bytes once decompressed")
     return out

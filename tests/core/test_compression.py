@@ -113,6 +113,10 @@ def test_the_limit_is_on_the_json_and_a_bomb_is_refused_unexpanded() -> None:
         decode(unsized.compress(b"0" * (1 << 24)), limit=1 << 20)
     with pytest.raises(BadMessage, match="does not decompress"):
         decode(ZSTD_MAGIC + b"not a frame at all", limit=1 << 20)
+    # the bare magic (found by tests/security/test_hostile_messages.py): every refusal's
+    # text starts with "message", as the dead-letter record's reader expects
+    with pytest.raises(BadMessage, match="^message is compressed but does not decompress"):
+        decode(ZSTD_MAGIC, limit=1 << 20)
 
 
 def test_a_message_that_does_not_shrink_or_a_workflow_step_stays_json() -> None:
