@@ -15,7 +15,7 @@ from .brokers.base import Settings as BrokerSettings
 from .capabilities import check_capabilities, routed_queue, split_queue
 from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
-from .errors import DuplicateTask, InvalidOption, UnknownTask
+from .errors import DuplicateTask, InvalidOption, TaskqError, UnknownTask
 from .flow import NO_FLOW, NO_GATE, Flow
 from .flow import gate as flow_gate
 from .handle import TaskHandle
@@ -50,7 +50,7 @@ R = TypeVar("R")
 
 
 def make_broker(settings: Settings) -> Broker:
-    """The broker a settings object names: ``memory://`` or a Redis URL."""
+    """The broker a settings object names: ``memory://``, a PostgreSQL or a Redis URL."""
     bs = BrokerSettings(
         lease_ms=int(settings.worker.lease_seconds * 1000),
         max_deliveries=settings.worker.max_deliveries,
@@ -61,6 +61,21 @@ def make_broker(settings: Settings) -> Broker:
         from .brokers.memory import MemoryBroker
 
         return MemoryBroker(bs, url=settings.broker_url)
+    if settings.broker_url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .brokers.postgres.broker import PostgresBroker
+        except ImportError as exc:
+            raise TaskqError(
+                "a postgresql:// broker needs psycopg 3 and its pool: pip install 'taskq[postgres]'"
+            ) from exc
+
+        return PostgresBroker(
+            settings.broker_url,
+            prefix=settings.key_prefix,
+            settings=bs,
+            max_connections=settings.broker.max_connections,
+            connect_timeout=settings.broker.socket_timeout or 5.0,
+        )
     from .brokers.redis import RedisBroker
     from .tls import client_options
 

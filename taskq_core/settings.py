@@ -751,11 +751,13 @@ class Settings(BaseSettings):
                 "rediss+sentinel://",
                 "redis+cluster://",
                 "rediss+cluster://",
+                "postgresql://",
+                "postgres://",
             )
         ):
             raise ValueError(
                 "broker_url must start with redis://, rediss://, unix://, redis+sentinel://, "
-                f"redis+cluster:// or memory://, got {redact_url(value)!r}"
+                f"redis+cluster://, postgresql:// or memory://, got {redact_url(value)!r}"
             )
         check_url_userinfo(value)
         if value.startswith(("redis+sentinel://", "rediss+sentinel://")):
@@ -766,6 +768,13 @@ class Settings(BaseSettings):
             from .brokers.cluster import parse as parse_cluster
 
             parse_cluster(value)  # the node addresses, checked now
+        if value.startswith(("postgresql://", "postgres://")):
+            from .brokers.postgres.url import parse_url
+
+            try:
+                parse_url(value)  # the connection string and the schema name, checked now
+            except Exception as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("broker")

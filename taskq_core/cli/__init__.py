@@ -16,6 +16,7 @@ from ..errors import TaskqError
 from ..redact import redact_text
 from .common import INTERRUPTED, State, close_app, common_options, load_app, report
 from .config_cmd import config
+from .db_cmd import db
 from .failed_cmd import failed
 from .health_cmd import health
 from .scheduler_cmd import scheduler
@@ -76,6 +77,7 @@ main.add_command(inspect)
 main.add_command(abort)
 main.add_command(config)
 main.add_command(workflow)
+main.add_command(db)
 
 
 __all__ = ["TaskqError", "load_app", "main", "redact_text"]

@@ -18,11 +18,23 @@ SETTINGS = Settings(
 
 
 @pytest.fixture
-def broker(broker_kind: str, redis_url: str, prefix: str) -> Iterator[Broker]:
+def broker(
+    broker_kind: str, redis_url: str, prefix: str, request: pytest.FixtureRequest
+) -> Iterator[Broker]:
     b: Broker
+    pg_url = ""
     if broker_kind == "redis":
         b = RedisBroker(redis_url, prefix=prefix, settings=SETTINGS)
+    elif broker_kind == "postgres":
+        from taskq_core.brokers.postgres.broker import PostgresBroker
+
+        pg_url = request.getfixturevalue("postgres_url")
+        b = PostgresBroker(pg_url, prefix=prefix, settings=SETTINGS)
     else:
         b = MemoryBroker(SETTINGS)
     yield b
     b.close()
+    if pg_url:
+        from tests.conftest import drop_namespace
+
+        drop_namespace(pg_url, prefix)

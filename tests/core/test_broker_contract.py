@@ -1,5 +1,5 @@
-"""The broker contract: every test runs against Redis (a real server) and the in-memory
-broker, and both must behave the same."""
+"""The broker contract: every test runs against Redis (a real server), the in-memory broker
+and PostgreSQL (a real server, marker ``postgres``), and all must behave the same."""
 
 from __future__ import annotations
 
@@ -539,6 +539,15 @@ def test_an_innocent_batch_mate_of_a_crasher_is_never_dead_lettered(broker: Brok
 def _drop_message(broker: Broker, task_id: str) -> None:
     if isinstance(broker, MemoryBroker):
         broker._queues["default"].msg.pop(task_id)
+    elif broker.url.startswith("postgresql://"):
+        from taskq_core.brokers.postgres.broker import PostgresBroker
+
+        assert isinstance(broker, PostgresBroker)
+        with broker.pool().connection() as conn:
+            conn.execute(
+                "UPDATE taskq.tasks SET body = NULL WHERE ns = %s AND id = %s",
+                (broker.ns, task_id),
+            )
     else:
         assert isinstance(broker, RedisBroker)
         broker.client.hdel(broker.keys.queue("default").msg, task_id)

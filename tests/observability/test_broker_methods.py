@@ -72,5 +72,8 @@ def test_probe_and_server_info(make_app: Callable[..., TaskQueue], broker_kind: 
     if broker_kind == "redis":
         assert info["redis_version"]
         assert "maxmemory_policy" in info
+    elif broker_kind == "postgres":
+        assert info["postgres_version"]
+        assert info["max_connections"] > 0
     else:
         assert info == {}

@@ -1,0 +1,506 @@
+"""The PostgreSQL broker: the calls of :mod:`calls` run by psycopg 3's blocking pool or by
+an asyncio pool per event loop (psycopg's async connections belong to the loop that opened
+them). Idle workers sleep on ``LISTEN`` (:mod:`listen`) and wake on the ``NOTIFY`` that the
+enqueue, settle and release functions send when they commit.
+
+A task enqueued with ``connection=`` (a psycopg connection of the application's) is written
+in the application's own transaction: it exists if and only if that transaction commits
+(docs/postgres.md, "Transactional enqueue").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ...validation import check_queue_name
+from ..base import (
+    DeadTask,
+    EnqueueItem,
+    FetchResult,
+    Lease,
+    Outcome,
+    QueueInfo,
+    ReleaseMode,
+    Renewal,
+    Settings,
+    TaskState,
+    queue_stats,
+)
+from . import schema as schema_mod
+from .calls import Call, Calls, _no_workflows
+from .listen import Listener
+from .records import PostgresRecords
+from .url import parse_url
+
+T = TypeVar("T")
+
+
+class PostgresBroker(PostgresRecords):
+    """Tasks in PostgreSQL tables (``sql/0001_init.sql``), on the same contract as Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "taskq",
+        *,
+        settings: Settings | None = None,
+        max_connections: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float | None = 30.0,
+    ) -> None:
+        self.url = url
+        self.ns = prefix
+        self.settings = settings or Settings()
+        self.conninfo, self.schema = parse_url(url)
+        self.calls = Calls(self.schema, prefix, self.settings)
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+        self._checked = False
+        self._apools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]
+        self._apools = weakref.WeakKeyDictionary()
+        self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Listener]
+        self._listeners = weakref.WeakKeyDictionary()
+        self._probes: dict[float, PostgresBroker] = {}
+
+    def __repr__(self) -> str:
+        from ...redact import redact_url
+
+        return f"PostgresBroker({redact_url(self.url)!r})"
+
+    # -- connections
+
+    def _kwargs(self) -> dict[str, Any]:
+        options = ""
+        if self.statement_timeout:
+            # a statement that runs longer than this is cancelled by the server, and the
+            # call fails with an error naming it (a lock held by the application, a
+            # stuck disk): the worker's own retry and back-off take it from there
+            options = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "options": options,
+            # TCP keepalive: a half-open link is noticed in about 45 s, not hours
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "application_name": "taskq",
+        }
+
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.conninfo,
+                    min_size=1,
+                    max_size=self.max_connections,
+                    kwargs=self._kwargs(),
+                    timeout=self.connect_timeout,
+                    open=True,
+                    check=ConnectionPool.check_connection,
+                )
+            pool = self._pool
+        if not self._checked:
+            with pool.connection() as conn:
+                schema_mod.require(conn, self.schema)
+            self._checked = True
+        return pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.conninfo,
+                min_size=1,
+                max_size=self.max_connections,
+                kwargs=self._kwargs(),
+                timeout=self.connect_timeout,
+                open=False,
+                check=AsyncConnectionPool.check_connection,
+            )
+            self._apools[loop] = pool
+            await pool.open()
+        if not self._checked:
+            async with pool.connection() as conn:
+                await conn.execute("SELECT 1")  # the connection works before the check
+            await asyncio.to_thread(self.pool)
+        return pool
+
+    def run(self, call: Call[T], connection: Any = None) -> T:
+        """Run ``call`` on a pooled connection, or on ``connection`` (the application's,
+        inside its transaction)."""
+        if connection is not None:
+            return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
+        with self.pool().connection() as conn:
+            return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+
+    async def run_async(self, call: Call[T], connection: Any = None) -> T:
+        if connection is not None:
+            return call.read(
+                await _rows_async(await connection.execute(call.sql, call.params), call.rows)
+            )
+        pool = await self.apool()
+        async with pool.connection() as conn:
+            return call.read(
+                await _rows_async(await conn.execute(call.sql, call.params), call.rows)
+            )
+
+    # -- producers
+
+    def enqueue(
+        self, items: Sequence[EnqueueItem], now_ms: int, connection: Any = None
+    ) -> list[str]:
+        if not items:
+            return []
+        return self.run(self.calls.enqueue(items, now_ms), connection)
+
+    async def enqueue_async(
+        self, items: Sequence[EnqueueItem], now_ms: int, connection: Any = None
+    ) -> list[str]:
+        if not items:
+            return []
+        return await self.run_async(self.calls.enqueue(items, now_ms), connection)
+
+    # -- workers
+
+    def fetch(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        stale = self.settle(outcomes, now_ms, stats) if (outcomes or stats) else []
+        return self.run(self.calls.fetch(queues, want, now_ms, alone)), stale
+
+    async def fetch_async(
+        self,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        outcomes: Sequence[Outcome] = (),
+        stats: dict[str, dict[str, int]] | None = None,
+        *,
+        alone: bool = False,
+    ) -> tuple[FetchResult, list[Outcome]]:
+        stale = await self.settle_async(outcomes, now_ms, stats) if (outcomes or stats) else []
+        return await self.run_async(self.calls.fetch(queues, want, now_ms, alone)), stale
+
+    def _listener(self) -> Listener:
+        loop = asyncio.get_running_loop()
+        found = self._listeners.get(loop)
+        if found is None:
+            found = self._listeners[loop] = Listener(
+                self.conninfo, self._kwargs(), self._wake_channel(), self.ns
+            )
+        return found
+
+    def _wake_channel(self) -> str:
+        """The name of the wake channel (``channel()`` in sql/)."""
+        import hashlib
+
+        return "taskq_wake_" + hashlib.md5(self.ns.encode()).hexdigest()[:20]  # noqa: S324
+
+    async def wait_async(
+        self, queues: Sequence[str], timeout: float, nudge: str | None = None
+    ) -> bool:
+        return await self._listener().wait(queues, timeout, nudge)
+
+    async def wait_fetch_async(
+        self,
+        queues: Sequence[str],
+        timeout: float,
+        want: int,
+        now_ms: int,
+        nudge: str | None = None,
+        *,
+        alone: bool = False,
+    ) -> tuple[bool, FetchResult]:
+        woken = await self.wait_async(queues, timeout, nudge)
+        return woken, (await self.fetch_async(queues, want, now_ms, alone=alone))[0]
+
+    async def nudge_async(self, queues: Sequence[str], waiter: str) -> None:
+        self._listener().nudge(waiter)
+
+    def settle(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        if not outcomes and not stats:
+            return []
+        return self.run(self.calls.settle(outcomes, now_ms, stats))
+
+    async def settle_async(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None = None,
+    ) -> list[Outcome]:
+        if not outcomes and not stats:
+            return []
+        return await self.run_async(self.calls.settle(outcomes, now_ms, stats))
+
+    def renew(
+        self,
+        leases: Sequence[Lease],
+        now_ms: int,
+        progress: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> Renewal:
+        if not leases:
+            return Renewal()
+        return self.run(self.calls.renew(leases, now_ms, progress))
+
+    def release(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        call = self.calls.release(leases, mode, reason, now_ms)
+        return self.run(call) if leases else 0
+
+    async def release_async(
+        self,
+        leases: Sequence[Lease],
+        mode: ReleaseMode = "graceful",
+        reason: str = "",
+        now_ms: int | None = None,
+    ) -> int:
+        call = self.calls.release(leases, mode, reason, now_ms)
+        return await self.run_async(call) if leases else 0
+
+    # -- handles and administration
+
+    def get(self, queue: str, task_id: str) -> TaskState | None:
+        return self.run(self.calls.get(queue, task_id))
+
+    async def get_async(self, queue: str, task_id: str) -> TaskState | None:
+        return await self.run_async(self.calls.get(queue, task_id))
+
+    def cancel(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        return self.run(self.calls.cancel(queue, task_id, record, abort, now_ms))
+
+    async def cancel_async(
+        self, queue: str, task_id: str, record: bytes, *, abort: bool = False, now_ms: int = 0
+    ) -> str:
+        return await self.run_async(self.calls.cancel(queue, task_id, record, abort, now_ms))
+
+    def dead_list(self, queue: str, offset: int, limit: int) -> list[DeadTask]:
+        return self.run(self.calls.dead_list(queue, offset, limit))
+
+    def dead_retry(self, queue: str, ids: Sequence[str]) -> int:
+        return self.run(self.calls.dead_retry(queue, ids))
+
+    def dead_purge(self, queue: str, ids: Sequence[str]) -> int:
+        return self.run(self.calls.dead_purge(queue, ids))
+
+    def queue_info(self, queues: Sequence[str]) -> list[QueueInfo]:
+        from ...message import BadMessage, decode
+
+        out = []
+        for name, ready, delayed, leased, dead, first, names, values in self.run(
+            self.calls.queue_counts(queues)
+        ):
+            oldest = None
+            if first is not None and first[1] is not None:
+                tid = bytes(first[0]).decode()
+                try:
+                    oldest = decode(bytes(first[1]), task_id=tid, queue=name).queued_at
+                except BadMessage:
+                    oldest = None
+            stats = queue_stats(dict(zip(names, values, strict=True)))
+            out.append(QueueInfo(name, ready, delayed, leased, dead, oldest, stats))
+        return out
+
+    # -- workflows: not on this broker yet (docs/postgres.md)
+
+    def wf_start(self, req: Any, now_ms: int) -> bool:
+        _no_workflows()
+        return False
+
+    async def wf_start_async(self, req: Any, now_ms: int) -> bool:
+        _no_workflows()
+        return False
+
+    def wf_get(self, workflow: str) -> dict[str, bytes] | None:
+        return None
+
+    async def wf_get_async(self, workflow: str) -> dict[str, bytes] | None:
+        return None
+
+    def wf_cancel(self, workflow: str, queues: Sequence[str], now_ms: int) -> str:
+        return ""
+
+    async def wf_cancel_async(self, workflow: str, queues: Sequence[str], now_ms: int) -> str:
+        return ""
+
+    def wf_retry(
+        self, workflow: str, queues: Sequence[str], steps: Sequence[Any], now_ms: int
+    ) -> int:
+        return 0
+
+    async def wf_retry_async(
+        self, workflow: str, queues: Sequence[str], steps: Sequence[Any], now_ms: int
+    ) -> int:
+        return 0
+
+    def wf_drain(self, queues: Sequence[str], now_ms: int) -> int:
+        return 0  # no workflow step ever runs here: nothing to advance
+
+    async def wf_drain_async(self, queues: Sequence[str], now_ms: int) -> int:
+        return 0
+
+    # -- waiting for a task's end
+
+    def wait_for(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], T | None]
+    ) -> T | None:
+        """``check()`` until it answers or ``timeout`` passes, woken by the ``NOTIFY`` a
+        settle sends (a dedicated connection LISTENs meanwhile)."""
+        deadline = time.monotonic() + timeout
+        conn = psycopg.connect(self.conninfo, **self._kwargs())
+        try:
+            conn.execute(f"LISTEN {self._done_channel()}")
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                for _ in conn.notifies(timeout=min(remaining, 1.0), stop_after=1):
+                    pass
+        finally:
+            conn.close()
+
+    async def wait_for_async(
+        self, queue: str, task_id: str, timeout: float, check: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        deadline = time.monotonic() + timeout
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs())
+        try:
+            await conn.execute(f"LISTEN {self._done_channel()}")
+            while True:
+                found = await check()
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                async for _ in conn.notifies(timeout=min(remaining, 1.0), stop_after=1):
+                    pass
+        finally:
+            await conn.close()
+
+    def _done_channel(self) -> str:
+        import hashlib
+
+        return "taskq_done_" + hashlib.md5(self.ns.encode()).hexdigest()[:20]  # noqa: S324
+
+    # -- counters, queues, health
+
+    def known_queues(self) -> list[str]:
+        return _names(self.run(self.calls.known_queues()))
+
+    async def known_queues_async(self) -> list[str]:
+        return _names(await self.run_async(self.calls.known_queues()))
+
+    def incr_counters(self, group: str, counts: dict[str, int]) -> None:
+        if counts:
+            self.run(self.calls.incr_counters(group, counts))
+
+    async def incr_counters_async(self, group: str, counts: dict[str, int]) -> None:
+        if counts:
+            await self.run_async(self.calls.incr_counters(group, counts))
+
+    def read_counters(self, group: str) -> dict[str, int]:
+        return self.run(self.calls.read_counters(group))
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        start = time.perf_counter()
+        with self.pool().connection() as conn:
+            conn.execute("SELECT 1")
+        return time.perf_counter() - start
+
+    def pool_stats(self) -> dict[str, int]:
+        """The blocking pool's state (psycopg_pool's names): size, available, waiting."""
+        if self._pool is None:
+            return {}
+        stats = self._pool.get_stats()
+        return {
+            k: int(stats.get(k, 0)) for k in ("pool_size", "pool_available", "requests_waiting")
+        }
+
+    def probe(self, timeout: float) -> PostgresBroker:
+        found = self._probes.get(timeout)
+        if found is None:
+            found = self._probes[timeout] = PostgresBroker(
+                self.url,
+                prefix=self.ns,
+                settings=self.settings,
+                max_connections=2,
+                connect_timeout=timeout,
+                statement_timeout=timeout,
+            )
+        return found
+
+    def close(self) -> None:
+        for b in self._probes.values():
+            b.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            listener = self._listeners.pop(loop, None)
+            if listener is not None:
+                await listener.close()
+            pool = self._apools.pop(loop, None)
+            if pool is not None:
+                await pool.close()
+
+
+def _rows(cur: Any, many: bool) -> Any:
+    """Every row (``many``) or the first, of a statement that may return none."""
+    if cur.description is None:
+        return [] if many else None
+    return cur.fetchall() if many else cur.fetchone()
+
+
+async def _rows_async(cur: Any, many: bool) -> Any:
+    if cur.description is None:
+        return [] if many else None
+    return await cur.fetchall() if many else await cur.fetchone()
+
+
+def _names(names: list[str]) -> list[str]:
+    out = set()
+    for name in names:
+        with contextlib.suppress(Exception):
+            out.add(check_queue_name(name))
+    return sorted(out)
