@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -141,6 +142,9 @@ class TaskQueue:
         self.trace_hook: (
             Callable[[dict[str, str] | None, str, str, str], dict[str, str] | None] | None
         ) = None
+        #: the connection enqueues write through when none is given (transactional.py):
+        #: taskq_django's hook returns the default database's inside ``atomic()``
+        self.transaction_hook: Callable[[], Any] | None = None
         self._imported = False
         self._signer: Signer | None = None
         self._signer_keys: dict[str, Any] | None = None
@@ -474,9 +478,40 @@ class TaskQueue:
             )
         return items, script_ms(self.clock)
 
+    def transaction(self, connection: Any) -> contextlib.AbstractContextManager[None]:
+        """``with tq.transaction(conn):`` every enqueue in the block is written in
+        ``conn``'s transaction (PostgreSQL broker): it exists if and only if that
+        transaction commits. ``conn``: psycopg 3, a SQLAlchemy session or connection, or a
+        Django connection (docs/postgres.md, "Transactional enqueue")."""
+        from .transactional import transaction
+
+        return transaction(self, connection)
+
+    def _connection(self, signatures: Sequence[Signature]) -> Any:
+        if self.transaction_hook is None and not any(
+            s.options.connection is not None for s in signatures
+        ):
+            from .transactional import _current
+
+            if _current.get() is None:
+                return None  # the usual enqueue: no lookup at all
+        from .transactional import connection_for
+
+        given = {id(s.options.connection): s.options.connection for s in signatures}
+        given.pop(id(None), None)
+        if len(given) > 1:
+            raise InvalidOption("one enqueue_many writes through one connection, not several")
+        return connection_for(self, next(iter(given.values()), None))
+
     def enqueue_many(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """Enqueue many tasks in one round trip; every one is checked before any is sent."""
         items, now_ms = self._items(signatures)
+        conn = self._connection(signatures)
+        if conn is not None:
+            # in the application's transaction: it commits or rolls back with it, so no
+            # request scope needs to hold it back
+            ids = self.broker.enqueue(items, now_ms, connection=conn)  # type: ignore[call-arg]
+            return _handles(self, ids, items)
         if (scope := active_scope()) is not None and scope.app is self:
             scope.note(len(items))
             if scope.defer:
@@ -489,6 +524,10 @@ class TaskQueue:
     async def enqueue_many_async(self, signatures: Sequence[Signature]) -> list[TaskHandle]:
         """The async form of :meth:`enqueue_many`."""
         items, now_ms = self._items(signatures)
+        conn = self._connection(signatures)
+        if conn is not None:
+            ids = await self.broker.enqueue_async(items, now_ms, connection=conn)  # type: ignore[call-arg]
+            return _handles(self, ids, items)
         if (scope := active_scope()) is not None and scope.app is self:
             scope.note(len(items))
             if scope.defer:

@@ -47,6 +47,9 @@ class EnqueueOptions:
     expires: float | datetime | None = None
     #: capabilities this enqueue requires besides the task's own (taskq_core/capabilities.py)
     requires: frozenset[str] | None = None
+    #: the application's database connection the enqueue is written through, in its
+    #: transaction (PostgreSQL broker: taskq_core/transactional.py); never serialised
+    connection: Any = None
 
     @classmethod
     def make(
@@ -61,6 +64,7 @@ class EnqueueOptions:
         task_id: str | None = None,
         expires: float | timedelta | datetime | None = None,
         requires: Iterable[str] | str | None = None,
+        connection: Any = None,
     ) -> EnqueueOptions:
         if delay is not None and eta is not None:
             from .errors import InvalidOption
@@ -80,6 +84,7 @@ class EnqueueOptions:
             task_id=check_task_id(task_id) if task_id is not None else None,
             expires=_check_enqueue_expires(expires),
             requires=check_capabilities(requires, "requires") or None,
+            connection=connection,
         )
 
 
@@ -185,7 +190,8 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> Task[P, R]:
         """A copy with enqueue options set: ``queue``, ``delay``, ``eta``,
-        ``idempotency_key``, ``max_retries``, ``timeout``, ``task_id``, ``expires``."""
+        ``idempotency_key``, ``max_retries``, ``timeout``, ``task_id``, ``expires``,
+        ``requires``, ``connection`` (write in that database transaction: PostgreSQL)."""
         merged = EnqueueOptions.make(**options)
         base = self._options
         combined = replace(

@@ -142,7 +142,7 @@ def drop_namespace(url: str, prefix: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("tasks", "results", "idempotency", "stats", "records", "series"):
+        for table in ("tasks", "results", "idempotency", "stats", "stats_log", "records", "series"):
             conn.execute(f"DELETE FROM taskq.{table} WHERE ns = %s", (prefix,))
 
 

@@ -4,7 +4,6 @@ needs no redis-cli, and stops with one clear line when no Redis can be had."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from types import ModuleType
 import pytest
 import redis
 
+from tests import scripts_probe
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,24 +24,11 @@ PROBE = ROOT / "scripts" / "test_redis.py"
 
 
 def _module() -> ModuleType:
-    """scripts/test_redis.py, loaded from its file (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("taskq_test_redis_probe", PROBE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts_probe.load(PROBE, "taskq_test_redis_probe")
 
 
 def _probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(PROBE), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return scripts_probe.run(PROBE, env, *args, timeout=30)
 
 
 def _bare_env(**extra: str) -> dict[str, str]:

@@ -126,6 +126,9 @@ def _install(tq: TaskQueue) -> None:
             return
         if not any(isinstance(m, CloseOldConnections) for m in tq.middleware):
             tq.middleware.append(CloseOldConnections())
+        from .transactional import install
+
+        install(tq)  # PostgreSQL broker: enqueues in atomic() join Django's transaction
         for hook in _hooks:
             hook(tq)
         _installed.add(tq)

@@ -115,7 +115,7 @@ def test_the_limit_is_on_the_json_and_a_bomb_is_refused_unexpanded() -> None:
         decode(ZSTD_MAGIC + b"not a frame at all", limit=1 << 20)
     # the bare magic (found by tests/security/test_hostile_messages.py): every refusal's
     # text starts with "message", as the dead-letter record's reader expects
-    with pytest.raises(BadMessage, match="^message is compressed but does not decompress"):
+    with pytest.raises(BadMessage, match=r"^message is compressed but does not decompress"):
         decode(ZSTD_MAGIC, limit=1 << 20)
 
 

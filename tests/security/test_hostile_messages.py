@@ -166,6 +166,9 @@ def write_raw(tq: TaskQueue, client: redis.Redis | None, task_id: str, body: byt
 
 
 @pytest.mark.slow
+# psycopg_pool draws from the global random module (the jitter of a new connection's
+# lifetime) in the worker's thread while hypothesis draws here: not the strategy's use
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_hostile_messages_end_and_never_loop_or_crash(
     running: tuple[TaskQueue, Worker, list[Any]],
     broker_kind: str,

@@ -47,6 +47,9 @@ T = TypeVar("T")
 class PostgresBroker(PostgresRecords):
     """Tasks in PostgreSQL tables (``sql/0001_init.sql``), on the same contract as Redis."""
 
+    #: enqueues can be written in the application's own transaction (transactional.py)
+    transactional = True
+
     def __init__(
         self,
         url: str,

@@ -282,12 +282,10 @@ class Calls:
             f" AND state IN ('failed', 'dead')), "
             f"(SELECT array[id::bytea, body] FROM {self.s}.tasks WHERE ns = %s AND queue = q "
             f" AND state = 'queued' AND NOT suspect ORDER BY seq LIMIT 1), "
-            f"(SELECT coalesce(array_agg(name), '{{}}') FROM {self.s}.stats "
-            f" WHERE ns = %s AND queue = q), "
-            f"(SELECT coalesce(array_agg(value), '{{}}') FROM {self.s}.stats "
-            f" WHERE ns = %s AND queue = q) "
-            f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(q, n) ORDER BY n",
-            (*([self.ns] * 7), list(queues)),
+            f"c.o_names, c.o_values "
+            f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(q, n), "
+            f"LATERAL {self.s}.counts(%s, q) c ORDER BY n",
+            (*([self.ns] * 5), list(queues), self.ns),
             list,
             rows=True,
         )
@@ -296,8 +294,10 @@ class Calls:
         return Call(
             f"SELECT DISTINCT queue FROM {self.s}.stats "
             "WHERE ns = %s AND left(queue, 1) <> '#' "
+            f"UNION SELECT DISTINCT queue FROM {self.s}.stats_log "
+            "WHERE ns = %s AND left(queue, 1) <> '#' "
             f"UNION SELECT DISTINCT queue FROM {self.s}.tasks WHERE ns = %s",
-            (self.ns, self.ns),
+            (self.ns, self.ns, self.ns),
             lambda rows: [r[0] for r in rows],
             rows=True,
         )
@@ -312,10 +312,9 @@ class Calls:
 
     def read_counters(self, group: str) -> Call[dict[str, int]]:
         return Call(
-            f"SELECT name, value FROM {self.s}.stats WHERE ns = %s AND queue = %s",
+            f"SELECT * FROM {self.s}.counts(%s, %s)",
             (self.ns, "#" + group),
-            lambda rows: {n: int(v) for n, v in rows},
-            rows=True,
+            lambda row: {n: int(v) for n, v in zip(row[0], row[1], strict=True)},
         )
 
 

@@ -1,9 +1,9 @@
 """The PostgreSQL broker's schema: created and upgraded by ``taskq db migrate``, versioned,
 in a schema of its own (``taskq`` unless the URL says ``?schema=...``).
 
-Each version is one SQL file of ``sql/`` (``0001_init.sql``, ...), applied in order, each in
-its own transaction, under an advisory lock so that two ``migrate`` runs at once apply each
-file once. A broker reads the version when it starts: none (run ``taskq db migrate``) and one
+Each version is one SQL file of ``sql/`` (``0001_init.sql``, ...), applied in order in one
+transaction, under an advisory lock so that two ``migrate`` runs at once apply each file
+once. A broker reads the version when it starts: none (run ``taskq db migrate``) and one
 newer than this taskq knows (upgrade taskq) are refused with a clear error.
 """
 
@@ -57,33 +57,29 @@ def installed_version(conn: Any, schema: str) -> int | None:
 
 
 def migrate(conn: Any, schema: str = "taskq") -> tuple[int | None, int]:
-    """Create or upgrade the schema on ``conn`` (a psycopg connection): returns the version
-    found and the version now. Refuses a schema newer than this taskq."""
+    """Create or upgrade the schema on ``conn`` (a psycopg 3 connection): returns the version
+    found and the version now. Refuses a schema newer than this taskq.
+
+    Everything happens in one transaction (a savepoint inside one already open, as in a
+    Django migration), under a transaction-level advisory lock: two runs at once apply
+    each step once, and a failed step leaves the schema as it was."""
     check_schema_name(schema)
-    autocommit = conn.autocommit
-    conn.autocommit = True
-    try:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
-        try:
-            before = installed_version(conn, schema)
-            if before is not None and before > SCHEMA_VERSION:
-                raise SchemaError(_too_new(schema, before))
-            for version, sql in _steps():
-                if before is not None and version <= before:
-                    continue
-                with conn.transaction():
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                    conn.execute(sql.replace("{schema}", schema))
-                    conn.execute(
-                        f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (str(version),),
-                    )
-            return before, SCHEMA_VERSION
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
-    finally:
-        conn.autocommit = autocommit
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        before = installed_version(conn, schema)
+        if before is not None and before > SCHEMA_VERSION:
+            raise SchemaError(_too_new(schema, before))
+        for version, sql in _steps():
+            if before is not None and version <= before:
+                continue
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            conn.execute(sql.replace("{schema}", schema))
+            conn.execute(
+                f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+    return before, SCHEMA_VERSION
 
 
 def require(conn: Any, schema: str) -> None:

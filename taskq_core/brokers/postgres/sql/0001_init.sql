@@ -87,14 +87,63 @@ CREATE FUNCTION {schema}.channel(p_ns text, p_kind text) RETURNS text LANGUAGE s
     SELECT 'taskq_' || p_kind || '_' || left(md5(p_ns), 20)
 $$;
 
+-- counts are appended, never updated in place: a counter row updated by every enqueue
+-- would be locked by each open transaction that enqueued (a transactional enqueue holds
+-- it until the application commits), and every other enqueue would wait for it.
+-- ``fold`` moves the appended counts into ``stats`` now and then; readers add both.
+CREATE TABLE {schema}.stats_log (
+    ns text NOT NULL,
+    queue text NOT NULL,
+    name text NOT NULL,
+    delta bigint NOT NULL
+);
+CREATE INDEX stats_log_ns ON {schema}.stats_log (ns, queue);
+
 CREATE FUNCTION {schema}.bump(p_ns text, p_queues text[], p_names text[], p_by bigint[])
 RETURNS void LANGUAGE sql AS $$
-    -- one upsert for a whole batch, rows taken in one order so that two batches never
-    -- wait for each other's counters in opposite orders (no deadlock)
-    INSERT INTO {schema}.stats AS s (ns, queue, name, value)
+    INSERT INTO {schema}.stats_log (ns, queue, name, delta)
     SELECT p_ns, q, n, sum(v) FROM unnest(p_queues, p_names, p_by) AS u(q, n, v)
-    GROUP BY q, n ORDER BY q, n
-    ON CONFLICT (ns, queue, name) DO UPDATE SET value = s.value + excluded.value
+    GROUP BY q, n
+$$;
+
+-- housekeeping, from a fetch now and then: fold the appended counts of ``p_ns`` into
+-- ``stats`` (one folder at a time, the others skip; rows taken in one order, no deadlock;
+-- only committed counts are seen), and remove what has expired
+CREATE FUNCTION {schema}.fold(p_ns text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('taskq.fold:' || p_ns)) THEN
+        RETURN;
+    END IF;
+    WITH moved AS (
+        DELETE FROM {schema}.stats_log WHERE ns = p_ns RETURNING queue, name, delta
+    )
+    INSERT INTO {schema}.stats AS s (ns, queue, name, value)
+    SELECT p_ns, queue, name, sum(delta) FROM moved GROUP BY queue, name ORDER BY queue, name
+    ON CONFLICT (ns, queue, name) DO UPDATE SET value = s.value + excluded.value;
+    -- and what has expired goes, in bounded batches (the tables stay their size under a
+    -- sustained run; autovacuum reclaims the space): results and idempotency keys past
+    -- their TTL, records (heartbeats, locks) past theirs
+    DELETE FROM {schema}.results WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM {schema}.results WHERE expires_ms <= {schema}.clock_ms() LIMIT 1000));
+    DELETE FROM {schema}.idempotency WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM {schema}.idempotency WHERE expires_ms <= {schema}.clock_ms()
+        LIMIT 1000));
+    DELETE FROM {schema}.records WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM {schema}.records WHERE expires_ms <= {schema}.clock_ms() LIMIT 100));
+END
+$$;
+
+-- a queue's (or a counter group's) counts: folded and appended
+CREATE FUNCTION {schema}.counts(p_ns text, p_queue text, OUT o_names text[], OUT o_values bigint[])
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(name ORDER BY name), '{}'), coalesce(array_agg(v ORDER BY name), '{}')
+    FROM (
+        SELECT name, sum(value)::bigint AS v FROM (
+            SELECT name, value FROM {schema}.stats WHERE ns = p_ns AND queue = p_queue
+            UNION ALL
+            SELECT name, delta FROM {schema}.stats_log WHERE ns = p_ns AND queue = p_queue
+        ) both_ GROUP BY name
+    ) c
 $$;
 
 -- enqueue.lua: add tasks; a known id (queued, running or with a kept result) is not added
@@ -220,6 +269,9 @@ DECLARE
     v_batch int;
 BEGIN
     v_deadline := v_now + p_lease;
+    IF random() < 0.05 THEN
+        PERFORM {schema}.fold(p_ns);  -- keeps the appended counts short
+    END IF;
     o_queues := '{}'; o_ids := '{}'; o_fences := '{}'; o_bodies := '{}';
     o_now := v_now; o_suspects := 0; o_suspect := false;
     FOREACH v_queue IN ARRAY p_queues LOOP
