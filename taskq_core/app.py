@@ -16,7 +16,7 @@ from .brokers.base import Settings as BrokerSettings
 from .capabilities import check_capabilities, routed_queue, split_queue
 from .clock import Clock, SystemClock, script_ms
 from .context import current_trace
-from .errors import DuplicateTask, InvalidOption, TaskqError, UnknownTask
+from .errors import DuplicateTask, InvalidOption, MissingExtra, UnknownTask
 from .flow import NO_FLOW, NO_GATE, Flow
 from .flow import gate as flow_gate
 from .handle import TaskHandle
@@ -66,8 +66,8 @@ def make_broker(settings: Settings) -> Broker:
         try:
             from .brokers.postgres.broker import PostgresBroker
         except ImportError as exc:
-            raise TaskqError(
-                "a postgresql:// broker needs psycopg 3 and its pool: pip install 'taskq[postgres]'"
+            raise MissingExtra(
+                "the PostgreSQL broker (psycopg 3 and its pool)", "postgres"
             ) from exc
 
         return PostgresBroker(

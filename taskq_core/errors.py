@@ -76,6 +76,11 @@ class BrokerRefused(TaskqError):
     a command taskq needs (ACL): retrying cannot help, so a worker stops (exit code 4)."""
 
 
+class BrokerUnavailable(TaskqError, ConnectionError):
+    """The broker could not be reached, or did not answer in time (PostgreSQL: the
+    connection failed, no pooled connection came free, or the statement timed out)."""
+
+
 class Retry(TaskqError):
     """Raise from a task to have it retried, optionally after ``delay`` seconds.
 

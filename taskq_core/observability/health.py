@@ -70,7 +70,13 @@ def _error(exc: BaseException) -> str:
 
 def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
     m = app.settings.monitoring
-    kind = "memory" if app.broker.url.startswith("memory://") else "redis"
+    kind = (
+        "memory"
+        if app.broker.url.startswith("memory://")
+        else "postgres"
+        if getattr(app.broker, "transactional", False)
+        else "redis"
+    )
     # the best of three round trips: one slow reply on a busy host is not a slow broker
     rtt = b.ping()
     rtt = min(rtt, b.ping(), b.ping())
@@ -79,7 +85,9 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
     if rtt * 1000 > m.rtt_warn_ms:
         warnings.append(f"round trip {rtt * 1000:.1f} ms > {m.rtt_warn_ms:g} ms")
     info = b.server_info()
-    if info:
+    if kind == "postgres":
+        _postgres(app.broker, info, out, warnings)
+    elif info:
         policy = str(info.get("maxmemory_policy", "unknown"))
         used = int(info.get("used_memory", 0) or 0)
         limit = int(info.get("maxmemory", 0) or 0)
@@ -115,6 +123,28 @@ def _broker(app: TaskQueue, b: Broker) -> dict[str, Any]:
     if warnings:
         out["status"] = "degraded"
     return out
+
+
+def _postgres(
+    broker: Broker, info: dict[str, Any], out: dict[str, Any], warnings: list[str]
+) -> None:
+    """The PostgreSQL broker's facts: the server's version and connections, and this
+    process's pool (psycopg_pool's figures)."""
+    used, limit = int(info.get("connected_clients", 0)), int(info.get("max_connections", 0))
+    out.update(
+        version=str(info.get("postgres_version", "")), connections=used, max_connections=limit
+    )
+    pool: dict[str, int] = getattr(broker, "pool_stats", dict)()
+    out["pool"] = pool
+    if limit and used > 0.9 * limit:
+        warnings.append(
+            f"{used} of the server's {limit} connections are in use: new ones will be refused"
+        )
+    if pool.get("requests_waiting", 0) > 0:
+        warnings.append(
+            f"{pool['requests_waiting']} calls wait for a pooled connection "
+            "(broker.max_connections)"
+        )
 
 
 def _not_configured() -> dict[str, Any]:

@@ -9,8 +9,6 @@ with a stand-in ``pg_ctlcluster`` that starts a private one: the machine's is sh
 never stopped. The one test of the real default (127.0.0.1:5432) leaves it as scripts/test
 would (``taskq_test`` made there when missing)."""
 
-# ruff: noqa: F811 - the tests take the imported fixture pg_server by its name
-
 from __future__ import annotations
 
 import configparser
@@ -27,7 +25,6 @@ import pytest
 from psycopg import sql
 
 from tests import scripts_probe
-from tests.postgres.fixtures import pg_server  # noqa: F401
 from tests.postgres.server import PgServer, free_port
 
 pytestmark = pytest.mark.postgres

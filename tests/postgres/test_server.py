@@ -2,8 +2,6 @@
 committed row outlives a crash, a restart keeps its port, a taken port is picked again
 before the first start only, and close() leaves nothing behind."""
 
-# ruff: noqa: F811 - the tests take the imported fixture pg_server by its name
-
 from __future__ import annotations
 
 import os
@@ -14,7 +12,6 @@ import psycopg
 import pytest
 
 from tests.inthread import wait_for
-from tests.postgres.fixtures import pg_server  # noqa: F401
 from tests.postgres.server import PgServer, answers
 
 pytestmark = pytest.mark.postgres

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from ...errors import BrokerUnavailable
 from ...validation import check_queue_name
 from ..base import (
     DeadTask,
@@ -36,7 +37,7 @@ from ..base import (
     queue_stats,
 )
 from . import schema as schema_mod
-from .calls import Call, Calls, _no_workflows
+from .calls import Call, Calls, _no_workflows, _none
 from .listen import Listener
 from .records import PostgresRecords
 from .url import parse_url
@@ -147,20 +148,46 @@ class PostgresBroker(PostgresRecords):
         """Run ``call`` on a pooled connection, or on ``connection`` (the application's,
         inside its transaction)."""
         if connection is not None:
+            # the application's transaction: its errors are the application's to handle
             return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
-        with self.pool().connection() as conn:
-            return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+        try:
+            with self.pool().connection() as conn:
+                return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from exc
 
     async def run_async(self, call: Call[T], connection: Any = None) -> T:
         if connection is not None:
             return call.read(
                 await _rows_async(await connection.execute(call.sql, call.params), call.rows)
             )
-        pool = await self.apool()
-        async with pool.connection() as conn:
-            return call.read(
-                await _rows_async(await conn.execute(call.sql, call.params), call.rows)
+        try:
+            pool = await self.apool()
+            async with pool.connection() as conn:
+                return call.read(
+                    await _rows_async(await conn.execute(call.sql, call.params), call.rows)
+                )
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> BrokerUnavailable:
+        """One clear error for a call that failed for want of the database (the statement
+        did not commit: a task is either written whole or not at all)."""
+        from ...redact import redact_text, redact_url
+
+        where = redact_url(self.url)
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            why = f"a statement ran past the statement timeout ({self.statement_timeout:g}s)"
+        elif isinstance(exc, PoolTimeout):
+            why = (
+                f"no connection of the pool ({self.max_connections}) came free within "
+                f"{self.connect_timeout:g}s"
             )
+        else:
+            why = "the connection failed"
+        text = str(exc).strip()
+        detail = redact_text(text.splitlines()[0]) if text else type(exc).__name__
+        return BrokerUnavailable(f"PostgreSQL at {where}: {why}: {detail}")
 
     # -- producers
 
@@ -444,15 +471,12 @@ class PostgresBroker(PostgresRecords):
     def ping(self) -> float:
         """Round-trip time in seconds."""
         start = time.perf_counter()
-        with self.pool().connection() as conn:
-            conn.execute("SELECT 1")
+        self.run(Call("SELECT 1", (), _none))
         return time.perf_counter() - start
 
     def pool_stats(self) -> dict[str, int]:
         """The blocking pool's state (psycopg_pool's names): size, available, waiting."""
-        if self._pool is None:
-            return {}
-        stats = self._pool.get_stats()
+        stats = self._pool.get_stats() if self._pool is not None else {}
         return {
             k: int(stats.get(k, 0)) for k in ("pool_size", "pool_available", "requests_waiting")
         }
