@@ -266,7 +266,7 @@ DECLARE
     v_first bigint;
     v_examine int := p_want * 4 + 100;
     v_expired int;
-    v_batch int;
+    v_rows tid[];
 BEGIN
     v_deadline := v_now + p_lease;
     IF random() < 0.05 THEN
@@ -334,16 +334,21 @@ BEGIN
     END IF;
     FOREACH v_queue IN ARRAY p_queues LOOP
         WHILE v_got < p_want AND v_examine > 0 LOOP
-            WITH picked AS (
-                SELECT id, seq FROM {schema}.tasks
+            -- the rows first (locked), then the update by their physical address: a join,
+            -- or ``id = ANY``, let the planner scan the whole queue when it misjudged it
+            -- (a fresh backlog, stale statistics, a generic plan)
+            v_rows := ARRAY(
+                SELECT ctid FROM {schema}.tasks
                 WHERE ns = p_ns AND queue = v_queue AND state = 'queued' AND NOT suspect
                 ORDER BY seq LIMIT least(p_want - v_got, v_examine)
                 FOR UPDATE SKIP LOCKED
-            ), leased AS (
+            );
+            EXIT WHEN cardinality(v_rows) = 0;
+            WITH leased AS (
                 UPDATE {schema}.tasks t SET state = 'running', at_ms = v_deadline,
                     fence = t.fence + 1, unaccounted = t.unaccounted + 1
-                FROM picked WHERE t.ns = p_ns AND t.queue = v_queue AND t.id = picked.id
-                RETURNING t.id, t.fence, t.body, picked.seq
+                WHERE t.ctid = ANY (v_rows)
+                RETURNING t.id, t.fence, t.body, t.seq
             )
             SELECT count(*)::int AS n,
                 coalesce(array_agg(id ORDER BY seq) FILTER (WHERE body IS NOT NULL), '{}') AS ids,

@@ -1,0 +1,62 @@
+"""The broker's functions touch only the rows they work on, whatever the planner believes:
+a fetch from a fresh backlog (statistics not yet gathered) once joined its picked rows to
+the whole queue and scanned 20,000 rows to lease 100. Read from the plans that
+``auto_explain`` reports for the statements inside the function."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from taskq_core.brokers.base import EnqueueItem
+from taskq_core.brokers.postgres.broker import PostgresBroker
+from tests.conftest import drop_namespace
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def broker(postgres_url: str, prefix: str) -> Iterator[PostgresBroker]:
+    b = PostgresBroker(postgres_url, prefix=prefix)
+    yield b
+    b.close()
+    drop_namespace(postgres_url, prefix)
+
+
+def plans(url: str, sql: str, repeat: int = 8) -> list[str]:
+    """The plans of the statements ``sql`` runs, its last run's (after ``repeat - 1`` runs:
+    PL/pgSQL turns to a generic plan after five)."""
+    notes: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(repeat - 1):
+            conn.execute(sql)
+        conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+        conn.execute("LOAD 'auto_explain'")
+        conn.execute("SET auto_explain.log_min_duration = 0")
+        conn.execute("SET auto_explain.log_nested_statements = on")
+        conn.execute("SET auto_explain.log_analyze = on")
+        conn.execute("SET client_min_messages = log")
+        conn.execute(sql)
+    return notes
+
+
+def test_a_fetch_from_a_fresh_backlog_reads_only_what_it_leases(
+    broker: PostgresBroker, postgres_url: str, prefix: str
+) -> None:
+    n = 20_000
+    broker.enqueue([EnqueueItem("default", f"t{i}", "job", b"{}") for i in range(n)], 0)
+    for want in (100, 1):
+        sql = (
+            f"SELECT * FROM taskq.fetch('{prefix}', ARRAY['high', 'default', 'low'], "
+            f"{want}, 0, false, 10000, 5)"
+        )
+        found = plans(postgres_url, sql)
+        assert found, "auto_explain reported nothing"
+        removed = [
+            int(x) for p in found for x in re.findall(r"Rows Removed by (?:Join )?Filter: (\d+)", p)
+        ]
+        assert max(removed, default=0) < 1_000, "\n\n".join(found)
+        assert not any(re.search(r"Seq Scan on tasks", p) for p in found), "\n\n".join(found)
