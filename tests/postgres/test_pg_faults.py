@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from taskq_core import TaskQueue
+from taskq_core import Settings, TaskQueue
 from taskq_core.brokers.postgres import migrate
 from taskq_core.errors import TaskqError
 from taskq_core.handle import TaskHandle
@@ -78,7 +78,13 @@ def test_a_postgres_crash_and_restart_mid_run_loses_nothing_acknowledged(
     url = pg_server.url
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
-    tq = register(TaskQueue(url, key_prefix=prefix))
+    # calls give up after 1 s without the database: an enqueue during the outage fails
+    # (not acknowledged) rather than wait for the server to come back
+    tq = register(
+        TaskQueue(
+            settings=Settings(broker_url=url, key_prefix=prefix, broker={"socket_timeout": 1})
+        )
+    )
     acknowledged: list[TaskHandle] = []
     refused: list[str] = []
     stop = threading.Event()
@@ -106,7 +112,7 @@ def test_a_postgres_crash_and_restart_mid_run_loses_nothing_acknowledged(
             lambda: len(runs(redis_client, prefix, "finished")) >= 50, 30, "50 tasks to finish"
         )
         pg_server.kill()  # a crash: no clean shutdown, crash recovery at the next start
-        time.sleep(1.0)
+        time.sleep(3.0)
         pg_server.start()
         time.sleep(1.0)
         stop.set()

@@ -217,8 +217,18 @@ class PostgresBroker(PostgresRecords):
         *,
         alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
-        stale = self.settle(outcomes, now_ms, stats) if (outcomes or stats) else []
-        return self.run(self.calls.fetch(queues, want, now_ms, alone)), stale
+        if outcomes or stats:
+            return self.run(
+                self.calls.settle_fetch(
+                    outcomes=outcomes,
+                    stats=stats,
+                    queues=queues,
+                    want=want,
+                    now_ms=now_ms,
+                    alone=alone,
+                )
+            )
+        return self.run(self.calls.fetch(queues, want, now_ms, alone)), []
 
     async def fetch_async(
         self,
@@ -230,8 +240,12 @@ class PostgresBroker(PostgresRecords):
         *,
         alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
-        stale = await self.settle_async(outcomes, now_ms, stats) if (outcomes or stats) else []
-        return await self.run_async(self.calls.fetch(queues, want, now_ms, alone)), stale
+        if outcomes or stats:
+            call = self.calls.settle_fetch(
+                outcomes=outcomes, stats=stats, queues=queues, want=want, now_ms=now_ms, alone=alone
+            )
+            return await self.run_async(call)
+        return await self.run_async(self.calls.fetch(queues, want, now_ms, alone)), []
 
     def _listener(self) -> Listener:
         loop = asyncio.get_running_loop()

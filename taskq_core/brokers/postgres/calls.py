@@ -115,12 +115,12 @@ class Calls:
             read,
         )
 
-    def settle(
+    def _settle_params(
         self,
         outcomes: Sequence[Outcome],
         now_ms: int,
         stats: dict[str, dict[str, int]] | None,
-    ) -> Call[list[Outcome]]:
+    ) -> tuple[Any, ...]:
         for o in outcomes:
             if o.step is not None:
                 _no_workflows()
@@ -130,29 +130,64 @@ class Calls:
                 sq.append(queue)
                 sn.append(name)
                 sv.append(value)
+        return (
+            self.ns,
+            now_ms,
+            [o.queue for o in outcomes],
+            [o.id for o in outcomes],
+            [o.fence for o in outcomes],
+            [o.kind for o in outcomes],
+            [o.task for o in outcomes],
+            [o.record for o in outcomes],
+            [o.retry_delay_ms for o in outcomes],
+            [o.retry_body for o in outcomes],
+            self.settings.result_ttl_ms,
+            sq,
+            sn,
+            sv,
+        )
 
+    _SETTLE_ARGS = (
+        "%s, %s, %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::bytea[], "
+        "%s::bigint[], %s::bytea[], %s, %s::text[], %s::text[], %s::bigint[]"
+    )
+
+    def settle(
+        self,
+        outcomes: Sequence[Outcome],
+        now_ms: int,
+        stats: dict[str, dict[str, int]] | None,
+    ) -> Call[list[Outcome]]:
         def read(row: Any) -> list[Outcome]:
             return [outcomes[i - 1] for i in row[0]]
 
         return Call(
-            f"SELECT {self.s}.settle(%s, %s, %s::text[], %s::text[], %s::int[], %s::text[], "
-            "%s::text[], %s::bytea[], %s::bigint[], %s::bytea[], %s, %s::text[], %s::text[], "
-            "%s::bigint[])",
+            f"SELECT {self.s}.settle({self._SETTLE_ARGS})",
+            self._settle_params(outcomes, now_ms, stats),
+            read,
+        )
+
+    def settle_fetch(
+        self,
+        *,
+        outcomes: Sequence[Outcome],
+        stats: dict[str, dict[str, int]] | None,
+        queues: Sequence[str],
+        want: int,
+        now_ms: int,
+        alone: bool,
+    ) -> Call[tuple[FetchResult, list[Outcome]]]:
+        """:meth:`settle`, then :meth:`fetch`, in one transaction and one round trip."""
+        fetched = self.fetch(queues, want, now_ms, alone)
+
+        def read(row: Any) -> tuple[FetchResult, list[Outcome]]:
+            return fetched.read(row[1:]), [outcomes[i - 1] for i in row[0]]
+
+        return Call(
+            f"SELECT * FROM {self.s}.settle_fetch({self._SETTLE_ARGS}, %s::text[], %s, %s, %s, %s)",
             (
-                self.ns,
-                now_ms,
-                [o.queue for o in outcomes],
-                [o.id for o in outcomes],
-                [o.fence for o in outcomes],
-                [o.kind for o in outcomes],
-                [o.task for o in outcomes],
-                [o.record for o in outcomes],
-                [o.retry_delay_ms for o in outcomes],
-                [o.retry_body for o in outcomes],
-                self.settings.result_ttl_ms,
-                sq,
-                sn,
-                sv,
+                *self._settle_params(outcomes, now_ms, stats),
+                *(fetched.params[i] for i in (1, 2, 4, 5, 6)),  # all but ns and now
             ),
             read,
         )

@@ -392,60 +392,88 @@ CREATE FUNCTION {schema}.settle(
 DECLARE
     v_now bigint := CASE WHEN p_now > 0 THEN p_now ELSE {schema}.clock_ms() END;
     v_real bigint := {schema}.clock_ms();
-    v_stale int[] := '{}';
-    v_q text[] := coalesce(p_stat_queues, '{}');
-    v_n text[] := coalesce(p_stat_names, '{}');
-    v_v bigint[] := coalesce(p_stat_values, '{}');
-    v_wake text[] := '{}';
-    v_done text[] := '{}';
-    v_kind text;
+    v_held int[];
+    v_rows tid[];
+    v_stale int[];
+    v_final int[];
     i int;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-        v_kind := p_kinds[i];
-        PERFORM 1 FROM {schema}.tasks
-        WHERE ns = p_ns AND queue = p_queues[i] AND id = p_ids[i] AND state = 'running'
-          AND fence = p_fences[i]
-        FOR UPDATE;
-        IF NOT FOUND THEN
-            v_stale := v_stale || i;
-            v_q := v_q || p_queues[i]; v_n := v_n || 'stale_acks'::text; v_v := v_v || 1::bigint;
-            CONTINUE;
-        END IF;
-        v_q := v_q || ARRAY[p_queues[i], p_queues[i]];
-        v_n := v_n || ARRAY[v_kind, v_kind || '|' || p_tasks[i]];
-        v_v := v_v || ARRAY[1::bigint, 1::bigint];
-        IF v_kind IN ('ok', 'expired', 'aborted') THEN
-            DELETE FROM {schema}.tasks WHERE ns = p_ns AND queue = p_queues[i] AND id = p_ids[i];
-            INSERT INTO {schema}.results AS r (ns, queue, id, record, expires_ms)
-            VALUES (p_ns, p_queues[i], p_ids[i], p_records[i], v_real + p_ttl)
-            ON CONFLICT (ns, queue, id)
-            DO UPDATE SET record = excluded.record, expires_ms = excluded.expires_ms;
-            v_done := v_done || p_queues[i];
-        ELSIF v_kind = 'retry' THEN
+    -- the outcomes whose lease is still held, each task once (an outcome listed twice
+    -- settles once): locked by primary key, one lookup each, whatever the statistics say
+    SELECT coalesce(array_agg(n ORDER BY n), '{}'), coalesce(array_agg(row_ ORDER BY n), '{}')
+    INTO v_held, v_rows
+    FROM (
+        SELECT DISTINCT ON (o.q, o.id) o.n, t.ctid AS row_
+        FROM unnest(p_queues, p_ids, p_fences) WITH ORDINALITY AS o(q, id, f, n)
+        CROSS JOIN LATERAL (
+            SELECT ctid FROM {schema}.tasks t
+            WHERE t.ns = p_ns AND t.queue = o.q AND t.id = o.id AND t.state = 'running'
+              AND t.fence = o.f
+            FOR UPDATE
+        ) t
+        ORDER BY o.q, o.id, o.n
+    ) h;
+    v_stale := ARRAY(
+        SELECT n FROM generate_series(1, coalesce(array_length(p_ids, 1), 0)) n
+        WHERE n <> ALL (v_held) ORDER BY n
+    );
+    -- final outcomes: the result kept, the task gone (ok, expired, aborted) or dead-lettered
+    v_final := ARRAY(SELECT n FROM unnest(v_held) n WHERE p_kinds[n] <> 'retry');
+    DELETE FROM {schema}.tasks WHERE ctid = ANY (ARRAY(
+        SELECT v_rows[k] FROM generate_subscripts(v_held, 1) k
+        WHERE p_kinds[v_held[k]] IN ('ok', 'expired', 'aborted')));
+    INSERT INTO {schema}.results AS r (ns, queue, id, record, expires_ms)
+    SELECT p_ns, p_queues[n], p_ids[n], p_records[n], v_real + p_ttl FROM unnest(v_final) n
+    ON CONFLICT (ns, queue, id)
+    DO UPDATE SET record = excluded.record, expires_ms = excluded.expires_ms;
+    FOR i IN SELECT n FROM unnest(v_held) n WHERE p_kinds[n] NOT IN ('ok', 'expired', 'aborted')
+    LOOP
+        IF p_kinds[i] = 'retry' THEN
             UPDATE {schema}.tasks SET body = p_bodies[i], unaccounted = 0, suspect = false,
                 state = CASE WHEN p_delays[i] > 0 THEN 'scheduled' ELSE 'queued' END,
                 at_ms = CASE WHEN p_delays[i] > 0 THEN v_now + p_delays[i] ELSE 0 END,
                 seq = nextval('{schema}.queue_order')
             WHERE ns = p_ns AND queue = p_queues[i] AND id = p_ids[i];
-            v_wake := v_wake || p_queues[i];
         ELSE  -- failed | dead
-            UPDATE {schema}.tasks SET state = v_kind, at_ms = v_now, unaccounted = 0,
+            UPDATE {schema}.tasks SET state = p_kinds[i], at_ms = v_now, unaccounted = 0,
                 error = p_records[i], progress = NULL, abort_ms = NULL
             WHERE ns = p_ns AND queue = p_queues[i] AND id = p_ids[i];
-            INSERT INTO {schema}.results AS r (ns, queue, id, record, expires_ms)
-            VALUES (p_ns, p_queues[i], p_ids[i], p_records[i], v_real + p_ttl)
-            ON CONFLICT (ns, queue, id)
-            DO UPDATE SET record = excluded.record, expires_ms = excluded.expires_ms;
-            v_done := v_done || p_queues[i];
         END IF;
     END LOOP;
-    IF cardinality(v_q) > 0 THEN
-        PERFORM {schema}.bump(p_ns, v_q, v_n, v_v);
-    END IF;
-    PERFORM pg_notify({schema}.channel(p_ns, 'wake'), q) FROM (SELECT DISTINCT unnest(v_wake) q) w;
-    PERFORM pg_notify({schema}.channel(p_ns, 'done'), q) FROM (SELECT DISTINCT unnest(v_done) q) d;
+    INSERT INTO {schema}.stats_log (ns, queue, name, delta)
+    SELECT p_ns, q, name, sum(v) FROM (
+        SELECT p_queues[n] AS q, p_kinds[n] AS name, 1::bigint AS v FROM unnest(v_held) n
+        UNION ALL
+        SELECT p_queues[n], p_kinds[n] || '|' || p_tasks[n], 1 FROM unnest(v_held) n
+        UNION ALL
+        SELECT p_queues[n], 'stale_acks', 1 FROM unnest(v_stale) n
+        UNION ALL
+        SELECT * FROM unnest(p_stat_queues, p_stat_names, p_stat_values)
+    ) c GROUP BY q, name;
+    PERFORM pg_notify({schema}.channel(p_ns, 'wake'), q) FROM (
+        SELECT DISTINCT p_queues[n] AS q FROM unnest(v_held) n WHERE p_kinds[n] = 'retry') w;
+    PERFORM pg_notify({schema}.channel(p_ns, 'done'), q) FROM (
+        SELECT DISTINCT p_queues[n] AS q FROM unnest(v_final) n) d;
     RETURN v_stale;
+END
+$$;
+
+-- one round trip for a worker: settle what it finished, then fetch what comes next
+CREATE FUNCTION {schema}.settle_fetch(
+    p_ns text, p_now bigint, p_queues text[], p_ids text[], p_fences int[], p_kinds text[],
+    p_tasks text[], p_records bytea[], p_delays bigint[], p_bodies bytea[], p_ttl bigint,
+    p_stat_queues text[], p_stat_names text[], p_stat_values bigint[],
+    p_fetch_queues text[], p_want int, p_alone boolean, p_lease bigint, p_max int,
+    OUT o_stale int[], OUT o_queues text[], OUT o_ids text[], OUT o_fences int[],
+    OUT o_bodies bytea[], OUT o_next_due bigint, OUT o_now bigint, OUT o_suspects int,
+    OUT o_suspect boolean
+) LANGUAGE plpgsql AS $$
+BEGIN
+    o_stale := {schema}.settle(p_ns, p_now, p_queues, p_ids, p_fences, p_kinds, p_tasks,
+        p_records, p_delays, p_bodies, p_ttl, p_stat_queues, p_stat_names, p_stat_values);
+    SELECT * INTO o_queues, o_ids, o_fences, o_bodies, o_next_due, o_now, o_suspects,
+        o_suspect
+    FROM {schema}.fetch(p_ns, p_fetch_queues, p_want, p_now, p_alone, p_lease, p_max);
 END
 $$;
 
