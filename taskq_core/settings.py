@@ -669,11 +669,14 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         description=(
             "redis://, rediss://, unix://, redis+sentinel://host:port,.../service[/db],"
-            " redis+cluster://host:port,... or memory:// URL."
+            " redis+cluster://host:port,..., postgresql://user@host:port/db[?schema=taskq]"
+            " (docs/postgres.md) or memory:// URL."
         ),
     )
     key_prefix: str = Field(
-        "taskq", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="Prefix of every Redis key."
+        "taskq",
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        description="Prefix of every Redis key (on PostgreSQL: the namespace of every row).",
     )
     queues: list[str] = Field(
         default_factory=lambda: ["high", "default", "low"],

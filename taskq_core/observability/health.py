@@ -140,6 +140,12 @@ def _postgres(
         warnings.append(
             f"{used} of the server's {limit} connections are in use: new ones will be refused"
         )
+    out["autovacuum"] = bool(info.get("autovacuum", True))
+    if not out["autovacuum"]:
+        warnings.append(
+            "the server's autovacuum is off: workers vacuum taskq's tables themselves every "
+            "30 s (brokers/postgres/maintenance.py); turn it on"
+        )
     if pool.get("requests_waiting", 0) > 0:
         warnings.append(
             f"{pool['requests_waiting']} calls wait for a pooled connection "

@@ -43,7 +43,9 @@ def test_health_reports_the_database_and_the_pool(tq: TaskQueue) -> None:
     broker = report["components"]["broker"]
     assert broker["kind"] == "postgres"
     assert broker["version"]
-    assert broker["status"] == "healthy", broker
+    # degraded only for what the server does (its autovacuum may be off on a test machine)
+    assert broker["status"] in ("healthy", "degraded"), broker
+    assert all("autovacuum" in w for w in broker["warnings"]), broker
     assert broker["rtt_ms"] >= 0
     assert set(broker["pool"]) == {"pool_size", "pool_available", "requests_waiting"}
     assert health.ready(tq)["status"] == "ready"

@@ -39,6 +39,7 @@ from ..base import (
 from . import schema as schema_mod
 from .calls import Call, Calls, _no_workflows, _none
 from .listen import Listener
+from .maintenance import Maintenance
 from .records import PostgresRecords
 from .url import parse_url
 
@@ -77,6 +78,7 @@ class PostgresBroker(PostgresRecords):
         self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Listener]
         self._listeners = weakref.WeakKeyDictionary()
         self._probes: dict[float, PostgresBroker] = {}
+        self.maintenance = Maintenance()
 
     def __repr__(self) -> str:
         from ...redact import redact_url

@@ -12,6 +12,7 @@ import orjson
 
 from ..base import SNAPSHOT_SERIES, MetricsWrite
 from .calls import Call, _b, _none
+from .maintenance import Maintenance
 
 if TYPE_CHECKING:
     from typing import TypeVar
@@ -24,6 +25,7 @@ class PostgresRecords:
 
     schema: str
     ns: str
+    maintenance: Maintenance
 
     if TYPE_CHECKING:
 
@@ -73,6 +75,8 @@ class PostgresRecords:
         self, worker_id: str, record: bytes, ttl_ms: int, now_ms: int
     ) -> None:
         await self.run_async(self._put("heartbeat", worker_id, record, ttl_ms))
+        # a worker's periodic write: its turn, now and then, to vacuum (maintenance.py)
+        await self.maintenance.tick(self)  # type: ignore[arg-type]
 
     def drop_heartbeat(self, worker_id: str) -> None:
         self._drop("heartbeat", [worker_id])
@@ -95,13 +99,15 @@ class PostgresRecords:
             Call(
                 "SELECT current_setting('server_version'), "
                 "extract(epoch FROM now() - pg_postmaster_start_time())::bigint, "
-                "(SELECT count(*) FROM pg_stat_activity), current_setting('max_connections')",
+                "(SELECT count(*) FROM pg_stat_activity), current_setting('max_connections'), "
+                "current_setting('autovacuum')",
                 (),
                 lambda row: {
                     "postgres_version": row[0],
                     "uptime_in_seconds": int(row[1]),
                     "connected_clients": int(row[2]),
                     "max_connections": int(row[3]),
+                    "autovacuum": row[4] == "on",
                 },
             )
         )
@@ -125,16 +131,17 @@ class PostgresRecords:
         self.run(self._put("marker", "", value, None))
 
     def try_lock(self, name: str, ttl_ms: int) -> bool:
+        return self.run(self.lock_call(name, ttl_ms))
+
+    def lock_call(self, name: str, ttl_ms: int) -> Call[bool]:
         s = self.schema
-        return self.run(
-            Call(
-                f"INSERT INTO {s}.records AS r (ns, space, key, value, expires_ms) "
-                f"VALUES (%s, 'lock', %s, '', {s}.clock_ms() + %s) "
-                "ON CONFLICT (ns, space, key) DO UPDATE SET expires_ms = excluded.expires_ms "
-                f"WHERE r.expires_ms <= {s}.clock_ms() RETURNING 1",
-                (self.ns, name, ttl_ms),
-                lambda row: row is not None,
-            )
+        return Call(
+            f"INSERT INTO {s}.records AS r (ns, space, key, value, expires_ms) "
+            f"VALUES (%s, 'lock', %s, '', {s}.clock_ms() + %s) "
+            "ON CONFLICT (ns, space, key) DO UPDATE SET expires_ms = excluded.expires_ms "
+            f"WHERE r.expires_ms <= {s}.clock_ms() RETURNING 1",
+            (self.ns, name, ttl_ms),
+            lambda row: row is not None,
         )
 
     # -- alerts

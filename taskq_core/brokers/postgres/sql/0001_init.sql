@@ -163,6 +163,37 @@ DECLARE
     v_earlier text;
     i int;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM unnest(p_keys) k WHERE k IS NOT NULL) THEN
+        -- no idempotency key (the usual enqueue): one set-based insert, the batch in order;
+        -- a known id (queued, running, or with a kept result) is left as it is
+        WITH added AS (
+            INSERT INTO {schema}.tasks AS t (ns, queue, id, task, body, state, seq, at_ms)
+            SELECT p_ns, q, tid, task, body,
+                CASE WHEN due > v_now THEN 'scheduled' ELSE 'queued' END,
+                nextval('{schema}.queue_order'),
+                CASE WHEN due > v_now THEN due ELSE 0 END
+            FROM (
+                SELECT u.q, u.tid, u.task, u.body, u.n,
+                    CASE WHEN u.delay > 0 THEN v_now + u.delay ELSE u.due END AS due
+                FROM unnest(p_queues, p_ids, p_tasks, p_bodies, p_due, p_delay)
+                    WITH ORDINALITY AS u(q, tid, task, body, due, delay, n)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {schema}.results r
+                    WHERE r.ns = p_ns AND r.queue = u.q AND r.id = u.tid
+                      AND r.expires_ms > v_real)
+                ORDER BY u.n
+            ) items
+            ON CONFLICT DO NOTHING
+            RETURNING t.queue, t.task
+        ), counted AS (
+            INSERT INTO {schema}.stats_log (ns, queue, name, delta)
+            SELECT p_ns, queue, 'enqueued|' || task, count(*) FROM added GROUP BY queue, task
+            RETURNING queue
+        )
+        SELECT coalesce(array_agg(DISTINCT queue), '{}') INTO v_q FROM counted;
+        PERFORM pg_notify({schema}.channel(p_ns, 'wake'), q) FROM unnest(v_q) q;
+        RETURN p_ids;
+    END IF;
     FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
         IF EXISTS (SELECT 1 FROM {schema}.tasks
                    WHERE ns = p_ns AND queue = p_queues[i] AND id = p_ids[i])
@@ -651,3 +682,17 @@ $$;
 
 -- the schema's version, read by every broker at start (a newer one is refused)
 CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text NOT NULL);
+
+-- the tables every task passes through churn: each task's row is inserted, updated and
+-- deleted within seconds. Autovacuum's defaults wait for a fifth of a table to be dead;
+-- here it runs after a thousand dead rows, so the tables stay their size under a steady
+-- load (docs/postgres.md, "A sustained run")
+ALTER TABLE {schema}.tasks SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.05,
+    autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE {schema}.results SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE {schema}.stats_log SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE {schema}.idempotency SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000);
