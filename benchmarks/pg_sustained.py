@@ -113,8 +113,11 @@ def main() -> None:
         }
         last_done = now_done
         samples.append(sample)
-        print(json.dumps({k: v for k, v in sample.items() if k != "tables"}),
-              {t: v["bytes"] // 1024 for t, v in sample["tables"].items()}, flush=True)
+        print(
+            json.dumps({k: v for k, v in sample.items() if k != "tables"}),
+            {t: v["bytes"] // 1024 for t, v in sample["tables"].items()},
+            flush=True,
+        )
     stop.set()
     pt.join(10)
     worker.stop()

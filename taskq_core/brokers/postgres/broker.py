@@ -116,7 +116,7 @@ class PostgresBroker(PostgresRecords):
                     kwargs=self._kwargs(),
                     timeout=self.connect_timeout,
                     open=True,
-                    check=ConnectionPool.check_connection,
+                    check=_check,
                 )
             pool = self._pool
         if not self._checked:
@@ -136,7 +136,7 @@ class PostgresBroker(PostgresRecords):
                 kwargs=self._kwargs(),
                 timeout=self.connect_timeout,
                 open=False,
-                check=AsyncConnectionPool.check_connection,
+                check=_check_async,
             )
             self._apools[loop] = pool
             await pool.open()
@@ -154,6 +154,7 @@ class PostgresBroker(PostgresRecords):
             return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
         try:
             with self.pool().connection() as conn:
+                conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
                 return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unavailable(exc) from exc
@@ -166,6 +167,7 @@ class PostgresBroker(PostgresRecords):
         try:
             pool = await self.apool()
             async with pool.connection() as conn:
+                conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
                 return call.read(
                     await _rows_async(await conn.execute(call.sql, call.params), call.rows)
                 )
@@ -526,6 +528,22 @@ class PostgresBroker(PostgresRecords):
             pool = self._apools.pop(loop, None)
             if pool is not None:
                 await pool.close()
+
+
+#: a pooled connection used less than this many seconds ago is handed out unchecked: the
+#: check is a round trip of its own, which doubled the cost of every call. One idle longer
+#: (perhaps across a server restart) is checked first, and replaced if it is broken
+CHECK_AFTER = 2.0
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
+        ConnectionPool.check_connection(conn)
+
+
+async def _check_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def _rows(cur: Any, many: bool) -> Any:
