@@ -120,7 +120,9 @@ def main() -> None:
         )
     stop.set()
     pt.join(10)
-    worker.stop()
+    loop = worker._loop
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(worker.stop)
     wt.join(30)
     tq.close()
     with psycopg.connect(args.url, autocommit=True) as conn:

@@ -3,7 +3,6 @@ through themselves (brokers/postgres/maintenance.py), and health says autovacuum
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
@@ -13,6 +12,7 @@ from taskq_core import Settings, TaskQueue
 from taskq_core.brokers.postgres import maintenance, migrate
 from taskq_core.observability import health
 from tests.conftest import drop_namespace
+from tests.inthread import InThread
 from tests.postgres.server import PgServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -46,11 +46,10 @@ def test_with_autovacuum_off_a_worker_vacuums(
     def noop() -> None:
         return None
 
-    worker = tq.worker(handle_signals=False)
-    thread = threading.Thread(target=worker.run)
+    worker: InThread | None = None
     try:
         before = vacuums(url)
-        thread.start()
+        worker = InThread(tq)
         for _ in range(5):
             tq.enqueue_many([noop.call() for _ in range(200)])
             time.sleep(0.3)
@@ -62,8 +61,8 @@ def test_with_autovacuum_off_a_worker_vacuums(
         assert broker["autovacuum"] is False
         assert any("autovacuum is off" in w for w in broker["warnings"])
     finally:
-        worker.stop()
-        thread.join(15)
+        if worker is not None:
+            worker.stop()
         tq.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM RESET autovacuum")

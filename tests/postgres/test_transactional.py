@@ -4,7 +4,6 @@ transaction exists if and only if that transaction commits (docs/postgres.md).""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ import pytest
 
 from taskq_core import TaskQueue
 from taskq_core.errors import TaskqError
+from tests.inthread import InThread
 
 pytestmark = pytest.mark.postgres
 
@@ -99,9 +99,7 @@ def test_a_sleeping_worker_wakes_at_the_commit_not_before(
     def mark() -> None:
         ran.append(time.monotonic())
 
-    worker = app.worker(handle_signals=False)
-    thread = threading.Thread(target=worker.run)
-    thread.start()
+    worker = InThread(app)
     try:
         time.sleep(0.5)  # the worker is idle, listening
         with psycopg.connect(postgres_url) as conn:
@@ -119,7 +117,6 @@ def test_a_sleeping_worker_wakes_at_the_commit_not_before(
         assert ran[0] - committed < 0.5
     finally:
         worker.stop()
-        thread.join(10)
 
 
 def test_a_transactional_enqueue_needs_the_postgres_broker_and_a_psycopg_connection(

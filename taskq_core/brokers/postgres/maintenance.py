@@ -5,7 +5,8 @@ rows pile up, the tables and their indexes grow without end and every fetch read
 them. Autovacuum handles it (the schema sets these tables to be vacuumed after 1,000 dead
 rows); where a server runs with ``autovacuum = off``, a worker does it instead: at most once
 every :data:`EVERY` seconds across all workers (a lock in the ``records`` table), with
-``VACUUM (SKIP_LOCKED)`` so that it never waits for anyone. Health warns either way.
+``VACUUM (ANALYZE, SKIP_LOCKED)`` so that it never waits for anyone and the planner's
+statistics follow the queues. Health warns either way.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Maintenance:
         tables = ", ".join(f"{broker.schema}.{t}" for t in TABLES)
         async with pool.connection() as conn:
             try:
-                await conn.execute(f"VACUUM (SKIP_LOCKED) {tables}")
+                await conn.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {tables}")
             except Exception as exc:  # not the owner, or anything else: said once
                 self.refused = True
                 log.warning(

@@ -20,7 +20,11 @@ CREATE TABLE {schema}.tasks (
     error bytea,
     progress bytea,
     abort_ms bigint,
-    PRIMARY KEY (ns, queue, id)
+    -- the id first: a lookup gives all three columns, and a query on one queue (ns, queue)
+    -- can then only take the partial indexes below, which hold its state's rows in order;
+    -- with (ns, queue, id) first, a planner with stale statistics (autovacuum off, a fresh
+    -- backlog) read the whole queue through the key to find its few queued or suspect rows
+    PRIMARY KEY (id, queue, ns)
 ) WITH (fillfactor = 70);  -- room for HOT updates: a task's row changes at every step
 CREATE INDEX tasks_ready ON {schema}.tasks (ns, queue, suspect, seq) WHERE state = 'queued';
 CREATE INDEX tasks_timed ON {schema}.tasks (ns, queue, state, at_ms) WHERE state <> 'queued';
