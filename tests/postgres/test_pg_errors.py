@@ -198,7 +198,16 @@ def test_a_server_out_of_connections_is_an_error_then_recovers(
         for hog in hogs:
             hog.close()
         hogs.clear()
-        handle = one.enqueue()
+        # it recovers once psycopg_pool's next connection attempt succeeds: the pool backs
+        # off between failed attempts (1 s, then 2, 4, ...), so within seconds, not at once
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                handle = one.enqueue()
+                break
+            except BrokerUnavailable:
+                assert time.monotonic() < deadline, "the broker did not recover in 30 s"
+                time.sleep(0.2)
         tq.worker(burst=True, handle_signals=False).run()
         assert handle.result(timeout=5) == 1
     finally:
