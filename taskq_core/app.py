@@ -76,6 +76,7 @@ def make_broker(settings: Settings) -> Broker:
             settings=bs,
             max_connections=settings.broker.max_connections,
             connect_timeout=settings.broker.socket_timeout or 5.0,
+            call_timeout=settings.broker.socket_timeout,
         )
     from .brokers.redis import RedisBroker
     from .tls import client_options

@@ -96,7 +96,13 @@ class BrokerSettings(_Section):
         64, ge=1, le=10_000, description="Connections in the pool of each process."
     )
     socket_timeout: float = Field(
-        10.0, gt=0, le=3600, description="Seconds before a Redis call times out."
+        10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds before a broker call with no answer times out (Redis; PostgreSQL,"
+            " whose statement_timeout is 0.8 of it)."
+        ),
     )
     min_replicas_acked: int = Field(
         0,

@@ -42,6 +42,7 @@ from .listen import Listener
 from .maintenance import Maintenance
 from .records import PostgresRecords
 from .url import parse_url
+from .watchdog import TICK, WATCHDOG
 
 T = TypeVar("T")
 
@@ -60,7 +61,8 @@ class PostgresBroker(PostgresRecords):
         settings: Settings | None = None,
         max_connections: int = 10,
         connect_timeout: float = 5.0,
-        statement_timeout: float | None = 30.0,
+        call_timeout: float = 10.0,
+        statement_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.ns = prefix
@@ -69,7 +71,16 @@ class PostgresBroker(PostgresRecords):
         self.calls = Calls(self.schema, prefix, self.settings)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
-        self.statement_timeout = statement_timeout
+        #: a call with no answer within this is cut on the client's side (watchdog.py)
+        self.call_timeout = call_timeout
+        #: the server's own bound, below the call timeout so that a slow statement is
+        #: cancelled by the server (rolled back, named) before the client gives up on it
+        self.statement_timeout = (
+            statement_timeout if statement_timeout is not None else 0.8 * call_timeout
+        )
+        #: the worker's fetch watch abandons a round trip past this (fetch_watch.py): later
+        #: than the watchdog, which is the one that should end it
+        self.call_bound = call_timeout + 2 * TICK + 1.0
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
         self._checked = False
@@ -116,7 +127,7 @@ class PostgresBroker(PostgresRecords):
                     kwargs=self._kwargs(),
                     timeout=self.connect_timeout,
                     open=True,
-                    check=_check,
+                    check=_checker(self.call_timeout),
                 )
             pool = self._pool
         if not self._checked:
@@ -136,7 +147,7 @@ class PostgresBroker(PostgresRecords):
                 kwargs=self._kwargs(),
                 timeout=self.connect_timeout,
                 open=False,
-                check=_check_async,
+                check=_checker_async(self.call_timeout),
             )
             self._apools[loop] = pool
             await pool.open()
@@ -152,36 +163,62 @@ class PostgresBroker(PostgresRecords):
         if connection is not None:
             # the application's transaction: its errors are the application's to handle
             return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
+        cut = None
         try:
             with self.pool().connection() as conn:
                 conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
-                return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+                with WATCHDOG.watch(conn, self.call_timeout) as cut:
+                    try:
+                        return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+                    finally:
+                        if cut.cut:
+                            conn.close()  # never handed out again
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, cut is not None and cut.cut, self._pool) from exc
 
     async def run_async(self, call: Call[T], connection: Any = None) -> T:
         if connection is not None:
             return call.read(
                 await _rows_async(await connection.execute(call.sql, call.params), call.rows)
             )
+        cut = pool = None
         try:
             pool = await self.apool()
             async with pool.connection() as conn:
                 conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
-                return call.read(
-                    await _rows_async(await conn.execute(call.sql, call.params), call.rows)
-                )
+                with WATCHDOG.watch(conn, self.call_timeout) as cut:
+                    try:
+                        return call.read(
+                            await _rows_async(await conn.execute(call.sql, call.params), call.rows)
+                        )
+                    finally:
+                        if cut.cut:
+                            await conn.close()
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, cut is not None and cut.cut, pool) from exc
 
-    def _unavailable(self, exc: Exception) -> BrokerUnavailable:
+    def _unavailable(
+        self, exc: Exception, cut: bool = False, pool: Any = None
+    ) -> BrokerUnavailable:
         """One clear error for a call that failed for want of the database (the statement
         did not commit: a task is either written whole or not at all)."""
         from ...redact import redact_text, redact_url
 
         where = redact_url(self.url)
-        if isinstance(exc, psycopg.errors.QueryCanceled):
+        if cut:
+            why = (
+                f"no answer within {self.call_timeout:g}s (broker.socket_timeout): the link "
+                "is down or half-open, and the connection was dropped; an enqueue cut off "
+                "this way may or may not have been written (an idempotency key makes the "
+                "retry safe)"
+            )
+        elif isinstance(exc, psycopg.errors.QueryCanceled):
             why = f"a statement ran past the statement timeout ({self.statement_timeout:g}s)"
+        elif isinstance(exc, PoolTimeout) and not _full(pool):
+            why = (
+                f"could not connect within {self.connect_timeout:g}s (the server or the link "
+                "to it is down)"
+            )
         elif isinstance(exc, PoolTimeout):
             why = (
                 f"no connection of the pool ({self.max_connections}) came free within "
@@ -508,7 +545,7 @@ class PostgresBroker(PostgresRecords):
                 settings=self.settings,
                 max_connections=2,
                 connect_timeout=timeout,
-                statement_timeout=timeout,
+                call_timeout=timeout,
             )
         return found
 
@@ -536,14 +573,33 @@ class PostgresBroker(PostgresRecords):
 CHECK_AFTER = 2.0
 
 
-def _check(conn: psycopg.Connection[Any]) -> None:
-    if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
-        ConnectionPool.check_connection(conn)
+def _checker(timeout: float) -> Callable[[psycopg.Connection[Any]], None]:
+    def check(conn: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
+            # bounded like a call: on a half-open link the check's round trip would wait
+            # forever, and the pool would never hand out another connection
+            with WATCHDOG.watch(conn, timeout):
+                ConnectionPool.check_connection(conn)
+
+    return check
 
 
-async def _check_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
-        await AsyncConnectionPool.check_connection(conn)
+def _checker_async(timeout: float) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def check(conn: psycopg.AsyncConnection[Any]) -> None:
+        if time.monotonic() - getattr(conn, "_taskq_used", 0.0) >= CHECK_AFTER:
+            with WATCHDOG.watch(conn, timeout):
+                await AsyncConnectionPool.check_connection(conn)
+
+    return check
+
+
+def _full(pool: Any) -> bool:
+    """Whether ``pool`` holds all the connections it may (else a wait for one timed out
+    because no new connection could be made)."""
+    if pool is None:
+        return True
+    stats = pool.get_stats()
+    return bool(stats.get("pool_size", 0) >= pool.max_size)
 
 
 def _rows(cur: Any, many: bool) -> Any:
