@@ -21,6 +21,18 @@ import redis
 from taskq_core.cli.common import load_app
 from taskq_core.supervisor import Supervisor
 
+#: the autoscaler's settings of the burst tests (Redis and PostgreSQL): quick to read a burst
+#: and to act on it, quick to scale back once the queue is drained
+BURST_SUPERVISOR = {
+    "interval": 0.25,
+    "readings_up": 1,
+    "cooldown_up": 0.5,
+    "readings_down": 2,
+    "cooldown_down": 1.0,
+    "backlog_seconds_up": 1.0,
+    "max_wait_up": 2.0,
+}
+
 APP_SOURCE = '''
 """The worker app of a supervisor test. Every run of a task is recorded in Redis under the
 test's prefix (started / finished, with the pid and the time), so the test can tell which

@@ -26,7 +26,7 @@ import pytest
 from taskq_core.observability.heartbeat import read_workers
 from taskq_core.supervisor import Decision, Inputs, Supervisor, read_autoscaler
 
-from .conftest import Harness, wait_until
+from .conftest import BURST_SUPERVISOR, Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,7 @@ def test_autoscaler_grows_to_max_on_a_burst_and_shrinks_back_to_min(
         {
             "worker": {**FAST_WORKER, "concurrency": 2},
             "retry": {"max_retries": 0},
-            "supervisor": {
-                "interval": 0.25,
-                "readings_up": 1,
-                "cooldown_up": 0.5,
-                "readings_down": 2,
-                "cooldown_down": 1.0,
-                "backlog_seconds_up": 1.0,
-                "max_wait_up": 2.0,
-            },
+            "supervisor": BURST_SUPERVISOR,
         },
     )
     sup = harness.start(min_processes=1, max_processes=3)
