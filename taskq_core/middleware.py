@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,11 @@ class Middleware:
 
     def tick(self, worker: Worker) -> None:
         """Called from the loop about every ``renew_interval`` seconds (heartbeats)."""
+
+    def leased(self, worker: Worker, leases: Sequence[Lease]) -> None:
+        """A fetch leased these deliveries (in the loop, before any of them starts: some
+        may wait for a free slot). The supervisor's child reports them, so that a process
+        that dies hands back the tasks it held but had not started yet, too."""
 
     def before_task(self, worker: Worker, message: Message) -> None:
         """A delivery is about to run (in the loop, before the task's thread or coroutine)."""
@@ -98,9 +103,12 @@ class Hooks:
     """The hooks of a middleware list that do something, looked up once: a worker calls
     these for every task, so it does not search the list each time."""
 
-    __slots__ = ("after_task", "before_settle", "before_task", "wrap")
+    __slots__ = ("after_task", "before_settle", "before_task", "leased", "wrap")
 
     def __init__(self, middleware: list[Middleware]) -> None:
+        self.leased: list[Callable[..., None]] = [
+            h.leased for h in middleware if overrides(h, "leased")
+        ]
         self.before_task: list[Callable[..., None]] = [
             h.before_task for h in middleware if overrides(h, "before_task")
         ]

@@ -10,6 +10,7 @@ its hard time limit.
 Messages are JSON objects, one per ``send_bytes``. Child to supervisor::
 
     {"t": "ready", "worker": id, "pid": pid}
+    {"t": "leased", "l": [[queue, task id, fence], ...]}  (fetched, not started yet)
     {"t": "start", "q": queue, "id": task id, "f": fence, "task": name, "hard": s | null}
     {"t": "end", "q": queue, "id": task id, "done": tasks ended so far}
     {"t": "abort", "q": queue, "id": task id, "grace": s}  (asked to abort: killed if still
@@ -30,6 +31,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +108,9 @@ class LeaseReporter(Middleware):
         self.send({"t": "ready", "worker": worker.id, "pid": os.getpid()})
         if pending is not None:
             self._apply(pending)
+
+    def leased(self, worker: Worker, leases: Sequence[Lease]) -> None:
+        self.send({"t": "leased", "l": [[x.queue, x.id, x.fence] for x in leases]})
 
     def before_task(self, worker: Worker, message: Message) -> None:
         lease = worker.lease(message.queue, message.id)

@@ -63,6 +63,8 @@ class Child:
     ready_at: float | None = None
     worker_id: str = ""
     running: dict[tuple[str, str], Run] = field(default_factory=dict)
+    # leased by a fetch and not started yet (waiting for a slot): handed back, uncounted
+    leased: dict[tuple[str, str], Lease] = field(default_factory=dict)
     # recently ended tasks: their outcome may not be settled yet when the process dies, so
     # they are released too (a no-op for those settled: release is fenced)
     ended: deque[Run] = field(default_factory=lambda: deque(maxlen=256))
@@ -127,11 +129,15 @@ def release_leases(broker: Broker, c: Child, crash: str | None = None) -> int:
     tasks it had started count as a delivery without an outcome (the poison rule: each
     becomes a suspect, run alone from now on, or is dead-lettered at max_deliveries with
     this reason). The recently ended ones, and every task of a process that ended as told,
-    go back gracefully (not counted)."""
+    go back gracefully (not counted), as do those it had leased but not started."""
     started = [r.lease() for r in c.running.values()]
     ended = [r.lease() for r in c.ended]
+    # leased ahead and never started: they go back as a stopping worker's do (not counted:
+    # they did not run), else they would wait for their leases to lapse
+    ended.extend(c.leased.values())
     c.running.clear()
     c.ended.clear()
+    c.leased.clear()
     calls: list[tuple[list[Lease], ReleaseMode, str]] = []
     if crash is not None and started:
         calls.append((started, "crashed", crash))

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psutil
 
+from ..brokers.base import Lease
 from ..capabilities import check_capabilities
 from ..redact import redact_text
 from ..validation import check_queue_name
@@ -335,6 +336,10 @@ class Supervisor:
                 int(time.time() * 1000),
             )
             c.running[(r.queue, r.id)] = r
+            c.leased.pop((r.queue, r.id), None)
+        elif kind == "leased":
+            for q, task_id, fence in msg["l"]:
+                c.leased[(str(q), str(task_id))] = Lease(str(q), str(task_id), int(fence))
         elif kind == "abort":
             run = c.running.get((str(msg["q"]), str(msg["id"])))
             if run is not None and run.abort_by is None:
@@ -344,6 +349,7 @@ class Supervisor:
             ended = c.running.pop(key, None)
             if ended is not None:
                 c.ended.append(ended)
+            c.leased.pop(key, None)
             c.done = int(msg.get("done") or c.done)
         elif kind == "ready":
             c.ready_at = now

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..brokers.base import Delivery, FetchResult
+from ..middleware import run_hooks
 from ..redact import redact_text
 from .records import Running
 
@@ -91,8 +92,7 @@ async def fetch_loop(worker: Worker) -> None:
         backoff = 0.05
         worker._note_stale(stale)
         worker._note_suspects(result)
-        for delivery in result.deliveries:
-            worker._lease_taken(delivery, sent)
+        leases_taken(worker, result.deliveries, sent)
         if (
             0 < len(result.deliveries) <= _START_NOW
             and len(worker._held) == len(result.deliveries)
@@ -150,8 +150,7 @@ async def fetch_loop(worker: Worker) -> None:
             worker._blocking = False
             worker._idle_wait = None
         worker._note_suspects(result)
-        for delivery in result.deliveries:
-            worker._lease_taken(delivery, sent)
+        leases_taken(worker, result.deliveries, sent)
         if not worker._stopping:
             worker._start_buffered()  # at once: nothing else is waiting for the loop
 
@@ -195,6 +194,15 @@ async def hold_back(worker: Worker) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(worker._slot_freed.wait(), worker._longest_wait)
     return True
+
+
+def leases_taken(worker: Worker, deliveries: list[Delivery], sent: float) -> None:
+    """Hold the deliveries of one fetch (see :func:`lease_taken`), then tell the
+    middleware that wants to know (the supervisor's child) before any starts."""
+    for delivery in deliveries:
+        worker._lease_taken(delivery, sent)
+    if deliveries and worker._hooks.leased:
+        run_hooks(worker._hooks.leased, worker, deliveries)
 
 
 def lease_taken(worker: Worker, delivery: Delivery, sent: float) -> None:

@@ -40,6 +40,7 @@ process ran what, when, and how often."""
 
 import json
 import os
+import signal
 import time
 
 import redis
@@ -102,6 +103,16 @@ def stuck_in_python(key):
     n = 0
     while True:  # an endless loop in Python
         n += 1
+
+
+@tq.task(name="sup.die_after")
+def die_after(key, seconds):
+    """On its first run, kills its own process (SIGKILL: an OOM kill) after ``seconds``."""
+    note("started", key)
+    if first_run(key):
+        time.sleep(seconds)
+        os.kill(os.getpid(), signal.SIGKILL)
+    note("finished", key)
 
 
 @tq.task(name="sup.hog")

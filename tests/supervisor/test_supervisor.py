@@ -326,6 +326,41 @@ def test_a_killed_process_is_restarted_and_its_tasks_handed_back_at_once(
     assert [e["why"] for e in harness.events("spawn")] == ["start", "restart"]
 
 
+def test_tasks_leased_ahead_by_a_process_that_dies_are_handed_back_at_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot and three tasks leased ahead behind a task that kills its process: the
+    three had not started, so nothing but the supervisor knows of them in time (the child
+    reports a fetch's leases before any starts); they run in the new process within
+    seconds, not after their 30 s lease, and the killer's delivery alone is counted."""
+    mod = harness.load(
+        monkeypatch,
+        {
+            "worker": {**FAST_WORKER, "concurrency": 1, "prefetch": 3},
+            "supervisor": {"interval": 0.5},
+        },
+    )
+    mod.tq.enqueue_many(
+        [mod.die_after.call("killer", 1.0), *(mod.work.call(f"w{i}", 0.01) for i in range(3))]
+    )
+    harness.start(processes=1)
+    started = wait_until(lambda: harness.runs.started().get("killer"), 30, "the killer")
+    pid = started[0][0]
+    wait_until(lambda: harness.events("crash"), 15, "the process to die")
+    died_at = time.time()
+    keys = ["killer", *(f"w{i}" for i in range(3))]
+    finished = wait_until(
+        lambda: (f := harness.runs.finished()) and all(k in f for k in keys) and f,
+        20,
+        "the three tasks leased ahead",
+    )
+    for k in keys[1:]:
+        assert finished[k][0][0] != pid  # never started by the process that died
+        assert finished[k][0][1] - died_at < 10.0  # handed back, not left to their lease
+        assert len(finished[k]) == 1
+    assert len(harness.events("crash")) == 1
+
+
 def test_a_crash_loop_backs_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     harness.load(
         monkeypatch,
