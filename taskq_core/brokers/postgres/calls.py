@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ...flow.memory import checked
 from .. import base
 from ..base import (
     RELEASE_ERROR_TYPES,
@@ -56,18 +57,11 @@ class Calls:
     # -- producers
 
     def enqueue(self, items: Sequence[EnqueueItem], now_ms: int) -> Call[list[str]]:
-        for item in items:
-            if item.gate or item.unique_key is not None:
-                from ...errors import TaskqError
-
-                raise TaskqError(
-                    "flow control (concurrency and rate limits, unique tasks) needs the "
-                    "Redis or in-memory broker: the PostgreSQL broker does not enforce it "
-                    'yet (docs/postgres.md, "What it does not do yet")'
-                )
+        modes = [_unique_mode(item) for item in items]
         return Call(
             f"SELECT {self.s}.enqueue(%s, %s, %s::text[], %s::text[], %s::text[], "
-            "%s::bytea[], %s::bigint[], %s::bigint[], %s::text[], %s)",
+            "%s::bytea[], %s::bigint[], %s::bigint[], %s::text[], %s, %s::text[], "
+            '%s::"char"[], %s::bigint[])',
             (
                 self.ns,
                 now_ms,
@@ -79,6 +73,9 @@ class Calls:
                 [i.delay_ms for i in items],
                 [i.idempotency_key for i in items],
                 self.settings.idempotency_ttl_ms,
+                [i.unique_key if m else None for i, m in zip(items, modes, strict=True)],
+                modes,
+                [i.unique_window_ms for i in items],
             ),
             _first,
         )
@@ -355,6 +352,24 @@ class Calls:
 
 def _b(value: Any) -> bytes | None:
     return bytes(value) if value is not None else None
+
+
+def _unique_mode(item: EnqueueItem) -> str | None:
+    """The unique mode of ``item`` ('s': until started, 'f': until finished; None: not
+    unique). The rest of flow control (rate limits, concurrency caps, expiry) is refused
+    with a clear error before anything is written."""
+    if not item.gate and item.unique_key is None:
+        return None
+    gate = checked(item.gate) if item.gate else {}
+    if set(gate) - {"u"} or (item.unique_key is not None) != ("u" in gate):
+        from ...errors import TaskqError
+
+        raise TaskqError(
+            "rate limits, concurrency caps and expiry (flow control) need the Redis or "
+            "in-memory broker: the PostgreSQL broker enforces unique tasks only, so far "
+            '(docs/postgres.md, "What it does not do yet")'
+        )
+    return str(gate["u"][1])
 
 
 def _no_workflows() -> None:
