@@ -1,4 +1,4 @@
-"""taskq's PostgreSQL schema upgraded to this taskq's version (2: unique tasks), by
+"""taskq's PostgreSQL schema upgraded to version 3 (2: unique tasks; 3: settle as sets), by
 ``manage.py migrate``: see ``taskq_django/pg_schema.py``."""
 
 from __future__ import annotations
