@@ -156,7 +156,7 @@ def test_a_call_with_no_answer_is_cut_and_its_connection_dropped(
     timeout, and that connection is closed, never handed out again. (Every connection is
     handed out unchecked here, as one used within the last 2 s is: else the pool's own
     check, bounded the same way, may be what meets the dead link first.)"""
-    monkeypatch.setattr(broker_mod, "CHECK_AFTER", 3600.0)
+    monkeypatch.setattr(broker_mod, "CHECK_AFTER", float("inf"))
     proxy, url = pg_proxy
     broker = PostgresBroker(url, call_timeout=1.0, connect_timeout=1.0)
 

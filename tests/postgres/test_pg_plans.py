@@ -111,3 +111,16 @@ def test_a_lease_is_looked_up_by_its_primary_key_among_many_running_tasks(
         assert not any("tasks_timed" in p for p in lookups), "\n\n".join(found)
         removed = [int(x) for p in found for x in re.findall(r"Rows Removed by Filter: (\d+)", p)]
         assert max(removed, default=0) < 10, "\n\n".join(found)
+    # and a settle that holds its lease: every write reaches its row by address
+    held = f"ARRAY['default'], ARRAY['{d.id}'], ARRAY[{d.fence}]"
+    found = plans(
+        postgres_url,
+        f"SELECT taskq.settle('{prefix}', 0, {held}, ARRAY['ok'], ARRAY['job'], "
+        "ARRAY['\\x7b7d'::bytea], ARRAY[0::bigint], ARRAY[NULL::bytea], 1000, "
+        "ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::bigint[])",
+        repeat=1,  # a generic plan from the first run (forced)
+    )
+    assert any("Delete on tasks" in p for p in found), "\n\n".join(found)
+    assert not any(re.search(r"Seq Scan on tasks", p) for p in found), "\n\n".join(found)
+    state = broker.get("default", d.id)
+    assert state is None or state.message is None  # settled: its result kept, the task gone

@@ -7,7 +7,10 @@
 -- id: each lookup read every running task of the queue, so settling, renewing or releasing
 -- n leases among r running tasks cost n × r (a batch of 9,000 took 18 s). Here the state is
 -- compared through an expression (``state || ''``) that no index matches, so only the
--- primary key can serve the lookup: one row each.
+-- primary key can serve the lookup: one row each. And the three functions run with
+-- ``enable_seqscan`` off: with statistics that call the table tiny (a fresh backlog, a
+-- server without autovacuum), a generic plan read the whole table for each lease rather
+-- than take the key.
 --
 -- Version 1's ``settle`` also
 -- read its arrays by subscript (``p_kinds[n]``) in each step; an element of an array of text
@@ -15,13 +18,15 @@
 -- steps. Each outcome's fields are now read once, by unnest, and
 -- joined by position. Two statements, as before: the first locks the leases still held (and
 -- waits for a renewal in flight); the second, with a snapshot taken after those locks,
--- writes every outcome, so it sees the very row versions it locked.
+-- writes every outcome, so it sees the very row versions it locked; it reaches them by
+-- their addresses as a list (``ctid = ANY (...)``: a TID scan whatever the plan), never by
+-- a join, which a generic plan may turn into a scan of the table.
 
 CREATE OR REPLACE FUNCTION {schema}.settle(
     p_ns text, p_now bigint, p_queues text[], p_ids text[], p_fences int[], p_kinds text[],
     p_tasks text[], p_records bytea[], p_delays bigint[], p_bodies bytea[], p_ttl bigint,
     p_stat_queues text[], p_stat_names text[], p_stat_values bigint[]
-) RETURNS int[] LANGUAGE plpgsql AS $$
+) RETURNS int[] LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_now bigint := CASE WHEN p_now > 0 THEN p_now ELSE {schema}.clock_ms() END;
     v_real bigint := {schema}.clock_ms();
@@ -51,21 +56,25 @@ BEGIN
         SELECT o.*, x.row_ FROM unnest(v_held, v_rows) AS x(n, row_) JOIN o USING (n)
     ), gone AS (
         -- final outcomes: the result kept, the task gone (ok, expired, aborted) ...
-        DELETE FROM {schema}.tasks t USING held h
-        WHERE t.ctid = h.row_ AND h.kind IN ('ok', 'expired', 'aborted')
+        DELETE FROM {schema}.tasks
+        WHERE ctid = ANY (ARRAY(
+            SELECT h.row_ FROM held h WHERE h.kind IN ('ok', 'expired', 'aborted')))
     ), dead AS (
         -- ... or dead-lettered (failed, dead), its error kept with it
         UPDATE {schema}.tasks t SET state = h.kind, at_ms = v_now, unaccounted = 0,
             error = h.rec, progress = NULL, abort_ms = NULL
         FROM held h
-        WHERE t.ctid = h.row_ AND h.kind IN ('failed', 'dead')
+        WHERE t.ctid = ANY (ARRAY(
+                SELECT x.row_ FROM held x WHERE x.kind IN ('failed', 'dead')))
+          AND h.row_ = t.ctid
     ), retried AS (
         UPDATE {schema}.tasks t SET body = h.body, unaccounted = 0, suspect = false,
             state = CASE WHEN h.delay > 0 THEN 'scheduled' ELSE 'queued' END,
             at_ms = CASE WHEN h.delay > 0 THEN v_now + h.delay ELSE 0 END,
             seq = nextval('{schema}.queue_order')
         FROM held h
-        WHERE t.ctid = h.row_ AND h.kind = 'retry'
+        WHERE t.ctid = ANY (ARRAY(SELECT x.row_ FROM held x WHERE x.kind = 'retry'))
+          AND h.row_ = t.ctid
     ), kept AS (
         INSERT INTO {schema}.results AS r (ns, queue, id, record, expires_ms)
         SELECT p_ns, h.q, h.id, h.rec, v_real + p_ttl FROM held h WHERE h.kind <> 'retry'
@@ -104,7 +113,7 @@ $$;
 CREATE OR REPLACE FUNCTION {schema}.renew(
     p_ns text, p_now bigint, p_lease bigint, p_queues text[], p_ids text[], p_fences int[],
     p_progress bytea[], OUT o_lost int[], OUT o_aborting int[]
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_now bigint := CASE WHEN p_now > 0 THEN p_now ELSE {schema}.clock_ms() END;
     v_abort bigint;
@@ -130,7 +139,7 @@ $$;
 CREATE OR REPLACE FUNCTION {schema}.release(
     p_ns text, p_now bigint, p_type text, p_reason text, p_max int,
     p_queues text[], p_ids text[], p_fences int[]
-) RETURNS int LANGUAGE plpgsql AS $$
+) RETURNS int LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_now bigint := CASE WHEN p_now > 0 THEN p_now ELSE {schema}.clock_ms() END;
     v_released int := 0;
@@ -159,3 +168,9 @@ BEGIN
     RETURN v_released;
 END
 $$;
+
+-- the fetch likewise: its scans of one queue have their partial indexes (tasks_ready,
+-- tasks_timed), which statistics that call the table tiny, or its running tasks many, made
+-- a generic plan pass over for a scan of the whole table, at every fetch
+ALTER FUNCTION {schema}.fetch(text, text[], int, bigint, boolean, bigint, int)
+    SET enable_seqscan = off;
