@@ -51,6 +51,11 @@ class Run:
         return Lease(self.queue, self.id, self.fence)
 
 
+#: leased-but-not-started tasks a child's record keeps (the oldest forgotten first): a
+#: process leases at most its slots times a few ahead, so more are stale entries
+LEASED_KEPT = 10_000
+
+
 @dataclass(eq=False, slots=True)
 class Child:
     """One worker process, as the supervisor knows it from its pipe."""

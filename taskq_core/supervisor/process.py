@@ -58,6 +58,7 @@ from ..redact import redact_text
 from ..validation import check_queue_name
 from .child import BROKER_REFUSED, child_main
 from .children import (
+    LEASED_KEPT,
     Child,
     Pending,
     Run,
@@ -340,6 +341,10 @@ class Supervisor:
         elif kind == "leased":
             for q, task_id, fence in msg["l"]:
                 c.leased[(str(q), str(task_id))] = Lease(str(q), str(task_id), int(fence))
+            # a lease that never started nor ended (lapsed before a slot came free, handed
+            # back by the worker itself) is forgotten with age: a process holds far fewer
+            while len(c.leased) > LEASED_KEPT:
+                del c.leased[next(iter(c.leased))]
         elif kind == "abort":
             run = c.running.get((str(msg["q"]), str(msg["id"])))
             if run is not None and run.abort_by is None:
