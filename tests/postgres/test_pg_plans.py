@@ -124,3 +124,14 @@ def test_a_lease_is_looked_up_by_its_primary_key_among_many_running_tasks(
     assert not any(re.search(r"Seq Scan on tasks", p) for p in found), "\n\n".join(found)
     state = broker.get("default", d.id)
     assert state is None or state.message is None  # settled: its result kept, the task gone
+
+
+def test_the_channel_names_of_python_and_sql_agree(
+    broker: PostgresBroker, postgres_url: str, prefix: str
+) -> None:
+    """Workers LISTEN on names computed in Python; the SQL functions NOTIFY on names
+    computed by ``channel()``: one spelling, or no worker would ever wake."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for kind in ("wake", "done"):
+            row = conn.execute("SELECT taskq.channel(%s, %s)", (prefix, kind)).fetchone()
+            assert row == (broker.channel(kind),)

@@ -293,15 +293,16 @@ class PostgresBroker(PostgresRecords):
         found = self._listeners.get(loop)
         if found is None:
             found = self._listeners[loop] = Listener(
-                self.conninfo, self._kwargs(), self._wake_channel(), self.ns
+                self.conninfo, self._kwargs(), self.channel("wake"), self.ns
             )
         return found
 
-    def _wake_channel(self) -> str:
-        """The name of the wake channel (``channel()`` in sql/)."""
+    def channel(self, kind: str) -> str:
+        """The name of this namespace's ``kind`` channel ('wake' or 'done'), as the SQL
+        function ``channel()`` names it for its ``pg_notify`` (a test holds them equal)."""
         import hashlib
 
-        return "taskq_wake_" + hashlib.md5(self.ns.encode()).hexdigest()[:20]  # noqa: S324
+        return f"taskq_{kind}_" + hashlib.md5(self.ns.encode()).hexdigest()[:20]  # noqa: S324
 
     async def wait_async(
         self, queues: Sequence[str], timeout: float, nudge: str | None = None
@@ -467,7 +468,7 @@ class PostgresBroker(PostgresRecords):
         deadline = time.monotonic() + timeout
         conn = psycopg.connect(self.conninfo, **self._kwargs())
         try:
-            conn.execute(f"LISTEN {self._done_channel()}")
+            conn.execute(f"LISTEN {self.channel('done')}")
             while True:
                 found = check()
                 if found is not None:
@@ -486,7 +487,7 @@ class PostgresBroker(PostgresRecords):
         deadline = time.monotonic() + timeout
         conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs())
         try:
-            await conn.execute(f"LISTEN {self._done_channel()}")
+            await conn.execute(f"LISTEN {self.channel('done')}")
             while True:
                 found = await check()
                 if found is not None:
@@ -498,11 +499,6 @@ class PostgresBroker(PostgresRecords):
                     pass
         finally:
             await conn.close()
-
-    def _done_channel(self) -> str:
-        import hashlib
-
-        return "taskq_done_" + hashlib.md5(self.ns.encode()).hexdigest()[:20]  # noqa: S324
 
     # -- counters, queues, health
 
