@@ -441,7 +441,9 @@ def test_a_sync_tasks_wait_for_a_thread_is_queue_wait_not_run_time(
     def nap() -> None:
         time.sleep(0.3)
 
-    handles = [tq.enqueue("w.nap") for _ in range(2)]
+    # one call, so both are stamped together: two calls were apart by the first one's
+    # connecting (0.3 s to a Cluster's slot map), which the second task's wait then lacked
+    handles = tq.enqueue_many([tq.signature("w.nap"), tq.signature("w.nap")])
     # two slots, one thread: the second task waits about 0.3 s for the thread
     burst(tq, concurrency=2, sync_threads=1)
     assert len(events) == 2
