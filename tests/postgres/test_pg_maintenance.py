@@ -68,3 +68,44 @@ def test_with_autovacuum_off_a_worker_vacuums(
             conn.execute("ALTER SYSTEM RESET autovacuum")
             conn.execute("SELECT pg_reload_conf()")
         drop_namespace(url, prefix)
+
+
+async def test_the_vacuum_runs_without_the_statement_timeout_then_gets_it_back(
+    postgres_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement timeout is sized for the broker's calls (0.8 of socket_timeout); the
+    vacuum of a large backlog may take longer, and a timeout used to mark it refused for
+    good (no vacuum ever again, on a server without autovacuum). It runs with none, and
+    the connection gets its own back."""
+    from psycopg import AsyncConnection
+
+    from taskq_core.brokers.postgres.broker import PostgresBroker
+
+    seen: list[tuple[str, str]] = []
+    execute = AsyncConnection.execute
+
+    async def recording(self: AsyncConnection, query: str, *args: object, **kw: object) -> object:
+        if "VACUUM" in str(query):
+            cur = await execute(self, "SHOW statement_timeout")
+            row = await cur.fetchone()
+            seen.append((str(query), str(row[0]) if row else ""))
+        return await execute(self, query, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(AsyncConnection, "execute", recording)
+    broker = PostgresBroker(postgres_url, prefix=prefix, statement_timeout=5.0)
+    try:
+        job = maintenance.Maintenance()
+        job.autovacuum = False  # as on a server without autovacuum, whatever this one's
+        before = vacuums(postgres_url)
+        await job.tick(broker)
+        assert not job.refused
+        assert vacuums(postgres_url) > before
+        assert [timeout for _, timeout in seen] == ["0"]  # none while it vacuums
+        pool = await broker.apool()
+        async with pool.connection() as conn:
+            cur = await execute(conn, "SHOW statement_timeout")
+            assert await cur.fetchone() == ("5s",)  # and its own afterwards
+    finally:
+        await broker.aclose()
+        broker.close()
+        drop_namespace(postgres_url, prefix)

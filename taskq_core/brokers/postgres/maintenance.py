@@ -50,7 +50,14 @@ class Maintenance:
         tables = ", ".join(f"{broker.schema}.{t}" for t in TABLES)
         async with pool.connection() as conn:
             try:
-                await conn.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {tables}")
+                # a vacuum of a large backlog may outlast the statement timeout, which is
+                # sized for the broker's own calls: none for this one (it skips what is
+                # locked, and waits for no one)
+                await conn.execute("SET statement_timeout = 0")
+                try:
+                    await conn.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {tables}")
+                finally:
+                    await conn.execute("RESET statement_timeout")
             except Exception as exc:  # not the owner, or anything else: said once
                 self.refused = True
                 log.warning(
