@@ -147,6 +147,7 @@ def drop_namespace(url: str, prefix: str) -> None:
             "results",
             "idempotency",
             "uniques",
+            "rates",
             "stats",
             "stats_log",
             "records",
@@ -182,9 +183,9 @@ def make_app(
 
 
 #: the suites that run against PostgreSQL too (the broker kind "postgres"): the broker
-#: contract, the core worker and API suites, observability, security, progress and abort,
-#: the supervisor's signals. Flow control and workflows are not on that broker yet
-#: (docs/postgres.md, "What it does not do yet")
+#: contract and flow-control contract, the core worker and API suites, observability,
+#: security, flow control, progress and abort, the supervisor's signals. Workflows are not on
+#: that broker yet (docs/postgres.md, "What it does not do yet")
 POSTGRES_SUITES = (
     "tests/core/",
     "tests/observability/",
@@ -193,10 +194,10 @@ POSTGRES_SUITES = (
     "tests/flow/test_flow_app.py",
     "tests/supervisor/test_signals.py",
 )
-NOT_ON_POSTGRES = ("tests/core/test_flow_contract.py", "tests/flow/test_flow_app.py")
-#: of those, the tests that do run on PostgreSQL: unique tasks, the part of flow control it
-#: has (rate limits, concurrency caps and expiry are refused there)
-ON_POSTGRES_TOO = ("unique",)
+#: files of those suites whose tests run on PostgreSQL only when their name has one of
+#: ON_POSTGRES_TOO's words (none at present)
+NOT_ON_POSTGRES: tuple[str, ...] = ()
+ON_POSTGRES_TOO: tuple[str, ...] = ()
 
 
 def _on_postgres(item: pytest.Item) -> bool:

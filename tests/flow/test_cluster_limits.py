@@ -1,6 +1,7 @@
 """Flow-control limits hold cluster-wide: three worker processes (``taskq worker``, real
-processes on a real Redis) share one rate limit and one concurrency cap, per key too, and a
-slot held by a process that is SIGKILLed frees itself within the lease time."""
+processes on a real Redis, or a real PostgreSQL) share one rate limit and one concurrency
+cap, per key too, and a slot held by a process that is SIGKILLed frees itself within the
+lease time. The tasks record their starts in Redis (the probe) on either broker."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import redis
 
 from taskq_core import TaskQueue
 from tests.cli.conftest import clean_environ
+from tests.conftest import drop_namespace
 from tests.procs import stop_processes
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ import redis
 from taskq_core import TaskQueue
 
 tq = TaskQueue.from_config()
-r = redis.Redis.from_url(os.environ["TASKQ_BROKER_URL"])
+r = redis.Redis.from_url(os.environ["PROBE_REDIS_URL"])
 P = os.environ["TASKQ_KEY_PREFIX"] + ":probe:"
 HOLD = 0.05
 
@@ -83,11 +85,14 @@ def one_per_account(account, seconds):
 class Cluster:
     """Worker processes on one app module, and the probe keys their tasks write."""
 
-    def __init__(self, tmp: Path, url: str, prefix: str, mp: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, tmp: Path, url: str, probe_url: str, prefix: str, mp: pytest.MonkeyPatch
+    ) -> None:
         (tmp / "limitsapp.py").write_text(APP)
         self.env = clean_environ()
         self.env.update(
             TASKQ_BROKER_URL=url,
+            PROBE_REDIS_URL=probe_url,
             TASKQ_KEY_PREFIX=prefix,
             PYTHONPATH=os.pathsep.join([str(tmp), self.env["PYTHONPATH"]]),
             TASKQ_WORKER__LEASE_SECONDS="2",
@@ -96,11 +101,12 @@ class Cluster:
         )
         self.cwd = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.r = redis.Redis.from_url(url)
+        self.r = redis.Redis.from_url(probe_url)
         self.probe = prefix + ":probe:"
         # the same module in this process, as the producer: it declares the same limits
         sys.path.insert(0, str(tmp))
         mp.setenv("TASKQ_BROKER_URL", url)
+        mp.setenv("PROBE_REDIS_URL", probe_url)
         mp.setenv("TASKQ_KEY_PREFIX", prefix)
         import limitsapp  # type: ignore[import-not-found]
 
@@ -154,15 +160,24 @@ class Cluster:
         sys.path.remove(str(self.cwd))
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 def cluster(
-    tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_url: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, redis_url, prefix, monkeypatch)
+    url = redis_url
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    c = Cluster(tmp_path, url, redis_url, prefix, monkeypatch)
     try:
         yield c
     finally:
         c.stop()
+        if request.param == "postgres":
+            drop_namespace(url, prefix)
 
 
 def window_max(times: list[float], width: float = 1.0) -> int:
@@ -181,11 +196,12 @@ def test_a_rate_limit_holds_across_three_processes(cluster: Cluster) -> None:
     cluster.wait_done(200, 30)
     starts = cluster.starts("all")
     assert len(starts) == 200
-    # GCRA: at most limit + burst leases in any second, and the limit kept over the run.
-    # The starts are read in the worker processes, a dispatch after the lease: a delay of
-    # up to 50 ms on a loaded 2-core machine moves two more into a window (40/s for 0.05 s),
-    # which a CI run showed (45 for 44)
-    assert window_max(starts) <= 40 + 4 + 2
+    # GCRA: at most limit x seconds + burst leases in any window, and the limit kept over
+    # the run. The starts are read in the worker processes, a dispatch after the lease: a
+    # delay of up to 100 ms on a loaded 2-core machine moves four more into a window (40/s
+    # for 0.1 s; CI runs showed 45 and 47 for 44 in one-second windows), so the windows
+    # are two seconds long, where that jitter is a smaller part of what they hold
+    assert window_max(starts, 2.0) <= 2 * 40 + 4 + 4
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert 36 <= rate <= 44, rate
     (q,) = cluster.tq.broker.queue_info(["default"])

@@ -406,7 +406,7 @@ class PostgresBroker(PostgresRecords):
         from ...message import BadMessage, decode
 
         out = []
-        for name, ready, delayed, leased, dead, first, names, values in self.run(
+        for name, ready, delayed, leased, dead, waiting, first, names, values in self.run(
             self.calls.queue_counts(queues)
         ):
             oldest = None
@@ -417,7 +417,7 @@ class PostgresBroker(PostgresRecords):
                 except BadMessage:
                     oldest = None
             stats = queue_stats(dict(zip(names, values, strict=True)))
-            out.append(QueueInfo(name, ready, delayed, leased, dead, oldest, stats))
+            out.append(QueueInfo(name, ready, delayed, leased, dead, oldest, stats, waiting))
         return out
 
     # -- workflows: not on this broker yet (docs/postgres.md)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from psycopg.types.json import Jsonb
+
 from ...flow.memory import checked
 from .. import base
 from ..base import (
@@ -61,7 +63,7 @@ class Calls:
         return Call(
             f"SELECT {self.s}.enqueue(%s, %s, %s::text[], %s::text[], %s::text[], "
             "%s::bytea[], %s::bigint[], %s::bigint[], %s::text[], %s, %s::text[], "
-            '%s::"char"[], %s::bigint[])',
+            '%s::"char"[], %s::bigint[], %s::jsonb[])',
             (
                 self.ns,
                 now_ms,
@@ -76,6 +78,7 @@ class Calls:
                 [i.unique_key if m else None for i, m in zip(items, modes, strict=True)],
                 modes,
                 [i.unique_window_ms for i in items],
+                [_gate(i) for i in items],
             ),
             _first,
         )
@@ -300,24 +303,27 @@ class Calls:
         )
 
     def queue_counts(self, queues: Sequence[str]) -> Call[list[Any]]:
-        """Per queue: ready, delayed, leased, dead, the oldest ready task's body and id,
-        and its stats (names and values)."""
+        """Per queue: ready, delayed (scheduled or held back by a rate limit), leased,
+        dead, waiting (for a concurrency slot), the oldest ready task's body and id, and its
+        stats (names and values)."""
         return Call(
             f"SELECT q, "
             f"(SELECT count(*) FROM {self.s}.tasks WHERE ns = %s AND queue = q "
             f" AND state = 'queued'), "
             f"(SELECT count(*) FROM {self.s}.tasks WHERE ns = %s AND queue = q "
-            f" AND state = 'scheduled'), "
+            f" AND state IN ('scheduled', 'throttled')), "
             f"(SELECT count(*) FROM {self.s}.tasks WHERE ns = %s AND queue = q "
             f" AND state = 'running'), "
             f"(SELECT count(*) FROM {self.s}.tasks WHERE ns = %s AND queue = q "
             f" AND state IN ('failed', 'dead')), "
+            f"(SELECT count(*) FROM {self.s}.tasks WHERE ns = %s AND queue = q "
+            f" AND state = 'waiting'), "
             f"(SELECT array[id::bytea, body] FROM {self.s}.tasks WHERE ns = %s AND queue = q "
             f" AND state = 'queued' AND NOT suspect ORDER BY seq LIMIT 1), "
             f"c.o_names, c.o_values "
             f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(q, n), "
             f"LATERAL {self.s}.counts(%s, q) c ORDER BY n",
-            (*([self.ns] * 5), list(queues), self.ns),
+            (*([self.ns] * 6), list(queues), self.ns),
             list,
             rows=True,
         )
@@ -356,20 +362,23 @@ def _b(value: Any) -> bytes | None:
 
 def _unique_mode(item: EnqueueItem) -> str | None:
     """The unique mode of ``item`` ('s': until started, 'f': until finished; None: not
-    unique). The rest of flow control (rate limits, concurrency caps, expiry) is refused
-    with a clear error before anything is written."""
-    if not item.gate and item.unique_key is None:
+    unique)."""
+    if item.unique_key is None:
         return None
-    gate = checked(item.gate) if item.gate else {}
-    if set(gate) - {"u"} or (item.unique_key is not None) != ("u" in gate):
-        from ...errors import TaskqError
+    u = checked(item.gate).get("u") if item.gate else None
+    return str(u[1]) if u else "f"
 
-        raise TaskqError(
-            "rate limits, concurrency caps and expiry (flow control) need the Redis or "
-            "in-memory broker: the PostgreSQL broker enforces unique tasks only, so far "
-            '(docs/postgres.md, "What it does not do yet")'
-        )
-    return str(gate["u"][1])
+
+def _gate(item: EnqueueItem) -> Jsonb | None:
+    """The gate ``fetch`` checks (sql/0004_flow.sql): rates, caps and expiry as the producer
+    wrote them, or ``{"bad": why}`` for one no producer writes (its task is dead-lettered
+    when fetched, as in Redis); None for a task without any (its unique key, if any, is
+    held in ``uniques``, not here)."""
+    if not item.gate:
+        return None
+    gate = checked(item.gate)
+    gate.pop("u", None)
+    return Jsonb(gate) if gate else None
 
 
 def _no_workflows() -> None:
