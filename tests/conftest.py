@@ -184,14 +184,14 @@ def make_app(
 
 #: the suites that run against PostgreSQL too (the broker kind "postgres"): the broker
 #: contract and flow-control contract, the core worker and API suites, observability,
-#: security, flow control, progress and abort, the supervisor's signals. Workflows are not on
-#: that broker yet (docs/postgres.md, "What it does not do yet")
+#: security, flow control, progress and abort, workflows, the supervisor's signals
 POSTGRES_SUITES = (
     "tests/core/",
     "tests/observability/",
     "tests/security/",
     "tests/flow/test_progress_abort.py",
     "tests/flow/test_flow_app.py",
+    "tests/workflows/",
     "tests/supervisor/test_signals.py",
 )
 #: files of those suites whose tests run on PostgreSQL only when their name has one of

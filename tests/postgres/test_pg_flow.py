@@ -140,7 +140,7 @@ def test_a_version_3_schema_is_upgraded_keeping_its_tasks(postgres_url: str) -> 
                 "ARRAY[0::bigint])"
             )
             assert migrate(conn, schema) == (3, SCHEMA_VERSION)
-            assert installed_version(conn, schema) == SCHEMA_VERSION == 4
+            assert installed_version(conn, schema) == SCHEMA_VERSION == 5
             row = conn.execute(
                 f"SELECT o_ids FROM {schema}.fetch('ns', ARRAY['default'], 10, 0, false, 10000, 5)"
             ).fetchone()

@@ -118,7 +118,7 @@ def test_a_version_1_schema_is_upgraded_in_place_keeping_its_tasks(postgres_url:
             )
             assert installed_version(conn, schema) == 1
             assert migrate(conn, schema) == (1, SCHEMA_VERSION)
-            assert installed_version(conn, schema) == SCHEMA_VERSION == 4
+            assert installed_version(conn, schema) == SCHEMA_VERSION == 5
             old = conn.execute(f"SELECT state FROM {schema}.tasks WHERE id = 'old'").fetchone()
             assert old == ("queued",)
             url = f"{postgres_url}?schema={schema}" if "?" not in postgres_url else postgres_url

@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -37,17 +37,18 @@ from ..base import (
     queue_stats,
 )
 from . import schema as schema_mod
-from .calls import Call, Calls, _no_workflows, _none
+from .calls import Call, Calls, _none
 from .listen import Listener
 from .maintenance import Maintenance
 from .records import PostgresRecords
 from .url import parse_url
 from .watchdog import TICK, WATCHDOG
+from .workflows import PostgresWorkflows, Steps, outbox_rows, run_steps, run_steps_async
 
 T = TypeVar("T")
 
 
-class PostgresBroker(PostgresRecords):
+class PostgresBroker(PostgresWorkflows, PostgresRecords):
     """Tasks in PostgreSQL tables (``sql/0001_init.sql``), on the same contract as Redis."""
 
     #: enqueues can be written in the application's own transaction (transactional.py)
@@ -157,30 +158,26 @@ class PostgresBroker(PostgresRecords):
             await asyncio.to_thread(self.pool)
         return pool
 
-    def run(self, call: Call[T], connection: Any = None) -> T:
-        """Run ``call`` on a pooled connection, or on ``connection`` (the application's,
-        inside its transaction)."""
-        if connection is not None:
-            # the application's transaction: its errors are the application's to handle
-            return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, watched (watchdog.py): a call with no answer within
+        ``call_timeout`` is cut and the connection never handed out again; the failures of
+        the database become one :class:`BrokerUnavailable`."""
         cut = None
         try:
             with self.pool().connection() as conn:
                 conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
                 with WATCHDOG.watch(conn, self.call_timeout) as cut:
                     try:
-                        return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+                        yield conn
                     finally:
                         if cut.cut:
                             conn.close()  # never handed out again
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unavailable(exc, cut is not None and cut.cut, self._pool) from exc
 
-    async def run_async(self, call: Call[T], connection: Any = None) -> T:
-        if connection is not None:
-            return call.read(
-                await _rows_async(await connection.execute(call.sql, call.params), call.rows)
-            )
+    @contextlib.asynccontextmanager
+    async def _connection_async(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         cut = pool = None
         try:
             pool = await self.apool()
@@ -188,14 +185,41 @@ class PostgresBroker(PostgresRecords):
                 conn._taskq_used = time.monotonic()  # type: ignore[attr-defined]
                 with WATCHDOG.watch(conn, self.call_timeout) as cut:
                     try:
-                        return call.read(
-                            await _rows_async(await conn.execute(call.sql, call.params), call.rows)
-                        )
+                        yield conn
                     finally:
                         if cut.cut:
                             await conn.close()
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unavailable(exc, cut is not None and cut.cut, pool) from exc
+
+    def run(self, call: Call[T], connection: Any = None) -> T:
+        """Run ``call`` on a pooled connection, or on ``connection`` (the application's,
+        inside its transaction)."""
+        if connection is not None:
+            # the application's transaction: its errors are the application's to handle
+            return call.read(_rows(connection.execute(call.sql, call.params), call.rows))
+        with self._connection() as conn:
+            return call.read(_rows(conn.execute(call.sql, call.params), call.rows))
+
+    async def run_async(self, call: Call[T], connection: Any = None) -> T:
+        if connection is None:
+            async with self._connection_async() as conn:
+                return await self._execute_async(conn, call)
+        return await self._execute_async(connection, call)
+
+    @staticmethod
+    async def _execute_async(conn: Any, call: Call[T]) -> T:
+        return call.read(await _rows_async(await conn.execute(call.sql, call.params), call.rows))
+
+    def transaction(self, steps: Steps[T]) -> T:
+        """Run the calls ``steps`` yields (each one's result sent back) in one transaction
+        on a pooled connection: the workflow operations (workflows.py)."""
+        with self._connection() as conn, conn.transaction():
+            return run_steps(steps, lambda c: c.read(_rows(conn.execute(c.sql, c.params), c.rows)))
+
+    async def transaction_async(self, steps: Steps[T]) -> T:
+        async with self._connection_async() as conn, conn.transaction():
+            return await run_steps_async(steps, lambda c: self._execute_async(conn, c))
 
     def _unavailable(
         self, exc: Exception, cut: bool = False, pool: Any = None
@@ -258,6 +282,11 @@ class PostgresBroker(PostgresRecords):
         *,
         alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
+        if outbox_rows(outcomes) is not None:
+            # workflow steps: their workflows advance (releasing the steps after them)
+            # before the fetch, which may then take those
+            stale = self.settle(outcomes, now_ms, stats)
+            return self.run(self.calls.fetch(queues, want, now_ms, alone)), stale
         if outcomes or stats:
             return self.run(
                 self.calls.settle_fetch(
@@ -281,6 +310,9 @@ class PostgresBroker(PostgresRecords):
         *,
         alone: bool = False,
     ) -> tuple[FetchResult, list[Outcome]]:
+        if outbox_rows(outcomes) is not None:
+            stale = await self.settle_async(outcomes, now_ms, stats)
+            return await self.run_async(self.calls.fetch(queues, want, now_ms, alone)), stale
         if outcomes or stats:
             call = self.calls.settle_fetch(
                 outcomes=outcomes, stats=stats, queues=queues, want=want, now_ms=now_ms, alone=alone
@@ -333,7 +365,10 @@ class PostgresBroker(PostgresRecords):
     ) -> list[Outcome]:
         if not outcomes and not stats:
             return []
-        return self.run(self.calls.settle(outcomes, now_ms, stats))
+        stale = self.run(self.calls.settle(outcomes, now_ms, stats))
+        if outbox_rows(outcomes) is not None:
+            self.wf_drain((), now_ms)  # the steps' workflows advance now
+        return stale
 
     async def settle_async(
         self,
@@ -343,7 +378,10 @@ class PostgresBroker(PostgresRecords):
     ) -> list[Outcome]:
         if not outcomes and not stats:
             return []
-        return await self.run_async(self.calls.settle(outcomes, now_ms, stats))
+        stale = await self.run_async(self.calls.settle(outcomes, now_ms, stats))
+        if outbox_rows(outcomes) is not None:
+            await self.wf_drain_async((), now_ms)
+        return stale
 
     def renew(
         self,
@@ -419,44 +457,6 @@ class PostgresBroker(PostgresRecords):
             stats = queue_stats(dict(zip(names, values, strict=True)))
             out.append(QueueInfo(name, ready, delayed, leased, dead, oldest, stats, waiting))
         return out
-
-    # -- workflows: not on this broker yet (docs/postgres.md)
-
-    def wf_start(self, req: Any, now_ms: int) -> bool:
-        _no_workflows()
-        return False
-
-    async def wf_start_async(self, req: Any, now_ms: int) -> bool:
-        _no_workflows()
-        return False
-
-    def wf_get(self, workflow: str) -> dict[str, bytes] | None:
-        return None
-
-    async def wf_get_async(self, workflow: str) -> dict[str, bytes] | None:
-        return None
-
-    def wf_cancel(self, workflow: str, queues: Sequence[str], now_ms: int) -> str:
-        return ""
-
-    async def wf_cancel_async(self, workflow: str, queues: Sequence[str], now_ms: int) -> str:
-        return ""
-
-    def wf_retry(
-        self, workflow: str, queues: Sequence[str], steps: Sequence[Any], now_ms: int
-    ) -> int:
-        return 0
-
-    async def wf_retry_async(
-        self, workflow: str, queues: Sequence[str], steps: Sequence[Any], now_ms: int
-    ) -> int:
-        return 0
-
-    def wf_drain(self, queues: Sequence[str], now_ms: int) -> int:
-        return 0  # no workflow step ever runs here: nothing to advance
-
-    async def wf_drain_async(self, queues: Sequence[str], now_ms: int) -> int:
-        return 0
 
     # -- waiting for a task's end
 

@@ -121,9 +121,6 @@ class Calls:
         now_ms: int,
         stats: dict[str, dict[str, int]] | None,
     ) -> tuple[Any, ...]:
-        for o in outcomes:
-            if o.step is not None:
-                _no_workflows()
         sq, sn, sv = [], [], []
         for queue, fields in (stats or {}).items():
             for name, value in fields.items():
@@ -161,10 +158,13 @@ class Calls:
         def read(row: Any) -> list[Outcome]:
             return [outcomes[i - 1] for i in row[0]]
 
-        return Call(
-            f"SELECT {self.s}.settle({self._SETTLE_ARGS})",
-            self._settle_params(outcomes, now_ms, stats),
-            read,
+        return self._with_outbox(
+            Call(
+                f"SELECT {self.s}.settle({self._SETTLE_ARGS}) AS o_stale",
+                self._settle_params(outcomes, now_ms, stats),
+                read,
+            ),
+            outcomes,
         )
 
     def settle_fetch(
@@ -183,6 +183,7 @@ class Calls:
         def read(row: Any) -> tuple[FetchResult, list[Outcome]]:
             return fetched.read(row[1:]), [outcomes[i - 1] for i in row[0]]
 
+        # (a batch with workflow steps is settled on its own, then fetched: broker.fetch)
         return Call(
             f"SELECT * FROM {self.s}.settle_fetch({self._SETTLE_ARGS}, %s::text[], %s, %s, %s, %s)",
             (
@@ -190,6 +191,25 @@ class Calls:
                 *(fetched.params[i] for i in (1, 2, 4, 5, 6)),  # all but ns and now
             ),
             read,
+        )
+
+    def _with_outbox(self, call: Call[T], outcomes: Sequence[Outcome]) -> Call[T]:
+        """``call`` (a settle, its column ``o_stale``), with the final outcomes of
+        workflow steps written to ``wf_outbox`` in the same statement, those whose lease
+        was still held (sql/0005_workflows.sql): the workflow advances from there."""
+        from .workflows import outbox_rows
+
+        rows = outbox_rows(outcomes)
+        if rows is None:
+            return call
+        return Call(
+            f"WITH s AS ({call.sql}), o AS ("
+            f"INSERT INTO {self.s}.wf_outbox (ns, queue, tid, status, payload) "
+            "SELECT %s, x.q, x.id, x.st, x.pl FROM s, unnest(%s::int[], %s::text[], "
+            "%s::text[], %s::text[], %s::bytea[]) AS x(n, q, id, st, pl) "
+            "WHERE x.n <> ALL (s.o_stale)) SELECT * FROM s",
+            (*call.params, self.ns, *rows),
+            call.read,
         )
 
     def renew(
@@ -341,10 +361,14 @@ class Calls:
         )
 
     def incr_counters(self, group: str, counts: dict[str, int]) -> Call[None]:
+        return self.bump("#" + group, counts)
+
+    def bump(self, queue: str, counts: dict[str, int]) -> Call[None]:
+        """Add ``counts`` to ``queue``'s counters."""
         names = list(counts)
         return Call(
             f"SELECT {self.s}.bump(%s, %s::text[], %s::text[], %s::bigint[])",
-            (self.ns, ["#" + group] * len(names), names, [counts[n] for n in names]),
+            (self.ns, [queue] * len(names), names, [counts[n] for n in names]),
             _none,
         )
 
@@ -379,13 +403,3 @@ def _gate(item: EnqueueItem) -> Jsonb | None:
     gate = checked(item.gate)
     gate.pop("u", None)
     return Jsonb(gate) if gate else None
-
-
-def _no_workflows() -> None:
-    from ...errors import TaskqError
-
-    raise TaskqError(
-        "workflows (chains, groups, chords) need the Redis or in-memory broker: the "
-        'PostgreSQL broker does not run them yet (docs/postgres.md, "What it does not do '
-        'yet")'
-    )

@@ -16,7 +16,7 @@ from typing import Any
 from ...errors import TaskqError
 
 #: the schema version this taskq writes and reads
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: the advisory lock ``migrate`` holds (an arbitrary constant: "taskq" in ASCII)
 _LOCK = 0x7461736B71
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
