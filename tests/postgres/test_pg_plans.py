@@ -133,3 +133,28 @@ def test_the_channel_names_of_python_and_sql_agree(
         for kind in ("wake", "done"):
             row = conn.execute("SELECT taskq.channel(%s, %s)", (prefix, kind)).fetchone()
             assert row == (broker.channel(kind),)
+
+
+def test_fold_plans_with_sequential_scans_allowed_though_fetch_forbids_them(
+    postgres_url: str,
+) -> None:
+    """``fetch`` runs with enable_seqscan off (schema version 3), and ``fold``, which a fetch
+    calls now and then, used to inherit it: its deletes went through indexes to rows mostly
+    dead, at random, and that fetch took 100 ms and more (one pick-up in twenty: p95 143 ms
+    in benchmarks/pg_run.py --full, 4.2 ms with fold's own setting). Its own setting wins
+    over the caller's: a fold called from a session with it off still plans with it on."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        config = conn.execute(
+            "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'taskq' AND p.proname = %s",
+            ("fold",),
+        ).fetchone()
+        assert config is not None
+        assert "enable_seqscan=on" in (config[0] or []), config
+        fetch = conn.execute(
+            "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'taskq' AND p.proname = %s",
+            ("fetch",),
+        ).fetchone()
+        assert fetch is not None
+        assert "enable_seqscan=off" in (fetch[0] or []), fetch

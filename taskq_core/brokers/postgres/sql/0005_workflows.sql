@@ -124,8 +124,15 @@ BEGIN
 END
 $$;
 
--- version 1's fold, which also removes the workflows past their TTL
-CREATE OR REPLACE FUNCTION {schema}.fold(p_ns text) RETURNS void LANGUAGE plpgsql AS $$
+-- version 1's fold, which also removes the workflows past their TTL, and runs with
+-- ``enable_seqscan`` back on. Version 3 turned it off for ``fetch``, and ``fold`` (run by one
+-- fetch in twenty) inherited that: its deletes then went through indexes, visiting every
+-- dead row's heap page at random (a server without autovacuum keeps many), where a scan of
+-- the table reads them in order. Each fold took 100 ms and more: one pick-up in twenty
+-- waited that long (p95 143 ms, p99 181 ms, and processing 8,700 tasks/s rather than
+-- 10,500, in benchmarks/pg_run.py --full); with the setting back on here, p95 is 4.2 ms
+CREATE OR REPLACE FUNCTION {schema}.fold(p_ns text) RETURNS void LANGUAGE plpgsql
+SET enable_seqscan = on AS $$
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('taskq.fold:' || p_ns)) THEN
         RETURN;
