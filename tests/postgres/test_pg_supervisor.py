@@ -92,6 +92,27 @@ def long_then_short(key, long=60.0, short=0.05):
     return PID
 
 
+@tq.task(name="pgsup.member")
+def member(i, seconds=0.02):
+    """A chord's member (tests/postgres/test_pg_workflow_faults.py)."""
+    note("started", f"m{i}")
+    time.sleep(seconds)
+    note("finished", f"m{i}")
+    return 1
+
+
+@tq.task(name="pgsup.collect")
+def collect(ones):
+    note("finished", f"collect:n={len(ones)},sum={sum(ones)}")
+    return sum(ones)
+
+
+@tq.task(name="pgsup.step")
+def step(n=0, seconds=0.02):
+    time.sleep(seconds)
+    return n + 1
+
+
 @tq.task(name="pgsup.crash")
 def crash(key, how):
     """Kills its own process on every delivery: SIGKILL (an OOM kill) or os._exit(1)."""
