@@ -1,10 +1,11 @@
-"""``taskq workflow show|cancel|retry`` as subprocesses on the real Redis, with workflows
-run by ``taskq worker`` (one process, and the supervisor's)."""
+"""``taskq workflow show|cancel|retry`` as subprocesses on the real Redis and on PostgreSQL,
+with workflows run by ``taskq worker`` (one process, and the supervisor's)."""
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import redis
 
 from taskq_core import TaskQueue, chain, chord
 from tests.cli.conftest import Cli, clean_environ
+from tests.conftest import drop_namespace
 
 APP = """
 import os
@@ -21,7 +23,7 @@ import redis
 from taskq_core import TaskQueue
 
 tq = TaskQueue.from_config()
-flags = redis.Redis.from_url(os.environ["TASKQ_BROKER_URL"])
+flags = redis.Redis.from_url(os.environ["FLAGS_REDIS_URL"])
 
 
 @tq.task(name="add")
@@ -42,24 +44,36 @@ def flaky(x):
 """
 
 
+@pytest.fixture(params=["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
+def broker_url(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> Iterator[str]:
+    """The broker the workflows run on (the flags the tasks read are in Redis on both)."""
+    if request.param == "redis":
+        yield redis_url
+        return
+    url = str(request.getfixturevalue("postgres_url"))
+    yield url
+    drop_namespace(url, prefix)
+
+
 @pytest.fixture
-def cli(tmp_path: Path, redis_url: str, prefix: str) -> Cli:
+def cli(tmp_path: Path, broker_url: str, redis_url: str, prefix: str) -> Cli:
     (tmp_path / "wfapp.py").write_text(APP)
     env = clean_environ()
-    env.update(TASKQ_BROKER_URL=redis_url, TASKQ_KEY_PREFIX=prefix)
+    env.update(TASKQ_BROKER_URL=broker_url, TASKQ_KEY_PREFIX=prefix, FLAGS_REDIS_URL=redis_url)
     return Cli(tmp_path, env)
 
 
 @pytest.fixture
-def tq(redis_url: str, prefix: str) -> TaskQueue:
-    app = TaskQueue(redis_url, key_prefix=prefix)
+def tq(broker_url: str, prefix: str) -> Iterator[TaskQueue]:
+    app = TaskQueue(broker_url, key_prefix=prefix)
 
     # registered here only to build the workflows (wfapp.py's run them)
     for name in ("add", "total"):
         app.task(name=name)(lambda *a, **k: None)
     app.task(name="flaky", max_retries=0)(lambda *a, **k: None)
 
-    return app
+    yield app
+    app.close()
 
 
 def test_show_retry_and_cancel(
