@@ -266,7 +266,9 @@ def test_a_slot_held_by_a_killed_process_frees_itself_within_the_lease(
     assert len(acme) >= 2, "the slot never came back"
     handover = acme[1] - killed_at
     assert handover < 2.0 + 1.5, handover  # lease 2 s, plus a fetch and a renewal
-    assert cluster.most_at_once("acme") == 1
+    # never two at once; 0 when the next sync started and ended before the counts were
+    # reset just after the kill (PostgreSQL hands the slot over that quickly: a CI run)
+    assert cluster.most_at_once("acme") <= 1
     assert cluster.starts("globex")  # another key was never held up
 
 
